@@ -1,0 +1,202 @@
+//! `llm-local`: the single-machine shape of the gateway. Every router on one socket, on
+//! an embedded SQLite store, keys sealed with a local master key; plus the token CLI.
+
+use axum::serve::ListenerExt;
+use clap::{Parser, Subcommand};
+use shared::http::{AppState, app, settings_router};
+use shared::identity::{IdentityMode, issue_token};
+use shared::store::sqlite::SqliteStore;
+use shared::vault::local::{LocalVault, MASTER_KEY_ENV, load_master_key};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+const DB_FILE: &str = "gateway.sqlite3";
+
+#[derive(Parser)]
+#[command(name = "llm-local", version, about = "BYOK LLM gateway on one machine")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve every route on an embedded store.
+    Serve {
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        addr: SocketAddr,
+        #[arg(long, env = "LLM_LOCAL_DATA_DIR", default_value = ".llm-local")]
+        data_dir: PathBuf,
+    },
+    /// Manage bearer tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Print a new bearer token for a user on stdout; only its hash is stored.
+    Create {
+        #[arg(long)]
+        user: String,
+        #[arg(long)]
+        admin: bool,
+        #[arg(long, env = "LLM_LOCAL_DATA_DIR", default_value = ".llm-local")]
+        data_dir: PathBuf,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+enum LocalError {
+    #[error("data directory {0}: {1}")]
+    DataDir(PathBuf, std::io::Error),
+    #[error(transparent)]
+    Store(#[from] shared::store::StoreError),
+    #[error(transparent)]
+    Vault(#[from] shared::vault::VaultError),
+    #[error(transparent)]
+    Pricing(#[from] shared::pricing::PricingError),
+    #[error(transparent)]
+    Token(#[from] shared::identity::IssueError),
+    #[error("cannot listen on {0}: {1}")]
+    Bind(SocketAddr, std::io::Error),
+    #[error("server failed: {0}")]
+    Serve(std::io::Error),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .json()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("llm-local: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("llm-local: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> Result<(), LocalError> {
+    match command {
+        Command::Serve { addr, data_dir } => serve(addr, &data_dir).await,
+        Command::Token {
+            command:
+                TokenCommand::Create {
+                    user,
+                    admin,
+                    data_dir,
+                },
+        } => {
+            let db = open_store(&data_dir)?;
+            let token = issue_token(&db, &user, admin).await?;
+            println!("{token}");
+            Ok(())
+        }
+    }
+}
+
+/// Creates the data directory (0700) on first start and opens the database in it.
+fn open_store(data_dir: &Path) -> Result<SqliteStore, LocalError> {
+    let err = |e| LocalError::DataDir(data_dir.to_path_buf(), e);
+    if !data_dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode_private()
+            .create(data_dir)
+            .map_err(err)?;
+    }
+    Ok(SqliteStore::open(&data_dir.join(DB_FILE))?)
+}
+
+trait PrivateDir {
+    fn mode_private(&mut self) -> &mut Self;
+}
+
+impl PrivateDir for std::fs::DirBuilder {
+    #[cfg(unix)]
+    fn mode_private(&mut self) -> &mut Self {
+        std::os::unix::fs::DirBuilderExt::mode(self, 0o700)
+    }
+    #[cfg(not(unix))]
+    fn mode_private(&mut self) -> &mut Self {
+        self
+    }
+}
+
+async fn serve(addr: SocketAddr, data_dir: &Path) -> Result<(), LocalError> {
+    let db = open_store(data_dir)?;
+    let master_key = load_master_key(std::env::var(MASTER_KEY_ENV).ok(), data_dir)?;
+    let vault = LocalVault::new(db.clone(), &master_key)?;
+    let db = Arc::new(db);
+    let state = AppState {
+        settings: db.clone(),
+        tokens: db,
+        vault: Arc::new(vault),
+        catalog: shared::pricing::catalog()?,
+        identity: IdentityMode::LocalTokens,
+    };
+    let router = app(settings_router(state));
+
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| LocalError::Bind(addr, e))?;
+    let bound = listener
+        .local_addr()
+        .map_err(|e| LocalError::Bind(addr, e))?;
+    println!("llm-local listening on http://{bound}");
+    println!(
+        "get a token: llm-local token create --user <id> [--admin] --data-dir {}",
+        data_dir.display()
+    );
+    tracing::info!(addr = %bound, data_dir = %data_dir.display(), "listening");
+
+    // Small JSON bodies go out with their headers: no Nagle delay on either side.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .map_err(LocalError::Serve)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down");
+}

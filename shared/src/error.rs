@@ -1,0 +1,159 @@
+//! `ApiError` is the one place that maps failures to HTTP. Every non-2xx response has the
+//! body `{"error": {"code", "message", "requestId"}}`. Internal details go to the log,
+//! keyed by the request id that the client also sees; the client gets a generic message.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+tokio::task_local! {
+    /// The id of the request being served, set by the request-id middleware so that an
+    /// error built anywhere below it can carry the id without threading it through.
+    pub static REQUEST_ID: String;
+}
+
+/// The current request id, or `-` outside a request (only in unit tests).
+pub fn current_request_id() -> String {
+    REQUEST_ID
+        .try_with(|id| id.clone())
+        .unwrap_or_else(|_| "-".to_string())
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// A field is missing, of the wrong type, out of range or unknown. `field` is the
+    /// JSON path (`preferences.maxTokens`) or the parameter name.
+    #[error("{field}: {message}")]
+    InvalidField { field: String, message: String },
+    #[error("request body is not valid JSON: {0}")]
+    MalformedJson(String),
+    #[error("request body is larger than 1 MiB")]
+    PayloadTooLarge,
+    #[error("authentication required")]
+    Unauthorized,
+    #[error("not allowed to act on this resource")]
+    Forbidden,
+    #[error("no such route")]
+    NotFound,
+    #[error("method not allowed on this route")]
+    MethodNotAllowed,
+    #[error("{0}")]
+    Conflict(String),
+    #[error("too many requests; retry after {retry_after_secs} s")]
+    RateLimited { retry_after_secs: u64 },
+    /// Anything the client cannot fix. The string is logged, never sent.
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        ApiError::InvalidField {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    pub fn internal(detail: impl std::fmt::Display) -> Self {
+        ApiError::Internal(detail.to_string())
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::InvalidField { .. } | ApiError::MalformedJson(_) => StatusCode::BAD_REQUEST,
+            ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden => StatusCode::FORBIDDEN,
+            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::InvalidField { .. } => "invalid_request",
+            ApiError::MalformedJson(_) => "malformed_json",
+            ApiError::PayloadTooLarge => "payload_too_large",
+            ApiError::Unauthorized => "unauthorized",
+            ApiError::Forbidden => "forbidden",
+            ApiError::NotFound => "not_found",
+            ApiError::MethodNotAllowed => "method_not_allowed",
+            ApiError::Conflict(_) => "version_conflict",
+            ApiError::RateLimited { .. } => "rate_limited",
+            ApiError::Internal(_) => "internal_error",
+        }
+    }
+}
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> Self {
+        match e {
+            crate::store::StoreError::Conflict => ApiError::Conflict(
+                "settings were changed by another request; reload and retry".into(),
+            ),
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<crate::vault::VaultError> for ApiError {
+    fn from(e: crate::vault::VaultError) -> Self {
+        ApiError::Internal(e.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let request_id = current_request_id();
+        let status = self.status();
+        if let ApiError::Internal(detail) = &self {
+            tracing::error!(request_id = %request_id, detail = %detail, "internal error");
+        }
+        let body = json!({"error": {
+            "code": self.code(),
+            "message": self.to_string(),
+            "requestId": request_id,
+        }});
+        let mut response = (status, axum::Json(body)).into_response();
+        match &self {
+            ApiError::Unauthorized => {
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            ApiError::RateLimited { retry_after_secs } => {
+                if let Ok(v) = HeaderValue::from_str(&retry_after_secs.to_string()) {
+                    response.headers_mut().insert(header::RETRY_AFTER, v);
+                }
+            }
+            _ => {}
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn internal_details_stay_out_of_the_body() {
+        let response = REQUEST_ID
+            .scope("req-1".into(), async {
+                ApiError::internal("database at /secret/path exploded").into_response()
+            })
+            .await;
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = http_body_util::BodyExt::collect(response.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["error"]["code"], "internal_error");
+        assert_eq!(v["error"]["requestId"], "req-1");
+        assert!(!String::from_utf8_lossy(&body).contains("/secret/path"));
+    }
+}

@@ -1,0 +1,215 @@
+//! Extractors that turn every client mistake into a 400 naming the field, and identity
+//! into a [`Caller`], so handlers never parse headers or raw bodies themselves.
+
+use super::AppState;
+use crate::error::ApiError;
+use crate::identity::{self, Caller, IdentityMode};
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        match &state.identity {
+            IdentityMode::ApiGatewayJwt {
+                admin_claim,
+                admin_group,
+            } => {
+                let claims = match parts
+                    .extensions
+                    .get::<lambda_http::request::RequestContext>()
+                {
+                    Some(lambda_http::request::RequestContext::ApiGatewayV2(ctx)) => ctx
+                        .authorizer
+                        .as_ref()
+                        .and_then(|a| a.jwt.as_ref())
+                        .map(|jwt| &jwt.claims),
+                    _ => None,
+                };
+                claims
+                    .and_then(|c| identity::caller_from_claims(c, admin_claim, admin_group))
+                    .ok_or(ApiError::Unauthorized)
+            }
+            IdentityMode::LocalTokens => {
+                let token = parts
+                    .headers
+                    .get(AUTHORIZATION)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| {
+                        v.strip_prefix("Bearer ")
+                            .or_else(|| v.strip_prefix("bearer "))
+                    })
+                    .map(str::trim)
+                    .ok_or(ApiError::Unauthorized)?;
+                identity::caller_from_token(state.tokens.as_ref(), token)
+                    .await?
+                    .ok_or(ApiError::Unauthorized)
+            }
+        }
+    }
+}
+
+/// The `{userId}` path segment, percent-decoded and checked.
+pub struct UserId(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for UserId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let params = Path::<Vec<(String, String)>>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| ApiError::invalid("userId", "must be valid UTF-8, percent-encoded"))?;
+        let id = params
+            .0
+            .into_iter()
+            .find(|(name, _)| name == "user_id")
+            .map(|(_, v)| v)
+            .ok_or_else(|| ApiError::invalid("userId", "is required"))?;
+        if !identity::valid_user_id(&id) {
+            return Err(ApiError::invalid(
+                "userId",
+                "must be 1-128 printable characters without spaces or '/'",
+            ));
+        }
+        Ok(UserId(id))
+    }
+}
+
+/// Reads one named path parameter as text.
+pub async fn path_param(parts: &mut Parts, name: &str) -> Result<String, ApiError> {
+    let params = Path::<Vec<(String, String)>>::from_request_parts(parts, &())
+        .await
+        .map_err(|_| ApiError::invalid(name, "must be valid UTF-8, percent-encoded"))?;
+    params
+        .0
+        .into_iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v)
+        .ok_or_else(|| ApiError::invalid(name, "is required"))
+}
+
+/// A JSON body. Unknown fields, wrong types and bad values are 400 with the path of the
+/// field (`preferences.maxTokens`); bodies over the limit are 413. Messages never echo
+/// the values the client sent, since those may be keys.
+pub struct JsonBody<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge
+            } else {
+                ApiError::MalformedJson("the body could not be read".into())
+            }
+        })?;
+        parse_json(&bytes).map(JsonBody)
+    }
+}
+
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::MalformedJson("the body is empty".into()));
+    }
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|err| {
+        let path = err.path().to_string();
+        let inner = err.into_inner();
+        let message = redact_values(&inner.to_string());
+        match inner.classify() {
+            serde_json::error::Category::Data => ApiError::invalid(
+                if path == "." {
+                    "body".to_string()
+                } else {
+                    path
+                },
+                message,
+            ),
+            _ => ApiError::MalformedJson(message),
+        }
+    })?;
+    // Trailing garbage after the document is malformed too.
+    de.end()
+        .map_err(|e| ApiError::MalformedJson(redact_values(&e.to_string())))?;
+    Ok(value)
+}
+
+/// serde quotes offending values (`invalid type: string "sk-..."`); drop them so that a
+/// key sent in the wrong place is not echoed back or logged. Field names in backticks
+/// are kept unless they are long enough to be a pasted secret.
+fn redact_values(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(start) = rest.find(['"', '`']) {
+        let quote = rest[start..].chars().next().unwrap_or('"');
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 1..];
+        let Some(end) = after.find(quote) else {
+            out.push_str("…");
+            return out;
+        };
+        let inner = &after[..end];
+        if quote == '`' && inner.len() <= 40 {
+            out.push('`');
+            out.push_str(inner);
+            out.push('`');
+        } else {
+            out.push_str(if quote == '"' { "value" } else { "`…`" });
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settings::SettingsUpdate;
+
+    fn field_error(json: &str) -> (String, String) {
+        match parse_json::<SettingsUpdate>(json.as_bytes()) {
+            Err(ApiError::InvalidField { field, message }) => (field, message),
+            other => panic!("{json}: expected a field error, got {:?}", other.err()),
+        }
+    }
+
+    #[test]
+    fn errors_name_the_field_and_never_echo_values() {
+        let (field, msg) = field_error(r#"{"preferences": {"maxTokens": "lots"}}"#);
+        assert_eq!(field, "preferences.maxTokens");
+        assert!(!msg.contains("lots"), "{msg}");
+
+        let (field, msg) = field_error(r#"{"preferences": {"maxTokenz": 5}}"#);
+        assert!(field.starts_with("preferences"), "{field}");
+        assert!(msg.contains("maxTokenz"), "{msg}");
+
+        let (field, msg) = field_error(r#"{"apiKeys": "sk-ant-api03-SECRETSECRETSECRET"}"#);
+        assert_eq!(field, "apiKeys");
+        assert!(!msg.contains("SECRET"), "{msg}");
+
+        let (field, _) = field_error(r#"{"apiKeys": {"nope": "x"}}"#);
+        assert!(field.starts_with("apiKeys"), "{field}");
+
+        let (field, _) = field_error(r#"{"preferences": {"defaultProvider": "acme"}}"#);
+        assert_eq!(field, "preferences.defaultProvider");
+    }
+
+    #[test]
+    fn syntax_errors_are_malformed_json() {
+        for body in ["{", "not json", "", "{} x", "[1,"] {
+            assert!(
+                matches!(
+                    parse_json::<SettingsUpdate>(body.as_bytes()),
+                    Err(ApiError::MalformedJson(_))
+                ),
+                "{body}"
+            );
+        }
+    }
+}

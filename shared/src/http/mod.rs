@@ -1,0 +1,71 @@
+//! One router per function, plus what every router shares: state, the request-id and
+//! access-log middleware, the 1 MiB body limit and JSON fallbacks for unknown routes.
+//! A Lambda main hands its router to `lambda_http::run`; the local binary merges them
+//! all and serves them on a socket.
+
+pub mod extract;
+pub mod settings;
+
+use crate::error::{ApiError, REQUEST_ID};
+use crate::identity::IdentityMode;
+use crate::pricing::Catalog;
+use crate::store::{SettingsStore, TokenStore};
+use crate::vault::KeyVault;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::http::HeaderValue;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use std::sync::Arc;
+use std::time::Instant;
+
+pub use settings::settings_router;
+
+/// Bodies over this are refused with 413 before they are parsed.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// Everything a handler may use. Cheap to clone; built once per process.
+#[derive(Clone)]
+pub struct AppState {
+    pub settings: Arc<dyn SettingsStore>,
+    pub tokens: Arc<dyn TokenStore>,
+    pub vault: Arc<dyn KeyVault>,
+    pub catalog: &'static Catalog,
+    pub identity: IdentityMode,
+}
+
+/// Wraps the merged routers of a deployment with the layers every route shares.
+pub fn app(routes: Router) -> Router {
+    routes
+        .fallback(|| async { ApiError::NotFound })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn(request_context))
+}
+
+/// Gives each request an id (in errors, in the `x-request-id` header, in the log) and
+/// writes one access-log line. Only method, route template, status and latency are
+/// logged: never headers (tokens) or bodies (keys, prompts).
+async fn request_context(req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let id = format!("req-{}", uuid::Uuid::new_v4().simple());
+    let method = req.method().clone();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "-".to_owned());
+    let mut response = REQUEST_ID.scope(id.clone(), next.run(req)).await;
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert("x-request-id", v);
+    }
+    tracing::info!(
+        request_id = %id,
+        method = %method,
+        route = %route,
+        status = response.status().as_u16(),
+        latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+        "request"
+    );
+    response
+}

@@ -1,0 +1,153 @@
+//! The `llm-settings` function's router: preferences, keys, the model catalog, health.
+
+use super::AppState;
+use super::extract::{JsonBody, UserId, path_param};
+use crate::error::ApiError;
+use crate::identity::Caller;
+use crate::pricing::ModelPrice;
+use crate::provider::Provider;
+use crate::settings::{SettingsUpdate, SettingsView, service};
+use axum::extract::{FromRequestParts, State};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::routing::{delete, get};
+use axum::{Json, Router};
+use rust_decimal::Decimal;
+use rust_decimal::prelude::ToPrimitive;
+use serde::Serialize;
+
+pub fn settings_router(state: AppState) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/api/llm-models", get(list_models))
+        .route(
+            "/api/llm-settings/{user_id}",
+            get(get_settings).put(put_settings),
+        )
+        .route(
+            "/api/llm-settings/{user_id}/keys/{provider}",
+            delete(delete_key),
+        )
+        .with_state(state)
+}
+
+async fn health() -> Json<serde_json::Value> {
+    Json(serde_json::json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}))
+}
+
+async fn get_settings(
+    caller: Caller,
+    UserId(user_id): UserId,
+    State(state): State<AppState>,
+) -> Result<Json<SettingsView>, ApiError> {
+    caller.authorize_user(&user_id)?;
+    let record = service::read(state.settings.as_ref(), &user_id).await?;
+    Ok(Json(record.into()))
+}
+
+async fn put_settings(
+    caller: Caller,
+    UserId(user_id): UserId,
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<SettingsUpdate>,
+) -> Result<Json<SettingsView>, ApiError> {
+    caller.authorize_user(&user_id)?;
+    let record = service::update(
+        state.settings.as_ref(),
+        state.vault.as_ref(),
+        state.catalog,
+        &user_id,
+        body,
+    )
+    .await?;
+    tracing::info!(
+        actor = %caller.user_id,
+        target_user = %user_id,
+        version = record.version,
+        "settings updated"
+    );
+    Ok(Json(record.into()))
+}
+
+/// The `{provider}` path segment, which must name a built-in provider.
+struct ProviderPath(Provider);
+
+impl FromRequestParts<AppState> for ProviderPath {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, ApiError> {
+        let raw = path_param(parts, "provider").await?;
+        raw.parse()
+            .map(ProviderPath)
+            .map_err(|e| ApiError::invalid("provider", e.to_string()))
+    }
+}
+
+async fn delete_key(
+    caller: Caller,
+    UserId(user_id): UserId,
+    ProviderPath(provider): ProviderPath,
+    State(state): State<AppState>,
+) -> Result<StatusCode, ApiError> {
+    caller.authorize_user(&user_id)?;
+    let update = SettingsUpdate {
+        api_keys: Some([(provider, None)].into()),
+        ..Default::default()
+    };
+    service::update(
+        state.settings.as_ref(),
+        state.vault.as_ref(),
+        state.catalog,
+        &user_id,
+        update,
+    )
+    .await?;
+    tracing::info!(actor = %caller.user_id, target_user = %user_id, provider = %provider, "key deleted");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Serialize)]
+struct ModelView {
+    provider: Provider,
+    id: String,
+    display_name: String,
+    input_per_1m: Option<f64>,
+    output_per_1m: Option<f64>,
+    cached_input_per_1m: Option<f64>,
+    cache_write_per_1m: Option<f64>,
+    context_window: u64,
+    max_output_tokens: u64,
+    capabilities: Vec<String>,
+    enabled: bool,
+    is_default: bool,
+    effective_date: String,
+}
+
+/// Prices are shown as JSON numbers; the conversion is display only, never summed.
+fn display(rate: Decimal) -> Option<f64> {
+    rate.to_f64()
+}
+
+impl From<&ModelPrice> for ModelView {
+    fn from(m: &ModelPrice) -> Self {
+        ModelView {
+            provider: m.provider,
+            id: m.id.clone(),
+            display_name: m.display_name.clone(),
+            input_per_1m: display(m.input),
+            output_per_1m: display(m.output),
+            cached_input_per_1m: m.cached_read.and_then(display),
+            cache_write_per_1m: m.cache_write.and_then(display),
+            context_window: m.context_window,
+            max_output_tokens: m.max_output_tokens,
+            capabilities: m.capabilities.clone(),
+            enabled: true,
+            is_default: m.default,
+            effective_date: m.effective_date.clone(),
+        }
+    }
+}
+
+async fn list_models(_caller: Caller, State(state): State<AppState>) -> Json<serde_json::Value> {
+    let models: Vec<ModelView> = state.catalog.models.iter().map(ModelView::from).collect();
+    Json(serde_json::json!({"models": models, "priceVersion": state.catalog.version}))
+}

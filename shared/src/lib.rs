@@ -1,0 +1,18 @@
+//! The gateway library: everything that is not a `main()`.
+//!
+//! The same routers run inside the Lambda functions (`functions/llm-settings`, ...) and
+//! inside the single local binary (`functions/local`); only the store, vault and identity
+//! backends handed to [`http::AppState`] differ between the two shapes.
+
+pub mod error;
+pub mod http;
+pub mod identity;
+pub mod money;
+pub mod pricing;
+pub mod provider;
+pub mod secret;
+pub mod settings;
+pub mod store;
+pub mod vault;
+
+pub use error::ApiError;

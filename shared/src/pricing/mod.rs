@@ -1,0 +1,271 @@
+//! The price table and exact cost arithmetic.
+//!
+//! Rates are `rust_decimal` per 1M tokens; a call's cost is computed exactly and rounded
+//! once, half-up, to whole nano-dollars, which is what every sum works in. A model whose
+//! price is unknown costs `None`, never a silent zero.
+
+use crate::money::NanoUsd;
+use crate::provider::Provider;
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use std::sync::LazyLock;
+
+const CATALOG_TOML: &str = include_str!("catalog.toml");
+
+#[derive(Debug, thiserror::Error)]
+pub enum PricingError {
+    #[error("the compiled-in price catalog is invalid: {0}")]
+    Invalid(String),
+}
+
+/// Per-1M-token rates. `cached_read` / `cache_write` fall back to the input rate when the
+/// provider does not bill them separately.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LongContextTier {
+    pub above_input_tokens: u64,
+    pub input: Decimal,
+    pub output: Decimal,
+    #[serde(default)]
+    pub cached_read: Option<Decimal>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelPrice {
+    pub provider: Provider,
+    pub id: String,
+    pub display_name: String,
+    pub input: Decimal,
+    pub output: Decimal,
+    #[serde(default)]
+    pub cached_read: Option<Decimal>,
+    #[serde(default)]
+    pub cache_write: Option<Decimal>,
+    #[serde(default)]
+    pub long_context: Option<LongContextTier>,
+    pub context_window: u64,
+    pub max_output_tokens: u64,
+    pub capabilities: Vec<String>,
+    pub effective_date: String,
+    pub source: String,
+    #[serde(default)]
+    pub default: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Catalog {
+    /// Recorded on every usage record as `price_version`.
+    pub version: String,
+    #[serde(rename = "model")]
+    pub models: Vec<ModelPrice>,
+}
+
+/// Token counts of one call, normalized across providers: `input_tokens` is the whole
+/// prompt, of which `cached_input_tokens` were read from the provider's cache and
+/// `cache_write_tokens` were written to it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenCounts {
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cached_input_tokens: u64,
+    pub cache_write_tokens: u64,
+}
+
+static CATALOG: LazyLock<Result<Catalog, String>> = LazyLock::new(|| parse(CATALOG_TOML));
+
+fn parse(text: &str) -> Result<Catalog, String> {
+    let catalog: Catalog = toml::from_str(text).map_err(|e| e.to_string())?;
+    let mut seen = std::collections::HashSet::new();
+    for m in &catalog.models {
+        if !seen.insert((m.provider, m.id.as_str())) {
+            return Err(format!("duplicate model {}/{}", m.provider, m.id));
+        }
+        let rates = [Some(m.input), Some(m.output), m.cached_read, m.cache_write];
+        if rates.iter().flatten().any(|r| r.is_sign_negative()) {
+            return Err(format!("negative price for {}/{}", m.provider, m.id));
+        }
+    }
+    for p in Provider::ALL {
+        let defaults = catalog
+            .models
+            .iter()
+            .filter(|m| m.provider == p && m.default)
+            .count();
+        if defaults > 1 {
+            return Err(format!("more than one default model for {p}"));
+        }
+    }
+    Ok(catalog)
+}
+
+/// The compiled-in catalog. Binaries call this once at start-up so that a broken data
+/// file stops the process there, not in a request.
+pub fn catalog() -> Result<&'static Catalog, PricingError> {
+    CATALOG
+        .as_ref()
+        .map_err(|e| PricingError::Invalid(e.clone()))
+}
+
+impl Catalog {
+    /// Looks a model up by id, optionally within one provider.
+    pub fn find(&self, provider: Option<Provider>, model: &str) -> Option<&ModelPrice> {
+        self.models
+            .iter()
+            .find(|m| m.id == model && provider.is_none_or(|p| p == m.provider))
+    }
+
+    pub fn default_model(&self, provider: Provider) -> Option<&ModelPrice> {
+        self.models
+            .iter()
+            .find(|m| m.provider == provider && m.default)
+    }
+
+    /// The exact cost of a call, or `None` when the model's price is unknown.
+    pub fn cost(&self, provider: Provider, model: &str, tokens: &TokenCounts) -> Option<NanoUsd> {
+        self.find(Some(provider), model)
+            .and_then(|m| m.cost(tokens))
+    }
+}
+
+impl ModelPrice {
+    /// `cost = Σ tokens / 1e6 × rate`, exact, rounded once to the nano-dollar.
+    pub fn cost(&self, t: &TokenCounts) -> Option<NanoUsd> {
+        let tier = self
+            .long_context
+            .as_ref()
+            .filter(|tier| t.input_tokens > tier.above_input_tokens);
+        let (input, output, cached_read) = match tier {
+            Some(tier) => (
+                tier.input,
+                tier.output,
+                tier.cached_read.or(self.cached_read),
+            ),
+            None => (self.input, self.output, self.cached_read),
+        };
+        let cached = t.cached_input_tokens.min(t.input_tokens);
+        let written = t.cache_write_tokens.min(t.input_tokens - cached);
+        let uncached = t.input_tokens - cached - written;
+        let per_million = Decimal::from(uncached) * input
+            + Decimal::from(cached) * cached_read.unwrap_or(input)
+            + Decimal::from(written) * self.cache_write.unwrap_or(input)
+            + Decimal::from(t.output_tokens) * output;
+        NanoUsd::from_decimal_rounded(per_million / Decimal::from(1_000_000u32))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counts(input: u64, output: u64) -> TokenCounts {
+        TokenCounts {
+            input_tokens: input,
+            output_tokens: output,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn compiled_catalog_parses_and_has_a_default_for_seed_providers() {
+        let c = catalog().unwrap();
+        for p in [
+            Provider::Anthropic,
+            Provider::OpenAi,
+            Provider::Google,
+            Provider::Bedrock,
+        ] {
+            assert!(c.default_model(p).is_some(), "{p} has no default model");
+        }
+    }
+
+    #[test]
+    fn spec_worked_example_is_exact() {
+        // 1,500 in / 500 out on Claude 3.5 Sonnet at $3 / $15 = $0.0120 exactly.
+        let c = catalog().unwrap();
+        let cost = c
+            .cost(
+                Provider::Anthropic,
+                "claude-3-5-sonnet-20241022",
+                &counts(1500, 500),
+            )
+            .unwrap();
+        assert_eq!(cost, NanoUsd(12_000_000));
+        assert_eq!(cost.to_decimal().to_string(), "0.012");
+    }
+
+    #[test]
+    fn cached_tokens_use_their_own_rates() {
+        let c = catalog().unwrap();
+        let t = TokenCounts {
+            input_tokens: 10_000,
+            cached_input_tokens: 8_000,
+            cache_write_tokens: 1_000,
+            output_tokens: 100,
+        };
+        // 1,000 uncached × $3 + 8,000 × $0.30 + 1,000 × $3.75 + 100 × $15, per 1M.
+        let expected = (1_000 * 3_000) + (8_000 * 300) + (1_000 * 3_750) + (100 * 15_000);
+        let cost = c
+            .cost(Provider::Anthropic, "claude-3-5-sonnet-20241022", &t)
+            .unwrap();
+        assert_eq!(cost, NanoUsd(expected));
+    }
+
+    #[test]
+    fn long_context_tier_applies_above_its_threshold() {
+        let c = catalog().unwrap();
+        let at = c
+            .cost(Provider::Google, "gemini-1.5-pro", &counts(128_000, 1_000))
+            .unwrap();
+        assert_eq!(at, NanoUsd(128_000 * 3_500 + 1_000 * 10_500));
+        let above = c
+            .cost(Provider::Google, "gemini-1.5-pro", &counts(128_001, 1_000))
+            .unwrap();
+        assert_eq!(above, NanoUsd(128_001 * 7_000 + 1_000 * 21_000));
+    }
+
+    #[test]
+    fn sub_nano_costs_round_half_up_once_per_call() {
+        // 1 token at $0.50 / 1M = 500 nano-USD exactly; 1 token of $0.0005 rounds.
+        let c = catalog().unwrap();
+        let cost = c
+            .cost(Provider::OpenAi, "gpt-3.5-turbo", &counts(1, 0))
+            .unwrap();
+        assert_eq!(cost, NanoUsd(500));
+    }
+
+    #[test]
+    fn unknown_model_has_no_price() {
+        let c = catalog().unwrap();
+        assert_eq!(c.cost(Provider::OpenAi, "gpt-unknown", &counts(1, 1)), None);
+        // A model id is only priced under its own provider.
+        assert_eq!(
+            c.cost(
+                Provider::OpenAi,
+                "claude-3-5-sonnet-20241022",
+                &counts(1, 1)
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn broken_catalogs_are_refused() {
+        assert!(parse("version = \"x\"\n[[model]]\nprovider = \"nope\"").is_err());
+        let dup = format!("version = \"x\"\n{0}\n{0}", ONE_MODEL);
+        assert!(parse(&dup).unwrap_err().contains("duplicate"));
+    }
+
+    const ONE_MODEL: &str = r#"[[model]]
+provider = "openai"
+id = "m"
+display_name = "M"
+input = "1"
+output = "2"
+context_window = 1
+max_output_tokens = 1
+capabilities = []
+effective_date = "2024-01-01"
+source = "x""#;
+}

@@ -1,0 +1,133 @@
+//! User settings: preferences with their defaults, the partial update a `PUT` carries,
+//! and the record the settings store keeps (which also holds key metadata, so that
+//! `hasApiKeys` never has to ask the vault).
+
+mod patch;
+pub mod service;
+
+pub use patch::{PreferencesPatch, SettingsUpdate};
+
+use crate::money::NanoUsd;
+use crate::provider::Provider;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The operation types every deployment knows. Admin-defined ones come with the registry.
+pub const OPERATION_TYPES: [&str; 4] = [
+    "query_generation",
+    "detection_rule",
+    "conversation",
+    "rule_enrichment",
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BudgetAction {
+    Block,
+    Downgrade,
+    AlertOnly,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Preferences {
+    pub default_provider: Provider,
+    pub query_model: String,
+    pub detection_model: String,
+    /// Model per operation type, for operations without a dedicated field.
+    pub models: BTreeMap<String, String>,
+    pub fallback_providers: Vec<Provider>,
+    pub auto_failover: bool,
+    pub max_tokens: u32,
+    pub temperature: f64,
+    pub enable_caching: bool,
+    pub track_usage: bool,
+    /// `None`: no budget.
+    pub monthly_budget_usd: Option<NanoUsd>,
+    pub budget_action: BudgetAction,
+    /// Percentages of the monthly budget at which to alert, ascending.
+    pub alert_thresholds: Vec<u32>,
+}
+
+impl Default for Preferences {
+    fn default() -> Self {
+        Preferences {
+            default_provider: Provider::Anthropic,
+            query_model: "claude-3-5-sonnet-20241022".into(),
+            detection_model: "claude-3-5-sonnet-20241022".into(),
+            models: BTreeMap::new(),
+            fallback_providers: Vec::new(),
+            auto_failover: true,
+            max_tokens: 2000,
+            temperature: 0.0,
+            enable_caching: true,
+            track_usage: true,
+            monthly_budget_usd: None,
+            budget_action: BudgetAction::Block,
+            alert_thresholds: vec![50, 80, 100],
+        }
+    }
+}
+
+/// What is known about a saved key without reading it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyMeta {
+    pub hint: String,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// One user's settings as stored. `version` is 0 for a user with nothing saved and grows
+/// by one on every write; writes are conditional on it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SettingsRecord {
+    pub preferences: Preferences,
+    pub keys: BTreeMap<Provider, KeyMeta>,
+    pub version: u64,
+    pub updated_at: Option<DateTime<Utc>>,
+}
+
+impl Default for SettingsRecord {
+    fn default() -> Self {
+        SettingsRecord {
+            preferences: Preferences::default(),
+            keys: BTreeMap::new(),
+            version: 0,
+            updated_at: None,
+        }
+    }
+}
+
+/// The body of `GET /api/llm-settings/{userId}` (and of a successful `PUT`).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SettingsView {
+    pub preferences: Preferences,
+    pub has_api_keys: BTreeMap<&'static str, bool>,
+    pub key_hints: BTreeMap<&'static str, String>,
+    pub version: u64,
+    pub updated_at: Option<String>,
+}
+
+impl From<SettingsRecord> for SettingsView {
+    fn from(record: SettingsRecord) -> Self {
+        let has_api_keys = Provider::ALL
+            .iter()
+            .map(|p| (p.as_str(), record.keys.contains_key(p)))
+            .collect();
+        let key_hints = record
+            .keys
+            .iter()
+            .map(|(p, meta)| (p.as_str(), meta.hint.clone()))
+            .collect();
+        SettingsView {
+            preferences: record.preferences,
+            has_api_keys,
+            key_hints,
+            version: record.version,
+            updated_at: record
+                .updated_at
+                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+        }
+    }
+}

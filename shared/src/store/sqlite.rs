@@ -1,0 +1,225 @@
+//! The embedded backend: one SQLite file (bundled SQLite, WAL), tables laid out like the
+//! DynamoDB ones. rusqlite is blocking, so every call runs on the blocking pool and the
+//! async executor never waits on disk.
+
+use super::{SettingsStore, StoreError, TokenRecord, TokenStore};
+use crate::settings::SettingsRecord;
+use async_trait::async_trait;
+use rusqlite::{Connection, OptionalExtension, params};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+const SETTING_TYPE: &str = "llm_preferences";
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS settings (
+    user_id      TEXT NOT NULL,
+    setting_type TEXT NOT NULL,
+    version      INTEGER NOT NULL,
+    body         TEXT NOT NULL,
+    PRIMARY KEY (user_id, setting_type)
+);
+CREATE TABLE IF NOT EXISTS tokens (
+    token_hash TEXT PRIMARY KEY,
+    user_id    TEXT NOT NULL,
+    is_admin   INTEGER NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS secrets (
+    name       TEXT PRIMARY KEY,
+    nonce      BLOB NOT NULL,
+    ciphertext BLOB NOT NULL,
+    updated_at TEXT NOT NULL
+);
+";
+
+#[derive(Clone)]
+pub struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Backend(e.to_string())
+    }
+}
+
+impl SqliteStore {
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        Self::init(conn)
+    }
+
+    pub fn open_in_memory() -> Result<Self, StoreError> {
+        Self::init(Connection::open_in_memory()?)
+    }
+
+    fn init(conn: Connection) -> Result<Self, StoreError> {
+        conn.execute_batch(SCHEMA)?;
+        Ok(SqliteStore {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    /// Runs `f` with the connection on the blocking pool.
+    pub(crate) async fn call<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<R, StoreError> + Send + 'static,
+    {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut guard = conn
+                .lock()
+                .map_err(|_| StoreError::Backend("connection lock poisoned".into()))?;
+            f(&mut guard)
+        })
+        .await
+        .map_err(|e| StoreError::Backend(format!("blocking task failed: {e}")))?
+    }
+}
+
+#[async_trait]
+impl SettingsStore for SqliteStore {
+    async fn get_settings(&self, user_id: &str) -> Result<Option<SettingsRecord>, StoreError> {
+        let user_id = user_id.to_owned();
+        let body: Option<String> = self
+            .call(move |c| {
+                Ok(c.query_row(
+                    "SELECT body FROM settings WHERE user_id = ?1 AND setting_type = ?2",
+                    params![user_id, SETTING_TYPE],
+                    |row| row.get(0),
+                )
+                .optional()?)
+            })
+            .await?;
+        body.map(|b| serde_json::from_str(&b).map_err(|e| StoreError::Corrupt(e.to_string())))
+            .transpose()
+    }
+
+    async fn put_settings(
+        &self,
+        user_id: &str,
+        record: &SettingsRecord,
+        expected_version: u64,
+    ) -> Result<(), StoreError> {
+        let body = serde_json::to_string(record).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let user_id = user_id.to_owned();
+        let version = to_i64(record.version)?;
+        let expected = to_i64(expected_version)?;
+        self.call(move |c| {
+            let changed = if expected == 0 {
+                c.execute(
+                    "INSERT INTO settings (user_id, setting_type, version, body)
+                     VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
+                    params![user_id, SETTING_TYPE, version, body],
+                )?
+            } else {
+                c.execute(
+                    "UPDATE settings SET version = ?3, body = ?4
+                     WHERE user_id = ?1 AND setting_type = ?2 AND version = ?5",
+                    params![user_id, SETTING_TYPE, version, body, expected],
+                )?
+            };
+            if changed == 1 {
+                Ok(())
+            } else {
+                Err(StoreError::Conflict)
+            }
+        })
+        .await
+    }
+}
+
+fn to_i64(v: u64) -> Result<i64, StoreError> {
+    i64::try_from(v).map_err(|_| StoreError::Backend("version out of range".into()))
+}
+
+#[async_trait]
+impl TokenStore for SqliteStore {
+    async fn put_token(&self, token: &TokenRecord) -> Result<(), StoreError> {
+        let t = token.clone();
+        self.call(move |c| {
+            let changed = c.execute(
+                "INSERT INTO tokens (token_hash, user_id, is_admin, created_at)
+                 VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
+                params![
+                    t.token_hash,
+                    t.user_id,
+                    t.is_admin,
+                    t.created_at.to_rfc3339()
+                ],
+            )?;
+            if changed == 1 {
+                Ok(())
+            } else {
+                Err(StoreError::Conflict)
+            }
+        })
+        .await
+    }
+
+    async fn get_token(&self, token_hash: &str) -> Result<Option<TokenRecord>, StoreError> {
+        let hash = token_hash.to_owned();
+        let row: Option<(String, String, bool, String)> = self
+            .call(move |c| {
+                Ok(c.query_row(
+                    "SELECT token_hash, user_id, is_admin, created_at FROM tokens WHERE token_hash = ?1",
+                    params![hash],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                )
+                .optional()?)
+            })
+            .await?;
+        row.map(|(token_hash, user_id, is_admin, created_at)| {
+            let created_at = chrono::DateTime::parse_from_rfc3339(&created_at)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?
+                .with_timezone(&chrono::Utc);
+            Ok(TokenRecord {
+                token_hash,
+                user_id,
+                is_admin,
+                created_at,
+            })
+        })
+        .transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::conformance;
+
+    #[tokio::test]
+    async fn settings_conformance() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        conformance::settings_suite(Arc::new(store)).await;
+    }
+
+    #[tokio::test]
+    async fn tokens_conformance() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        conformance::tokens_suite(&store).await;
+    }
+
+    #[tokio::test]
+    async fn survives_reopen_from_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        let record = SettingsRecord {
+            version: 1,
+            ..Default::default()
+        };
+        SqliteStore::open(&path)
+            .unwrap()
+            .put_settings("u1", &record, 0)
+            .await
+            .unwrap();
+        let again = SqliteStore::open(&path).unwrap();
+        assert_eq!(again.get_settings("u1").await.unwrap(), Some(record));
+    }
+}
