@@ -1,1 +1,204 @@
+//! End to end over a socket: the built `llm-local` binary is spawned on a free loopback
+//! port, tokens are created with its CLI, and the settings journey is run with a real
+//! HTTP client. Afterwards every response body, every log line and the data directory
+//! itself are searched for the saved key.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+const BIN: &str = env!("CARGO_BIN_EXE_llm-local");
+const KEY: &str = "sk-ant-api03-E2ESECRETMARKER-0123456789abcdefghijklmnopqrstuvwxyzQ9Zk";
+
+/// A running server, killed (by its own PID) when dropped.
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(data_dir: &Path, log: &Path) -> Server {
+    let stderr = std::fs::File::create(log).unwrap();
+    let mut child = Command::new(BIN)
+        .args(["serve", "--addr", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .env_remove("LLM_LOCAL_MASTER_KEY")
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    // Keep draining stdout so the server never writes into a closed pipe.
+    std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+    let base = line
+        .trim()
+        .strip_prefix("llm-local listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
+        .to_owned();
+    Server { child, base }
+}
+
+fn token(data_dir: &Path, user: &str, admin: bool) -> String {
+    let mut cmd = Command::new(BIN);
+    cmd.args(["token", "create", "--user", user, "--data-dir"]).arg(data_dir);
+    if admin {
+        cmd.arg("--admin");
+    }
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "token create prints one line: {stdout:?}");
+    assert!(lines[0].starts_with("llmk_"));
+    lines[0].to_owned()
+}
+
+struct Client {
+    http: reqwest::Client,
+    base: String,
+    bodies: Vec<String>,
+}
+
+impl Client {
+    async fn call(&mut self, method: reqwest::Method, path: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        self.bodies.push(text.clone());
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+}
+
+fn read_all_bytes(dir: &Path) -> Vec<u8> {
+    let mut all = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            all.extend(std::fs::read(path).unwrap());
+        }
+    }
+    all
+}
+
+#[tokio::test]
+async fn settings_journey_over_a_socket() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let log = tmp.path().join("server.log");
+    let alice = token(&data, "alice", false);
+    let bob = token(&data, "bob", false);
+    let admin = token(&data, "ops", true);
+
+    let server = start(&data, &log);
+    let mut c = Client { http: reqwest::Client::new(), base: server.base.clone(), bodies: Vec::new() };
+    use reqwest::Method as M;
+
+    let (s, v) = c.call(M::GET, "/health", None, None).await;
+    assert_eq!((s, v["status"].as_str()), (200, Some("ok")));
+
+    let (s, v) = c.call(M::GET, "/api/llm-settings/alice", Some(&alice), None).await;
+    assert_eq!(s, 200);
+    assert_eq!(v["hasApiKeys"]["anthropic"], false);
+
+    let (s, v) = c
+        .call(M::PUT, "/api/llm-settings/alice", Some(&alice), Some(json!({
+            "preferences": {"defaultProvider": "anthropic", "maxTokens": 1024, "monthlyBudgetUsd": 50},
+            "apiKeys": {"anthropic": KEY}
+        })))
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["hasApiKeys"]["anthropic"], true);
+    assert_eq!(v["keyHints"]["anthropic"], "…Q9Zk");
+
+    // The second user can neither read, write nor delete the first user's settings.
+    let (s, _) = c.call(M::GET, "/api/llm-settings/alice", Some(&bob), None).await;
+    assert_eq!(s, 403);
+    let (s, _) = c.call(M::PUT, "/api/llm-settings/alice", Some(&bob), Some(json!({"apiKeys": {"anthropic": null}}))).await;
+    assert_eq!(s, 403);
+    let (s, _) = c.call(M::DELETE, "/api/llm-settings/alice/keys/anthropic", Some(&bob), None).await;
+    assert_eq!(s, 403);
+    let (s, _) = c.call(M::GET, "/api/llm-settings/alice", None, None).await;
+    assert_eq!(s, 401);
+
+    // An admin can read it, and sees only the hint too.
+    let (s, v) = c.call(M::GET, "/api/llm-settings/alice", Some(&admin), None).await;
+    assert_eq!(s, 200);
+    assert_eq!(v["preferences"]["maxTokens"], 1024);
+    assert_eq!(v["keyHints"]["anthropic"], "…Q9Zk");
+
+    // Bad input: 400 naming the field, never a 5xx.
+    let (s, v) = c.call(M::PUT, "/api/llm-settings/alice", Some(&alice), Some(json!({"preferences": {"maxTokens": "x"}}))).await;
+    assert_eq!(s, 400);
+    assert!(v["error"]["message"].as_str().unwrap().starts_with("preferences.maxTokens"));
+
+    let (s, v) = c.call(M::GET, "/api/llm-models", Some(&alice), None).await;
+    assert_eq!(s, 200);
+    assert!(!v["models"].as_array().unwrap().is_empty());
+
+    // The key survives a restart (the master key file is reused), then is deleted.
+    drop(server);
+    let server = start(&data, &log.with_extension("2.log"));
+    c.base = server.base.clone();
+    let (s, v) = c.call(M::GET, "/api/llm-settings/alice", Some(&alice), None).await;
+    assert_eq!(s, 200);
+    assert_eq!(v["hasApiKeys"]["anthropic"], true);
+    let (s, _) = c.call(M::DELETE, "/api/llm-settings/alice/keys/anthropic", Some(&alice), None).await;
+    assert_eq!(s, 204);
+    let (_, v) = c.call(M::GET, "/api/llm-settings/alice", Some(&alice), None).await;
+    assert_eq!(v["hasApiKeys"]["anthropic"], false);
+    drop(server);
+
+    // The key never came back, was never logged, and is not on disk in the clear.
+    for body in &c.bodies {
+        assert!(!body.contains("E2ESECRETMARKER"), "key in a response: {body}");
+    }
+    let mut log_lines = 0;
+    for path in [log.clone(), log.with_extension("2.log")] {
+        let text = std::fs::read_to_string(&path).unwrap();
+        for line in text.lines() {
+            let parsed: Value = serde_json::from_str(line).unwrap_or_else(|_| panic!("log line is not JSON: {line}"));
+            assert!(parsed.is_object());
+            log_lines += 1;
+        }
+        assert!(!text.contains("E2ESECRETMARKER"), "key in the log");
+        for t in [&alice, &bob, &admin] {
+            assert!(!text.contains(t.as_str()), "bearer token in the log");
+        }
+    }
+    assert!(log_lines >= 10, "every request is logged ({log_lines} lines)");
+    let disk = read_all_bytes(&data);
+    assert!(!disk.windows(16).any(|w| w == b"E2ESECRETMARKER-"), "key on disk in the clear");
+    for t in [&alice, &bob, &admin] {
+        assert!(!disk.windows(t.len()).any(|w| w == t.as_bytes()), "token on disk in the clear");
+    }
+}
+
+#[test]
+fn token_create_rejects_bad_user_ids() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args(["token", "create", "--user", "a/b", "--data-dir"])
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("user id"));
+}

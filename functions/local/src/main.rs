@@ -110,7 +110,7 @@ async fn run(command: Command) -> Result<(), LocalError> {
         } => {
             let db = open_store(&data_dir)?;
             let token = issue_token(&db, &user, admin).await?;
-            println!("{token}");
+            say(&token);
             Ok(())
         }
     }
@@ -164,11 +164,13 @@ async fn serve(addr: SocketAddr, data_dir: &Path) -> Result<(), LocalError> {
     let bound = listener
         .local_addr()
         .map_err(|e| LocalError::Bind(addr, e))?;
-    println!("llm-local listening on http://{bound}");
-    println!(
+    // A closed stdout (a supervisor that stopped reading) must not take the server down,
+    // so these lines ignore write errors instead of panicking like `println!`.
+    say(&format!("llm-local listening on http://{bound}"));
+    say(&format!(
         "get a token: llm-local token create --user <id> [--admin] --data-dir {}",
         data_dir.display()
-    );
+    ));
     tracing::info!(addr = %bound, data_dir = %data_dir.display(), "listening");
 
     // Small JSON bodies go out with their headers: no Nagle delay on either side.
@@ -179,6 +181,13 @@ async fn serve(addr: SocketAddr, data_dir: &Path) -> Result<(), LocalError> {
         .with_graceful_shutdown(shutdown_signal())
         .await
         .map_err(LocalError::Serve)
+}
+
+fn say(line: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
 }
 
 async fn shutdown_signal() {

@@ -116,6 +116,15 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::MalformedJson("the body is empty".into()));
     }
+    // serde would read a struct from an array, positionally; every body here is an object.
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        let first_valid = serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok();
+        return Err(if first_valid {
+            ApiError::invalid("body", "must be a JSON object")
+        } else {
+            ApiError::MalformedJson("the body is not a JSON document".into())
+        });
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|err| {
         let path = err.path().to_string();
@@ -150,7 +159,7 @@ fn redact_values(message: &str) -> String {
         out.push_str(&rest[..start]);
         let after = &rest[start + 1..];
         let Some(end) = after.find(quote) else {
-            out.push_str("…");
+            out.push('…');
             return out;
         };
         let inner = &after[..end];
@@ -202,7 +211,7 @@ mod tests {
 
     #[test]
     fn syntax_errors_are_malformed_json() {
-        for body in ["{", "not json", "", "{} x", "[1,"] {
+        for body in ["{", "not json", "", "{} x", "{\"preferences\": "] {
             assert!(
                 matches!(
                     parse_json::<SettingsUpdate>(body.as_bytes()),

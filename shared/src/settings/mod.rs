@@ -79,7 +79,7 @@ pub struct KeyMeta {
 
 /// One user's settings as stored. `version` is 0 for a user with nothing saved and grows
 /// by one on every write; writes are conditional on it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct SettingsRecord {
     pub preferences: Preferences,
     pub keys: BTreeMap<Provider, KeyMeta>,
@@ -87,16 +87,6 @@ pub struct SettingsRecord {
     pub updated_at: Option<DateTime<Utc>>,
 }
 
-impl Default for SettingsRecord {
-    fn default() -> Self {
-        SettingsRecord {
-            preferences: Preferences::default(),
-            keys: BTreeMap::new(),
-            version: 0,
-            updated_at: None,
-        }
-    }
-}
 
 /// The body of `GET /api/llm-settings/{userId}` (and of a successful `PUT`).
 #[derive(Debug, Serialize)]

@@ -1,0 +1,93 @@
+//! The Lambda path, proven before any AWS backend exists: real API Gateway HTTP API
+//! (payload 2.0) events carrying JWT authorizer claims are parsed by `lambda_http` and
+//! served by the same settings router, with identity taken from the claims.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use axum::http::StatusCode;
+use http_body_util::BodyExt;
+use shared::http::{app, settings_router};
+use shared::identity::IdentityMode;
+use tower::ServiceExt;
+
+fn fixture(name: &str) -> String {
+    let path = format!("{}/../tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+async fn invoke(router: &axum::Router, name: &str) -> (StatusCode, serde_json::Value) {
+    let request = lambda_http::request::from_str(&fixture(name)).unwrap();
+    let response = router.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (status, serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null))
+}
+
+fn lambda_router() -> axum::Router {
+    let d = support::deployment(IdentityMode::api_gateway(None, None));
+    app(settings_router(d.state))
+}
+
+#[tokio::test]
+async fn sub_claim_is_the_user() {
+    let router = lambda_router();
+    let (status, body) = invoke(&router, "apigw_v2_get_own_settings.json").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["version"], 0);
+}
+
+#[tokio::test]
+async fn another_users_settings_are_forbidden() {
+    let router = lambda_router();
+    let (status, body) = invoke(&router, "apigw_v2_get_other_settings.json").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(body["error"]["code"], "forbidden");
+    // A group whose name only resembles the admin group grants nothing.
+    let (status, _) = invoke(&router, "apigw_v2_lookalike_group.json").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn cognito_groups_string_makes_an_admin() {
+    let router = lambda_router();
+    let (status, body) = invoke(&router, "apigw_v2_admin_get_other_settings.json").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+#[tokio::test]
+async fn a_custom_admin_claim_is_honoured() {
+    let d = support::deployment(IdentityMode::api_gateway(
+        Some("custom:roles".into()),
+        Some("llm-admin".into()),
+    ));
+    let router = app(settings_router(d.state));
+    // The fixture's admin group is in cognito:groups, which this deployment ignores.
+    let (status, _) = invoke(&router, "apigw_v2_admin_get_other_settings.json").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn no_authorizer_claims_is_401_and_bearer_headers_are_not_trusted() {
+    // The fixture carries an Authorization header but no verified claims.
+    let router = lambda_router();
+    let (status, body) = invoke(&router, "apigw_v2_no_authorizer.json").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["error"]["code"], "unauthorized");
+}
+
+#[tokio::test]
+async fn put_through_the_lambda_path_plain_and_base64() {
+    let router = lambda_router();
+    let (status, body) = invoke(&router, "apigw_v2_put_own_settings.json").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["preferences"]["maxTokens"], 777);
+    assert_eq!(body["hasApiKeys"]["openai"], true);
+    assert_eq!(body["keyHints"]["openai"], "…wxyz");
+    assert!(!body.to_string().contains("LAMBDAFIXTUREKEY"));
+    let (status, body) = invoke(&router, "apigw_v2_put_own_settings_base64.json").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["preferences"]["temperature"], 0.5);
+    assert_eq!(body["preferences"]["maxTokens"], 777);
+    assert_eq!(body["version"], 2);
+}

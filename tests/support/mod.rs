@@ -1,0 +1,87 @@
+//! Helpers shared by the router-level tests: an in-memory deployment and a client that
+//! drives a router with `oneshot`, returning status, headers and JSON.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, Request, StatusCode};
+use http_body_util::BodyExt;
+use shared::http::AppState;
+use shared::identity::IdentityMode;
+use shared::store::sqlite::SqliteStore;
+use shared::vault::local::LocalVault;
+use std::sync::Arc;
+use tower::ServiceExt;
+
+pub struct Deployment {
+    pub state: AppState,
+    pub db: SqliteStore,
+}
+
+pub fn deployment(identity: IdentityMode) -> Deployment {
+    let db = SqliteStore::open_in_memory().unwrap();
+    let vault = LocalVault::new(db.clone(), &[9u8; 32]).unwrap();
+    let store = Arc::new(db.clone());
+    Deployment {
+        state: AppState {
+            settings: store.clone(),
+            tokens: store,
+            vault: Arc::new(vault),
+            catalog: shared::pricing::catalog().unwrap(),
+            identity,
+        },
+        db,
+    }
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub text: String,
+}
+
+impl Reply {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.text)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text))
+    }
+
+    /// Asserts the SPEC error shape and returns the code.
+    pub fn error_code(&self) -> String {
+        let v = self.json();
+        let e = &v["error"];
+        assert!(e["message"].as_str().is_some_and(|m| !m.is_empty()), "{v}");
+        assert!(e["requestId"].as_str().is_some_and(|m| m.starts_with("req-")), "{v}");
+        e["code"].as_str().unwrap().to_owned()
+    }
+
+    pub fn error_message(&self) -> String {
+        self.json()["error"]["message"].as_str().unwrap().to_owned()
+    }
+}
+
+pub async fn send(router: &Router, req: Request<Body>) -> Reply {
+    let response = router.clone().oneshot(req).await.unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    Reply {
+        status,
+        headers,
+        text: String::from_utf8(bytes.to_vec()).unwrap(),
+    }
+}
+
+pub fn request(method: Method, path: &str, token: Option<&str>, body: Option<String>) -> Request<Body> {
+    let mut b = Request::builder().method(method).uri(path);
+    if let Some(t) = token {
+        b = b.header("authorization", format!("Bearer {t}"));
+    }
+    match body {
+        Some(body) => b
+            .header("content-type", "application/json")
+            .body(Body::from(body))
+            .unwrap(),
+        None => b.body(Body::empty()).unwrap(),
+    }
+}
