@@ -50,12 +50,17 @@ fn start(data_dir: &Path, log: &Path) -> Server {
 
 fn token(data_dir: &Path, user: &str, admin: bool) -> String {
     let mut cmd = Command::new(BIN);
-    cmd.args(["token", "create", "--user", user, "--data-dir"]).arg(data_dir);
+    cmd.args(["token", "create", "--user", user, "--data-dir"])
+        .arg(data_dir);
     if admin {
         cmd.arg("--admin");
     }
     let out = cmd.output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8(out.stdout).unwrap();
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 1, "token create prints one line: {stdout:?}");
@@ -70,7 +75,13 @@ struct Client {
 }
 
 impl Client {
-    async fn call(&mut self, method: reqwest::Method, path: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
+    async fn call(
+        &mut self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
         let mut req = self.http.request(method, format!("{}{path}", self.base));
         if let Some(t) = token {
             req = req.bearer_auth(t);
@@ -107,13 +118,19 @@ async fn settings_journey_over_a_socket() {
     let admin = token(&data, "ops", true);
 
     let server = start(&data, &log);
-    let mut c = Client { http: reqwest::Client::new(), base: server.base.clone(), bodies: Vec::new() };
+    let mut c = Client {
+        http: reqwest::Client::new(),
+        base: server.base.clone(),
+        bodies: Vec::new(),
+    };
     use reqwest::Method as M;
 
     let (s, v) = c.call(M::GET, "/health", None, None).await;
     assert_eq!((s, v["status"].as_str()), (200, Some("ok")));
 
-    let (s, v) = c.call(M::GET, "/api/llm-settings/alice", Some(&alice), None).await;
+    let (s, v) = c
+        .call(M::GET, "/api/llm-settings/alice", Some(&alice), None)
+        .await;
     assert_eq!(s, 200);
     assert_eq!(v["hasApiKeys"]["anthropic"], false);
 
@@ -128,25 +145,55 @@ async fn settings_journey_over_a_socket() {
     assert_eq!(v["keyHints"]["anthropic"], "…Q9Zk");
 
     // The second user can neither read, write nor delete the first user's settings.
-    let (s, _) = c.call(M::GET, "/api/llm-settings/alice", Some(&bob), None).await;
+    let (s, _) = c
+        .call(M::GET, "/api/llm-settings/alice", Some(&bob), None)
+        .await;
     assert_eq!(s, 403);
-    let (s, _) = c.call(M::PUT, "/api/llm-settings/alice", Some(&bob), Some(json!({"apiKeys": {"anthropic": null}}))).await;
+    let (s, _) = c
+        .call(
+            M::PUT,
+            "/api/llm-settings/alice",
+            Some(&bob),
+            Some(json!({"apiKeys": {"anthropic": null}})),
+        )
+        .await;
     assert_eq!(s, 403);
-    let (s, _) = c.call(M::DELETE, "/api/llm-settings/alice/keys/anthropic", Some(&bob), None).await;
+    let (s, _) = c
+        .call(
+            M::DELETE,
+            "/api/llm-settings/alice/keys/anthropic",
+            Some(&bob),
+            None,
+        )
+        .await;
     assert_eq!(s, 403);
     let (s, _) = c.call(M::GET, "/api/llm-settings/alice", None, None).await;
     assert_eq!(s, 401);
 
     // An admin can read it, and sees only the hint too.
-    let (s, v) = c.call(M::GET, "/api/llm-settings/alice", Some(&admin), None).await;
+    let (s, v) = c
+        .call(M::GET, "/api/llm-settings/alice", Some(&admin), None)
+        .await;
     assert_eq!(s, 200);
     assert_eq!(v["preferences"]["maxTokens"], 1024);
     assert_eq!(v["keyHints"]["anthropic"], "…Q9Zk");
 
     // Bad input: 400 naming the field, never a 5xx.
-    let (s, v) = c.call(M::PUT, "/api/llm-settings/alice", Some(&alice), Some(json!({"preferences": {"maxTokens": "x"}}))).await;
+    let (s, v) = c
+        .call(
+            M::PUT,
+            "/api/llm-settings/alice",
+            Some(&alice),
+            Some(json!({"preferences": {"maxTokens": "x"}})),
+        )
+        .await;
     assert_eq!(s, 400);
-    assert!(v["error"]["message"].as_str().unwrap().starts_with("preferences.maxTokens"));
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("preferences.maxTokens")
+    );
 
     let (s, v) = c.call(M::GET, "/api/llm-models", Some(&alice), None).await;
     assert_eq!(s, 200);
@@ -156,24 +203,39 @@ async fn settings_journey_over_a_socket() {
     drop(server);
     let server = start(&data, &log.with_extension("2.log"));
     c.base = server.base.clone();
-    let (s, v) = c.call(M::GET, "/api/llm-settings/alice", Some(&alice), None).await;
+    let (s, v) = c
+        .call(M::GET, "/api/llm-settings/alice", Some(&alice), None)
+        .await;
     assert_eq!(s, 200);
     assert_eq!(v["hasApiKeys"]["anthropic"], true);
-    let (s, _) = c.call(M::DELETE, "/api/llm-settings/alice/keys/anthropic", Some(&alice), None).await;
+    let (s, _) = c
+        .call(
+            M::DELETE,
+            "/api/llm-settings/alice/keys/anthropic",
+            Some(&alice),
+            None,
+        )
+        .await;
     assert_eq!(s, 204);
-    let (_, v) = c.call(M::GET, "/api/llm-settings/alice", Some(&alice), None).await;
+    let (_, v) = c
+        .call(M::GET, "/api/llm-settings/alice", Some(&alice), None)
+        .await;
     assert_eq!(v["hasApiKeys"]["anthropic"], false);
     drop(server);
 
     // The key never came back, was never logged, and is not on disk in the clear.
     for body in &c.bodies {
-        assert!(!body.contains("E2ESECRETMARKER"), "key in a response: {body}");
+        assert!(
+            !body.contains("E2ESECRETMARKER"),
+            "key in a response: {body}"
+        );
     }
     let mut log_lines = 0;
     for path in [log.clone(), log.with_extension("2.log")] {
         let text = std::fs::read_to_string(&path).unwrap();
         for line in text.lines() {
-            let parsed: Value = serde_json::from_str(line).unwrap_or_else(|_| panic!("log line is not JSON: {line}"));
+            let parsed: Value = serde_json::from_str(line)
+                .unwrap_or_else(|_| panic!("log line is not JSON: {line}"));
             assert!(parsed.is_object());
             log_lines += 1;
         }
@@ -182,11 +244,20 @@ async fn settings_journey_over_a_socket() {
             assert!(!text.contains(t.as_str()), "bearer token in the log");
         }
     }
-    assert!(log_lines >= 10, "every request is logged ({log_lines} lines)");
+    assert!(
+        log_lines >= 10,
+        "every request is logged ({log_lines} lines)"
+    );
     let disk = read_all_bytes(&data);
-    assert!(!disk.windows(16).any(|w| w == b"E2ESECRETMARKER-"), "key on disk in the clear");
+    assert!(
+        !disk.windows(16).any(|w| w == b"E2ESECRETMARKER-"),
+        "key on disk in the clear"
+    );
     for t in [&alice, &bob, &admin] {
-        assert!(!disk.windows(t.len()).any(|w| w == t.as_bytes()), "token on disk in the clear");
+        assert!(
+            !disk.windows(t.len()).any(|w| w == t.as_bytes()),
+            "token on disk in the clear"
+        );
     }
 }
 

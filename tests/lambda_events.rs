@@ -21,11 +21,14 @@ async fn invoke(router: &axum::Router, name: &str) -> (StatusCode, serde_json::V
     let response = router.clone().oneshot(request).await.unwrap();
     let status = response.status();
     let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    (status, serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null))
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+    )
 }
 
 fn lambda_router() -> axum::Router {
-    let d = support::deployment(IdentityMode::api_gateway(None, None));
+    let d = support::lambda_deployment(IdentityMode::api_gateway(None, None));
     app(settings_router(d.state))
 }
 
@@ -57,7 +60,7 @@ async fn cognito_groups_string_makes_an_admin() {
 
 #[tokio::test]
 async fn a_custom_admin_claim_is_honoured() {
-    let d = support::deployment(IdentityMode::api_gateway(
+    let d = support::lambda_deployment(IdentityMode::api_gateway(
         Some("custom:roles".into()),
         Some("llm-admin".into()),
     ));

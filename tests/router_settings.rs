@@ -7,8 +7,8 @@ mod support;
 use axum::http::{Method, StatusCode};
 use serde_json::json;
 use shared::http::{app, settings_router};
-use shared::identity::{IdentityMode, issue_token};
-use support::{deployment, request, send};
+use shared::identity::issue_token;
+use support::{local_deployment, request, send};
 
 const ANTHROPIC_KEY: &str = "sk-ant-api03-ROUTERTESTKEY0123456789abcdefghijklmnopqrstuvwxyzf3Qa";
 
@@ -20,7 +20,7 @@ struct Fixture {
 }
 
 async fn fixture() -> Fixture {
-    let d = deployment(IdentityMode::LocalTokens);
+    let d = local_deployment();
     let alice = issue_token(&d.db, "alice", false).await.unwrap();
     let bob = issue_token(&d.db, "bob", false).await.unwrap();
     let admin = issue_token(&d.db, "root", true).await.unwrap();
@@ -35,7 +35,12 @@ async fn fixture() -> Fixture {
 async fn put(f: &Fixture, token: &str, user: &str, body: serde_json::Value) -> support::Reply {
     send(
         &f.router,
-        request(Method::PUT, &format!("/api/llm-settings/{user}"), Some(token), Some(body.to_string())),
+        request(
+            Method::PUT,
+            &format!("/api/llm-settings/{user}"),
+            Some(token),
+            Some(body.to_string()),
+        ),
     )
     .await
 }
@@ -61,7 +66,10 @@ async fn new_user_gets_defaults_and_every_provider_listed() {
     assert_eq!(v["preferences"]["defaultProvider"], "anthropic");
     assert_eq!(v["preferences"]["maxTokens"], 2000);
     assert_eq!(v["preferences"]["budgetAction"], "block");
-    assert_eq!(v["preferences"]["monthlyBudgetUsd"], serde_json::Value::Null);
+    assert_eq!(
+        v["preferences"]["monthlyBudgetUsd"],
+        serde_json::Value::Null
+    );
     assert_eq!(v["version"], 0);
     let has = v["hasApiKeys"].as_object().unwrap();
     for p in shared::provider::Provider::ALL {
@@ -87,7 +95,10 @@ async fn put_merges_stores_keys_and_never_returns_them() {
     let v = r.json();
     assert_eq!(v["preferences"]["maxTokens"], 512);
     assert_eq!(v["preferences"]["monthlyBudgetUsd"], 50.25);
-    assert_eq!(v["preferences"]["temperature"], 0.0, "untouched fields keep their value");
+    assert_eq!(
+        v["preferences"]["temperature"], 0.0,
+        "untouched fields keep their value"
+    );
     assert_eq!(v["hasApiKeys"]["anthropic"], true);
     assert_eq!(v["keyHints"]["anthropic"], "…f3Qa");
     assert_eq!(v["version"], 1);
@@ -95,7 +106,13 @@ async fn put_merges_stores_keys_and_never_returns_them() {
     assert!(!r.text.contains("ROUTERTESTKEY"));
 
     // A second partial PUT keeps the first one's fields.
-    let r = put(&f, &f.alice, "alice", json!({"preferences": {"temperature": 0.7}})).await;
+    let r = put(
+        &f,
+        &f.alice,
+        "alice",
+        json!({"preferences": {"temperature": 0.7}}),
+    )
+    .await;
     let v = r.json();
     assert_eq!(v["preferences"]["maxTokens"], 512);
     assert_eq!(v["preferences"]["temperature"], 0.7);
@@ -104,10 +121,19 @@ async fn put_merges_stores_keys_and_never_returns_them() {
 
     let r = get(&f, Some(&f.alice), "/api/llm-settings/alice").await;
     assert!(!r.text.contains("ROUTERTESTKEY"));
-    assert_eq!(r.json()["preferences"]["fallbackProviders"], json!(["openai", "google"]));
+    assert_eq!(
+        r.json()["preferences"]["fallbackProviders"],
+        json!(["openai", "google"])
+    );
 
     // null deletes a key.
-    let r = put(&f, &f.alice, "alice", json!({"apiKeys": {"anthropic": null}})).await;
+    let r = put(
+        &f,
+        &f.alice,
+        "alice",
+        json!({"apiKeys": {"anthropic": null}}),
+    )
+    .await;
     assert_eq!(r.json()["hasApiKeys"]["anthropic"], false);
     assert_eq!(r.json()["keyHints"], json!({}));
 }
@@ -115,21 +141,65 @@ async fn put_merges_stores_keys_and_never_returns_them() {
 #[tokio::test]
 async fn delete_key_route() {
     let f = fixture().await;
-    put(&f, &f.alice, "alice", json!({"apiKeys": {"anthropic": ANTHROPIC_KEY}})).await;
-    let r = send(&f.router, request(Method::DELETE, "/api/llm-settings/alice/keys/anthropic", Some(&f.alice), None)).await;
+    put(
+        &f,
+        &f.alice,
+        "alice",
+        json!({"apiKeys": {"anthropic": ANTHROPIC_KEY}}),
+    )
+    .await;
+    let r = send(
+        &f.router,
+        request(
+            Method::DELETE,
+            "/api/llm-settings/alice/keys/anthropic",
+            Some(&f.alice),
+            None,
+        ),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
     assert!(r.text.is_empty());
-    let v = get(&f, Some(&f.alice), "/api/llm-settings/alice").await.json();
+    let v = get(&f, Some(&f.alice), "/api/llm-settings/alice")
+        .await
+        .json();
     assert_eq!(v["hasApiKeys"]["anthropic"], false);
     // Idempotent.
-    let r = send(&f.router, request(Method::DELETE, "/api/llm-settings/alice/keys/anthropic", Some(&f.alice), None)).await;
+    let r = send(
+        &f.router,
+        request(
+            Method::DELETE,
+            "/api/llm-settings/alice/keys/anthropic",
+            Some(&f.alice),
+            None,
+        ),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
     // Unknown provider names the path parameter.
-    let r = send(&f.router, request(Method::DELETE, "/api/llm-settings/alice/keys/acme", Some(&f.alice), None)).await;
+    let r = send(
+        &f.router,
+        request(
+            Method::DELETE,
+            "/api/llm-settings/alice/keys/acme",
+            Some(&f.alice),
+            None,
+        ),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert!(r.error_message().starts_with("provider:"), "{}", r.text);
     // Someone else's key: 403.
-    let r = send(&f.router, request(Method::DELETE, "/api/llm-settings/alice/keys/anthropic", Some(&f.bob), None)).await;
+    let r = send(
+        &f.router,
+        request(
+            Method::DELETE,
+            "/api/llm-settings/alice/keys/anthropic",
+            Some(&f.bob),
+            None,
+        ),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
 }
 
@@ -148,12 +218,26 @@ async fn authentication_and_authorization() {
     let r = get(&f, Some(&f.bob), "/api/llm-settings/alice").await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     assert_eq!(r.error_code(), "forbidden");
-    let r = put(&f, &f.bob, "alice", json!({"preferences": {"maxTokens": 1}})).await;
+    let r = put(
+        &f,
+        &f.bob,
+        "alice",
+        json!({"preferences": {"maxTokens": 1}}),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     // An admin may act on anyone.
-    let r = put(&f, &f.admin, "alice", json!({"preferences": {"maxTokens": 3}})).await;
+    let r = put(
+        &f,
+        &f.admin,
+        "alice",
+        json!({"preferences": {"maxTokens": 3}}),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::OK);
-    let v = get(&f, Some(&f.alice), "/api/llm-settings/alice").await.json();
+    let v = get(&f, Some(&f.alice), "/api/llm-settings/alice")
+        .await
+        .json();
     assert_eq!(v["preferences"]["maxTokens"], 3);
 }
 
@@ -161,22 +245,61 @@ async fn authentication_and_authorization() {
 async fn bad_input_is_400_naming_the_field() {
     let f = fixture().await;
     let cases: Vec<(serde_json::Value, &str)> = vec![
-        (json!({"preferences": {"maxTokens": -5}}), "preferences.maxTokens"),
-        (json!({"preferences": {"maxTokens": 0}}), "preferences.maxTokens"),
-        (json!({"preferences": {"maxTokens": "many"}}), "preferences.maxTokens"),
-        (json!({"preferences": {"temperature": 9}}), "preferences.temperature"),
-        (json!({"preferences": {"defaultProvider": "acme"}}), "preferences.defaultProvider"),
-        (json!({"preferences": {"queryModel": "gpt-17"}}), "preferences.queryModel"),
-        (json!({"preferences": {"budgetAction": "explode"}}), "preferences.budgetAction"),
-        (json!({"preferences": {"monthlyBudgetUsd": 0.0000000001}}), "preferences.monthlyBudgetUsd"),
-        (json!({"preferences": {"fallbackProviders": ["nope"]}}), "preferences.fallbackProviders"),
-        (json!({"preferences": {"trackUsage": "yes"}}), "preferences.trackUsage"),
+        (
+            json!({"preferences": {"maxTokens": -5}}),
+            "preferences.maxTokens",
+        ),
+        (
+            json!({"preferences": {"maxTokens": 0}}),
+            "preferences.maxTokens",
+        ),
+        (
+            json!({"preferences": {"maxTokens": "many"}}),
+            "preferences.maxTokens",
+        ),
+        (
+            json!({"preferences": {"temperature": 9}}),
+            "preferences.temperature",
+        ),
+        (
+            json!({"preferences": {"defaultProvider": "acme"}}),
+            "preferences.defaultProvider",
+        ),
+        (
+            json!({"preferences": {"queryModel": "gpt-17"}}),
+            "preferences.queryModel",
+        ),
+        (
+            json!({"preferences": {"budgetAction": "explode"}}),
+            "preferences.budgetAction",
+        ),
+        (
+            json!({"preferences": {"monthlyBudgetUsd": 0.0000000001}}),
+            "preferences.monthlyBudgetUsd",
+        ),
+        (
+            json!({"preferences": {"fallbackProviders": ["nope"]}}),
+            "preferences.fallbackProviders",
+        ),
+        (
+            json!({"preferences": {"trackUsage": "yes"}}),
+            "preferences.trackUsage",
+        ),
         (json!({"preferences": {"maxTokenz": 1}}), "preferences"),
         (json!({"prefs": {}}), "prefs"),
         (json!({"apiKeys": {"acme": "x"}}), "apiKeys"),
-        (json!({"apiKeys": {"openai": "not-a-key"}}), "apiKeys.openai"),
-        (json!({"apiKeys": {"anthropic": "sk-ant-api03-with space-0123456789abcdefghij"}}), "apiKeys.anthropic"),
-        (json!({"apiKeys": {"ollama": "sk-whatever-0123456789"}}), "apiKeys.ollama"),
+        (
+            json!({"apiKeys": {"openai": "not-a-key"}}),
+            "apiKeys.openai",
+        ),
+        (
+            json!({"apiKeys": {"anthropic": "sk-ant-api03-with space-0123456789abcdefghij"}}),
+            "apiKeys.anthropic",
+        ),
+        (
+            json!({"apiKeys": {"ollama": "sk-whatever-0123456789"}}),
+            "apiKeys.ollama",
+        ),
         (json!({"version": "seven"}), "version"),
         (json!([1, 2]), "body"),
     ];
@@ -187,7 +310,9 @@ async fn bad_input_is_400_naming_the_field() {
         assert!(r.error_message().starts_with(field), "{body}: {}", r.text);
     }
     // Nothing was written by any of them.
-    let v = get(&f, Some(&f.alice), "/api/llm-settings/alice").await.json();
+    let v = get(&f, Some(&f.alice), "/api/llm-settings/alice")
+        .await
+        .json();
     assert_eq!(v["version"], 0);
 }
 
@@ -195,12 +320,33 @@ async fn bad_input_is_400_naming_the_field() {
 async fn malformed_and_oversized_bodies() {
     let f = fixture().await;
     for body in ["{", "", "not json", "{\"preferences\": {}} trailing"] {
-        let r = send(&f.router, request(Method::PUT, "/api/llm-settings/alice", Some(&f.alice), Some(body.into()))).await;
+        let r = send(
+            &f.router,
+            request(
+                Method::PUT,
+                "/api/llm-settings/alice",
+                Some(&f.alice),
+                Some(body.into()),
+            ),
+        )
+        .await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{body:?}");
         assert_eq!(r.error_code(), "malformed_json");
     }
-    let big = format!("{{\"preferences\": {{\"queryModel\": \"{}\"}}}}", "x".repeat(1024 * 1024 + 1));
-    let r = send(&f.router, request(Method::PUT, "/api/llm-settings/alice", Some(&f.alice), Some(big))).await;
+    let big = format!(
+        "{{\"preferences\": {{\"queryModel\": \"{}\"}}}}",
+        "x".repeat(1024 * 1024 + 1)
+    );
+    let r = send(
+        &f.router,
+        request(
+            Method::PUT,
+            "/api/llm-settings/alice",
+            Some(&f.alice),
+            Some(big),
+        ),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(r.error_code(), "payload_too_large");
 }
@@ -211,7 +357,13 @@ async fn a_key_sent_in_the_wrong_place_is_not_echoed() {
     let r = put(&f, &f.alice, "alice", json!({"apiKeys": ANTHROPIC_KEY})).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert!(!r.text.contains("ROUTERTESTKEY"), "{}", r.text);
-    let r = put(&f, &f.alice, "alice", json!({"preferences": {"queryModel": ANTHROPIC_KEY}})).await;
+    let r = put(
+        &f,
+        &f.alice,
+        "alice",
+        json!({"preferences": {"queryModel": ANTHROPIC_KEY}}),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert!(!r.text.contains("ROUTERTESTKEY"), "{}", r.text);
 }
@@ -219,28 +371,65 @@ async fn a_key_sent_in_the_wrong_place_is_not_echoed() {
 #[tokio::test]
 async fn version_makes_the_write_conditional() {
     let f = fixture().await;
-    let r = put(&f, &f.alice, "alice", json!({"version": 0, "preferences": {"maxTokens": 10}})).await;
+    let r = put(
+        &f,
+        &f.alice,
+        "alice",
+        json!({"version": 0, "preferences": {"maxTokens": 10}}),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::OK);
-    let r = put(&f, &f.alice, "alice", json!({"version": 0, "preferences": {"maxTokens": 20}})).await;
+    let r = put(
+        &f,
+        &f.alice,
+        "alice",
+        json!({"version": 0, "preferences": {"maxTokens": 20}}),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::CONFLICT);
     assert_eq!(r.error_code(), "version_conflict");
-    let v = get(&f, Some(&f.alice), "/api/llm-settings/alice").await.json();
+    let v = get(&f, Some(&f.alice), "/api/llm-settings/alice")
+        .await
+        .json();
     assert_eq!(v["preferences"]["maxTokens"], 10);
-    let r = put(&f, &f.alice, "alice", json!({"version": 1, "preferences": {"maxTokens": 20}})).await;
+    let r = put(
+        &f,
+        &f.alice,
+        "alice",
+        json!({"version": 1, "preferences": {"maxTokens": 20}}),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::OK);
 }
 
 #[tokio::test]
 async fn user_ids_are_url_decoded_and_checked() {
-    let d = deployment(IdentityMode::LocalTokens);
+    let d = local_deployment();
     let token = issue_token(&d.db, "user@example.com", false).await.unwrap();
     let router = app(settings_router(d.state));
-    let r = send(&router, request(Method::GET, "/api/llm-settings/user%40example.com", Some(&token), None)).await;
+    let r = send(
+        &router,
+        request(
+            Method::GET,
+            "/api/llm-settings/user%40example.com",
+            Some(&token),
+            None,
+        ),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::OK);
-    let r = send(&router, request(Method::GET, "/api/llm-settings/a%2Fb", Some(&token), None)).await;
+    let r = send(
+        &router,
+        request(Method::GET, "/api/llm-settings/a%2Fb", Some(&token), None),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert!(r.error_message().starts_with("userId"));
-    let r = send(&router, request(Method::GET, "/api/llm-settings/%FF", Some(&token), None)).await;
+    let r = send(
+        &router,
+        request(Method::GET, "/api/llm-settings/%FF", Some(&token), None),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
 }
 
@@ -250,10 +439,24 @@ async fn unknown_routes_and_methods_get_json_errors() {
     let r = get(&f, Some(&f.alice), "/api/nope").await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     assert_eq!(r.error_code(), "not_found");
-    let r = send(&f.router, request(Method::POST, "/api/llm-settings/alice", Some(&f.alice), Some("{}".into()))).await;
+    let r = send(
+        &f.router,
+        request(
+            Method::POST,
+            "/api/llm-settings/alice",
+            Some(&f.alice),
+            Some("{}".into()),
+        ),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(r.error_code(), "method_not_allowed");
-    assert!(r.headers["x-request-id"].to_str().unwrap().starts_with("req-"));
+    assert!(
+        r.headers["x-request-id"]
+            .to_str()
+            .unwrap()
+            .starts_with("req-")
+    );
 }
 
 #[tokio::test]
@@ -275,8 +478,16 @@ async fn model_catalog() {
     assert_eq!(sonnet["cache_write_per_1m"], 3.75);
     assert_eq!(sonnet["context_window"], 200000);
     assert_eq!(sonnet["enabled"], true);
-    assert!(sonnet["capabilities"].as_array().unwrap().contains(&json!("streaming")));
+    assert!(
+        sonnet["capabilities"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("streaming"))
+    );
     for provider in ["anthropic", "openai", "google", "bedrock"] {
-        assert!(models.iter().any(|m| m["provider"] == provider), "{provider}");
+        assert!(
+            models.iter().any(|m| m["provider"] == provider),
+            "{provider}"
+        );
     }
 }

@@ -39,10 +39,10 @@ impl Caller {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub enum IdentityMode {
-    /// Bearer tokens checked against the token store.
-    LocalTokens,
+    /// Bearer tokens checked against the token store (the local shape only).
+    LocalTokens(std::sync::Arc<dyn TokenStore>),
     /// JWT authorizer claims from the API Gateway HTTP API request context.
     ApiGatewayJwt {
         admin_claim: String,

@@ -18,14 +18,22 @@ pub struct Deployment {
     pub db: SqliteStore,
 }
 
-pub fn deployment(identity: IdentityMode) -> Deployment {
+/// An in-memory deployment whose identity is local bearer tokens.
+pub fn local_deployment() -> Deployment {
     let db = SqliteStore::open_in_memory().unwrap();
+    deployment_with(db.clone(), IdentityMode::LocalTokens(Arc::new(db)))
+}
+
+/// An in-memory deployment whose identity is API Gateway JWT claims.
+pub fn lambda_deployment(identity: IdentityMode) -> Deployment {
+    deployment_with(SqliteStore::open_in_memory().unwrap(), identity)
+}
+
+fn deployment_with(db: SqliteStore, identity: IdentityMode) -> Deployment {
     let vault = LocalVault::new(db.clone(), &[9u8; 32]).unwrap();
-    let store = Arc::new(db.clone());
     Deployment {
         state: AppState {
-            settings: store.clone(),
-            tokens: store,
+            settings: Arc::new(db.clone()),
             vault: Arc::new(vault),
             catalog: shared::pricing::catalog().unwrap(),
             identity,
@@ -42,8 +50,7 @@ pub struct Reply {
 
 impl Reply {
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.text)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text))
+        serde_json::from_str(&self.text).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text))
     }
 
     /// Asserts the SPEC error shape and returns the code.
@@ -51,7 +58,12 @@ impl Reply {
         let v = self.json();
         let e = &v["error"];
         assert!(e["message"].as_str().is_some_and(|m| !m.is_empty()), "{v}");
-        assert!(e["requestId"].as_str().is_some_and(|m| m.starts_with("req-")), "{v}");
+        assert!(
+            e["requestId"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("req-")),
+            "{v}"
+        );
         e["code"].as_str().unwrap().to_owned()
     }
 
@@ -72,7 +84,12 @@ pub async fn send(router: &Router, req: Request<Body>) -> Reply {
     }
 }
 
-pub fn request(method: Method, path: &str, token: Option<&str>, body: Option<String>) -> Request<Body> {
+pub fn request(
+    method: Method,
+    path: &str,
+    token: Option<&str>,
+    body: Option<String>,
+) -> Request<Body> {
     let mut b = Request::builder().method(method).uri(path);
     if let Some(t) = token {
         b = b.header("authorization", format!("Bearer {t}"));

@@ -151,10 +151,9 @@ async fn serve(addr: SocketAddr, data_dir: &Path) -> Result<(), LocalError> {
     let db = Arc::new(db);
     let state = AppState {
         settings: db.clone(),
-        tokens: db,
         vault: Arc::new(vault),
         catalog: shared::pricing::catalog()?,
-        identity: IdentityMode::LocalTokens,
+        identity: IdentityMode::LocalTokens(db),
     };
     let router = app(settings_router(state));
 

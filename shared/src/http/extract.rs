@@ -34,7 +34,7 @@ impl FromRequestParts<AppState> for Caller {
                     .and_then(|c| identity::caller_from_claims(c, admin_claim, admin_group))
                     .ok_or(ApiError::Unauthorized)
             }
-            IdentityMode::LocalTokens => {
+            IdentityMode::LocalTokens(tokens) => {
                 let token = parts
                     .headers
                     .get(AUTHORIZATION)
@@ -45,7 +45,7 @@ impl FromRequestParts<AppState> for Caller {
                     })
                     .map(str::trim)
                     .ok_or(ApiError::Unauthorized)?;
-                identity::caller_from_token(state.tokens.as_ref(), token)
+                identity::caller_from_token(tokens.as_ref(), token)
                     .await?
                     .ok_or(ApiError::Unauthorized)
             }

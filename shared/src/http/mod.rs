@@ -9,7 +9,7 @@ pub mod settings;
 use crate::error::{ApiError, REQUEST_ID};
 use crate::identity::IdentityMode;
 use crate::pricing::Catalog;
-use crate::store::{SettingsStore, TokenStore};
+use crate::store::SettingsStore;
 use crate::vault::KeyVault;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
@@ -28,7 +28,6 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 #[derive(Clone)]
 pub struct AppState {
     pub settings: Arc<dyn SettingsStore>,
-    pub tokens: Arc<dyn TokenStore>,
     pub vault: Arc<dyn KeyVault>,
     pub catalog: &'static Catalog,
     pub identity: IdentityMode,

@@ -87,7 +87,6 @@ pub struct SettingsRecord {
     pub updated_at: Option<DateTime<Utc>>,
 }
 
-
 /// The body of `GET /api/llm-settings/{userId}` (and of a successful `PUT`).
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
