@@ -5,8 +5,14 @@ SHELL := /bin/bash
 ADDR ?= 127.0.0.1:8080
 DATA_DIR ?= .llm-local
 CARGO ?= cargo
+# Lambda architecture for `make build`: x86_64 (default here) or arm64 (needs the
+# aarch64-unknown-linux-gnu Rust target: `rustup target add aarch64-unknown-linux-gnu`).
+ARCH ?= x86_64
+LAMBDAS := llm-settings
+VENV_BIN := $(CURDIR)/.venv/bin
+WITH_EMULATOR := tools/with_ministack.sh
 
-.PHONY: run test token lint fmt check-tools clean
+.PHONY: run token test test-unit test-aws lint fmt venv build infra-check deploy-local bench check-tools clean
 
 check-tools:
 	@command -v $(CARGO) >/dev/null || { echo "make: cargo not found; install Rust (https://rustup.rs) and retry"; exit 1; }
@@ -27,20 +33,56 @@ token: check-tools
 	@$(CARGO) build --release --locked -q -p llm-local
 	@./target/release/llm-local token create --user "$(USER_ID)" $(if $(ADMIN),--admin) --data-dir $(DATA_DIR)
 
-## test: formatting, lints, and every test in the workspace
-test: check-tools lint
-	@echo "==> running every test in the workspace"
+## test: everything: lints, unit/router/e2e tests, AWS conformance and the Terraform
+## deployment into the emulator, and the infra static checks
+test: check-tools lint test-unit test-aws infra-check deploy-local
+	@echo "==> make test: all suites passed"
+
+test-unit: check-tools
+	@echo "==> every test in the workspace (embedded store, router, Lambda events, e2e over a socket)"
 	$(CARGO) test --workspace --locked
+
+## test-aws: the store conformance suite on DynamoDB and Secrets Manager in ministack
+test-aws: check-tools venv
+	@echo "==> conformance suite on the AWS backends (ministack on loopback)"
+	$(WITH_EMULATOR) $(CARGO) test --locked -p shared --features aws,conformance --test aws_conformance -- --include-ignored
 
 ## lint: rustfmt check and clippy with warnings as errors
 lint: check-tools
 	@echo "==> cargo fmt --check"
 	$(CARGO) fmt --all -- --check
 	@echo "==> cargo clippy -D warnings"
-	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+	$(CARGO) clippy --workspace --all-targets --all-features --locked -- -D warnings
 
 fmt:
 	$(CARGO) fmt --all
+
+## venv: Python tools (ministack, boto3, checkov, python-hcl2, cargo-lambda, ziglang) in ./.venv
+venv:
+	@tools/venv.sh
+
+## build: Lambda zips (target/lambda/<function>/bootstrap.zip) for ARCH=x86_64|arm64
+build: check-tools venv
+	@echo "==> cargo lambda build --release ($(ARCH)) for: $(LAMBDAS)"
+	PATH="$(VENV_BIN):$$PATH" $(CARGO) lambda build --release --locked --output-format zip \
+		$(if $(filter arm64,$(ARCH)),--arm64,--x86-64) $(addprefix -p ,$(LAMBDAS))
+	@ls -l $(foreach f,$(LAMBDAS),target/lambda/$(f)/bootstrap.zip)
+
+## infra-check: checkov (no failed check) and terraform fmt where terraform exists
+infra-check: venv
+	@echo "==> static checks on infra/"
+	tools/infra_check.sh
+
+## deploy-local: the Terraform deployment, read from infra/*.tf, into ministack, and the
+## settings journey through API Gateway with real Cognito JWTs
+deploy-local: build
+	@echo "==> deploying infra/ into ministack and running the journey"
+	tools/deploy_local.sh
+
+## bench: Lambda zip size, cold start to first handled event, peak RSS
+bench: build
+	@echo "==> benchmark: llm-settings Lambda (zip, cold start, RSS)"
+	$(WITH_EMULATOR) $(VENV_BIN)/python tools/bench_lambda.py target/lambda/llm-settings/bootstrap.zip
 
 clean:
 	$(CARGO) clean

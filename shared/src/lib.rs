@@ -4,6 +4,8 @@
 //! inside the single local binary (`functions/local`); only the store, vault and identity
 //! backends handed to [`http::AppState`] differ between the two shapes.
 
+#[cfg(feature = "aws")]
+pub mod aws;
 pub mod error;
 pub mod http;
 pub mod identity;

@@ -5,6 +5,9 @@
 
 pub mod sqlite;
 
+#[cfg(feature = "aws")]
+pub mod dynamodb;
+
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 

@@ -4,6 +4,9 @@
 
 pub mod local;
 
+#[cfg(feature = "aws")]
+pub mod secrets_manager;
+
 use crate::provider::Provider;
 use crate::secret::ApiKey;
 use async_trait::async_trait;

@@ -1,0 +1,119 @@
+//! DynamoDB backends. Items are (de)serialized with `serde_dynamo`; every write that
+//! must not clobber is a conditional write; reads of one user's item are consistent
+//! reads. Throttling is retried by the SDK's standard retry strategy, configured once
+//! in [`crate::aws::sdk_config`].
+
+use super::{SettingsStore, StoreError};
+use crate::provider::Provider;
+use crate::settings::{KeyMeta, Preferences, SettingsRecord};
+use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::types::AttributeValue;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The sort-key value of the preferences item (the table has room for other setting
+/// types per user).
+pub const SETTING_TYPE: &str = "llm_preferences";
+
+/// The settings table: pk `user_id`, sk `setting_type`.
+#[derive(Clone)]
+pub struct DynamoSettingsStore {
+    client: Client,
+    table: String,
+}
+
+impl DynamoSettingsStore {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        DynamoSettingsStore {
+            client,
+            table: table.into(),
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct SettingsItem {
+    user_id: String,
+    setting_type: String,
+    version: u64,
+    preferences: Preferences,
+    keys: BTreeMap<Provider, KeyMeta>,
+    updated_at: Option<DateTime<Utc>>,
+}
+
+fn backend<E: std::error::Error + 'static, R: std::fmt::Debug>(e: SdkError<E, R>) -> StoreError {
+    StoreError::Backend(DisplayErrorContext(e).to_string())
+}
+
+#[async_trait]
+impl SettingsStore for DynamoSettingsStore {
+    async fn get_settings(&self, user_id: &str) -> Result<Option<SettingsRecord>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("user_id", AttributeValue::S(user_id.to_owned()))
+            .key("setting_type", AttributeValue::S(SETTING_TYPE.to_owned()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(backend)?;
+        let Some(item) = out.item else {
+            return Ok(None);
+        };
+        let item: SettingsItem =
+            serde_dynamo::from_item(item).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        Ok(Some(SettingsRecord {
+            preferences: item.preferences,
+            keys: item.keys,
+            version: item.version,
+            updated_at: item.updated_at,
+        }))
+    }
+
+    async fn put_settings(
+        &self,
+        user_id: &str,
+        record: &SettingsRecord,
+        expected_version: u64,
+    ) -> Result<(), StoreError> {
+        let item = SettingsItem {
+            user_id: user_id.to_owned(),
+            setting_type: SETTING_TYPE.to_owned(),
+            version: record.version,
+            preferences: record.preferences.clone(),
+            keys: record.keys.clone(),
+            updated_at: record.updated_at,
+        };
+        let item = serde_dynamo::to_item(item).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let request = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item));
+        let request = if expected_version == 0 {
+            request.condition_expression("attribute_not_exists(user_id)")
+        } else {
+            request
+                .condition_expression("#version = :expected")
+                .expression_attribute_names("#version", "version")
+                .expression_attribute_values(
+                    ":expected",
+                    AttributeValue::N(expected_version.to_string()),
+                )
+        };
+        match request.send().await {
+            Ok(_) => Ok(()),
+            Err(SdkError::ServiceError(e))
+                if matches!(e.err(), PutItemError::ConditionalCheckFailedException(_)) =>
+            {
+                Err(StoreError::Conflict)
+            }
+            Err(e) => Err(backend(e)),
+        }
+    }
+}
