@@ -63,6 +63,10 @@ class RuntimeApi(http.server.ThreadingHTTPServer):
         self.events = queue.Queue()
         self.responses = queue.Queue()
 
+    def handle_error(self, request, client_address):
+        # A killed bootstrap leaves a pending /next whose socket is gone: expected here.
+        pass
+
 
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
@@ -141,11 +145,12 @@ def main():
         "RUST_LOG": "warn",
     }
 
-    api = RuntimeApi()
-    threading.Thread(target=api.serve_forever, daemon=True).start()
-
     cold = []
     for i in range(COLD_STARTS):
+        # A fresh Runtime API per process: a killed process's pending /next must not
+        # swallow the next process's event.
+        api = RuntimeApi()
+        threading.Thread(target=api.serve_forever, daemon=True).start()
         api.events.put((f"cold-{i}", event("GET", f"user-{i}")))
         started, proc = run_bootstrap(bootstrap, api, env)
         try:
@@ -159,6 +164,7 @@ def main():
         if i < COLD_STARTS - 1:
             proc.kill()
             proc.wait()
+            api.shutdown()
 
     # Warm burst on the last process: writes and reads, then peak RSS.
     for i in range(BURST):
