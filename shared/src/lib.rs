@@ -12,6 +12,7 @@ pub mod identity;
 pub mod money;
 pub mod pricing;
 pub mod provider;
+pub mod providers;
 pub mod secret;
 pub mod settings;
 pub mod store;
