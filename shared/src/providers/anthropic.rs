@@ -256,11 +256,9 @@ impl AnthropicStream {
                     self.usage = u;
                 }
             }
-            "content_block_delta" => {
-                if v["delta"]["type"] == "text_delta" {
-                    if let Some(t) = v["delta"]["text"].as_str() {
-                        out.push(StreamEvent::Delta(t.to_owned()));
-                    }
+            "content_block_delta" if v["delta"]["type"] == "text_delta" => {
+                if let Some(t) = v["delta"]["text"].as_str() {
+                    out.push(StreamEvent::Delta(t.to_owned()));
                 }
             }
             "message_delta" => {

@@ -1,0 +1,105 @@
+# One role per function, each with only what that function does.
+
+data "aws_iam_policy_document" "lambda_assume" {
+  statement {
+    sid     = "LambdaAssumeRole"
+    actions = ["sts:AssumeRole"]
+
+    principals {
+      type        = "Service"
+      identifiers = ["lambda.amazonaws.com"]
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [local.account_id]
+    }
+  }
+}
+
+resource "aws_iam_role" "lambda" {
+  for_each = local.lambda_functions
+
+  name               = "${var.name_prefix}-${each.key}"
+  description        = "Execution role of the ${each.key} Lambda function."
+  assume_role_policy = data.aws_iam_policy_document.lambda_assume.json
+}
+
+# Common to every function: write its own log group and its X-Ray traces.
+data "aws_iam_policy_document" "lambda_base" {
+  for_each = local.lambda_functions
+
+  statement {
+    sid       = "OwnLogGroup"
+    actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
+    resources = ["${aws_cloudwatch_log_group.lambda[each.key].arn}:*"]
+  }
+
+  statement {
+    sid       = "XRayTraces"
+    actions   = ["xray:PutTraceSegments", "xray:PutTelemetryRecords"]
+    resources = ["*"] # X-Ray trace writes support no resource-level permissions
+  }
+}
+
+resource "aws_iam_role_policy" "lambda_base" {
+  for_each = local.lambda_functions
+
+  name   = "logs-and-traces"
+  role   = aws_iam_role.lambda[each.key].id
+  policy = data.aws_iam_policy_document.lambda_base[each.key].json
+}
+
+# llm-settings: read and write settings items; manage the users' key secrets; use the CMK
+# only through Secrets Manager and DynamoDB.
+data "aws_iam_policy_document" "llm_settings" {
+  statement {
+    sid       = "SettingsTable"
+    actions   = ["dynamodb:GetItem", "dynamodb:PutItem"]
+    resources = [aws_dynamodb_table.settings.arn]
+  }
+
+  statement {
+    sid = "UserApiKeySecrets"
+    actions = [
+      "secretsmanager:CreateSecret",
+      "secretsmanager:PutSecretValue",
+      "secretsmanager:GetSecretValue",
+      "secretsmanager:DeleteSecret",
+      "secretsmanager:RestoreSecret",
+      "secretsmanager:TagResource",
+    ]
+    resources = ["arn:${local.partition}:secretsmanager:${var.aws_region}:${local.account_id}:secret:${var.secret_prefix}users/*"]
+  }
+
+  statement {
+    sid       = "CmkThroughSecretsManagerAndDynamoDB"
+    actions   = ["kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey", "kms:DescribeKey"]
+    resources = [aws_kms_key.this.arn]
+
+    condition {
+      test     = "StringEquals"
+      variable = "kms:ViaService"
+      values = [
+        "secretsmanager.${var.aws_region}.amazonaws.com",
+        "dynamodb.${var.aws_region}.amazonaws.com",
+      ]
+    }
+  }
+}
+
+locals {
+  # Function -> its own permissions (a policy document above).
+  function_policies = {
+    "llm-settings" = data.aws_iam_policy_document.llm_settings.json
+  }
+}
+
+resource "aws_iam_role_policy" "function" {
+  for_each = local.function_policies
+
+  name   = "${each.key}-permissions"
+  role   = aws_iam_role.lambda[each.key].id
+  policy = each.value
+}

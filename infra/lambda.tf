@@ -1,0 +1,106 @@
+# The Lambda functions, one entry each. Adding `llm-usage` or `generate` means: an entry
+# here, its own permission document in iam.tf (data.aws_iam_policy_document.<function>,
+# listed in local.function_policies), and its routes in apigw.tf. The role, log group,
+# alarms, API integration and invoke permission follow from the entry.
+locals {
+  lambda_functions = {
+    "llm-settings" = {
+      zip_path             = var.settings_zip_path
+      memory_size          = 128
+      timeout              = 10
+      reserved_concurrency = var.settings_reserved_concurrency
+      environment = merge(
+        {
+          SETTINGS_TABLE       = aws_dynamodb_table.settings.name
+          SECRET_PREFIX        = var.secret_prefix
+          SECRETS_KMS_KEY_ID   = aws_kms_key.this.arn
+          SECRET_RECOVERY_DAYS = tostring(var.secret_recovery_window_days)
+          ADMIN_GROUP_CLAIM    = var.admin_group_claim
+          ADMIN_GROUP          = var.admin_group
+          RUST_LOG             = var.log_level
+        },
+        local.provider_url_env,
+      )
+    }
+  }
+
+  alarm_actions = var.alarm_sns_topic_arn == null ? [] : [var.alarm_sns_topic_arn]
+}
+
+resource "aws_cloudwatch_log_group" "lambda" {
+  for_each = local.lambda_functions
+
+  name              = "/aws/lambda/${var.name_prefix}-${each.key}"
+  retention_in_days = var.log_retention_days
+  kms_key_id        = aws_kms_key.this.arn
+}
+
+resource "aws_lambda_function" "this" {
+  for_each = local.lambda_functions
+  #checkov:skip=CKV_AWS_116:Synchronous API Gateway invocations only; a DLQ applies to asynchronous invocations, and errors go back to the caller.
+  #checkov:skip=CKV_AWS_117:The functions reach only AWS public endpoints (DynamoDB, Secrets Manager) and public LLM provider APIs; a VPC would only add NAT cost.
+  #checkov:skip=CKV_AWS_272:The zip is built from this repository by CI (`make build`); no AWS Signer profile is part of this module.
+  #checkov:skip=CKV_AWS_173:The environment holds only table names, a KMS key ARN, a prefix and log settings, never a secret; Lambda encrypts it at rest with an AWS managed key.
+
+  function_name                  = "${var.name_prefix}-${each.key}"
+  description                    = "LLM gateway: ${each.key}"
+  role                           = aws_iam_role.lambda[each.key].arn
+  runtime                        = "provided.al2023"
+  handler                        = "bootstrap"
+  architectures                  = [var.lambda_architecture]
+  filename                       = each.value.zip_path
+  source_code_hash               = filebase64sha256(each.value.zip_path)
+  memory_size                    = each.value.memory_size
+  timeout                        = each.value.timeout
+  reserved_concurrent_executions = each.value.reserved_concurrency
+
+  tracing_config {
+    mode = "Active"
+  }
+
+  environment {
+    variables = each.value.environment
+  }
+
+  depends_on = [
+    aws_cloudwatch_log_group.lambda,
+    aws_iam_role_policy.lambda_base,
+    aws_iam_role_policy.function,
+  ]
+}
+
+resource "aws_cloudwatch_metric_alarm" "lambda_errors" {
+  for_each = local.lambda_functions
+
+  alarm_name          = "${var.name_prefix}-${each.key}-errors"
+  alarm_description   = "${each.key} returned errors (unhandled failures or timeouts) in 3 consecutive minutes."
+  namespace           = "AWS/Lambda"
+  metric_name         = "Errors"
+  dimensions          = { FunctionName = aws_lambda_function.this[each.key].function_name }
+  statistic           = "Sum"
+  period              = 60
+  evaluation_periods  = 3
+  threshold           = 0
+  comparison_operator = "GreaterThanThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = local.alarm_actions
+  ok_actions          = local.alarm_actions
+}
+
+resource "aws_cloudwatch_metric_alarm" "lambda_throttles" {
+  for_each = local.lambda_functions
+
+  alarm_name          = "${var.name_prefix}-${each.key}-throttles"
+  alarm_description   = "${each.key} was throttled (reserved concurrency reached)."
+  namespace           = "AWS/Lambda"
+  metric_name         = "Throttles"
+  dimensions          = { FunctionName = aws_lambda_function.this[each.key].function_name }
+  statistic           = "Sum"
+  period              = 60
+  evaluation_periods  = 1
+  threshold           = 0
+  comparison_operator = "GreaterThanThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = local.alarm_actions
+  ok_actions          = local.alarm_actions
+}

@@ -1,0 +1,44 @@
+output "api_endpoint" {
+  description = "Base URL of the HTTP API ($default stage, no stage prefix)."
+  value       = aws_apigatewayv2_api.this.api_endpoint
+}
+
+output "api_id" {
+  description = "Id of the HTTP API."
+  value       = aws_apigatewayv2_api.this.id
+}
+
+output "jwt_issuer" {
+  description = "Issuer the JWT authorizer accepts."
+  value       = local.jwt_issuer
+}
+
+output "cognito_user_pool_id" {
+  description = "Id of the Cognito user pool created by this module (null with an external identity provider)."
+  value       = local.create_cognito ? aws_cognito_user_pool.this[0].id : null
+}
+
+output "cognito_client_id" {
+  description = "Id of the Cognito app client (the JWT audience) created by this module (null with an external identity provider)."
+  value       = local.create_cognito ? aws_cognito_user_pool_client.this[0].id : null
+}
+
+output "settings_table_name" {
+  description = "Name of the settings DynamoDB table."
+  value       = aws_dynamodb_table.settings.name
+}
+
+output "usage_table_name" {
+  description = "Name of the usage DynamoDB table."
+  value       = aws_dynamodb_table.usage.name
+}
+
+output "kms_key_arn" {
+  description = "ARN of the customer managed KMS key (tables, secrets, logs)."
+  value       = aws_kms_key.this.arn
+}
+
+output "settings_function_name" {
+  description = "Name of the llm-settings Lambda function."
+  value       = aws_lambda_function.this["llm-settings"].function_name
+}

@@ -1,0 +1,190 @@
+# ---------------------------------------------------------------------------------------
+# General
+# ---------------------------------------------------------------------------------------
+
+variable "name_prefix" {
+  description = "Prefix for every resource name (tables, function, API, roles, KMS alias)."
+  type        = string
+  default     = "llm-gateway"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{1,30}[a-z0-9]$", var.name_prefix))
+    error_message = "name_prefix must be 3-32 characters of lower-case letters, digits and '-', starting with a letter."
+  }
+}
+
+variable "aws_region" {
+  description = "AWS region to deploy into."
+  type        = string
+  default     = "us-east-1"
+}
+
+variable "tags" {
+  description = "Tags added to every resource (through the provider's default_tags)."
+  type        = map(string)
+  default     = {}
+}
+
+variable "deletion_protection" {
+  description = "Protect the DynamoDB tables and the Cognito user pool (when created) from deletion. Set to false before `terraform destroy`."
+  type        = bool
+  default     = true
+}
+
+variable "kms_deletion_window_days" {
+  description = "Waiting period, in days, before the customer managed KMS key is deleted after `terraform destroy`."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.kms_deletion_window_days >= 7 && var.kms_deletion_window_days <= 30
+    error_message = "kms_deletion_window_days must be between 7 and 30."
+  }
+}
+
+# ---------------------------------------------------------------------------------------
+# Lambda functions
+# ---------------------------------------------------------------------------------------
+
+variable "lambda_architecture" {
+  description = "Instruction set of the Lambda functions; must match the build (`cargo lambda build --arm64` or x86_64)."
+  type        = string
+  default     = "arm64"
+
+  validation {
+    condition     = contains(["arm64", "x86_64"], var.lambda_architecture)
+    error_message = "lambda_architecture must be \"arm64\" or \"x86_64\"."
+  }
+}
+
+variable "settings_zip_path" {
+  description = "Path, relative to this directory, of the llm-settings release zip built by `make build`."
+  type        = string
+  default     = "../target/lambda/llm-settings/bootstrap.zip"
+}
+
+variable "settings_reserved_concurrency" {
+  description = "Reserved concurrent executions of llm-settings: a ceiling that protects the account's other functions and the tables. -1 removes the reservation (needed in accounts whose concurrency quota is still 10)."
+  type        = number
+  default     = 50
+
+  validation {
+    condition     = var.settings_reserved_concurrency == -1 || var.settings_reserved_concurrency >= 1
+    error_message = "settings_reserved_concurrency must be -1 (unreserved) or at least 1."
+  }
+}
+
+variable "log_level" {
+  description = "RUST_LOG filter of the functions (error, warn, info, debug, or a full tracing filter)."
+  type        = string
+  default     = "info"
+}
+
+variable "log_retention_days" {
+  description = "Retention of the functions' and the API's CloudWatch log groups, in days."
+  type        = number
+  default     = 365
+
+  validation {
+    condition     = contains([1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653], var.log_retention_days)
+    error_message = "log_retention_days must be one of the values CloudWatch Logs accepts (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653)."
+  }
+}
+
+variable "provider_url_overrides" {
+  description = "Operator-set base URLs per provider, e.g. { ollama = \"https://ollama.internal:11434\" }. Each becomes LLM_PROVIDER_URL_<PROVIDER> in the functions' environment. Users can never set these."
+  type        = map(string)
+  default     = {}
+
+  validation {
+    condition     = alltrue([for k, v in var.provider_url_overrides : can(regex("^[a-z][a-z0-9_]*$", k)) && can(regex("^https?://", v))])
+    error_message = "provider_url_overrides keys must be provider names (lower-case letters, digits, '_') and values http(s) URLs."
+  }
+}
+
+# ---------------------------------------------------------------------------------------
+# Identity
+# ---------------------------------------------------------------------------------------
+
+variable "jwt_issuer" {
+  description = "Issuer URL of an existing OIDC identity provider for the API's JWT authorizer. Leave empty (with jwt_audience empty) to create a Cognito user pool instead."
+  type        = string
+  default     = ""
+}
+
+variable "jwt_audience" {
+  description = "Accepted audiences (client ids) of the JWT authorizer for an existing identity provider. Leave empty (with jwt_issuer empty) to create a Cognito user pool instead."
+  type        = list(string)
+  default     = []
+}
+
+variable "admin_group_claim" {
+  description = "JWT claim that lists the caller's groups."
+  type        = string
+  default     = "cognito:groups"
+}
+
+variable "admin_group" {
+  description = "Group (inside admin_group_claim) whose members are admins. Also the name of the Cognito group created with the pool."
+  type        = string
+  default     = "llm-admin"
+}
+
+# ---------------------------------------------------------------------------------------
+# Data
+# ---------------------------------------------------------------------------------------
+
+variable "secret_prefix" {
+  description = "Prefix of the Secrets Manager names holding users' API keys: <prefix>users/<userId>/llm/<provider>. Empty, or ending in '/'."
+  type        = string
+  default     = "llm-gateway/"
+
+  validation {
+    condition     = var.secret_prefix == "" || can(regex("^[A-Za-z0-9/_+=.@-]*/$", var.secret_prefix))
+    error_message = "secret_prefix must be empty or end with '/' and use only characters Secrets Manager allows in names."
+  }
+}
+
+variable "secret_recovery_window_days" {
+  description = "Recovery window when a user deletes an API key: 7-30 days, or 0 to delete the secret at once (force delete)."
+  type        = number
+  default     = 7
+
+  validation {
+    condition     = var.secret_recovery_window_days == 0 || (var.secret_recovery_window_days >= 7 && var.secret_recovery_window_days <= 30)
+    error_message = "secret_recovery_window_days must be 0 (force delete) or between 7 and 30."
+  }
+}
+
+variable "usage_retention_days" {
+  description = "Days a usage entry is kept before DynamoDB TTL removes it (the usage writer sets the `ttl` attribute from this)."
+  type        = number
+  default     = 90
+
+  validation {
+    condition     = var.usage_retention_days >= 1
+    error_message = "usage_retention_days must be at least 1."
+  }
+}
+
+# ---------------------------------------------------------------------------------------
+# API Gateway and alarms
+# ---------------------------------------------------------------------------------------
+
+variable "api_throttling_burst_limit" {
+  description = "Default route throttling burst limit of the HTTP API stage."
+  type        = number
+  default     = 100
+}
+
+variable "api_throttling_rate_limit" {
+  description = "Default route throttling steady-state rate limit (requests per second) of the HTTP API stage."
+  type        = number
+  default     = 50
+}
+
+variable "alarm_sns_topic_arn" {
+  description = "SNS topic notified by the CloudWatch alarms (Lambda errors and throttles, API 5xx). null: alarms without actions."
+  type        = string
+  default     = null
+}

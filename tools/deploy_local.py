@@ -1,0 +1,669 @@
+#!/usr/bin/env python3
+"""Create in ministack what infra/*.tf declares, then run the settings journey through
+API Gateway with real Cognito tokens. Run through tools/deploy_local.sh, which starts and
+stops ministack.
+
+Everything deployed is read from the .tf files (tools/tfeval.py evaluates them); nothing
+about the infrastructure is restated here. Each resource type has a handler that maps
+its arguments to the AWS API; an argument a handler does not know is an error, so a new
+argument in the .tf gets a decision here instead of being silently dropped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import http.server
+import json
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import boto3  # noqa: E402
+from botocore.config import Config  # noqa: E402
+from botocore.exceptions import ClientError  # noqa: E402
+
+import tfeval  # noqa: E402
+from tfeval import EvalError, NotCreated, Unsupported, body_items  # noqa: E402
+
+# Arguments that do not change what ministack runs; named per resource type so that any
+# other argument must be handled explicitly.
+META = {"for_each", "count", "depends_on", "lifecycle", "provider", "__file__"}
+
+
+class Deployer:
+    def __init__(self, ev: tfeval.Evaluator, endpoint: str, region: str):
+        self.ev = ev
+        self.endpoint = endpoint
+        self.region = region
+        cfg = Config(retries={"max_attempts": 2}, connect_timeout=5, read_timeout=60)
+        self.c = lambda svc: boto3.client(svc, endpoint_url=endpoint, region_name=region, config=cfg)
+        self.account = self.c("sts").get_caller_identity()["Account"]
+        ev.data_sources["aws_caller_identity"] = {"account_id": self.account, "id": self.account}
+        ev.data_sources["aws_partition"] = {"partition": "aws", "id": "aws"}
+        self.created: list[str] = []
+        self.ignored: list[str] = []
+
+    # -- helpers
+    def v(self, body, name, scope, default=None):
+        return self.ev.value(body[name], scope) if name in body else default
+
+    def check_args(self, rtype, body, known, ignored=()):
+        for k, _ in body_items(body):
+            if k in META:
+                continue
+            if k not in known and k not in ignored:
+                raise Unsupported(f"{rtype}: argument {k!r} is not handled by tools/deploy_local.py")
+
+    def blocks(self, body, name):
+        return body.get(name, []) if tfeval.is_block_list(body.get(name)) else []
+
+    def preconditions(self, rtype, rname, body, scope):
+        for lc in self.blocks(body, "lifecycle"):
+            for pc in self.blocks(lc, "precondition"):
+                if self.ev.value(pc["condition"], scope) is not True:
+                    raise EvalError(f"{rtype}.{rname}: precondition failed: {self.ev.value(pc['error_message'], scope)}")
+
+    # -- driver
+    ORDER = [
+        "aws_kms_key", "aws_kms_alias", "aws_dynamodb_table",
+        "aws_cognito_user_pool", "aws_cognito_user_pool_client", "aws_cognito_user_group",
+        "aws_cloudwatch_log_group", "aws_iam_role", "aws_iam_role_policy", "aws_lambda_function",
+        "aws_apigatewayv2_api", "aws_apigatewayv2_authorizer", "aws_apigatewayv2_integration",
+        "aws_apigatewayv2_route", "aws_apigatewayv2_stage", "aws_lambda_permission",
+        "aws_cloudwatch_metric_alarm",
+    ]
+
+    def deploy(self):
+        declared = self.ev.module["resource"]
+        unknown = {t for t, _ in declared} - set(self.ORDER)
+        if unknown:
+            raise Unsupported(f"resource types without a handler in deploy_local.py: {sorted(unknown)}")
+        for rtype in self.ORDER:
+            for (t, name), body in declared.items():
+                if t != rtype:
+                    continue
+                handler = getattr(self, "h_" + rtype)
+
+                def make(scope, body=body, name=name, handler=handler):
+                    self.preconditions(rtype, name, body, scope)
+                    attrs = handler(body, scope)
+                    label = f"{rtype}.{name}" + (f"[{scope['each']['key']!r}]" if "each" in scope else
+                                                 f"[{scope['count']['index']}]" if "count" in scope else "")
+                    self.created.append(label)
+                    return attrs
+
+                self.ev.resources[(rtype, name)] = self.ev.instances(body, make, (rtype, name))
+
+    # -- KMS
+    def h_aws_kms_key(self, b, s):
+        self.check_args("aws_kms_key", b, {"description", "enable_key_rotation", "policy"},
+                        {"deletion_window_in_days"})
+        kms = self.c("kms")
+        args = {"Description": self.v(b, "description", s, "")}
+        if "policy" in b:
+            args["Policy"] = self.v(b, "policy", s)
+        meta = kms.create_key(**args)["KeyMetadata"]
+        if self.v(b, "enable_key_rotation", s):
+            kms.enable_key_rotation(KeyId=meta["KeyId"])
+        return {"arn": meta["Arn"], "key_id": meta["KeyId"], "id": meta["KeyId"]}
+
+    def h_aws_kms_alias(self, b, s):
+        self.check_args("aws_kms_alias", b, {"name", "target_key_id"})
+        name = self.v(b, "name", s)
+        self.c("kms").create_alias(AliasName=name, TargetKeyId=self.v(b, "target_key_id", s))
+        return {"name": name, "id": name, "arn": f"arn:aws:kms:{self.region}:{self.account}:{name}"}
+
+    # -- DynamoDB
+    def h_aws_dynamodb_table(self, b, s):
+        self.check_args("aws_dynamodb_table", b, {
+            "name", "billing_mode", "hash_key", "range_key", "attribute", "global_secondary_index",
+            "ttl", "point_in_time_recovery", "server_side_encryption", "deletion_protection_enabled"})
+        ddb = self.c("dynamodb")
+        name = self.v(b, "name", s)
+        ks = [{"AttributeName": self.v(b, "hash_key", s), "KeyType": "HASH"}]
+        if "range_key" in b:
+            ks.append({"AttributeName": self.v(b, "range_key", s), "KeyType": "RANGE"})
+        attrs = [{"AttributeName": self.v(a, "name", s), "AttributeType": self.v(a, "type", s)}
+                 for a in self.blocks(b, "attribute")]
+        args = {"TableName": name, "KeySchema": ks, "AttributeDefinitions": attrs,
+                "BillingMode": self.v(b, "billing_mode", s, "PROVISIONED")}
+        if args["BillingMode"] != "PAY_PER_REQUEST":
+            raise Unsupported("aws_dynamodb_table: only PAY_PER_REQUEST is handled")
+        gsis = []
+        for g in self.blocks(b, "global_secondary_index"):
+            self.check_args("global_secondary_index", g, {"name", "hash_key", "range_key", "projection_type"})
+            gks = [{"AttributeName": self.v(g, "hash_key", s), "KeyType": "HASH"}]
+            if "range_key" in g:
+                gks.append({"AttributeName": self.v(g, "range_key", s), "KeyType": "RANGE"})
+            gsis.append({"IndexName": self.v(g, "name", s), "KeySchema": gks,
+                         "Projection": {"ProjectionType": self.v(g, "projection_type", s)}})
+        if gsis:
+            args["GlobalSecondaryIndexes"] = gsis
+        for sse in self.blocks(b, "server_side_encryption"):
+            if self.v(sse, "enabled", s):
+                args["SSESpecification"] = {"Enabled": True, "SSEType": "KMS"}
+                if "kms_key_arn" in sse:
+                    args["SSESpecification"]["KMSMasterKeyId"] = self.v(sse, "kms_key_arn", s)
+        if "deletion_protection_enabled" in b:
+            args["DeletionProtectionEnabled"] = bool(self.v(b, "deletion_protection_enabled", s))
+        desc = ddb.create_table(**args)["TableDescription"]
+        for t in self.blocks(b, "ttl"):
+            if self.v(t, "enabled", s):
+                ddb.update_time_to_live(TableName=name, TimeToLiveSpecification={
+                    "Enabled": True, "AttributeName": self.v(t, "attribute_name", s)})
+        for p in self.blocks(b, "point_in_time_recovery"):
+            if self.v(p, "enabled", s):
+                ddb.update_continuous_backups(TableName=name, PointInTimeRecoverySpecification={
+                    "PointInTimeRecoveryEnabled": True})
+        return {"name": name, "id": name, "arn": desc["TableArn"]}
+
+    # -- Cognito
+    def h_aws_cognito_user_pool(self, b, s):
+        self.check_args("aws_cognito_user_pool", b, {
+            "name", "deletion_protection", "mfa_configuration", "software_token_mfa_configuration",
+            "admin_create_user_config", "password_policy", "account_recovery_setting"})
+        idp = self.c("cognito-idp")
+        args = {"PoolName": self.v(b, "name", s)}
+        if "deletion_protection" in b:
+            args["DeletionProtection"] = self.v(b, "deletion_protection", s)
+        for a in self.blocks(b, "admin_create_user_config"):
+            args["AdminCreateUserConfig"] = {"AllowAdminCreateUserOnly": bool(self.v(a, "allow_admin_create_user_only", s))}
+        for p in self.blocks(b, "password_policy"):
+            names = {"minimum_length": "MinimumLength", "require_lowercase": "RequireLowercase",
+                     "require_uppercase": "RequireUppercase", "require_numbers": "RequireNumbers",
+                     "require_symbols": "RequireSymbols",
+                     "temporary_password_validity_days": "TemporaryPasswordValidityDays"}
+            self.check_args("password_policy", p, set(names))
+            args["Policies"] = {"PasswordPolicy": {names[k]: self.ev.value(v, s) for k, v in body_items(p)}}
+        for r in self.blocks(b, "account_recovery_setting"):
+            args["AccountRecoverySetting"] = {"RecoveryMechanisms": [
+                {"Name": self.v(m, "name", s), "Priority": self.v(m, "priority", s)}
+                for m in self.blocks(r, "recovery_mechanism")]}
+        pool = idp.create_user_pool(**args)["UserPool"]
+        mfa = self.v(b, "mfa_configuration", s)
+        if mfa:
+            sw = any(self.v(x, "enabled", s) for x in self.blocks(b, "software_token_mfa_configuration"))
+            idp.set_user_pool_mfa_config(UserPoolId=pool["Id"], MfaConfiguration=mfa,
+                                         SoftwareTokenMfaConfiguration={"Enabled": sw})
+        return {"id": pool["Id"], "arn": pool["Arn"], "name": pool["Name"],
+                "endpoint": f"cognito-idp.{self.region}.amazonaws.com/{pool['Id']}"}
+
+    def h_aws_cognito_user_pool_client(self, b, s):
+        self.check_args("aws_cognito_user_pool_client", b, {
+            "name", "user_pool_id", "generate_secret", "prevent_user_existence_errors",
+            "enable_token_revocation", "explicit_auth_flows", "id_token_validity",
+            "access_token_validity", "refresh_token_validity", "token_validity_units"})
+        args = {"UserPoolId": self.v(b, "user_pool_id", s), "ClientName": self.v(b, "name", s),
+                "GenerateSecret": bool(self.v(b, "generate_secret", s, False)),
+                "ExplicitAuthFlows": self.v(b, "explicit_auth_flows", s, [])}
+        for tf, api in (("prevent_user_existence_errors", "PreventUserExistenceErrors"),
+                        ("enable_token_revocation", "EnableTokenRevocation"),
+                        ("id_token_validity", "IdTokenValidity"),
+                        ("access_token_validity", "AccessTokenValidity"),
+                        ("refresh_token_validity", "RefreshTokenValidity")):
+            if tf in b:
+                args[api] = self.v(b, tf, s)
+        for u in self.blocks(b, "token_validity_units"):
+            args["TokenValidityUnits"] = {
+                {"id_token": "IdToken", "access_token": "AccessToken", "refresh_token": "RefreshToken"}[k]:
+                    self.ev.value(v, s) for k, v in body_items(u)}
+        cl = self.c("cognito-idp").create_user_pool_client(**args)["UserPoolClient"]
+        return {"id": cl["ClientId"], "name": cl["ClientName"], "user_pool_id": cl["UserPoolId"]}
+
+    def h_aws_cognito_user_group(self, b, s):
+        self.check_args("aws_cognito_user_group", b, {"name", "user_pool_id", "description"})
+        g = self.c("cognito-idp").create_group(GroupName=self.v(b, "name", s), UserPoolId=self.v(b, "user_pool_id", s),
+                                               Description=self.v(b, "description", s, ""))["Group"]
+        return {"name": g["GroupName"], "id": f"{g['UserPoolId']}/{g['GroupName']}"}
+
+    # -- Logs, IAM
+    def h_aws_cloudwatch_log_group(self, b, s):
+        self.check_args("aws_cloudwatch_log_group", b, {"name", "retention_in_days", "kms_key_id"})
+        logs = self.c("logs")
+        name = self.v(b, "name", s)
+        args = {"logGroupName": name}
+        if "kms_key_id" in b:
+            args["kmsKeyId"] = self.v(b, "kms_key_id", s)
+        logs.create_log_group(**args)
+        if "retention_in_days" in b:
+            logs.put_retention_policy(logGroupName=name, retentionInDays=int(self.v(b, "retention_in_days", s)))
+        return {"name": name, "id": name, "arn": f"arn:aws:logs:{self.region}:{self.account}:log-group:{name}"}
+
+    def h_aws_iam_role(self, b, s):
+        self.check_args("aws_iam_role", b, {"name", "description", "assume_role_policy"})
+        r = self.c("iam").create_role(RoleName=self.v(b, "name", s), Description=self.v(b, "description", s, ""),
+                                      AssumeRolePolicyDocument=self.v(b, "assume_role_policy", s))["Role"]
+        return {"name": r["RoleName"], "id": r["RoleName"], "arn": r["Arn"]}
+
+    def h_aws_iam_role_policy(self, b, s):
+        self.check_args("aws_iam_role_policy", b, {"name", "role", "policy"})
+        role, name = self.v(b, "role", s), self.v(b, "name", s)
+        policy = self.v(b, "policy", s)
+        json.loads(policy)
+        self.c("iam").put_role_policy(RoleName=role, PolicyName=name, PolicyDocument=policy)
+        return {"id": f"{role}:{name}", "name": name, "role": role, "policy": policy}
+
+    # -- Lambda
+    def h_aws_lambda_function(self, b, s):
+        self.check_args("aws_lambda_function", b, {
+            "function_name", "description", "role", "runtime", "handler", "architectures", "filename",
+            "source_code_hash", "memory_size", "timeout", "reserved_concurrent_executions",
+            "tracing_config", "environment"})
+        lam = self.c("lambda")
+        name = self.v(b, "function_name", s)
+        zip_path = self.v(b, "filename", s)
+        code = self.ev._read_file(zip_path)
+        self.v(b, "source_code_hash", s)  # evaluated so a bad expression fails here too
+        env = {}
+        for e in self.blocks(b, "environment"):
+            env = dict(self.v(e, "variables", s) or {})
+        self.tf_env = getattr(self, "tf_env", {})
+        self.tf_env[name] = dict(env)
+        # The one addition: Rust SDK clients must be pointed at the emulator.
+        env["AWS_ENDPOINT_URL"] = self.endpoint
+        args = {
+            "FunctionName": name, "Role": self.v(b, "role", s), "Runtime": self.v(b, "runtime", s),
+            "Handler": self.v(b, "handler", s), "Architectures": self.v(b, "architectures", s),
+            "Code": {"ZipFile": code}, "Description": self.v(b, "description", s, ""),
+            "MemorySize": int(self.v(b, "memory_size", s, 128)), "Timeout": int(self.v(b, "timeout", s, 3)),
+            "Environment": {"Variables": env},
+        }
+        for t in self.blocks(b, "tracing_config"):
+            args["TracingConfig"] = {"Mode": self.v(t, "mode", s)}
+        fn = lam.create_function(**args)
+        rc = self.v(b, "reserved_concurrent_executions", s, -1)
+        if rc is not None and rc >= 0:
+            lam.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=int(rc))
+        arn = fn["FunctionArn"]
+        return {"function_name": name, "arn": arn, "id": name,
+                "invoke_arn": f"arn:aws:apigateway:{self.region}:lambda:path/2015-03-31/functions/{arn}/invocations"}
+
+    def h_aws_lambda_permission(self, b, s):
+        self.check_args("aws_lambda_permission", b, {"statement_id", "action", "function_name", "principal", "source_arn"})
+        sid = self.v(b, "statement_id", s)
+        self.c("lambda").add_permission(FunctionName=self.v(b, "function_name", s), StatementId=sid,
+                                        Action=self.v(b, "action", s), Principal=self.v(b, "principal", s),
+                                        SourceArn=self.v(b, "source_arn", s))
+        return {"id": sid, "statement_id": sid}
+
+    # -- API Gateway v2
+    def h_aws_apigatewayv2_api(self, b, s):
+        self.check_args("aws_apigatewayv2_api", b, {"name", "description", "protocol_type"})
+        api = self.c("apigatewayv2").create_api(Name=self.v(b, "name", s), ProtocolType=self.v(b, "protocol_type", s),
+                                                Description=self.v(b, "description", s, ""))
+        return {"id": api["ApiId"], "api_endpoint": api.get("ApiEndpoint", ""),
+                "execution_arn": f"arn:aws:execute-api:{self.region}:{self.account}:{api['ApiId']}"}
+
+    def h_aws_apigatewayv2_authorizer(self, b, s):
+        self.check_args("aws_apigatewayv2_authorizer", b, {
+            "name", "api_id", "authorizer_type", "identity_sources", "jwt_configuration"})
+        jwt = {}
+        for j in self.blocks(b, "jwt_configuration"):
+            jwt = {"Issuer": self.v(j, "issuer", s), "Audience": self.v(j, "audience", s)}
+        a = self.c("apigatewayv2").create_authorizer(
+            ApiId=self.v(b, "api_id", s), Name=self.v(b, "name", s), AuthorizerType=self.v(b, "authorizer_type", s),
+            IdentitySource=self.v(b, "identity_sources", s), JwtConfiguration=jwt)
+        self.jwt_config = jwt
+        return {"id": a["AuthorizerId"]}
+
+    def h_aws_apigatewayv2_integration(self, b, s):
+        self.check_args("aws_apigatewayv2_integration", b, {
+            "api_id", "integration_type", "integration_method", "integration_uri", "payload_format_version"})
+        i = self.c("apigatewayv2").create_integration(
+            ApiId=self.v(b, "api_id", s), IntegrationType=self.v(b, "integration_type", s),
+            IntegrationMethod=self.v(b, "integration_method", s), IntegrationUri=self.v(b, "integration_uri", s),
+            PayloadFormatVersion=self.v(b, "payload_format_version", s))
+        return {"id": i["IntegrationId"]}
+
+    def h_aws_apigatewayv2_route(self, b, s):
+        self.check_args("aws_apigatewayv2_route", b, {"api_id", "route_key", "target", "authorization_type", "authorizer_id"})
+        args = {"ApiId": self.v(b, "api_id", s), "RouteKey": self.v(b, "route_key", s),
+                "Target": self.v(b, "target", s), "AuthorizationType": self.v(b, "authorization_type", s, "NONE")}
+        if self.v(b, "authorizer_id", s) is not None:
+            args["AuthorizerId"] = self.v(b, "authorizer_id", s)
+        r = self.c("apigatewayv2").create_route(**args)
+        self.routes = getattr(self, "routes", {})
+        self.routes[args["RouteKey"]] = args["AuthorizationType"]
+        return {"id": r["RouteId"]}
+
+    def h_aws_apigatewayv2_stage(self, b, s):
+        self.check_args("aws_apigatewayv2_stage", b, {
+            "api_id", "name", "auto_deploy", "default_route_settings", "access_log_settings"})
+        args = {"ApiId": self.v(b, "api_id", s), "StageName": self.v(b, "name", s),
+                "AutoDeploy": bool(self.v(b, "auto_deploy", s, False))}
+        for d in self.blocks(b, "default_route_settings"):
+            m = {"throttling_burst_limit": "ThrottlingBurstLimit", "throttling_rate_limit": "ThrottlingRateLimit",
+                 "detailed_metrics_enabled": "DetailedMetricsEnabled"}
+            self.check_args("default_route_settings", d, set(m))
+            args["DefaultRouteSettings"] = {m[k]: self.ev.value(v, s) for k, v in body_items(d)}
+        for a in self.blocks(b, "access_log_settings"):
+            args["AccessLogSettings"] = {"DestinationArn": self.v(a, "destination_arn", s), "Format": self.v(a, "format", s)}
+        st = self.c("apigatewayv2").create_stage(**args)
+        return {"id": st["StageName"], "name": st["StageName"]}
+
+    # -- CloudWatch
+    def h_aws_cloudwatch_metric_alarm(self, b, s):
+        m = {"alarm_name": "AlarmName", "alarm_description": "AlarmDescription", "namespace": "Namespace",
+             "metric_name": "MetricName", "statistic": "Statistic", "period": "Period",
+             "evaluation_periods": "EvaluationPeriods", "threshold": "Threshold",
+             "comparison_operator": "ComparisonOperator", "treat_missing_data": "TreatMissingData",
+             "alarm_actions": "AlarmActions", "ok_actions": "OKActions"}
+        self.check_args("aws_cloudwatch_metric_alarm", b, set(m) | {"dimensions"})
+        args = {api: self.v(b, tf, s) for tf, api in m.items() if tf in b}
+        args["Dimensions"] = [{"Name": k, "Value": v} for k, v in (self.v(b, "dimensions", s) or {}).items()]
+        self.c("cloudwatch").put_metric_alarm(**args)
+        return {"id": args["AlarmName"], "arn": f"arn:aws:cloudwatch:{self.region}:{self.account}:alarm:{args['AlarmName']}"}
+
+
+# ======================================================================================
+# The journey
+# ======================================================================================
+
+class Journey:
+    def __init__(self, d: Deployer, base: str):
+        self.d = d
+        self.base = base
+        self.passed = 0
+        self.failed = 0
+        self.bodies: list[str] = []
+        self.log_path: str | None = None
+
+    def check(self, name, ok, detail=""):
+        if ok:
+            self.passed += 1
+            print(f"PASS {name}")
+        else:
+            self.failed += 1
+            print(f"FAIL {name}" + (f" -- {detail}" if detail else ""))
+        return ok
+
+    def http(self, method, path, token=None, body=None, raw_auth=None):
+        headers = {"content-type": "application/json"} if body is not None else {}
+        if token:
+            headers["authorization"] = f"Bearer {token}"
+        if raw_auth is not None:
+            headers["authorization"] = raw_auth
+        data = json.dumps(body).encode() if isinstance(body, (dict, list)) else body
+        req = urllib.request.Request(self.base + path, data=data, method=method, headers=headers)
+        try:
+            with urllib.request.urlopen(req, timeout=60) as r:
+                status, text = r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            status, text = e.code, e.read().decode()
+        self.bodies.append(text)
+        try:
+            js = json.loads(text) if text else None
+        except ValueError:
+            js = None
+        return status, js, text
+
+    def expect(self, name, method, path, want, token=None, body=None, raw_auth=None):
+        status, js, text = self.http(method, path, token, body, raw_auth)
+        self.check(name, status == want, f"{method} {path} -> {status} (want {want}): {text[:300]}")
+        return status, js, text
+
+
+class ProviderStub:
+    """A loopback stand-in for the Anthropic API, so POST .../test never leaves the machine.
+    The journey points provider_url_overrides.anthropic at it (an operator setting)."""
+
+    def __init__(self):
+        self.requests: list[dict] = []
+        stub = self
+
+        class H(http.server.BaseHTTPRequestHandler):
+            def _answer(self):
+                n = int(self.headers.get("content-length") or 0)
+                body = self.rfile.read(n) if n else b""
+                stub.requests.append({"method": self.command, "path": self.path,
+                                      "headers": {k.lower(): v for k, v in self.headers.items()},
+                                      "body": body.decode(errors="replace")})
+                if self.command == "GET":
+                    out = {"data": [{"type": "model", "id": "claude-3-5-sonnet-20241022",
+                                     "display_name": "Claude 3.5 Sonnet", "created_at": "2024-10-22T00:00:00Z"}],
+                           "has_more": False, "first_id": "claude-3-5-sonnet-20241022",
+                           "last_id": "claude-3-5-sonnet-20241022"}
+                else:
+                    out = {"id": "msg_stub", "type": "message", "role": "assistant", "model": "claude-3-5-sonnet-20241022",
+                           "content": [{"type": "text", "text": "ok"}], "stop_reason": "end_turn",
+                           "stop_sequence": None, "usage": {"input_tokens": 1, "output_tokens": 1}}
+                data = json.dumps(out).encode()
+                self.send_response(200)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = _answer
+
+            def log_message(self, *a):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def b64url_json(part):
+    return json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+
+
+def forge_token(real_token):
+    """Same header (kid) and claims as a real token, signed by another RSA key."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding, rsa
+    h, p, _ = real_token.split(".")
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    sig = key.sign(f"{h}.{p}".encode(), padding.PKCS1v15(), hashes.SHA256())
+    return f"{h}.{p}." + base64.urlsafe_b64encode(sig).decode().rstrip("=")
+
+
+def run_journey(d: Deployer, ev: tfeval.Evaluator, j: Journey, stub: ProviderStub | None) -> None:
+    idp = d.c("cognito-idp")
+    api_id = ev.resources[("aws_apigatewayv2_api", "this")]["id"]
+    if not ev._local("create_cognito"):
+        raise EvalError("the journey needs the module's own Cognito pool (jwt_issuer/jwt_audience empty)")
+    pool_id = ev.resources[("aws_cognito_user_pool", "this")][0]["id"]
+    client_id = ev.resources[("aws_cognito_user_pool_client", "this")][0]["id"]
+    admin_group = ev.resources[("aws_cognito_user_group", "admin")][0]["name"]
+    secret_prefix = ev.vars["secret_prefix"]
+    fn_name = ev.resources[("aws_lambda_function", "this")]["llm-settings"]["function_name"]
+    table = ev.resources[("aws_dynamodb_table", "settings")]["name"]
+    cmk_arn = ev.resources[("aws_kms_key", "this")]["arn"]
+    password = "Journey-Passw0rd-" + uuid.uuid4().hex[:8]
+
+    def user(name, admin=False):
+        idp.admin_create_user(UserPoolId=pool_id, Username=name, TemporaryPassword=password + "t",
+                              MessageAction="SUPPRESS")
+        idp.admin_set_user_password(UserPoolId=pool_id, Username=name, Password=password, Permanent=True)
+        if admin:
+            idp.admin_add_user_to_group(UserPoolId=pool_id, Username=name, GroupName=admin_group)
+        tok = idp.admin_initiate_auth(UserPoolId=pool_id, ClientId=client_id, AuthFlow="ADMIN_USER_PASSWORD_AUTH",
+                                      AuthParameters={"USERNAME": name, "PASSWORD": password}
+                                      )["AuthenticationResult"]["IdToken"]
+        return tok, b64url_json(tok.split(".")[1])
+
+    alice, alice_claims = user("alice")
+    bob, _ = user("bob")
+    ops, ops_claims = user("ops", admin=True)
+    sub = alice_claims["sub"]
+    print(f"# api {api_id}, pool {pool_id}, client {client_id}, alice sub {sub}")
+
+    # Deployed as declared
+    cfg = d.c("lambda").get_function_configuration(FunctionName=fn_name)
+    got_env = cfg.get("Environment", {}).get("Variables", {})
+    want_env = dict(d.tf_env[fn_name], AWS_ENDPOINT_URL=d.endpoint)
+    j.check("lambda environment is exactly the .tf environment + AWS_ENDPOINT_URL", got_env == want_env,
+            f"got {got_env}, want {want_env}")
+    j.check("authorizer issuer is the pool's token issuer", alice_claims.get("iss") == d.jwt_config["Issuer"],
+            f"token iss {alice_claims.get('iss')} vs authorizer {d.jwt_config['Issuer']}")
+    j.check("ops token carries the admin group claim", admin_group in (ops_claims.get("cognito:groups") or []),
+            str(ops_claims.get("cognito:groups")))
+
+    # Authentication at the gateway
+    j.expect("GET /health without a token -> 200", "GET", "/health", 200)
+    p = f"/api/llm-settings/{sub}"
+    j.expect("GET settings without a token -> 401", "GET", p, 401)
+    j.expect("GET settings with a garbage token -> 401", "GET", p, 401, raw_auth="Bearer not.a.jwt")
+    j.expect("GET settings with a token signed by another key -> 401", "GET", p, 401, token=forge_token(alice))
+    # A second app client of the same pool (test fixture, not in the .tf): valid
+    # signature and issuer, wrong audience.
+    other = idp.create_user_pool_client(UserPoolId=pool_id, ClientName="journey-other-audience",
+                                        ExplicitAuthFlows=["ALLOW_ADMIN_USER_PASSWORD_AUTH"])["UserPoolClient"]["ClientId"]
+    other_tok = idp.admin_initiate_auth(UserPoolId=pool_id, ClientId=other, AuthFlow="ADMIN_USER_PASSWORD_AUTH",
+                                        AuthParameters={"USERNAME": "alice", "PASSWORD": password}
+                                        )["AuthenticationResult"]["IdToken"]
+    j.expect("GET settings with a token for another audience -> 401", "GET", p, 401, token=other_tok)
+
+    # Own settings
+    st, js, _ = j.expect("alice GET own settings -> 200", "GET", p, 200, token=alice)
+    j.check("defaults: hasApiKeys.anthropic false, preferences present",
+            isinstance(js, dict) and js.get("hasApiKeys", {}).get("anthropic") is False and "preferences" in js,
+            json.dumps(js)[:300])
+    j.expect("alice GET /api/llm-models -> 200", "GET", "/api/llm-models", 200, token=alice)
+
+    key = "sk-ant-api03-" + "A1b2C3d4E5f6G7h8I9j0" * 3 + "Q9Zk"
+    st, js, _ = j.expect("alice PUT own key and maxTokens -> 200", "PUT", p, 200, token=alice,
+                         body={"preferences": {"maxTokens": 1024}, "apiKeys": {"anthropic": key}})
+    ok = isinstance(js, dict)
+    j.check("PUT answer: hasApiKeys.anthropic true", ok and js.get("hasApiKeys", {}).get("anthropic") is True, str(js)[:300])
+    j.check("PUT answer: keyHints.anthropic is …Q9Zk", ok and js.get("keyHints", {}).get("anthropic") == "\u2026Q9Zk",
+            str(js.get("keyHints") if ok else js))
+    j.check("PUT answer: preferences.maxTokens 1024", ok and js.get("preferences", {}).get("maxTokens") == 1024,
+            str(js)[:300])
+
+    if stub is not None:
+        st, js, text = j.expect("alice POST /test (anthropic, unsaved key, stub upstream) -> 200", "POST", f"{p}/test", 200,
+                                token=alice, body={"provider": "anthropic", "apiKey": key})
+        j.check("test answer: success true", isinstance(js, dict) and js.get("success") is True, text[:300])
+        j.check("the stub upstream got the key", any(key in json.dumps(r["headers"]) for r in stub.requests),
+                f"{len(stub.requests)} upstream requests: {[r['method'] + ' ' + r['path'] for r in stub.requests]}")
+        j.expect("bob POST /test on alice -> 403", "POST", f"{p}/test", 403, token=bob, body={"provider": "anthropic"})
+    j.expect("bob GET alice -> 403", "GET", p, 403, token=bob)
+    j.expect("bob PUT alice -> 403", "PUT", p, 403, token=bob, body={"preferences": {"maxTokens": 5}})
+    st, js, _ = j.expect("ops (admin) GET alice -> 200", "GET", p, 200, token=ops)
+    j.check("admin sees only the hint", isinstance(js, dict) and js.get("keyHints", {}).get("anthropic") == "\u2026Q9Zk"
+            and key not in json.dumps(js), str(js)[:300])
+
+    st, js, text = j.expect("PUT a bad field -> 400", "PUT", p, 400, token=alice, body={"preferences": {"maxTokens": "x"}})
+    msg = (js or {}).get("error", {}).get("message", "") if isinstance(js, dict) else ""
+    j.check("400 message starts with preferences.maxTokens", msg.startswith("preferences.maxTokens"), text[:300])
+
+    # What landed in AWS
+    sm = d.c("secretsmanager")
+    secret_existed = False
+    secret_name = f"{secret_prefix}users/{sub}/llm/anthropic"
+    try:
+        desc = sm.describe_secret(SecretId=secret_name)
+        j.check("secret exists under <prefix>users/<sub>/llm/anthropic", True)
+        secret_existed = True
+        j.check("secret KmsKeyId is the CMK from the .tf", desc.get("KmsKeyId") in (cmk_arn, cmk_arn.split("/")[-1]),
+                f"{desc.get('KmsKeyId')} vs {cmk_arn}")
+        tags = {t["Key"]: t["Value"] for t in desc.get("Tags", [])}
+        j.check("secret tagged user_id=<sub>", tags.get("user_id") == sub, str(tags))
+        val = sm.get_secret_value(SecretId=secret_name)["SecretString"]
+        j.check("secret value is the key", val == key, "value differs")
+    except ClientError as e:
+        j.check("secret exists and is readable under <prefix>users/<sub>/llm/anthropic", False, f"{secret_name}: {e}")
+    item = d.c("dynamodb").get_item(TableName=table, Key={"user_id": {"S": sub}, "setting_type": {"S": "llm_preferences"}}).get("Item")
+    j.check("settings item (user_id, setting_type=llm_preferences) exists", item is not None)
+    j.check("settings item does not contain the key", item is not None and key not in json.dumps(item))
+
+    # Delete the key
+    j.expect("DELETE key -> 204", "DELETE", f"{p}/keys/anthropic", 204, token=alice)
+    st, js, _ = j.expect("GET after delete -> 200", "GET", p, 200, token=alice)
+    j.check("after delete: hasApiKeys.anthropic false", isinstance(js, dict) and js.get("hasApiKeys", {}).get("anthropic") is False,
+            str(js)[:300])
+    try:
+        desc = sm.describe_secret(SecretId=secret_name)
+        j.check("secret scheduled for deletion", desc.get("DeletedDate") is not None, str(desc)[:300])
+    except ClientError as e:
+        gone = e.response.get("Error", {}).get("Code") == "ResourceNotFoundException"
+        j.check("secret deleted", gone and secret_existed, f"it never existed / {e}")
+
+    # Saving a key again for the same provider (the secret is pending deletion)
+    st, js, _ = j.expect("alice PUT the key again after delete -> 200", "PUT", p, 200, token=alice,
+                         body={"apiKeys": {"anthropic": key}})
+    j.check("after re-save: hasApiKeys.anthropic true", isinstance(js, dict) and js.get("hasApiKeys", {}).get("anthropic") is True,
+            str(js)[:300])
+
+    j.check("the key appears in no response body", all(key not in b for b in j.bodies),
+            "a response contained the key")
+    # The function's own output, as ministack stores it: CloudWatch Logs, in the log group
+    # the .tf declares.
+    time.sleep(1.0)  # let the last lines be forwarded
+    group = ev.resources[("aws_cloudwatch_log_group", "lambda")]["llm-settings"]["name"]
+    lines = []
+    logs = d.c("logs")
+    for page in logs.get_paginator("filter_log_events").paginate(logGroupName=group):
+        lines += [e["message"] for e in page.get("events", [])]
+    app_lines = [ln for ln in lines if ln.lstrip().startswith("{")]
+    print(f"# {group}: {len(lines)} lines, {len(app_lines)} JSON; last: {(app_lines or [''])[-1][:300]}")
+    j.check(f"the function logged JSON lines to {group}", bool(app_lines), f"{len(lines)} lines, none JSON")
+    j.check("the key appears in no function log line", all(key not in ln for ln in lines),
+            next((ln[:200] for ln in lines if key in ln), ""))
+    if j.log_path:
+        text = Path(j.log_path).read_text(errors="replace")
+        j.check("the key appears in no ministack log line", key not in text)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--endpoint", required=True, help="ministack URL, e.g. http://127.0.0.1:4566")
+    ap.add_argument("--infra", default=str(Path(__file__).resolve().parent.parent / "infra"))
+    ap.add_argument("--var", action="append", default=[], metavar="NAME=VALUE",
+                    help="override a variable, like -var (lists/maps as JSON)")
+    ap.add_argument("--deploy-only", action="store_true", help="create the resources, skip the journey")
+    ap.add_argument("--ministack-log", help="ministack's log (with the function's output): checked for the key")
+    ap.add_argument("--no-test-route", action="store_true",
+                    help="skip the POST .../test checks (and the loopback provider stub)")
+    a = ap.parse_args()
+
+    overrides = {}
+    for kv in a.var:
+        k, _, v = kv.partition("=")
+        overrides[k] = v
+    stub = None
+    if "provider_url_overrides" not in overrides and not a.deploy_only and not a.no_test_route:
+        stub = ProviderStub()
+        overrides["provider_url_overrides"] = json.dumps({"anthropic": stub.url})
+        print(f"# provider_url_overrides = {{anthropic = {stub.url}}} (loopback stub for POST .../test)")
+    try:
+        ev = tfeval.Evaluator(a.infra, overrides)
+        ev.check_validations()
+        region = ev.vars["aws_region"]
+        d = Deployer(ev, a.endpoint, region)
+        d.deploy()
+    except (Unsupported, EvalError, NotCreated) as e:
+        print(f"FAIL deploy: {type(e).__name__}: {e}")
+        print("0 passed, 1 failed")
+        return 1
+    print(f"# deployed {len(d.created)} resources from {a.infra}:")
+    for r in d.created:
+        print(f"#   {r}")
+    if a.deploy_only:
+        return 0
+    api_id = ev.resources[("aws_apigatewayv2_api", "this")]["id"]
+    stage = ev.resources[("aws_apigatewayv2_stage", "default")]["name"]
+    j = Journey(d, f"{a.endpoint}/_aws/execute-api/{api_id}/{stage}")
+    j.log_path = a.ministack_log
+    try:
+        run_journey(d, ev, j, stub)
+    except Exception as e:  # a crash in the journey is a failure, with its reason
+        j.check("journey ran to the end", False, f"{type(e).__name__}: {e}")
+    print(f"{j.passed} passed, {j.failed} failed")
+    return 1 if j.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

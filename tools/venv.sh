@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Create ./.venv in the repo root and install tools/requirements.txt into it.
+# Idempotent: it installs only when requirements.txt changed (its hash is kept in a stamp file).
+#
+# python-hcl2 goes into its own directory, .venv/python-hcl2, not into site-packages:
+# checkov depends on bc-python-hcl2, a fork that installs a module with the same name
+# (`hcl2`), and pip would mix the two packages' files in one directory. tools/*.py put
+# .venv/python-hcl2 first on sys.path; checkov keeps its own fork.
+#
+# Usage: tools/venv.sh    then run tools from .venv/bin/...
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="$ROOT/.venv"
+REQ="$ROOT/tools/requirements.txt"
+STAMP="$VENV/.requirements.sha256"
+HCL2_DIR="$VENV/python-hcl2"
+PYTHON="${PYTHON:-python3}"
+
+want="$(sha256sum "$REQ" | cut -d' ' -f1)"
+if [[ -x "$VENV/bin/python" && -f "$STAMP" && "$(cat "$STAMP")" == "$want" ]]; then
+    echo "venv: $VENV is up to date with tools/requirements.txt"
+    exit 0
+fi
+
+if [[ ! -x "$VENV/bin/python" ]]; then
+    echo "venv: creating $VENV with $("$PYTHON" --version 2>&1)"
+    "$PYTHON" -m venv "$VENV"
+fi
+tmp="$(mktemp -d)"
+trap 'rm -rf "$tmp"' EXIT
+# requirement lines without comments; python-hcl2 split off
+sed -e 's/#.*//' -e 's/[[:space:]]*$//' -e '/^$/d' "$REQ" > "$tmp/all.txt"
+grep -viE '^python-hcl2([^a-z0-9_-]|$)' "$tmp/all.txt" > "$tmp/main.txt" || true
+grep -iE '^python-hcl2([^a-z0-9_-]|$)' "$tmp/all.txt" > "$tmp/hcl2.txt" || true
+
+echo "venv: installing $(wc -l < "$tmp/main.txt") packages from tools/requirements.txt into $VENV"
+"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$tmp/main.txt"
+if [[ -s "$tmp/hcl2.txt" ]]; then
+    echo "venv: installing $(cat "$tmp/hcl2.txt") into $HCL2_DIR (kept apart from checkov's hcl2 fork)"
+    rm -rf "$HCL2_DIR"
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-compile \
+        --target "$HCL2_DIR" -r "$tmp/hcl2.txt"
+fi
+echo "$want" > "$STAMP"
+echo "venv: ready; tools are in $VENV/bin"
