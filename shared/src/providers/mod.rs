@@ -7,6 +7,7 @@
 //! its wire format for the transport.
 
 pub mod anthropic;
+pub mod bedrock;
 pub mod endpoints;
 pub mod error;
 pub mod sse;
