@@ -19,7 +19,7 @@ async fn config() -> aws_config::SdkConfig {
         endpoint.starts_with("http://127.0.0.1:") || endpoint.starts_with("http://localhost:"),
         "conformance runs only against a loopback emulator, not {endpoint}"
     );
-    shared::aws::sdk_config().await
+    shared::sdk::sdk_config().await
 }
 
 /// A settings table with the key schema `infra/dynamodb.tf` declares.

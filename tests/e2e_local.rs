@@ -26,11 +26,16 @@ impl Drop for Server {
 }
 
 fn start(data_dir: &Path, log: &Path) -> Server {
+    start_with_env(data_dir, log, &[])
+}
+
+fn start_with_env(data_dir: &Path, log: &Path, env: &[(&str, String)]) -> Server {
     let stderr = std::fs::File::create(log).unwrap();
     let mut child = Command::new(BIN)
         .args(["serve", "--addr", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
         .env_remove("LLM_LOCAL_MASTER_KEY")
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .stdout(Stdio::piped())
         .stderr(stderr)
         .spawn()
@@ -272,4 +277,282 @@ fn token_create_rejects_bad_user_ids() {
     assert!(!out.status.success());
     assert!(out.stdout.is_empty());
     assert!(String::from_utf8_lossy(&out.stderr).contains("user id"));
+}
+
+/// `POST /api/llm-settings/{userId}/test` through the binary, against local upstreams
+/// that the operator's `LLM_PROVIDER_URL_*` point at: a key that works, a revoked key,
+/// a saved key, an upstream that hangs, one that is unreachable, and the rate limit.
+#[tokio::test]
+async fn connection_test_against_local_upstreams() {
+    use wiremock::matchers::{header, method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    const GOOD: &str = "sk-ant-api03-GOODKEYMARKER-0123456789abcdefghijklmnopqrstuv";
+    const REVOKED: &str = "sk-ant-api03-REVOKEDMARKER-0123456789abcdefghijklmnopqrs";
+    const SLOW: &str = "sk-ant-api03-SLOWKEYMARKER-0123456789abcdefghijklmnopqrst";
+    let anthropic = MockServer::start().await;
+    let listing = r#"{"data":[{"type":"model","id":"claude-3-5-sonnet-20241022","display_name":"Claude 3.5 Sonnet","created_at":"2024-10-22T00:00:00Z"}],"has_more":false}"#;
+    Mock::given(method("GET"))
+        .and(path("/v1/models"))
+        .and(header("x-api-key", GOOD))
+        .and(header("anthropic-version", "2023-06-01"))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(listing, "application/json"))
+        .mount(&anthropic)
+        .await;
+    Mock::given(method("GET")).and(path("/v1/models")).and(header("x-api-key", REVOKED))
+        .respond_with(ResponseTemplate::new(401).set_body_raw(r#"{"type":"error","error":{"type":"authentication_error","message":"invalid x-api-key"}}"#, "application/json"))
+        .mount(&anthropic).await;
+    Mock::given(method("GET"))
+        .and(path("/v1/models"))
+        .and(header("x-api-key", SLOW))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_raw(listing, "application/json")
+                .set_delay(std::time::Duration::from_secs(5)),
+        )
+        .mount(&anthropic)
+        .await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let log = tmp.path().join("server.log");
+    let alice = token(&data, "alice", false);
+    let bob = token(&data, "bob", false);
+    let server = start_with_env(
+        &data,
+        &log,
+        &[
+            ("LLM_PROVIDER_URL_ANTHROPIC", anthropic.uri()),
+            (
+                "LLM_PROVIDER_URL_BEDROCK",
+                format!("http://127.0.0.1:{closed}"),
+            ),
+            ("LLM_PROVIDER_TIMEOUT_SECS", "1".into()),
+            ("AWS_MAX_ATTEMPTS", "1".into()),
+        ],
+    );
+    let mut c = Client {
+        http: reqwest::Client::new(),
+        base: server.base.clone(),
+        bodies: Vec::new(),
+    };
+    use reqwest::Method as M;
+    let test = "/api/llm-settings/alice/test";
+
+    let (s, v) = c
+        .call(
+            M::POST,
+            test,
+            Some(&alice),
+            Some(json!({"provider": "anthropic", "apiKey": GOOD})),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["success"], true, "{v}");
+    assert_eq!(v["provider"], "anthropic");
+    assert_eq!(v["message"], "Connection successful");
+    assert_eq!(v["model"], "claude-3-5-sonnet-20241022");
+    assert!(v["latency_ms"].as_f64().unwrap() > 0.0);
+
+    let (s, v) = c
+        .call(
+            M::POST,
+            test,
+            Some(&alice),
+            Some(json!({"provider": "anthropic", "apiKey": REVOKED})),
+        )
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(v["success"], false);
+    assert_eq!(v["error"], "invalid_key");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("rejected the API key"),
+        "{v}"
+    );
+
+    // No key given and none saved: the client must send one.
+    let (s, v) = c
+        .call(
+            M::POST,
+            test,
+            Some(&alice),
+            Some(json!({"provider": "anthropic"})),
+        )
+        .await;
+    assert_eq!(s, 400);
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("apiKey")
+    );
+    // The saved key is used when none is sent.
+    let (s, _) = c
+        .call(
+            M::PUT,
+            "/api/llm-settings/alice",
+            Some(&alice),
+            Some(json!({"apiKeys": {"anthropic": GOOD}})),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let (s, v) = c
+        .call(
+            M::POST,
+            test,
+            Some(&alice),
+            Some(json!({"provider": "anthropic"})),
+        )
+        .await;
+    assert_eq!((s, v["success"].as_bool()), (200, Some(true)), "{v}");
+
+    // An upstream that hangs past the operator's 1 s timeout.
+    let (s, v) = c
+        .call(
+            M::POST,
+            test,
+            Some(&alice),
+            Some(json!({"provider": "anthropic", "apiKey": SLOW})),
+        )
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(v["error"], "timeout", "{v}");
+    let latency = v["latency_ms"].as_f64().unwrap();
+    assert!((900.0..4000.0).contains(&latency), "{latency}");
+
+    // An unreachable upstream.
+    let pair = format!("AKIAIOSFODNN7EXAMPLE:{}", "s".repeat(40));
+    let (s, v) = c
+        .call(
+            M::POST,
+            test,
+            Some(&alice),
+            Some(json!({"provider": "bedrock", "apiKey": pair})),
+        )
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(v["error"], "network", "{v}");
+    assert_eq!(v["model"], "anthropic.claude-3-5-sonnet-20241022-v2:0");
+
+    // Input errors and authorization.
+    let (s, v) = c
+        .call(
+            M::POST,
+            test,
+            Some(&alice),
+            Some(json!({"provider": "acme"})),
+        )
+        .await;
+    assert_eq!(s, 400);
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("provider"),
+        "{v}"
+    );
+    let (s, v) = c
+        .call(
+            M::POST,
+            test,
+            Some(&alice),
+            Some(json!({"provider": "anthropic", "apiKey": "nope"})),
+        )
+        .await;
+    assert_eq!(s, 400);
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("apiKey"),
+        "{v}"
+    );
+    let (s, v) = c
+        .call(
+            M::POST,
+            test,
+            Some(&alice),
+            Some(json!({"provider": "anthropic", "model": "gpt-4o"})),
+        )
+        .await;
+    assert_eq!(s, 400);
+    assert!(
+        v["error"]["message"].as_str().unwrap().starts_with("model"),
+        "{v}"
+    );
+    let (s, _) = c
+        .call(
+            M::POST,
+            test,
+            Some(&bob),
+            Some(json!({"provider": "anthropic", "apiKey": GOOD})),
+        )
+        .await;
+    assert_eq!(s, 403);
+
+    // Ten tests a minute per user, then 429 with Retry-After (the calls above that
+    // reached the limiter count too).
+    let mut limited = None;
+    for _ in 0..12 {
+        let resp = c
+            .http
+            .post(format!("{}{test}", c.base))
+            .bearer_auth(&alice)
+            .json(&json!({"provider": "anthropic", "apiKey": GOOD}))
+            .send()
+            .await
+            .unwrap();
+        if resp.status() == 429 {
+            limited = Some(
+                resp.headers()
+                    .get("retry-after")
+                    .unwrap()
+                    .to_str()
+                    .unwrap()
+                    .parse::<u64>()
+                    .unwrap(),
+            );
+            let body: Value = resp.json().await.unwrap();
+            assert_eq!(body["error"]["code"], "rate_limited");
+            break;
+        }
+    }
+    let wait = limited.expect("the 11th test in a minute must be refused");
+    assert!((1..=60).contains(&wait));
+    // Bob has his own budget.
+    let bob_test = "/api/llm-settings/bob/test";
+    let (s, _) = c
+        .call(
+            M::POST,
+            bob_test,
+            Some(&bob),
+            Some(json!({"provider": "anthropic", "apiKey": GOOD})),
+        )
+        .await;
+    assert_eq!(s, 200);
+    drop(server);
+
+    let text = std::fs::read_to_string(&log).unwrap();
+    for marker in [
+        "GOODKEYMARKER",
+        "REVOKEDMARKER",
+        "SLOWKEYMARKER",
+        "ssssssssssssssssssss",
+    ] {
+        assert!(!text.contains(marker), "a key reached the log: {marker}");
+        for body in &c.bodies {
+            assert!(!body.contains(marker), "a key reached a response: {body}");
+        }
+    }
+    assert!(
+        text.contains("connection test failed"),
+        "failures are logged (without keys)"
+    );
 }

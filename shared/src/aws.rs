@@ -3,13 +3,10 @@
 
 use crate::http::AppState;
 use crate::identity::IdentityMode;
+use crate::providers::Providers;
 use crate::store::dynamodb::DynamoSettingsStore;
 use crate::vault::secrets_manager::SecretsManagerVault;
-use aws_config::BehaviorVersion;
-use aws_config::retry::RetryConfig;
-use aws_config::timeout::TimeoutConfig;
 use std::sync::Arc;
-use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 pub enum InitError {
@@ -21,6 +18,8 @@ pub enum InitError {
     Vault(#[from] crate::vault::VaultError),
     #[error(transparent)]
     Pricing(#[from] crate::pricing::PricingError),
+    #[error(transparent)]
+    Providers(#[from] crate::providers::ProvidersInitError),
 }
 
 fn required(name: &'static str) -> Result<String, InitError> {
@@ -32,23 +31,6 @@ fn required(name: &'static str) -> Result<String, InitError> {
 
 fn optional(name: &'static str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
-}
-
-/// One SDK configuration for every client: standard retries (which back off on
-/// throttling) and timeouts well under the Lambda and API Gateway limits.
-/// `AWS_ENDPOINT_URL` is honoured, which is how the emulator is reached.
-pub async fn sdk_config() -> aws_config::SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest())
-        .retry_config(RetryConfig::standard().with_max_attempts(4))
-        .timeout_config(
-            TimeoutConfig::builder()
-                .connect_timeout(Duration::from_secs(2))
-                .operation_attempt_timeout(Duration::from_secs(3))
-                .operation_timeout(Duration::from_secs(8))
-                .build(),
-        )
-        .load()
-        .await
 }
 
 /// The settings function's state, from `SETTINGS_TABLE`, `SECRET_PREFIX`,
@@ -66,7 +48,7 @@ pub async fn settings_state_from_env() -> Result<AppState, InitError> {
         })?,
         None => 7,
     };
-    let config = sdk_config().await;
+    let config = crate::sdk::sdk_config().await;
     let dynamodb = aws_sdk_dynamodb::Client::new(&config);
     let secrets = aws_sdk_secretsmanager::Client::new(&config);
     Ok(AppState {
@@ -79,5 +61,7 @@ pub async fn settings_state_from_env() -> Result<AppState, InitError> {
         )?),
         catalog: crate::pricing::catalog()?,
         identity: IdentityMode::api_gateway(optional("ADMIN_GROUP_CLAIM"), optional("ADMIN_GROUP")),
+        providers: Arc::new(Providers::from_env(config)?),
+        test_limiter: AppState::default_test_limiter(),
     })
 }

@@ -13,6 +13,8 @@ pub mod money;
 pub mod pricing;
 pub mod provider;
 pub mod providers;
+pub mod ratelimit;
+pub mod sdk;
 pub mod secret;
 pub mod settings;
 pub mod store;

@@ -37,6 +37,11 @@ fn deployment_with(db: SqliteStore, identity: IdentityMode) -> Deployment {
             vault: Arc::new(vault),
             catalog: shared::pricing::catalog().unwrap(),
             identity,
+            providers: Arc::new(
+                shared::providers::Providers::from_env(aws_config::SdkConfig::builder().build())
+                    .unwrap(),
+            ),
+            test_limiter: AppState::default_test_limiter(),
         },
         db,
     }

@@ -5,6 +5,7 @@ use axum::serve::ListenerExt;
 use clap::{Parser, Subcommand};
 use shared::http::{AppState, app, settings_router};
 use shared::identity::{IdentityMode, issue_token};
+use shared::providers::Providers;
 use shared::store::sqlite::SqliteStore;
 use shared::vault::local::{LocalVault, MASTER_KEY_ENV, load_master_key};
 use std::net::SocketAddr;
@@ -62,6 +63,8 @@ enum LocalError {
     Pricing(#[from] shared::pricing::PricingError),
     #[error(transparent)]
     Token(#[from] shared::identity::IssueError),
+    #[error(transparent)]
+    Providers(#[from] shared::providers::ProvidersInitError),
     #[error("cannot listen on {0}: {1}")]
     Bind(SocketAddr, std::io::Error),
     #[error("server failed: {0}")]
@@ -154,6 +157,8 @@ async fn serve(addr: SocketAddr, data_dir: &Path) -> Result<(), LocalError> {
         vault: Arc::new(vault),
         catalog: shared::pricing::catalog()?,
         identity: IdentityMode::LocalTokens(db),
+        providers: Arc::new(Providers::from_env(shared::sdk::sdk_config().await)?),
+        test_limiter: AppState::default_test_limiter(),
     };
     let router = app(settings_router(state));
 

@@ -9,6 +9,8 @@ pub mod settings;
 use crate::error::{ApiError, REQUEST_ID};
 use crate::identity::IdentityMode;
 use crate::pricing::Catalog;
+use crate::providers::Providers;
+use crate::ratelimit::RateLimiter;
 use crate::store::SettingsStore;
 use crate::vault::KeyVault;
 use axum::Router;
@@ -31,6 +33,16 @@ pub struct AppState {
     pub vault: Arc<dyn KeyVault>,
     pub catalog: &'static Catalog,
     pub identity: IdentityMode,
+    pub providers: Arc<Providers>,
+    /// Bounds how often one user may press "test" (each one calls a provider).
+    pub test_limiter: Arc<RateLimiter>,
+}
+
+impl AppState {
+    /// Ten connection tests per user per minute.
+    pub fn default_test_limiter() -> Arc<RateLimiter> {
+        Arc::new(RateLimiter::new(10, std::time::Duration::from_secs(60)))
+    }
 }
 
 /// Wraps the merged routers of a deployment with the layers every route shares.

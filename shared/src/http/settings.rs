@@ -6,11 +6,12 @@ use crate::error::ApiError;
 use crate::identity::Caller;
 use crate::pricing::ModelPrice;
 use crate::provider::Provider;
+use crate::settings::connection_test::{self, TestOutcome, TestRequest};
 use crate::settings::{SettingsUpdate, SettingsView, service};
 use axum::extract::{FromRequestParts, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
-use axum::routing::{delete, get};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
@@ -28,6 +29,7 @@ pub fn settings_router(state: AppState) -> Router {
             "/api/llm-settings/{user_id}/keys/{provider}",
             delete(delete_key),
         )
+        .route("/api/llm-settings/{user_id}/test", post(test_connection))
         .with_state(state)
 }
 
@@ -103,6 +105,31 @@ async fn delete_key(
     .await?;
     tracing::info!(actor = %caller.user_id, target_user = %user_id, provider = %provider, "key deleted");
     Ok(StatusCode::NO_CONTENT)
+}
+
+async fn test_connection(
+    caller: Caller,
+    UserId(user_id): UserId,
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<TestRequest>,
+) -> Result<Json<TestOutcome>, ApiError> {
+    caller.authorize_user(&user_id)?;
+    if let Err(wait) = state.test_limiter.check(&user_id) {
+        return Err(ApiError::RateLimited {
+            retry_after_secs: wait.as_secs().max(1),
+        });
+    }
+    let settings = service::read(state.settings.as_ref(), &user_id).await?;
+    let outcome = connection_test::run(
+        &state.providers,
+        state.vault.as_ref(),
+        state.catalog,
+        &settings,
+        &user_id,
+        body,
+    )
+    .await?;
+    Ok(Json(outcome))
 }
 
 #[derive(Serialize)]

@@ -257,6 +257,201 @@ mod tests {
         assert!(parse(&dup).unwrap_err().contains("duplicate"));
     }
 
+    #[test]
+    fn every_builtin_provider_has_exactly_one_default() {
+        let c = catalog().unwrap();
+        for p in Provider::ALL {
+            let n = c
+                .models
+                .iter()
+                .filter(|m| m.provider == p && m.default)
+                .count();
+            assert_eq!(n, 1, "{p} must have exactly one default model");
+            assert!(c.default_model(p).is_some(), "{p} has no default model");
+        }
+    }
+
+    #[test]
+    fn every_row_has_an_https_source_and_a_calendar_effective_date() {
+        let c = catalog().unwrap();
+        for m in &c.models {
+            assert!(
+                m.source.starts_with("https://") && m.source.len() > "https://".len(),
+                "{}/{}: source {:?} is not an https URL",
+                m.provider,
+                m.id,
+                m.source
+            );
+            assert_eq!(m.effective_date.len(), 10, "{}/{}", m.provider, m.id);
+            assert!(
+                chrono::NaiveDate::parse_from_str(&m.effective_date, "%Y-%m-%d").is_ok(),
+                "{}/{}: effective_date {:?} is not YYYY-MM-DD",
+                m.provider,
+                m.id,
+                m.effective_date
+            );
+        }
+    }
+
+    #[test]
+    fn seed_defaults_are_unchanged() {
+        let c = catalog().unwrap();
+        let id = |p| c.default_model(p).unwrap().id.as_str();
+        assert_eq!(id(Provider::Anthropic), "claude-3-5-sonnet-20241022");
+        assert_eq!(id(Provider::OpenAi), "gpt-4-turbo");
+        assert_eq!(id(Provider::Google), "gemini-1.5-pro");
+        assert_eq!(
+            id(Provider::Bedrock),
+            "anthropic.claude-3-5-sonnet-20241022-v2:0"
+        );
+    }
+
+    // Hand-calculated costs. A rate of $R per 1M tokens is R × 1,000 nano-USD per token.
+
+    #[test]
+    fn claude_sonnet_4_cache_read_and_write() {
+        let c = catalog().unwrap();
+        let t = TokenCounts {
+            input_tokens: 20_000,
+            cached_input_tokens: 15_000,
+            cache_write_tokens: 2_000,
+            output_tokens: 700,
+        };
+        // 3,000 × $3 + 15,000 × $0.30 + 2,000 × $3.75 + 700 × $15.
+        let expected = 3_000 * 3_000 + 15_000 * 300 + 2_000 * 3_750 + 700 * 15_000;
+        assert_eq!(expected, 31_500_000);
+        let cost = c
+            .cost(Provider::Anthropic, "claude-sonnet-4-20250514", &t)
+            .unwrap();
+        assert_eq!(cost, NanoUsd(expected));
+    }
+
+    #[test]
+    fn claude_sonnet_4_long_context_above_200k() {
+        let c = catalog().unwrap();
+        let at = c
+            .cost(
+                Provider::Anthropic,
+                "claude-sonnet-4-20250514",
+                &counts(200_000, 1_000),
+            )
+            .unwrap();
+        assert_eq!(at, NanoUsd(200_000 * 3_000 + 1_000 * 15_000));
+        let t = TokenCounts {
+            input_tokens: 250_000,
+            cached_input_tokens: 100_000,
+            cache_write_tokens: 0,
+            output_tokens: 2_000,
+        };
+        // Whole request at $6 / $22.50, cache reads at $0.60.
+        let expected = 150_000 * 6_000 + 100_000 * 600 + 2_000 * 22_500;
+        assert_eq!(expected, 1_005_000_000);
+        let above = c
+            .cost(Provider::Anthropic, "claude-sonnet-4-20250514", &t)
+            .unwrap();
+        assert_eq!(above, NanoUsd(expected));
+    }
+
+    #[test]
+    fn gemini_2_5_pro_long_context_with_cache() {
+        let c = catalog().unwrap();
+        let at = c
+            .cost(Provider::Google, "gemini-2.5-pro", &counts(200_000, 2_000))
+            .unwrap();
+        assert_eq!(at, NanoUsd(200_000 * 1_250 + 2_000 * 10_000));
+        let t = TokenCounts {
+            input_tokens: 300_000,
+            cached_input_tokens: 100_000,
+            cache_write_tokens: 0,
+            output_tokens: 2_000,
+        };
+        // 200,000 × $2.50 + 100,000 × $0.25 + 2,000 × $15.
+        let expected = 200_000 * 2_500 + 100_000 * 250 + 2_000 * 15_000;
+        assert_eq!(expected, 555_000_000);
+        let above = c.cost(Provider::Google, "gemini-2.5-pro", &t).unwrap();
+        assert_eq!(above, NanoUsd(expected));
+    }
+
+    #[test]
+    fn openai_cached_input() {
+        let c = catalog().unwrap();
+        let t = TokenCounts {
+            input_tokens: 10_000,
+            cached_input_tokens: 4_000,
+            cache_write_tokens: 0,
+            output_tokens: 1_000,
+        };
+        // gpt-4.1-mini: 6,000 × $0.40 + 4,000 × $0.10 + 1,000 × $1.60.
+        let expected = 6_000 * 400 + 4_000 * 100 + 1_000 * 1_600;
+        assert_eq!(expected, 4_400_000);
+        let cost = c.cost(Provider::OpenAi, "gpt-4.1-mini", &t).unwrap();
+        assert_eq!(cost, NanoUsd(expected));
+    }
+
+    #[test]
+    fn deepseek_cache_hit() {
+        let c = catalog().unwrap();
+        let t = TokenCounts {
+            input_tokens: 100_000,
+            cached_input_tokens: 90_000,
+            cache_write_tokens: 0,
+            output_tokens: 1_000,
+        };
+        // 10,000 misses × $0.28 + 90,000 hits × $0.028 + 1,000 × $0.42.
+        let expected = 10_000 * 280 + 90_000 * 28 + 1_000 * 420;
+        assert_eq!(expected, 5_740_000);
+        let cost = c.cost(Provider::DeepSeek, "deepseek-chat", &t).unwrap();
+        assert_eq!(cost, NanoUsd(expected));
+    }
+
+    #[test]
+    fn bedrock_nova_micro_cache_read_is_exact_to_the_nano() {
+        let c = catalog().unwrap();
+        let t = TokenCounts {
+            input_tokens: 1_000,
+            cached_input_tokens: 400,
+            cache_write_tokens: 0,
+            output_tokens: 100,
+        };
+        // $0.00875 is 8.75 nano-USD per token: 400 × 8.75 = 3,500 exactly.
+        let expected = 600 * 35 + 400 * 875 / 100 + 100 * 140;
+        assert_eq!(expected, 38_500);
+        let cost = c
+            .cost(Provider::Bedrock, "amazon.nova-micro-v1:0", &t)
+            .unwrap();
+        assert_eq!(cost, NanoUsd(expected));
+    }
+
+    #[test]
+    fn bedrock_claude_3_5_haiku_cache_prices() {
+        let c = catalog().unwrap();
+        let t = TokenCounts {
+            input_tokens: 5_000,
+            cached_input_tokens: 3_000,
+            cache_write_tokens: 1_000,
+            output_tokens: 200,
+        };
+        // 1,000 × $0.80 + 3,000 × $0.08 + 1,000 × $1 + 200 × $4.
+        let expected = 1_000 * 800 + 3_000 * 80 + 1_000 * 1_000 + 200 * 4_000;
+        let cost = c
+            .cost(
+                Provider::Bedrock,
+                "anthropic.claude-3-5-haiku-20241022-v1:0",
+                &t,
+            )
+            .unwrap();
+        assert_eq!(cost, NanoUsd(expected));
+    }
+
+    #[test]
+    fn ollama_local_models_cost_exactly_zero() {
+        let c = catalog().unwrap();
+        let cost = c
+            .cost(Provider::Ollama, "llama3.2", &counts(1_000_000, 1_000_000))
+            .unwrap();
+        assert_eq!(cost, NanoUsd::ZERO);
+    }
+
     const ONE_MODEL: &str = r#"[[model]]
 provider = "openai"
 id = "m"

@@ -7,9 +7,12 @@
 //! its wire format for the transport.
 
 pub mod anthropic;
+pub mod azure;
 pub mod bedrock;
 pub mod endpoints;
 pub mod error;
+pub mod google;
+pub mod registry;
 pub mod sse;
 pub mod transport;
 
@@ -17,6 +20,7 @@ pub mod transport;
 pub mod behaviours;
 
 pub use error::{ErrorKind, ProviderError};
+pub use registry::{Providers, ProvidersInitError};
 
 use crate::pricing::TokenCounts;
 use crate::provider::Provider;

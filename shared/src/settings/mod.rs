@@ -2,6 +2,7 @@
 //! and the record the settings store keeps (which also holds key metadata, so that
 //! `hasApiKeys` never has to ask the vault).
 
+pub mod connection_test;
 mod patch;
 pub mod service;
 
@@ -48,6 +49,9 @@ pub struct Preferences {
     pub budget_action: BudgetAction,
     /// Percentages of the monthly budget at which to alert, ascending.
     pub alert_thresholds: Vec<u32>,
+    /// The Azure OpenAI resource name; the host is always `<name>.openai.azure.com`.
+    #[serde(default)]
+    pub azure_resource: Option<String>,
 }
 
 impl Default for Preferences {
@@ -66,6 +70,7 @@ impl Default for Preferences {
             monthly_budget_usd: None,
             budget_action: BudgetAction::Block,
             alert_thresholds: vec![50, 80, 100],
+            azure_resource: None,
         }
     }
 }

@@ -56,6 +56,9 @@ pub struct PreferencesPatch {
     pub monthly_budget_usd: Option<Option<NanoUsd>>,
     pub budget_action: Option<BudgetAction>,
     pub alert_thresholds: Option<Vec<u32>>,
+    /// Absent: unchanged; `null`: cleared.
+    #[serde(default, deserialize_with = "present")]
+    pub azure_resource: Option<Option<String>>,
 }
 
 /// Tells an explicit `null` (`Some(None)`) from an absent field (`None`).
@@ -172,6 +175,17 @@ impl PreferencesPatch {
             v.dedup();
             p.alert_thresholds = v;
         }
+        if let Some(v) = self.azure_resource {
+            if v.as_deref()
+                .is_some_and(|r| !crate::providers::endpoints::valid_azure_resource(r))
+            {
+                return Err(ApiError::invalid(
+                    field("azureResource"),
+                    "must be an Azure resource name: 2-64 lowercase letters, digits and hyphens",
+                ));
+            }
+            p.azure_resource = v;
+        }
         Ok(p)
     }
 }
@@ -223,6 +237,10 @@ mod tests {
                 "preferences.monthlyBudgetUsd",
             ),
             (r#"{"alertThresholds": [0]}"#, "preferences.alertThresholds"),
+            (
+                r#"{"azureResource": "evil.com/x"}"#,
+                "preferences.azureResource",
+            ),
         ] {
             match patch(json).apply(&base, c) {
                 Err(ApiError::InvalidField { field, .. }) => assert_eq!(field, name, "{json}"),

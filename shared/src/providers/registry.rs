@@ -1,0 +1,88 @@
+//! Which adapter serves which provider, where it lives, and the one transport and Bedrock
+//! client set they share: built once per process and held in the app state.
+
+use super::anthropic::Anthropic;
+use super::bedrock::Bedrock;
+use super::google::Google;
+use super::endpoints::{BadOverride, ProviderUrls};
+use super::transport::{Transport, TransportConfig, TransportInitError};
+use super::{ChatWire, Endpoint, ErrorKind, ProviderError};
+use crate::provider::Provider;
+use crate::secret::ApiKey;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProvidersInitError {
+    #[error(transparent)]
+    Url(#[from] BadOverride),
+    #[error(transparent)]
+    Transport(#[from] TransportInitError),
+}
+
+pub struct Providers {
+    pub transport: Transport,
+    pub urls: ProviderUrls,
+    pub bedrock: Bedrock,
+}
+
+/// The wire format of every HTTP provider (Bedrock goes through its SDK instead).
+pub fn wire(provider: Provider) -> Option<Box<dyn ChatWire>> {
+    match provider {
+        Provider::Anthropic => Some(Box::new(Anthropic)),
+        Provider::Google => Some(Box::new(Google)),
+        _ => None,
+    }
+}
+
+impl Providers {
+    /// From the operator's environment: `LLM_PROVIDER_URL_*` and
+    /// `LLM_PROVIDER_TIMEOUT_SECS`. A malformed override stops start-up.
+    pub fn from_env(sdk: aws_config::SdkConfig) -> Result<Self, ProvidersInitError> {
+        let urls = ProviderUrls::from_env()?;
+        let transport = Transport::new(TransportConfig::from_env())?;
+        let bedrock = Bedrock::new(sdk, urls.overridden(Provider::Bedrock).map(str::to_owned));
+        Ok(Providers {
+            transport,
+            urls,
+            bedrock,
+        })
+    }
+
+    pub fn endpoint(
+        &self,
+        provider: Provider,
+        azure_resource: Option<&str>,
+    ) -> Result<Endpoint, ProviderError> {
+        self.urls
+            .base_url(provider, azure_resource)
+            .map(|base_url| Endpoint { base_url })
+            .ok_or_else(|| {
+                ProviderError::new(
+                    ErrorKind::InvalidRequest,
+                    format!("no endpoint for {provider}"),
+                )
+            })
+    }
+
+    /// The cheapest call that proves `key` works for `model`.
+    pub async fn probe(
+        &self,
+        provider: Provider,
+        key: Option<&ApiKey>,
+        model: &str,
+        azure_resource: Option<&str>,
+    ) -> Result<(), ProviderError> {
+        if provider == Provider::Bedrock {
+            return self.bedrock.probe(key, model).await;
+        }
+        let wire = wire(provider).ok_or_else(|| {
+            ProviderError::new(
+                ErrorKind::InvalidRequest,
+                format!("{provider} has no adapter"),
+            )
+        })?;
+        let endpoint = self.endpoint(provider, azure_resource)?;
+        let request = wire.probe_request(&endpoint, key, model)?;
+        let raw = self.transport.send(request).await?;
+        wire.parse_probe(raw.status, &raw.headers, &raw.body, model)
+    }
+}
