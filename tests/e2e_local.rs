@@ -556,3 +556,145 @@ async fn connection_test_against_local_upstreams() {
         "failures are logged (without keys)"
     );
 }
+
+/// Every provider's connection test through the binary, each pointed by its
+/// `LLM_PROVIDER_URL_*` at a local server answering in that provider's format.
+#[tokio::test]
+async fn every_providers_connection_test_reaches_its_own_upstream() {
+    use wiremock::matchers::{method, path, query_param};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let up = MockServer::start().await;
+    let listing = |ids: &[&str]| {
+        let data: Vec<Value> = ids
+            .iter()
+            .map(|id| json!({"id": id, "object": "model", "created": 1, "owned_by": "x"}))
+            .collect();
+        ResponseTemplate::new(200).set_body_json(json!({"object": "list", "data": data}))
+    };
+    // OpenAI-compatible listings, each under its own prefix.
+    let family = [
+        (
+            "openai",
+            "gpt-4-turbo",
+            format!("sk-proj-{}", "a".repeat(40)),
+        ),
+        (
+            "groq",
+            "llama-3.1-8b-instant",
+            format!("gsk_{}", "b".repeat(40)),
+        ),
+        (
+            "openrouter",
+            "openai/gpt-4o-mini",
+            format!("sk-or-v1-{}", "c".repeat(40)),
+        ),
+        (
+            "fireworks",
+            "accounts/fireworks/models/llama-v3p1-8b-instruct",
+            format!("fw_{}", "d".repeat(30)),
+        ),
+        ("mistral", "mistral-small-latest", "e".repeat(32)),
+        (
+            "deepseek",
+            "deepseek-chat",
+            format!("sk-{}", "f".repeat(32)),
+        ),
+        (
+            "together",
+            "meta-llama/Meta-Llama-3.1-8B-Instruct-Turbo",
+            "0123456789abcdef".repeat(4),
+        ),
+    ];
+    let mut env: Vec<(String, String)> = Vec::new();
+    for (provider, model, _) in &family {
+        Mock::given(method("GET"))
+            .and(path(format!("/{provider}/v1/models")))
+            .respond_with(listing(&[model]))
+            .mount(&up)
+            .await;
+        env.push((
+            format!("LLM_PROVIDER_URL_{}", provider.to_uppercase()),
+            format!("{}/{provider}/v1", up.uri()),
+        ));
+    }
+    Mock::given(method("GET"))
+        .and(path("/ollama/v1/models"))
+        .respond_with(listing(&["llama3.2:latest"]))
+        .mount(&up)
+        .await;
+    env.push((
+        "LLM_PROVIDER_URL_OLLAMA".into(),
+        format!("{}/ollama/v1", up.uri()),
+    ));
+    Mock::given(method("GET")).and(path("/google/v1beta/models/gemini-1.5-pro"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"name": "models/gemini-1.5-pro", "version": "001", "displayName": "Gemini 1.5 Pro", "inputTokenLimit": 2097152, "outputTokenLimit": 8192, "supportedGenerationMethods": ["generateContent"]})))
+        .mount(&up).await;
+    env.push((
+        "LLM_PROVIDER_URL_GOOGLE".into(),
+        format!("{}/google", up.uri()),
+    ));
+    Mock::given(method("POST")).and(path("/azure/openai/deployments/my-gpt4o/chat/completions")).and(query_param("api-version", "2024-10-21"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "gpt-4o-2024-08-06",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "H"}, "finish_reason": "length"}],
+            "usage": {"prompt_tokens": 8, "completion_tokens": 1, "total_tokens": 9}})))
+        .mount(&up).await;
+    env.push((
+        "LLM_PROVIDER_URL_AZURE_OPENAI".into(),
+        format!("{}/azure", up.uri()),
+    ));
+
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let log = tmp.path().join("server.log");
+    let ops = token(&data, "ops", true);
+    let env_refs: Vec<(&str, String)> = env.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+    let server = start_with_env(&data, &log, &env_refs);
+    let mut c = Client {
+        http: reqwest::Client::new(),
+        base: server.base.clone(),
+        bodies: Vec::new(),
+    };
+    // Each user has ten tests a minute, so each provider is tested by its own user (an
+    // admin may act on any user).
+    let mut cases: Vec<(String, Value)> = family
+        .iter()
+        .map(|(p, model, key)| {
+            (
+                p.to_string(),
+                json!({"provider": p, "apiKey": key, "model": model}),
+            )
+        })
+        .collect();
+    cases.push((
+        "google".into(),
+        json!({"provider": "google", "apiKey": format!("AIza{}", "g".repeat(35))}),
+    ));
+    cases.push((
+        "ollama".into(),
+        json!({"provider": "ollama", "model": "llama3.2"}),
+    ));
+    cases.push(("azure_openai".into(), json!({"provider": "azure_openai", "apiKey": "0123456789abcdef0123456789abcdef", "model": "my-gpt4o"})));
+    for (provider, body) in cases {
+        let (s, v) = c
+            .call(
+                reqwest::Method::POST,
+                &format!("/api/llm-settings/user-{provider}/test"),
+                Some(&ops),
+                Some(body),
+            )
+            .await;
+        assert_eq!(s, 200, "{provider}: {v}");
+        assert_eq!(v["success"], true, "{provider}: {v}");
+        assert_eq!(v["provider"], provider.as_str());
+    }
+    // Every upstream was called, and none with a key in its URL.
+    let received = up.received_requests().await.unwrap();
+    assert_eq!(received.len(), 10);
+    for r in &received {
+        assert!(
+            !r.url.as_str().contains("AIza"),
+            "a key in a URL: {}",
+            r.url
+        );
+    }
+}

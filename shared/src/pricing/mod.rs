@@ -28,6 +28,8 @@ pub struct LongContextTier {
     pub output: Decimal,
     #[serde(default)]
     pub cached_read: Option<Decimal>,
+    #[serde(default)]
+    pub cache_write: Option<Decimal>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -82,7 +84,16 @@ fn parse(text: &str) -> Result<Catalog, String> {
         if !seen.insert((m.provider, m.id.as_str())) {
             return Err(format!("duplicate model {}/{}", m.provider, m.id));
         }
-        let rates = [Some(m.input), Some(m.output), m.cached_read, m.cache_write];
+        let mut rates = vec![Some(m.input), Some(m.output), m.cached_read, m.cache_write];
+        if let Some(t) = &m.long_context {
+            rates.extend([Some(t.input), Some(t.output), t.cached_read, t.cache_write]);
+            if t.above_input_tokens >= m.context_window {
+                return Err(format!(
+                    "{}/{}: long-context tier starts beyond the context window",
+                    m.provider, m.id
+                ));
+            }
+        }
         if rates.iter().flatten().any(|r| r.is_sign_negative()) {
             return Err(format!("negative price for {}/{}", m.provider, m.id));
         }
@@ -136,20 +147,21 @@ impl ModelPrice {
             .long_context
             .as_ref()
             .filter(|tier| t.input_tokens > tier.above_input_tokens);
-        let (input, output, cached_read) = match tier {
+        let (input, output, cached_read, cache_write) = match tier {
             Some(tier) => (
                 tier.input,
                 tier.output,
                 tier.cached_read.or(self.cached_read),
+                tier.cache_write.or(self.cache_write),
             ),
-            None => (self.input, self.output, self.cached_read),
+            None => (self.input, self.output, self.cached_read, self.cache_write),
         };
         let cached = t.cached_input_tokens.min(t.input_tokens);
         let written = t.cache_write_tokens.min(t.input_tokens - cached);
         let uncached = t.input_tokens - cached - written;
         let per_million = Decimal::from(uncached) * input
             + Decimal::from(cached) * cached_read.unwrap_or(input)
-            + Decimal::from(written) * self.cache_write.unwrap_or(input)
+            + Decimal::from(written) * cache_write.unwrap_or(input)
             + Decimal::from(t.output_tokens) * output;
         NanoUsd::from_decimal_rounded(per_million / Decimal::from(1_000_000u32))
     }
@@ -450,6 +462,30 @@ mod tests {
             .cost(Provider::Ollama, "llama3.2", &counts(1_000_000, 1_000_000))
             .unwrap();
         assert_eq!(cost, NanoUsd::ZERO);
+    }
+
+    #[test]
+    fn long_context_cache_writes_use_the_tier_rate() {
+        // Claude Sonnet 4 above 200k input: cache writes at $7.50 (1.25 x $6), not $3.75.
+        let c = catalog().unwrap();
+        let t = TokenCounts {
+            input_tokens: 300_000,
+            cached_input_tokens: 0,
+            cache_write_tokens: 100_000,
+            output_tokens: 0,
+        };
+        let cost = c
+            .cost(Provider::Anthropic, "claude-sonnet-4-20250514", &t)
+            .unwrap();
+        assert_eq!(cost, NanoUsd(200_000 * 6_000 + 100_000 * 7_500));
+    }
+
+    #[test]
+    fn tier_rates_are_validated() {
+        let bad = format!(
+            "version = \"x\"\n{ONE_MODEL}\nlong_context = {{ above_input_tokens = 0, input = \"-1\", output = \"1\" }}"
+        );
+        assert!(parse(&bad).is_err());
     }
 
     const ONE_MODEL: &str = r#"[[model]]

@@ -12,6 +12,7 @@ pub mod bedrock;
 pub mod endpoints;
 pub mod error;
 pub mod google;
+pub mod openai;
 pub mod registry;
 pub mod sse;
 pub mod transport;

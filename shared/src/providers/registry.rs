@@ -2,9 +2,11 @@
 //! client set they share: built once per process and held in the app state.
 
 use super::anthropic::Anthropic;
+use super::azure::AzureOpenAi;
 use super::bedrock::Bedrock;
-use super::google::Google;
 use super::endpoints::{BadOverride, ProviderUrls};
+use super::google::Google;
+use super::openai::OpenAiCompatible;
 use super::transport::{Transport, TransportConfig, TransportInitError};
 use super::{ChatWire, Endpoint, ErrorKind, ProviderError};
 use crate::provider::Provider;
@@ -29,7 +31,16 @@ pub fn wire(provider: Provider) -> Option<Box<dyn ChatWire>> {
     match provider {
         Provider::Anthropic => Some(Box::new(Anthropic)),
         Provider::Google => Some(Box::new(Google)),
-        _ => None,
+        Provider::AzureOpenAi => Some(Box::new(AzureOpenAi::default())),
+        Provider::Bedrock => None,
+        p @ (Provider::OpenAi
+        | Provider::Groq
+        | Provider::OpenRouter
+        | Provider::Fireworks
+        | Provider::Mistral
+        | Provider::DeepSeek
+        | Provider::Together
+        | Provider::Ollama) => Some(Box::new(OpenAiCompatible::new(p))),
     }
 }
 
@@ -84,5 +95,21 @@ impl Providers {
         let request = wire.probe_request(&endpoint, key, model)?;
         let raw = self.transport.send(request).await?;
         wire.parse_probe(raw.status, &raw.headers, &raw.body, model)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_provider_has_an_adapter_of_its_own() {
+        for p in Provider::ALL {
+            if p == Provider::Bedrock {
+                continue; // the SDK, not a wire format
+            }
+            let w = wire(p).unwrap_or_else(|| panic!("{p} has no adapter"));
+            assert_eq!(w.provider(), p);
+        }
     }
 }
