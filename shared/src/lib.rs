@@ -18,6 +18,7 @@ pub mod sdk;
 pub mod secret;
 pub mod settings;
 pub mod store;
+pub mod usage;
 pub mod vault;
 
 pub use error::ApiError;

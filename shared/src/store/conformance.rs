@@ -170,3 +170,300 @@ pub async fn vault_suite(vault: &dyn KeyVault) {
     );
     vault.delete_key(&user, Provider::Anthropic).await.unwrap();
 }
+
+use super::{AuditEvent, AuditStore, BudgetStore, ResponseCache, UsageStore};
+use crate::usage::{Settlement, UsageEntry, UsageStatus};
+
+pub fn usage_entry(
+    user: &str,
+    timestamp: &str,
+    provider: Provider,
+    cost: Option<i64>,
+    status: UsageStatus,
+) -> UsageEntry {
+    UsageEntry {
+        user_id: user.to_owned(),
+        timestamp: timestamp.to_owned(),
+        request_id: format!("req-{}", uuid::Uuid::new_v4().simple()),
+        provider,
+        model: if provider == Provider::OpenAi {
+            "gpt-4o".into()
+        } else {
+            "claude-3-5-sonnet-20241022".into()
+        },
+        operation_type: "query_generation".into(),
+        input_tokens: 1500,
+        output_tokens: 500,
+        cached_input_tokens: 100,
+        total_tokens: 2000,
+        cost_usd: cost.map(NanoUsd),
+        latency_ms: 12.5,
+        status,
+        error_type: (status == UsageStatus::Error).then(|| "rate_limited".to_owned()),
+        price_version: "2026-11-22".into(),
+        metadata: [("table".to_string(), serde_json::json!("cloudtrail"))].into(),
+        ttl: 1_900_000_000,
+    }
+}
+
+pub async fn usage_suite(usage: &dyn UsageStore, budget: &dyn BudgetStore) {
+    let user = fresh_user("usage");
+    let month = "2026-11";
+    assert!(
+        budget
+            .reserve(
+                &user,
+                month,
+                NanoUsd(50_000_000),
+                Some(NanoUsd(100_000_000))
+            )
+            .await
+            .unwrap()
+    );
+
+    let e1 = usage_entry(
+        &user,
+        "2026-11-20T10:00:00.000Z",
+        Provider::Anthropic,
+        Some(12_000_000),
+        UsageStatus::Success,
+    );
+    let settle = Settlement {
+        month: month.into(),
+        reserved: NanoUsd(50_000_000),
+        actual: NanoUsd(12_000_000),
+    };
+    usage.record(&e1, Some(&settle)).await.unwrap();
+    // Recording the same request again changes nothing: not the entry, the rollup or the budget.
+    usage.record(&e1, Some(&settle)).await.unwrap();
+    let m = budget.month(&user, month).await.unwrap();
+    assert_eq!((m.spent, m.reserved), (NanoUsd(12_000_000), NanoUsd(0)));
+
+    let e2 = usage_entry(
+        &user,
+        "2026-11-20T11:00:00.000Z",
+        Provider::OpenAi,
+        None,
+        UsageStatus::Success,
+    );
+    let e3 = usage_entry(
+        &user,
+        "2026-11-21T09:00:00.000Z",
+        Provider::Anthropic,
+        Some(0),
+        UsageStatus::Error,
+    );
+    let e4 = usage_entry(
+        &user,
+        "2026-11-22T23:59:59.999Z",
+        Provider::Anthropic,
+        Some(0),
+        UsageStatus::Cached,
+    );
+    for e in [&e2, &e3, &e4] {
+        usage.record(e, None).await.unwrap();
+    }
+
+    // Entries: newest first, end exclusive, start inclusive, paginated.
+    let (all, next) = usage
+        .entries(&user, "2026-11-01", "2026-12-01", 10, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        all.iter()
+            .map(|e| e.request_id.as_str())
+            .collect::<Vec<_>>(),
+        [&e4, &e3, &e2, &e1].map(|e| e.request_id.as_str())
+    );
+    assert_eq!(next, None);
+    assert_eq!(all[3], e1, "an entry round-trips exactly");
+    let (page1, next) = usage
+        .entries(&user, "2026-11-01", "2026-12-01", 3, None)
+        .await
+        .unwrap();
+    assert_eq!(page1.len(), 3);
+    let (page2, next2) = usage
+        .entries(&user, "2026-11-01", "2026-12-01", 3, next.as_deref())
+        .await
+        .unwrap();
+    assert_eq!(page2, vec![e1.clone()]);
+    assert_eq!(next2, None);
+    let (range, _) = usage
+        .entries(&user, "2026-11-20T11:00:00.000Z", "2026-11-22", 10, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        range
+            .iter()
+            .map(|e| e.request_id.as_str())
+            .collect::<Vec<_>>(),
+        [&e3, &e2].map(|e| e.request_id.as_str())
+    );
+    let (none, _) = usage
+        .entries(&fresh_user("nobody"), "2026-11-01", "2026-12-01", 10, None)
+        .await
+        .unwrap();
+    assert!(none.is_empty());
+
+    // Rollups: one per day with usage, per group, additive.
+    let days = usage
+        .rollups(&user, "2026-11-19", "2026-11-22")
+        .await
+        .unwrap();
+    assert_eq!(
+        days.iter().map(|d| d.day.as_str()).collect::<Vec<_>>(),
+        ["2026-11-20", "2026-11-21", "2026-11-22"]
+    );
+    let d20 = &days[0].groups;
+    assert_eq!(d20["all"].requests, 2);
+    assert_eq!(d20["all"].tokens, 4000);
+    assert_eq!(d20["all"].cost_nanos, 12_000_000);
+    assert_eq!(d20["all"].unpriced, 1);
+    assert_eq!(d20["all"].latency_us, 25_000);
+    assert_eq!(d20["provider:anthropic"].requests, 1);
+    assert_eq!(d20["provider:openai"].requests, 1);
+    assert_eq!(d20["model:gpt-4o"].unpriced, 1);
+    assert_eq!(d20["operation:query_generation"].requests, 2);
+    assert_eq!(days[1].groups["all"].errors, 1);
+    assert_eq!(days[2].groups["all"].cached, 1);
+    assert!(
+        usage
+            .rollups(&user, "2026-11-23", "2026-11-30")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+pub async fn budget_suite(budget: Arc<dyn BudgetStore>) {
+    let user = fresh_user("budget");
+    let month = "2026-11";
+    let limit = Some(NanoUsd(200));
+    assert_eq!(budget.month(&user, month).await.unwrap().spent, NanoUsd(0));
+    // Under concurrency, reservations never pass the limit together.
+    let mut tasks = Vec::new();
+    for _ in 0..50 {
+        let b = budget.clone();
+        let u = user.clone();
+        tasks.push(tokio::spawn(async move {
+            b.reserve(&u, month, NanoUsd(10), limit).await.unwrap()
+        }));
+    }
+    let mut granted = 0;
+    for t in tasks {
+        granted += u32::from(t.await.unwrap());
+    }
+    assert_eq!(granted, 20);
+    assert_eq!(
+        budget.month(&user, month).await.unwrap().reserved,
+        NanoUsd(200)
+    );
+    // Settling below the reservation frees room; releasing frees the rest.
+    budget
+        .settle(
+            &user,
+            &Settlement {
+                month: month.into(),
+                reserved: NanoUsd(100),
+                actual: NanoUsd(30),
+            },
+        )
+        .await
+        .unwrap();
+    budget
+        .settle(
+            &user,
+            &Settlement {
+                month: month.into(),
+                reserved: NanoUsd(100),
+                actual: NanoUsd(0),
+            },
+        )
+        .await
+        .unwrap();
+    let m = budget.month(&user, month).await.unwrap();
+    assert_eq!((m.spent, m.reserved), (NanoUsd(30), NanoUsd(0)));
+    assert!(
+        budget
+            .reserve(&user, month, NanoUsd(170), limit)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !budget
+            .reserve(&user, month, NanoUsd(1), limit)
+            .await
+            .unwrap()
+    );
+    // No limit: always granted. Months are separate.
+    assert!(
+        budget
+            .reserve(&user, "2026-12", NanoUsd(1_000_000), None)
+            .await
+            .unwrap()
+    );
+    // Alerts fire once per threshold and month.
+    assert!(budget.mark_alerted(&user, month, 50).await.unwrap());
+    assert!(!budget.mark_alerted(&user, month, 50).await.unwrap());
+    assert!(budget.mark_alerted(&user, month, 80).await.unwrap());
+    assert!(budget.mark_alerted(&user, "2026-12", 50).await.unwrap());
+    assert_eq!(budget.alerted(&user, month).await.unwrap(), vec![50, 80]);
+}
+
+pub async fn cache_suite(cache: &dyn ResponseCache) {
+    let key = format!("k-{}", uuid::Uuid::new_v4().simple());
+    assert_eq!(cache.get_cached(&key, 1000).await.unwrap(), None);
+    cache
+        .put_cached(&key, "{\"content\":\"a\"}", 2000)
+        .await
+        .unwrap();
+    assert_eq!(
+        cache.get_cached(&key, 1999).await.unwrap().as_deref(),
+        Some("{\"content\":\"a\"}")
+    );
+    assert_eq!(
+        cache.get_cached(&key, 2000).await.unwrap(),
+        None,
+        "expired at its expiry time"
+    );
+    cache
+        .put_cached(&key, "{\"content\":\"b\"}", 3000)
+        .await
+        .unwrap();
+    assert_eq!(
+        cache.get_cached(&key, 2500).await.unwrap().as_deref(),
+        Some("{\"content\":\"b\"}")
+    );
+}
+
+pub async fn audit_suite(audit: &dyn AuditStore) {
+    let actor = fresh_user("audit");
+    let event = |ts: &str, action: &str| AuditEvent {
+        timestamp: ts.into(),
+        id: uuid::Uuid::new_v4().to_string(),
+        actor: actor.clone(),
+        target: actor.clone(),
+        action: action.into(),
+        detail: serde_json::json!({"threshold": 50}),
+    };
+    let a = event("2031-01-02T00:00:00.000Z", "budget_alert");
+    let b = event("2031-01-03T00:00:00.000Z", "key_set");
+    audit.append(&b).await.unwrap();
+    audit.append(&a).await.unwrap();
+    let got: Vec<AuditEvent> = audit
+        .list("2031-01-01", "2031-01-04", 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.actor == actor)
+        .collect();
+    assert_eq!(got, vec![a.clone(), b]);
+    let first: Vec<AuditEvent> = audit
+        .list("2031-01-01", "2031-01-03", 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.actor == actor)
+        .collect();
+    assert_eq!(first, vec![a]);
+}

@@ -4,6 +4,7 @@
 //! Every backend runs the same [`conformance`] suite.
 
 pub mod sqlite;
+mod sqlite_usage;
 
 #[cfg(feature = "aws")]
 pub mod dynamodb;
@@ -11,7 +12,9 @@ pub mod dynamodb;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 
+use crate::money::NanoUsd;
 use crate::settings::SettingsRecord;
+use crate::usage::{DailyRollup, MonthCounters, Settlement, UsageEntry};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -56,4 +59,101 @@ pub trait TokenStore: Send + Sync {
     /// Creates the token; [`StoreError::Conflict`] if that hash exists already.
     async fn put_token(&self, token: &TokenRecord) -> Result<(), StoreError>;
     async fn get_token(&self, token_hash: &str) -> Result<Option<TokenRecord>, StoreError>;
+}
+
+/// Usage entries, their daily rollups, and budget settlement, written together. Laid out
+/// like the DynamoDB usage table: pk `user_id`, sk `timestamp#request_id`.
+#[async_trait]
+pub trait UsageStore: Send + Sync {
+    /// Writes the entry, adds it to its day's rollup and, when given, settles its budget
+    /// reservation, as one atomic write. Idempotent on `(user_id, request_id)`: recording
+    /// a request a second time changes nothing and succeeds.
+    async fn record(
+        &self,
+        entry: &UsageEntry,
+        settlement: Option<&Settlement>,
+    ) -> Result<(), StoreError>;
+
+    /// A user's entries with `start <= timestamp < end`, newest first, at most `limit`,
+    /// continuing below the sort key `before` when given. Returns the entries and the
+    /// sort key to continue from, if more may follow.
+    async fn entries(
+        &self,
+        user_id: &str,
+        start: &str,
+        end: &str,
+        limit: usize,
+        before: Option<&str>,
+    ) -> Result<(Vec<UsageEntry>, Option<String>), StoreError>;
+
+    /// The user's rollups for days `from..=to` (`YYYY-MM-DD`); days without usage are absent.
+    async fn rollups(
+        &self,
+        user_id: &str,
+        from: &str,
+        to: &str,
+    ) -> Result<Vec<DailyRollup>, StoreError>;
+}
+
+/// Monthly budget counters. A reservation is one conditional add on `committed`
+/// (= spent + reserved), so concurrent requests can never together pass the limit.
+#[async_trait]
+pub trait BudgetStore: Send + Sync {
+    /// Reserves `amount` if `committed + amount <= limit` (always, without a limit).
+    /// `false`: it would pass the limit; nothing was changed.
+    async fn reserve(
+        &self,
+        user_id: &str,
+        month: &str,
+        amount: NanoUsd,
+        limit: Option<NanoUsd>,
+    ) -> Result<bool, StoreError>;
+
+    /// Settles a reservation to the actual cost when no usage entry carries it (usage
+    /// tracking off); `actual` 0 releases it.
+    async fn settle(&self, user_id: &str, settlement: &Settlement) -> Result<(), StoreError>;
+
+    async fn month(&self, user_id: &str, month: &str) -> Result<MonthCounters, StoreError>;
+
+    /// Marks `threshold` (percent) as alerted for the month: `true` only the first time.
+    async fn mark_alerted(
+        &self,
+        user_id: &str,
+        month: &str,
+        threshold: u32,
+    ) -> Result<bool, StoreError>;
+
+    async fn alerted(&self, user_id: &str, month: &str) -> Result<Vec<u32>, StoreError>;
+}
+
+/// Exact-match response cache. Values are opaque JSON text; expired entries are misses.
+#[async_trait]
+pub trait ResponseCache: Send + Sync {
+    async fn get_cached(&self, key: &str, now_unix: i64) -> Result<Option<String>, StoreError>;
+    async fn put_cached(&self, key: &str, value: &str, expires_unix: i64)
+    -> Result<(), StoreError>;
+}
+
+/// Who changed what, when: settings changes, key set/delete (never the key), registry
+/// changes, budget alerts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEvent {
+    pub timestamp: String,
+    pub id: String,
+    pub actor: String,
+    pub target: String,
+    pub action: String,
+    pub detail: serde_json::Value,
+}
+
+#[async_trait]
+pub trait AuditStore: Send + Sync {
+    async fn append(&self, event: &AuditEvent) -> Result<(), StoreError>;
+    /// Events with `start <= timestamp < end`, oldest first, at most `limit`.
+    async fn list(
+        &self,
+        start: &str,
+        end: &str,
+        limit: usize,
+    ) -> Result<Vec<AuditEvent>, StoreError>;
 }

@@ -25,6 +25,56 @@ CREATE TABLE IF NOT EXISTS tokens (
     is_admin   INTEGER NOT NULL,
     created_at TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS usage (
+    user_id        TEXT NOT NULL,
+    sk             TEXT NOT NULL,
+    timestamp      TEXT NOT NULL,
+    provider       TEXT NOT NULL,
+    operation_type TEXT NOT NULL,
+    ttl            INTEGER NOT NULL,
+    body           TEXT NOT NULL,
+    PRIMARY KEY (user_id, sk)
+);
+CREATE INDEX IF NOT EXISTS usage_by_provider ON usage (provider, timestamp);
+CREATE INDEX IF NOT EXISTS usage_by_operation ON usage (operation_type, timestamp);
+CREATE TABLE IF NOT EXISTS rollups (
+    user_id    TEXT NOT NULL,
+    day        TEXT NOT NULL,
+    grp        TEXT NOT NULL,
+    requests   INTEGER NOT NULL DEFAULT 0,
+    tokens     INTEGER NOT NULL DEFAULT 0,
+    cost_nanos INTEGER NOT NULL DEFAULT 0,
+    errors     INTEGER NOT NULL DEFAULT 0,
+    cached     INTEGER NOT NULL DEFAULT 0,
+    latency_us INTEGER NOT NULL DEFAULT 0,
+    unpriced   INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (user_id, day, grp)
+);
+CREATE TABLE IF NOT EXISTS budgets (
+    user_id   TEXT NOT NULL,
+    month     TEXT NOT NULL,
+    spent     INTEGER NOT NULL DEFAULT 0,
+    reserved  INTEGER NOT NULL DEFAULT 0,
+    committed INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (user_id, month)
+);
+CREATE TABLE IF NOT EXISTS budget_alerts (
+    user_id   TEXT NOT NULL,
+    month     TEXT NOT NULL,
+    threshold INTEGER NOT NULL,
+    PRIMARY KEY (user_id, month, threshold)
+);
+CREATE TABLE IF NOT EXISTS response_cache (
+    key        TEXT PRIMARY KEY,
+    value      TEXT NOT NULL,
+    expires_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS audit (
+    timestamp TEXT NOT NULL,
+    id        TEXT NOT NULL,
+    body      TEXT NOT NULL,
+    PRIMARY KEY (timestamp, id)
+);
 CREATE TABLE IF NOT EXISTS secrets (
     name       TEXT PRIMARY KEY,
     nonce      BLOB NOT NULL,
@@ -204,6 +254,15 @@ mod tests {
     async fn tokens_conformance() {
         let store = SqliteStore::open_in_memory().unwrap();
         conformance::tokens_suite(&store).await;
+    }
+
+    #[tokio::test]
+    async fn usage_budget_cache_audit_conformance() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        conformance::usage_suite(&store, &store).await;
+        conformance::budget_suite(Arc::new(store.clone())).await;
+        conformance::cache_suite(&store).await;
+        conformance::audit_suite(&store).await;
     }
 
     #[tokio::test]

@@ -1,0 +1,328 @@
+//! The embedded backend of the usage, budget, cache and audit stores. Each multi-row
+//! write is one SQLite transaction, the counterpart of a DynamoDB TransactWriteItems.
+
+use super::sqlite::SqliteStore;
+use super::{AuditEvent, AuditStore, BudgetStore, ResponseCache, StoreError, UsageStore};
+use crate::money::NanoUsd;
+use crate::usage::{DailyRollup, MonthCounters, Settlement, Totals, UsageEntry, rollup_keys};
+use async_trait::async_trait;
+use rusqlite::{Connection, OptionalExtension, params};
+
+fn corrupt(e: serde_json::Error) -> StoreError {
+    StoreError::Corrupt(e.to_string())
+}
+
+fn sort_key(entry: &UsageEntry) -> String {
+    format!("{}#{}", entry.timestamp, entry.request_id)
+}
+
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn ensure_month(c: &Connection, user: &str, month: &str) -> Result<(), StoreError> {
+    c.execute(
+        "INSERT INTO budgets (user_id, month) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+        params![user, month],
+    )?;
+    Ok(())
+}
+
+fn apply_settlement(c: &Connection, user: &str, s: &Settlement) -> Result<(), StoreError> {
+    ensure_month(c, user, &s.month)?;
+    c.execute(
+        "UPDATE budgets SET spent = spent + ?3, reserved = reserved - ?4,
+                committed = committed + ?3 - ?4
+         WHERE user_id = ?1 AND month = ?2",
+        params![user, s.month, s.actual.0, s.reserved.0],
+    )?;
+    Ok(())
+}
+
+#[async_trait]
+impl UsageStore for SqliteStore {
+    async fn record(
+        &self,
+        entry: &UsageEntry,
+        settlement: Option<&Settlement>,
+    ) -> Result<(), StoreError> {
+        let body = serde_json::to_string(entry).map_err(corrupt)?;
+        let entry = entry.clone();
+        let settlement = settlement.cloned();
+        self.call(move |c| {
+            let tx = c.transaction()?;
+            let inserted = tx.execute(
+                "INSERT INTO usage (user_id, sk, timestamp, provider, operation_type, ttl, body)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING",
+                params![
+                    entry.user_id,
+                    sort_key(&entry),
+                    entry.timestamp,
+                    entry.provider.as_str(),
+                    entry.operation_type,
+                    entry.ttl,
+                    body
+                ],
+            )?;
+            if inserted == 0 {
+                // Already recorded: the rollup and settlement were applied with it.
+                return Ok(());
+            }
+            let t = Totals::of(&entry);
+            for group in rollup_keys(&entry) {
+                tx.execute(
+                    "INSERT INTO rollups (user_id, day, grp, requests, tokens, cost_nanos, errors, cached, latency_us, unpriced)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                     ON CONFLICT (user_id, day, grp) DO UPDATE SET
+                       requests = requests + ?4, tokens = tokens + ?5, cost_nanos = cost_nanos + ?6,
+                       errors = errors + ?7, cached = cached + ?8, latency_us = latency_us + ?9,
+                       unpriced = unpriced + ?10",
+                    params![
+                        entry.user_id, entry.day(), group, to_i64(t.requests), to_i64(t.tokens),
+                        t.cost_nanos, to_i64(t.errors), to_i64(t.cached), to_i64(t.latency_us),
+                        to_i64(t.unpriced)
+                    ],
+                )?;
+            }
+            if let Some(s) = &settlement {
+                apply_settlement(&tx, &entry.user_id, s)?;
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn entries(
+        &self,
+        user_id: &str,
+        start: &str,
+        end: &str,
+        limit: usize,
+        before: Option<&str>,
+    ) -> Result<(Vec<UsageEntry>, Option<String>), StoreError> {
+        let (user, start, end) = (user_id.to_owned(), start.to_owned(), end.to_owned());
+        // Sort keys are `timestamp#request_id`; `end` bounds the timestamp part.
+        let upper = match before {
+            Some(b) if b < end.as_str() => b.to_owned(),
+            _ => end.clone(),
+        };
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows: Vec<(String, String)> = self
+            .call(move |c| {
+                let mut stmt = c.prepare_cached(
+                    "SELECT sk, body FROM usage WHERE user_id = ?1 AND sk >= ?2 AND sk < ?3
+                     ORDER BY sk DESC LIMIT ?4",
+                )?;
+                let rows = stmt
+                    .query_map(params![user, start, upper, limit + 1], |r| {
+                        Ok((r.get(0)?, r.get(1)?))
+                    })?
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(rows)
+            })
+            .await?;
+        let more = rows.len() as i64 > limit;
+        let mut entries = Vec::with_capacity(rows.len());
+        let mut last_key = None;
+        for (sk, body) in rows
+            .into_iter()
+            .take(usize::try_from(limit).unwrap_or(usize::MAX))
+        {
+            entries.push(serde_json::from_str(&body).map_err(corrupt)?);
+            last_key = Some(sk);
+        }
+        Ok((entries, if more { last_key } else { None }))
+    }
+
+    async fn rollups(
+        &self,
+        user_id: &str,
+        from: &str,
+        to: &str,
+    ) -> Result<Vec<DailyRollup>, StoreError> {
+        let (user, from, to) = (user_id.to_owned(), from.to_owned(), to.to_owned());
+        self.call(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT day, grp, requests, tokens, cost_nanos, errors, cached, latency_us, unpriced
+                 FROM rollups WHERE user_id = ?1 AND day >= ?2 AND day <= ?3 ORDER BY day",
+            )?;
+            let mut days: Vec<DailyRollup> = Vec::new();
+            let mut rows = stmt.query(params![user, from, to])?;
+            while let Some(r) = rows.next()? {
+                let day: String = r.get(0)?;
+                let n = |i: usize| -> Result<u64, rusqlite::Error> {
+                    Ok(u64::try_from(r.get::<_, i64>(i)?).unwrap_or(0))
+                };
+                let totals = Totals {
+                    requests: n(2)?,
+                    tokens: n(3)?,
+                    cost_nanos: r.get(4)?,
+                    errors: n(5)?,
+                    cached: n(6)?,
+                    latency_us: n(7)?,
+                    unpriced: n(8)?,
+                };
+                if days.last().is_none_or(|d| d.day != day) {
+                    days.push(DailyRollup {
+                        day: day.clone(),
+                        groups: Default::default(),
+                    });
+                }
+                if let Some(d) = days.last_mut() {
+                    d.groups.insert(r.get(1)?, totals);
+                }
+            }
+            Ok(days)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl BudgetStore for SqliteStore {
+    async fn reserve(
+        &self,
+        user_id: &str,
+        month: &str,
+        amount: NanoUsd,
+        limit: Option<NanoUsd>,
+    ) -> Result<bool, StoreError> {
+        let (user, month) = (user_id.to_owned(), month.to_owned());
+        self.call(move |c| {
+            ensure_month(c, &user, &month)?;
+            let changed = c.execute(
+                "UPDATE budgets SET reserved = reserved + ?3, committed = committed + ?3
+                 WHERE user_id = ?1 AND month = ?2 AND (?4 IS NULL OR committed + ?3 <= ?4)",
+                params![user, month, amount.0, limit.map(|l| l.0)],
+            )?;
+            Ok(changed == 1)
+        })
+        .await
+    }
+
+    async fn settle(&self, user_id: &str, settlement: &Settlement) -> Result<(), StoreError> {
+        let (user, s) = (user_id.to_owned(), settlement.clone());
+        self.call(move |c| apply_settlement(c, &user, &s)).await
+    }
+
+    async fn month(&self, user_id: &str, month: &str) -> Result<MonthCounters, StoreError> {
+        let (user, month) = (user_id.to_owned(), month.to_owned());
+        self.call(move |c| {
+            let row: Option<(i64, i64)> = c
+                .query_row(
+                    "SELECT spent, reserved FROM budgets WHERE user_id = ?1 AND month = ?2",
+                    params![user, month],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            let (spent, reserved) = row.unwrap_or((0, 0));
+            Ok(MonthCounters {
+                spent: NanoUsd(spent),
+                reserved: NanoUsd(reserved),
+            })
+        })
+        .await
+    }
+
+    async fn mark_alerted(
+        &self,
+        user_id: &str,
+        month: &str,
+        threshold: u32,
+    ) -> Result<bool, StoreError> {
+        let (user, month) = (user_id.to_owned(), month.to_owned());
+        self.call(move |c| {
+            Ok(c.execute(
+                "INSERT INTO budget_alerts (user_id, month, threshold) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+                params![user, month, threshold],
+            )? == 1)
+        })
+        .await
+    }
+
+    async fn alerted(&self, user_id: &str, month: &str) -> Result<Vec<u32>, StoreError> {
+        let (user, month) = (user_id.to_owned(), month.to_owned());
+        self.call(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT threshold FROM budget_alerts WHERE user_id = ?1 AND month = ?2 ORDER BY threshold",
+            )?;
+            let rows = stmt.query_map(params![user, month], |r| r.get(0))?.collect::<Result<Vec<u32>, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl ResponseCache for SqliteStore {
+    async fn get_cached(&self, key: &str, now_unix: i64) -> Result<Option<String>, StoreError> {
+        let key = key.to_owned();
+        self.call(move |c| {
+            Ok(c.query_row(
+                "SELECT value FROM response_cache WHERE key = ?1 AND expires_at > ?2",
+                params![key, now_unix],
+                |r| r.get(0),
+            )
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn put_cached(
+        &self,
+        key: &str,
+        value: &str,
+        expires_unix: i64,
+    ) -> Result<(), StoreError> {
+        let (key, value) = (key.to_owned(), value.to_owned());
+        self.call(move |c| {
+            c.execute(
+                "INSERT INTO response_cache (key, value, expires_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (key) DO UPDATE SET value = ?2, expires_at = ?3",
+                params![key, value, expires_unix],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl AuditStore for SqliteStore {
+    async fn append(&self, event: &AuditEvent) -> Result<(), StoreError> {
+        let body = serde_json::to_string(event).map_err(corrupt)?;
+        let (ts, id) = (event.timestamp.clone(), event.id.clone());
+        self.call(move |c| {
+            c.execute(
+                "INSERT INTO audit (timestamp, id, body) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+                params![ts, id, body],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list(
+        &self,
+        start: &str,
+        end: &str,
+        limit: usize,
+    ) -> Result<Vec<AuditEvent>, StoreError> {
+        let (start, end) = (start.to_owned(), end.to_owned());
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let bodies: Vec<String> = self
+            .call(move |c| {
+                let mut stmt = c.prepare_cached(
+                    "SELECT body FROM audit WHERE timestamp >= ?1 AND timestamp < ?2 ORDER BY timestamp, id LIMIT ?3",
+                )?;
+                let rows = stmt.query_map(params![start, end, limit], |r| r.get(0))?.collect::<Result<Vec<String>, _>>()?;
+                Ok(rows)
+            })
+            .await?;
+        bodies
+            .iter()
+            .map(|b| serde_json::from_str(b).map_err(corrupt))
+            .collect()
+    }
+}
