@@ -77,7 +77,7 @@ infra-check: venv
 ## settings journey through API Gateway with real Cognito JWTs
 deploy-local: build
 	@echo "==> deploying infra/ into ministack and running the journey"
-	tools/deploy_local.sh --no-test-route
+	tools/deploy_local.sh
 
 ## bench: Lambda zip size, cold start to first handled event, peak RSS
 bench: build

@@ -73,6 +73,17 @@ data "aws_iam_policy_document" "llm_settings" {
     resources = ["arn:${local.partition}:secretsmanager:${var.aws_region}:${local.account_id}:secret:${var.secret_prefix}users/*"]
   }
 
+  # The connection test of Bedrock without a saved key pair runs as this role: a
+  # one-token Converse (bedrock:InvokeModel) on a foundation model or inference profile.
+  statement {
+    sid     = "BedrockConnectionTest"
+    actions = ["bedrock:InvokeModel"]
+    resources = [
+      "arn:${local.partition}:bedrock:*::foundation-model/*",
+      "arn:${local.partition}:bedrock:${var.aws_region}:${local.account_id}:inference-profile/*",
+    ]
+  }
+
   statement {
     sid       = "CmkThroughSecretsManagerAndDynamoDB"
     actions   = ["kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey", "kms:DescribeKey"]

@@ -245,8 +245,8 @@ class Deployer:
         self.check_args("aws_iam_role_policy", b, {"name", "role", "policy"})
         role, name = self.v(b, "role", s), self.v(b, "name", s)
         policy = self.v(b, "policy", s)
-        json.loads(policy)
-        self.c("iam").put_role_policy(RoleName=role, PolicyName=name, PolicyDocument=policy)
+        self.c("iam").put_role_policy(RoleName=role, PolicyName=name,
+                                      PolicyDocument=emulator_policy(json.loads(policy)))
         return {"id": f"{role}:{name}", "name": name, "role": role, "policy": policy}
 
     # -- Lambda
@@ -409,6 +409,31 @@ class Journey:
         return status, js, text
 
 
+# AWS authorizes Bedrock's Converse / ConverseStream as bedrock:InvokeModel /
+# bedrock:InvokeModelWithResponseStream; ministack checks an action named after the API
+# operation instead. The .tf keeps the real action names; only the copy of the policy
+# given to the emulator gets the emulator's names added beside them.
+EMULATOR_ACTION_ALIASES = {
+    "bedrock:InvokeModel": ["bedrock:Converse"],
+    "bedrock:InvokeModelWithResponseStream": ["bedrock:ConverseStream"],
+}
+
+
+def emulator_policy(doc: dict) -> str:
+    for st in doc.get("Statement", []):
+        actions = st.get("Action")
+        if actions is None:
+            continue
+        actions = [actions] if isinstance(actions, str) else list(actions)
+        extra = [a for x in actions for a in EMULATOR_ACTION_ALIASES.get(x, []) if a not in actions]
+        if extra:
+            st["Action"] = actions + extra
+    return json.dumps(doc)
+
+
+REVOKED_KEY = "sk-ant-api03-REVOKED-0123456789abcdefghijklmnopqrstuvwxyz"
+
+
 class ProviderStub:
     """A loopback stand-in for the Anthropic API, so POST .../test never leaves the machine.
     The journey points provider_url_overrides.anthropic at it (an operator setting)."""
@@ -424,6 +449,15 @@ class ProviderStub:
                 stub.requests.append({"method": self.command, "path": self.path,
                                       "headers": {k.lower(): v for k, v in self.headers.items()},
                                       "body": body.decode(errors="replace")})
+                if self.headers.get("x-api-key") == REVOKED_KEY:
+                    data = json.dumps({"type": "error", "error": {"type": "authentication_error",
+                                                                  "message": "invalid x-api-key"}}).encode()
+                    self.send_response(401)
+                    self.send_header("content-type", "application/json")
+                    self.send_header("content-length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                    return
                 if self.command == "GET":
                     out = {"data": [{"type": "model", "id": "claude-3-5-sonnet-20241022",
                                      "display_name": "Claude 3.5 Sonnet", "created_at": "2024-10-22T00:00:00Z"}],
@@ -548,6 +582,14 @@ def run_journey(d: Deployer, ev: tfeval.Evaluator, j: Journey, stub: ProviderStu
         j.check("test answer: success true", isinstance(js, dict) and js.get("success") is True, text[:300])
         j.check("the stub upstream got the key", any(key in json.dumps(r["headers"]) for r in stub.requests),
                 f"{len(stub.requests)} upstream requests: {[r['method'] + ' ' + r['path'] for r in stub.requests]}")
+        st, js, text = j.expect("alice POST /test (anthropic, revoked key) -> 200", "POST", f"{p}/test", 200,
+                                token=alice, body={"provider": "anthropic", "apiKey": REVOKED_KEY})
+        j.check("revoked key: success false, error invalid_key",
+                isinstance(js, dict) and js.get("success") is False and js.get("error") == "invalid_key", text[:300])
+        # Bedrock with no saved pair: the function's own role, against the emulator's Converse.
+        st, js, text = j.expect("alice POST /test (bedrock, function role, emulator Converse) -> 200", "POST",
+                                f"{p}/test", 200, token=alice, body={"provider": "bedrock"})
+        j.check("bedrock test: success true", isinstance(js, dict) and js.get("success") is True, text[:300])
         j.expect("bob POST /test on alice -> 403", "POST", f"{p}/test", 403, token=bob, body={"provider": "anthropic"})
     j.expect("bob GET alice -> 403", "GET", p, 403, token=bob)
     j.expect("bob PUT alice -> 403", "PUT", p, 403, token=bob, body={"preferences": {"maxTokens": 5}})
