@@ -41,6 +41,17 @@ pub enum ApiError {
     Conflict(String),
     #[error("too many requests; retry after {retry_after_secs} s")]
     RateLimited { retry_after_secs: u64 },
+    #[error("{0}")]
+    BudgetExceeded(String),
+    /// Every provider tried failed. `status` is 502, 504 or 429; `attempts` lists them.
+    #[error("{message}")]
+    Upstream {
+        status: StatusCode,
+        code: &'static str,
+        message: String,
+        retry_after_secs: Option<u64>,
+        attempts: serde_json::Value,
+    },
     /// Anything the client cannot fix. The string is logged, never sent.
     #[error("internal error")]
     Internal(String),
@@ -68,6 +79,8 @@ impl ApiError {
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::BudgetExceeded(_) => StatusCode::PAYMENT_REQUIRED,
+            ApiError::Upstream { status, .. } => *status,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -83,6 +96,8 @@ impl ApiError {
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::Conflict(_) => "version_conflict",
             ApiError::RateLimited { .. } => "rate_limited",
+            ApiError::BudgetExceeded(_) => "budget_exceeded",
+            ApiError::Upstream { code, .. } => code,
             ApiError::Internal(_) => "internal_error",
         }
     }
@@ -112,11 +127,14 @@ impl IntoResponse for ApiError {
         if let ApiError::Internal(detail) = &self {
             tracing::error!(request_id = %request_id, detail = %detail, "internal error");
         }
-        let body = json!({"error": {
+        let mut body = json!({"error": {
             "code": self.code(),
             "message": self.to_string(),
             "requestId": request_id,
         }});
+        if let ApiError::Upstream { attempts, .. } = &self {
+            body["error"]["attempts"] = attempts.clone();
+        }
         let mut response = (status, axum::Json(body)).into_response();
         match &self {
             ApiError::Unauthorized => {
@@ -124,7 +142,11 @@ impl IntoResponse for ApiError {
                     .headers_mut()
                     .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
-            ApiError::RateLimited { retry_after_secs } => {
+            ApiError::RateLimited { retry_after_secs }
+            | ApiError::Upstream {
+                retry_after_secs: Some(retry_after_secs),
+                ..
+            } => {
                 if let Ok(v) = HeaderValue::from_str(&retry_after_secs.to_string()) {
                     response.headers_mut().insert(header::RETRY_AFTER, v);
                 }

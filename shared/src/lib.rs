@@ -7,6 +7,7 @@
 #[cfg(feature = "aws")]
 pub mod aws;
 pub mod error;
+pub mod generate;
 pub mod http;
 pub mod identity;
 pub mod money;

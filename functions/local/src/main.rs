@@ -3,7 +3,12 @@
 
 use axum::serve::ListenerExt;
 use clap::{Parser, Subcommand};
-use shared::http::{AppState, app, settings_router};
+use shared::generate::alerts::{AlertSink, Alerts, WebhookSink};
+use shared::generate::breaker::Breakers;
+use shared::generate::keys::KeyCache;
+use shared::generate::recorder::{Recorder, Writer};
+use shared::generate::{GenerateConfig, GenerateState, rpm_limiter_from_env};
+use shared::http::{AppState, app, generate_router, settings_router};
 use shared::identity::{IdentityMode, issue_token};
 use shared::providers::Providers;
 use shared::store::sqlite::SqliteStore;
@@ -152,15 +157,18 @@ async fn serve(addr: SocketAddr, data_dir: &Path) -> Result<(), LocalError> {
     let master_key = load_master_key(std::env::var(MASTER_KEY_ENV).ok(), data_dir)?;
     let vault = LocalVault::new(db.clone(), &master_key)?;
     let db = Arc::new(db);
+    let vault: Arc<dyn shared::vault::KeyVault> = Arc::new(vault);
+    let providers = Arc::new(Providers::from_env(shared::sdk::sdk_config().await)?);
     let state = AppState {
         settings: db.clone(),
-        vault: Arc::new(vault),
+        vault: vault.clone(),
         catalog: shared::pricing::catalog()?,
-        identity: IdentityMode::LocalTokens(db),
-        providers: Arc::new(Providers::from_env(shared::sdk::sdk_config().await)?),
+        identity: IdentityMode::LocalTokens(db.clone()),
+        providers: providers.clone(),
         test_limiter: AppState::default_test_limiter(),
     };
-    let router = app(settings_router(state));
+    let (generate_state, usage_writer) = generate_state(state.clone(), db, vault, &providers);
+    let router = app(settings_router(state).merge(generate_router(generate_state)));
 
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -184,7 +192,48 @@ async fn serve(addr: SocketAddr, data_dir: &Path) -> Result<(), LocalError> {
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown_signal())
         .await
-        .map_err(LocalError::Serve)
+        .map_err(LocalError::Serve)?;
+    // Every sender went with the router: the writer finishes what is queued, then stops.
+    match tokio::time::timeout(std::time::Duration::from_secs(30), usage_writer).await {
+        Ok(_) => tracing::info!("usage writer drained"),
+        Err(_) => tracing::error!("usage writer did not drain within 30 s"),
+    }
+    Ok(())
+}
+
+/// The generate engine on the embedded store, with usage written off the response path.
+fn generate_state(
+    app: AppState,
+    db: Arc<SqliteStore>,
+    vault: Arc<dyn shared::vault::KeyVault>,
+    providers: &Providers,
+) -> (GenerateState, tokio::task::JoinHandle<()>) {
+    let mut sinks: Vec<Arc<dyn AlertSink>> = Vec::new();
+    if let Ok(url) = std::env::var("LLM_BUDGET_WEBHOOK_URL") {
+        sinks.push(Arc::new(WebhookSink {
+            transport: providers.transport.clone(),
+            url,
+        }));
+    }
+    let alerts = Arc::new(Alerts::new(db.clone(), sinks));
+    let writer = Arc::new(Writer {
+        usage: db.clone(),
+        budgets: db.clone(),
+        alerts,
+    });
+    let (recorder, handle) = Recorder::background(writer, 4096);
+    let state = GenerateState {
+        app,
+        usage: db.clone(),
+        budgets: db.clone(),
+        cache: db,
+        keys: Arc::new(KeyCache::new(vault, std::time::Duration::from_secs(300))),
+        breakers: Arc::new(Breakers::new(5, std::time::Duration::from_secs(30))),
+        rpm: rpm_limiter_from_env(),
+        recorder,
+        config: GenerateConfig::from_env(),
+    };
+    (state, handle)
 }
 
 fn say(line: &str) {

@@ -4,6 +4,8 @@
 //! all and serves them on a socket.
 
 pub mod extract;
+pub mod generate;
+pub mod openai;
 pub mod settings;
 
 use crate::error::{ApiError, REQUEST_ID};
@@ -21,6 +23,7 @@ use axum::response::Response;
 use std::sync::Arc;
 use std::time::Instant;
 
+pub use generate::generate_router;
 pub use settings::settings_router;
 
 /// Bodies over this are refused with 413 before they are parsed.

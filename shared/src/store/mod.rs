@@ -8,6 +8,10 @@ mod sqlite_usage;
 
 #[cfg(feature = "aws")]
 pub mod dynamodb;
+#[cfg(feature = "aws")]
+mod dynamodb_usage;
+#[cfg(feature = "aws")]
+pub use dynamodb_usage::DynamoUsageStore;
 
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;

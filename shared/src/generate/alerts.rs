@@ -1,0 +1,116 @@
+//! Budget threshold alerts: each threshold fires once per user and month (a conditional
+//! write decides which request crosses it), goes to the log and the audit store, and to
+//! the operator's sinks (a webhook locally, an SNS topic on AWS).
+
+use crate::money::NanoUsd;
+use crate::providers::transport::Transport;
+use crate::store::{AuditEvent, AuditStore, BudgetStore};
+use async_trait::async_trait;
+use serde::Serialize;
+use std::sync::Arc;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BudgetAlert {
+    pub user_id: String,
+    pub month: String,
+    pub threshold: u32,
+    pub spent_usd: NanoUsd,
+    pub limit_usd: NanoUsd,
+}
+
+/// Somewhere an alert is delivered. Delivery failures are logged, never raised: an
+/// alert must not fail the request that crossed the threshold.
+#[async_trait]
+pub trait AlertSink: Send + Sync {
+    async fn deliver(&self, alert: &BudgetAlert);
+}
+
+/// Posts the alert as JSON to `LLM_BUDGET_WEBHOOK_URL` (operator configuration).
+pub struct WebhookSink {
+    pub transport: Transport,
+    pub url: String,
+}
+
+#[async_trait]
+impl AlertSink for WebhookSink {
+    async fn deliver(&self, alert: &BudgetAlert) {
+        let body = serde_json::json!({"type": "budget_alert", "alert": alert});
+        match crate::providers::WireRequest::post_json(self.url.clone(), &body) {
+            Ok(req) => match self.transport.send(req).await {
+                Ok(r) if (200..300).contains(&r.status) => {}
+                Ok(r) => tracing::warn!(status = r.status, "budget webhook refused the alert"),
+                Err(e) => tracing::warn!(error = %e.kind.as_str(), "budget webhook unreachable"),
+            },
+            Err(e) => tracing::warn!(error = %e, "budget webhook request not built"),
+        }
+    }
+}
+
+pub struct Alerts {
+    audit: Arc<dyn AuditStore>,
+    sinks: Vec<Arc<dyn AlertSink>>,
+}
+
+impl Alerts {
+    pub fn new(audit: Arc<dyn AuditStore>, sinks: Vec<Arc<dyn AlertSink>>) -> Self {
+        Alerts { audit, sinks }
+    }
+
+    /// After a settlement: fires every threshold the month's spend has reached that has
+    /// not fired yet this month.
+    pub async fn check(
+        &self,
+        budgets: &dyn BudgetStore,
+        user_id: &str,
+        month: &str,
+        limit: NanoUsd,
+        thresholds: &[u32],
+    ) {
+        let spent = match budgets.month(user_id, month).await {
+            Ok(m) => m.spent,
+            Err(e) => {
+                tracing::error!(error = %e, "budget counters unreadable; alerts skipped");
+                return;
+            }
+        };
+        for threshold in super::budget::reached(thresholds, spent, limit) {
+            match budgets.mark_alerted(user_id, month, threshold).await {
+                Ok(true) => {
+                    self.fire(BudgetAlert {
+                        user_id: user_id.to_owned(),
+                        month: month.to_owned(),
+                        threshold,
+                        spent_usd: spent,
+                        limit_usd: limit,
+                    })
+                    .await
+                }
+                Ok(false) => {}
+                Err(e) => tracing::error!(error = %e, "alert mark failed"),
+            }
+        }
+    }
+
+    async fn fire(&self, alert: BudgetAlert) {
+        tracing::warn!(
+            user_id = %alert.user_id, month = %alert.month, threshold = alert.threshold,
+            spent_nanos = alert.spent_usd.0, limit_nanos = alert.limit_usd.0,
+            "budget threshold reached"
+        );
+        let now = chrono::Utc::now();
+        let event = AuditEvent {
+            timestamp: crate::usage::timestamp(now),
+            id: uuid::Uuid::new_v4().to_string(),
+            actor: "system".into(),
+            target: alert.user_id.clone(),
+            action: "budget_alert".into(),
+            detail: serde_json::to_value(&alert).unwrap_or_default(),
+        };
+        if let Err(e) = self.audit.append(&event).await {
+            tracing::error!(error = %e, "budget alert not written to the audit store");
+        }
+        for sink in &self.sinks {
+            sink.deliver(&alert).await;
+        }
+    }
+}

@@ -1,0 +1,238 @@
+//! The OpenAI-compatible face of the generate engine: `POST /v1/chat/completions`
+//! (JSON and OpenAI's SSE chunks, usage included) and `GET /v1/models`, so the official
+//! OpenAI SDKs work with `base_url` at the gateway and the caller's bearer token as
+//! `api_key`. `model` is a catalog id or `provider/model`.
+
+use super::extract::JsonBody;
+use super::generate::{error_payload, events, first_event};
+use crate::error::{ApiError, current_request_id};
+use crate::generate::request::Generate;
+use crate::generate::stream::{self, Event};
+use crate::generate::{GenerateResponse, GenerateState, generate};
+use crate::identity::Caller;
+use crate::pricing::{Catalog, ModelPrice};
+use crate::provider::Provider;
+use crate::providers::{Message, Role};
+use axum::Json;
+use axum::extract::State;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChatCompletionBody {
+    model: String,
+    messages: Vec<ChatMessage>,
+    #[serde(default)]
+    max_tokens: Option<u32>,
+    #[serde(default)]
+    max_completion_tokens: Option<u32>,
+    #[serde(default)]
+    temperature: Option<f64>,
+    #[serde(default)]
+    stream: Option<bool>,
+    /// Usage is always sent at the end of a stream; the option is accepted and honoured.
+    #[serde(default)]
+    stream_options: Option<Value>,
+    /// OpenAI's end-user id; the gateway's user is the token's.
+    #[serde(default)]
+    user: Option<String>,
+    #[serde(default)]
+    n: Option<u32>,
+    #[serde(default)]
+    metadata: Option<BTreeMap<String, Value>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChatMessage {
+    role: String,
+    content: Content,
+    #[serde(default)]
+    name: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Content {
+    Text(String),
+    Parts(Vec<Part>),
+}
+
+#[derive(Debug, Deserialize)]
+struct Part {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    text: Option<String>,
+}
+
+/// `provider/model` first (so `openai/gpt-4o-mini` is OpenAI's model), then a plain
+/// catalog id (which may itself contain a `/`, like OpenRouter's).
+fn resolve_model<'c>(catalog: &'c Catalog, model: &str) -> Option<&'c ModelPrice> {
+    if let Some((p, rest)) = model.split_once('/') {
+        if let Ok(provider) = p.parse::<Provider>() {
+            if let Some(m) = catalog.find(Some(provider), rest) {
+                return Some(m);
+            }
+        }
+    }
+    catalog.find(None, model)
+}
+
+impl ChatCompletionBody {
+    fn into_generate(self, catalog: &Catalog) -> Result<(Generate, bool), ApiError> {
+        let _ = (self.user, self.stream_options);
+        if self.n.is_some_and(|n| n != 1) {
+            return Err(ApiError::invalid("n", "only 1 choice is supported"));
+        }
+        let model = resolve_model(catalog, &self.model).ok_or_else(|| {
+            ApiError::invalid("model", "unknown model; GET /v1/models lists them")
+        })?;
+        let mut messages = Vec::with_capacity(self.messages.len());
+        for (i, m) in self.messages.into_iter().enumerate() {
+            let _ = m.name;
+            let role = match m.role.as_str() {
+                "system" | "developer" => Role::System,
+                "user" => Role::User,
+                "assistant" => Role::Assistant,
+                _ => {
+                    return Err(ApiError::invalid(
+                        format!("messages[{i}].role"),
+                        "must be system, developer, user or assistant",
+                    ));
+                }
+            };
+            let content = match m.content {
+                Content::Text(t) => t,
+                Content::Parts(parts) => {
+                    let mut text = String::new();
+                    for p in parts {
+                        if p.kind != "text" {
+                            return Err(ApiError::invalid(
+                                format!("messages[{i}].content"),
+                                "only text parts are supported",
+                            ));
+                        }
+                        text.push_str(p.text.as_deref().unwrap_or(""));
+                    }
+                    text
+                }
+            };
+            messages.push(Message { role, content });
+        }
+        let stream = self.stream.unwrap_or(false);
+        let body = crate::generate::request::GenerateBody {
+            messages: Some(messages),
+            operation_type: Some("conversation".into()),
+            provider: Some(model.provider),
+            model: Some(model.id.clone()),
+            max_tokens: self.max_completion_tokens.or(self.max_tokens),
+            temperature: self.temperature,
+            stream: Some(stream),
+            metadata: self.metadata,
+            ..Default::default()
+        };
+        Ok((body.validate(catalog)?, stream))
+    }
+}
+
+fn created() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+fn usage_json(r: &GenerateResponse) -> Value {
+    json!({
+        "prompt_tokens": r.usage.input_tokens,
+        "completion_tokens": r.usage.output_tokens,
+        "total_tokens": r.usage.total_tokens,
+        "prompt_tokens_details": {"cached_tokens": r.usage.cached_input_tokens},
+    })
+}
+
+fn completion_id(request_id: &str) -> String {
+    format!("chatcmpl-{}", request_id.trim_start_matches("req-"))
+}
+
+pub async fn chat_completions(
+    caller: Caller,
+    State(st): State<GenerateState>,
+    JsonBody(body): JsonBody<ChatCompletionBody>,
+) -> Result<Response, ApiError> {
+    let requested_model = body.model.clone();
+    let (req, streaming) = body.into_generate(st.app.catalog)?;
+    let request_id = current_request_id();
+    let user_id = caller.user_id;
+    if !streaming {
+        let r = generate(&st, &user_id, request_id.clone(), req).await?;
+        return Ok(Json(json!({
+            "id": completion_id(&request_id),
+            "object": "chat.completion",
+            "created": created(),
+            "model": requested_model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": r.content}, "finish_reason": "stop", "logprobs": null}],
+            "usage": usage_json(&r),
+        }))
+        .into_response());
+    }
+    let mut rx = stream::start(st, user_id, request_id.clone(), req);
+    let first = first_event(&mut rx).await?;
+    let id = completion_id(&request_id);
+    let ts = created();
+    let chunk = move |delta: Value, finish: Value, usage: Option<Value>| {
+        let choices = if usage.is_some() {
+            json!([])
+        } else {
+            json!([{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": null}])
+        };
+        let mut c = json!({"id": id, "object": "chat.completion.chunk", "created": ts, "model": requested_model, "choices": choices});
+        if let Some(u) = usage {
+            c["usage"] = u;
+        }
+        c
+    };
+    use futures_util::StreamExt;
+    let mut started = false;
+    let stream = events(first, rx).flat_map(move |event| {
+        let items: Vec<Result<SseEvent, std::convert::Infallible>> = match event {
+            Event::Delta(text) => {
+                let delta = if started {
+                    json!({"content": text})
+                } else {
+                    json!({"role": "assistant", "content": text})
+                };
+                started = true;
+                vec![Ok(
+                    SseEvent::default().data(chunk(delta, Value::Null, None).to_string())
+                )]
+            }
+            Event::Done(r) => vec![
+                Ok(SseEvent::default().data(chunk(json!({}), json!("stop"), None).to_string())),
+                Ok(SseEvent::default()
+                    .data(chunk(json!({}), Value::Null, Some(usage_json(&r))).to_string())),
+                Ok(SseEvent::default().data("[DONE]")),
+            ],
+            Event::Failed(e) => vec![Ok(
+                SseEvent::default().data(error_payload(&e, &request_id).to_string())
+            )],
+        };
+        futures_util::stream::iter(items)
+    });
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response())
+}
+
+pub async fn list_models(_caller: Caller, State(st): State<GenerateState>) -> Json<Value> {
+    let data: Vec<Value> = st
+        .app
+        .catalog
+        .models
+        .iter()
+        .map(|m| json!({"id": format!("{}/{}", m.provider, m.id), "object": "model", "created": 0, "owned_by": m.provider}))
+        .collect();
+    Json(json!({"object": "list", "data": data}))
+}
