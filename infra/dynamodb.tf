@@ -28,7 +28,11 @@ resource "aws_dynamodb_table" "settings" {
 }
 
 # Usage: one item per request, sk = "<timestamp>#<request_id>", expired by TTL after
-# var.usage_retention_days.
+# var.usage_retention_days. The same partition holds the user's daily rollups
+# (sk "rollup#<YYYY-MM-DD>"), monthly budget counters (sk "budget#<YYYY-MM>") and budget
+# alert markers (sk "alert#<YYYY-MM>#<threshold>"), each with a `ttl` about 13 months out.
+# Entry sort keys start with a digit, the others with a letter, so timestamp range
+# queries only ever return entries; only entries carry the GSI keys (sparse indexes).
 resource "aws_dynamodb_table" "usage" {
   name                        = "${var.name_prefix}-usage"
   billing_mode                = "PAY_PER_REQUEST"
@@ -78,6 +82,64 @@ resource "aws_dynamodb_table" "usage" {
   ttl {
     attribute_name = "ttl"
     enabled        = true
+  }
+
+  point_in_time_recovery {
+    enabled = true
+  }
+
+  server_side_encryption {
+    enabled     = true
+    kms_key_arn = aws_kms_key.this.arn
+  }
+}
+
+# Response cache: one item per cache key (a hash of user, model and request), value is
+# the cached response as JSON text; TTL on `expires_at` (reads also treat an expired
+# item as a miss, since TTL deletion is lazy).
+resource "aws_dynamodb_table" "cache" {
+  name                        = "${var.name_prefix}-cache"
+  billing_mode                = "PAY_PER_REQUEST"
+  hash_key                    = "key"
+  deletion_protection_enabled = var.deletion_protection
+
+  attribute {
+    name = "key"
+    type = "S"
+  }
+
+  ttl {
+    attribute_name = "expires_at"
+    enabled        = true
+  }
+
+  point_in_time_recovery {
+    enabled = true
+  }
+
+  server_side_encryption {
+    enabled     = true
+    kms_key_arn = aws_kms_key.this.arn
+  }
+}
+
+# Audit log: pk = month ("YYYY-MM" of the event), sk = "<timestamp>#<id>"; listed by
+# querying each month's partition in order.
+resource "aws_dynamodb_table" "audit" {
+  name                        = "${var.name_prefix}-audit"
+  billing_mode                = "PAY_PER_REQUEST"
+  hash_key                    = "month"
+  range_key                   = "sk"
+  deletion_protection_enabled = var.deletion_protection
+
+  attribute {
+    name = "month"
+    type = "S"
+  }
+
+  attribute {
+    name = "sk"
+    type = "S"
   }
 
   point_in_time_recovery {

@@ -33,6 +33,16 @@ output "usage_table_name" {
   value       = aws_dynamodb_table.usage.name
 }
 
+output "cache_table_name" {
+  description = "Name of the response cache DynamoDB table."
+  value       = aws_dynamodb_table.cache.name
+}
+
+output "audit_table_name" {
+  description = "Name of the audit DynamoDB table."
+  value       = aws_dynamodb_table.audit.name
+}
+
 output "kms_key_arn" {
   description = "ARN of the customer managed KMS key (tables, secrets, logs)."
   value       = aws_kms_key.this.arn

@@ -5,10 +5,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
 };
 use shared::store::conformance;
 use shared::store::dynamodb::DynamoSettingsStore;
+use shared::store::{BudgetStore, DynamoUsageStore};
 use shared::vault::secrets_manager::SecretsManagerVault;
 use std::sync::Arc;
 
@@ -183,4 +185,249 @@ async fn bedrock_unreachable_is_a_network_error() {
         .await
         .unwrap_err();
     assert_eq!(err.kind, ErrorKind::Network, "{err:?}");
+}
+
+fn string_attr(n: &str) -> AttributeDefinition {
+    AttributeDefinition::builder()
+        .attribute_name(n)
+        .attribute_type(ScalarAttributeType::S)
+        .build()
+        .unwrap()
+}
+
+fn key_elem(n: &str, t: KeyType) -> KeySchemaElement {
+    KeySchemaElement::builder()
+        .attribute_name(n)
+        .key_type(t)
+        .build()
+        .unwrap()
+}
+
+fn gsi(name: &str, hash: &str, range: &str) -> GlobalSecondaryIndex {
+    GlobalSecondaryIndex::builder()
+        .index_name(name)
+        .key_schema(key_elem(hash, KeyType::Hash))
+        .key_schema(key_elem(range, KeyType::Range))
+        .projection(
+            Projection::builder()
+                .projection_type(ProjectionType::All)
+                .build(),
+        )
+        .build()
+        .unwrap()
+}
+
+async fn enable_ttl(client: &aws_sdk_dynamodb::Client, table: &str, attribute: &str) {
+    client
+        .update_time_to_live()
+        .table_name(table)
+        .time_to_live_specification(
+            TimeToLiveSpecification::builder()
+                .enabled(true)
+                .attribute_name(attribute)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+}
+
+/// The usage, cache and audit tables with the keys, GSIs and TTLs `infra/dynamodb.tf`
+/// declares.
+async fn usage_store(client: &aws_sdk_dynamodb::Client) -> DynamoUsageStore {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let usage = format!("conformance-usage-{id}");
+    client
+        .create_table()
+        .table_name(&usage)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(string_attr("user_id"))
+        .attribute_definitions(string_attr("sk"))
+        .attribute_definitions(string_attr("provider"))
+        .attribute_definitions(string_attr("operation_type"))
+        .attribute_definitions(string_attr("timestamp"))
+        .key_schema(key_elem("user_id", KeyType::Hash))
+        .key_schema(key_elem("sk", KeyType::Range))
+        .global_secondary_indexes(gsi("ProviderIndex", "provider", "timestamp"))
+        .global_secondary_indexes(gsi("OperationTypeIndex", "operation_type", "timestamp"))
+        .send()
+        .await
+        .unwrap();
+    enable_ttl(client, &usage, "ttl").await;
+
+    let cache = format!("conformance-cache-{id}");
+    client
+        .create_table()
+        .table_name(&cache)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(string_attr("key"))
+        .key_schema(key_elem("key", KeyType::Hash))
+        .send()
+        .await
+        .unwrap();
+    enable_ttl(client, &cache, "expires_at").await;
+
+    let audit = format!("conformance-audit-{id}");
+    client
+        .create_table()
+        .table_name(&audit)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(string_attr("month"))
+        .attribute_definitions(string_attr("sk"))
+        .key_schema(key_elem("month", KeyType::Hash))
+        .key_schema(key_elem("sk", KeyType::Range))
+        .send()
+        .await
+        .unwrap();
+
+    DynamoUsageStore::new(client.clone(), usage, cache, audit)
+}
+
+#[tokio::test]
+#[ignore = "needs the AWS emulator; run by `make test`"]
+async fn dynamodb_usage_conformance() {
+    let client = aws_sdk_dynamodb::Client::new(&config().await);
+    let store = usage_store(&client).await;
+    conformance::usage_suite(&store, &store).await;
+}
+
+#[tokio::test]
+#[ignore = "needs the AWS emulator; run by `make test`"]
+async fn dynamodb_budget_conformance() {
+    let client = aws_sdk_dynamodb::Client::new(&config().await);
+    let store: Arc<dyn BudgetStore> = Arc::new(usage_store(&client).await);
+    conformance::budget_suite(store).await;
+}
+
+#[tokio::test]
+#[ignore = "needs the AWS emulator; run by `make test`"]
+async fn dynamodb_cache_conformance() {
+    let client = aws_sdk_dynamodb::Client::new(&config().await);
+    conformance::cache_suite(&usage_store(&client).await).await;
+}
+
+#[tokio::test]
+#[ignore = "needs the AWS emulator; run by `make test`"]
+async fn dynamodb_audit_conformance() {
+    let client = aws_sdk_dynamodb::Client::new(&config().await);
+    conformance::audit_suite(&usage_store(&client).await).await;
+}
+
+/// The entry item carries the GSI keys and TTL at top level; its rollup carries flat
+/// counters and a TTL of its own.
+#[tokio::test]
+#[ignore = "needs the AWS emulator; run by `make test`"]
+async fn dynamodb_usage_items_feed_the_indexes() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    use shared::provider::Provider;
+    use shared::store::UsageStore;
+    use shared::usage::UsageStatus;
+    let client = aws_sdk_dynamodb::Client::new(&config().await);
+    let store = usage_store(&client).await;
+    let user = format!("idx-{}", uuid::Uuid::new_v4().simple());
+    let e = conformance::usage_entry(
+        &user,
+        "2026-11-20T10:00:00.000Z",
+        Provider::Anthropic,
+        Some(5),
+        UsageStatus::Success,
+    );
+    store.record(&e, None).await.unwrap();
+    let out = client
+        .query()
+        .table_name(store.usage_table())
+        .index_name("ProviderIndex")
+        .key_condition_expression("#p = :p AND #t = :t")
+        .expression_attribute_names("#p", "provider")
+        .expression_attribute_names("#t", "timestamp")
+        .expression_attribute_values(":p", AttributeValue::S("anthropic".into()))
+        .expression_attribute_values(":t", AttributeValue::S(e.timestamp.clone()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.items().len(), 1, "only the entry is indexed");
+    let item = &out.items()[0];
+    assert_eq!(
+        item.get("request_id"),
+        Some(&AttributeValue::S(e.request_id.clone()))
+    );
+    assert_eq!(
+        item.get("ttl"),
+        Some(&AttributeValue::N("1900000000".into()))
+    );
+    let rollup = client
+        .get_item()
+        .table_name(store.usage_table())
+        .key("user_id", AttributeValue::S(user.clone()))
+        .key("sk", AttributeValue::S("rollup#2026-11-20".into()))
+        .send()
+        .await
+        .unwrap();
+    let item = rollup.item().unwrap();
+    assert_eq!(
+        item.get("all|requests"),
+        Some(&AttributeValue::N("1".into()))
+    );
+    assert_eq!(
+        item.get("provider:anthropic|cost_nanos"),
+        Some(&AttributeValue::N("5".into()))
+    );
+    assert!(matches!(item.get("ttl"), Some(AttributeValue::N(_))));
+}
+
+/// The same request recorded by concurrent writers (a Lambda retry racing the original)
+/// lands once: one entry, one rollup increment, one settlement.
+#[tokio::test]
+#[ignore = "needs the AWS emulator; run by `make test`"]
+async fn dynamodb_usage_record_is_idempotent_under_concurrency() {
+    use shared::money::NanoUsd;
+    use shared::provider::Provider;
+    use shared::store::UsageStore;
+    use shared::usage::{Settlement, UsageStatus};
+    let client = aws_sdk_dynamodb::Client::new(&config().await);
+    let store = Arc::new(usage_store(&client).await);
+    let user = format!("race-{}", uuid::Uuid::new_v4().simple());
+    let e = conformance::usage_entry(
+        &user,
+        "2026-11-20T10:00:00.000Z",
+        Provider::Anthropic,
+        Some(7),
+        UsageStatus::Success,
+    );
+    assert!(
+        store
+            .reserve(&user, "2026-11", NanoUsd(10), Some(NanoUsd(100)))
+            .await
+            .unwrap()
+    );
+    let settle = Settlement {
+        month: "2026-11".into(),
+        reserved: NanoUsd(10),
+        actual: NanoUsd(7),
+    };
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let (store, e, settle) = (store.clone(), e.clone(), settle.clone());
+        tasks.push(tokio::spawn(async move {
+            store.record(&e, Some(&settle)).await
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    let m = store.month(&user, "2026-11").await.unwrap();
+    assert_eq!((m.spent, m.reserved), (NanoUsd(7), NanoUsd(0)));
+    let days = store
+        .rollups(&user, "2026-11-20", "2026-11-20")
+        .await
+        .unwrap();
+    assert_eq!(days.len(), 1);
+    assert_eq!(days[0].groups["all"].requests, 1);
+    assert_eq!(days[0].groups["all"].cost_nanos, 7);
+    let (entries, next) = store
+        .entries(&user, "2026-11-01", "2026-12-01", 10, None)
+        .await
+        .unwrap();
+    assert_eq!((entries, next), (vec![e], None));
 }

@@ -1,0 +1,170 @@
+"""The official OpenAI Python SDK against llm-local's OpenAI-compatible face.
+
+Run by tests/openai_sdk/run.sh, which starts the fake upstream (fake_openai.py) and
+llm-local pointed at it, saves an OpenAI key for the user, and exports:
+
+  GATEWAY_URL   http://127.0.0.1:PORT of llm-local
+  GATEWAY_TOKEN bearer token of USER_ID
+  USER_ID       the user whose key was saved
+  FAKE_URL      http://127.0.0.1:PORT of the fake upstream
+  DATA_DIR      llm-local's --data-dir (gateway.sqlite3 lives there)
+
+The SQLite check runs last (tests run in file order) and covers every request made above.
+"""
+
+import json
+import os
+import sqlite3
+import time
+import urllib.request
+
+import openai
+import pytest
+
+import fake_openai as fake
+
+GATEWAY_URL = os.environ["GATEWAY_URL"]
+TOKEN = os.environ["GATEWAY_TOKEN"]
+USER_ID = os.environ["USER_ID"]
+FAKE_URL = os.environ["FAKE_URL"]
+DATA_DIR = os.environ["DATA_DIR"]
+
+MESSAGES = [
+    {"role": "system", "content": "You are a helpful assistant."},
+    {"role": "user", "content": "Hello!"},
+]
+
+# request ids (x-request-id) of every request that reached the generate engine
+SUCCESSFUL_REQUEST_IDS = []
+
+
+def client(api_key=TOKEN):
+    return openai.OpenAI(base_url=GATEWAY_URL + "/v1", api_key=api_key, max_retries=0, timeout=20)
+
+
+def upstream_requests():
+    with urllib.request.urlopen(FAKE_URL + "/__requests", timeout=5) as r:
+        return json.load(r)
+
+
+def test_non_streaming_returns_upstream_text_and_usage():
+    before = len(upstream_requests())
+    c = client()
+    # temperature != 0 keeps the response cache out of the way
+    resp = c.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, temperature=0.7)
+    assert resp._request_id, "gateway must send x-request-id"
+    SUCCESSFUL_REQUEST_IDS.append(resp._request_id)
+
+    assert resp.object == "chat.completion"
+    assert len(resp.choices) == 1
+    assert resp.choices[0].message.role == "assistant"
+    assert resp.choices[0].message.content == fake.JSON_TEXT
+    assert resp.choices[0].finish_reason == "stop"
+    assert resp.usage is not None
+    assert resp.usage.prompt_tokens == fake.JSON_USAGE["prompt_tokens"]
+    assert resp.usage.completion_tokens == fake.JSON_USAGE["completion_tokens"]
+    assert resp.usage.total_tokens == fake.JSON_USAGE["total_tokens"]
+
+    # the upstream saw one request for OpenAI's model id with the saved key and our messages
+    got = upstream_requests()[before:]
+    assert len(got) == 1, got
+    assert got[0]["body"]["model"] == "gpt-4o-mini"
+    assert got[0]["auth"].startswith("Bearer sk-proj-")
+    assert [m["content"] for m in got[0]["body"]["messages"]] == [m["content"] for m in MESSAGES]
+
+
+def test_provider_prefixed_model_id():
+    resp = client().chat.completions.create(model="openai/gpt-4o-mini", messages=MESSAGES, temperature=0.7)
+    SUCCESSFUL_REQUEST_IDS.append(resp._request_id)
+    assert resp.choices[0].message.content == fake.JSON_TEXT
+    assert resp.usage.total_tokens == fake.JSON_USAGE["total_tokens"]
+
+
+def test_streaming_deltas_join_and_final_usage_chunk():
+    stream = client().chat.completions.create(
+        model="gpt-4o-mini",
+        messages=MESSAGES,
+        temperature=0.7,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    rid = stream.response.headers.get("x-request-id")
+    assert rid, "gateway must send x-request-id on a stream"
+    SUCCESSFUL_REQUEST_IDS.append(rid)
+    assert stream.response.headers.get("content-type", "").startswith("text/event-stream")
+
+    chunks = list(stream)
+    assert chunks, "no chunks"
+    for ch in chunks:
+        assert ch.object == "chat.completion.chunk"
+    text = "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices)
+    assert text == fake.STREAM_TEXT
+    finishes = [ch.choices[0].finish_reason for ch in chunks if ch.choices and ch.choices[0].finish_reason]
+    assert finishes == ["stop"]
+
+    last = chunks[-1]
+    assert last.choices == []
+    assert last.usage is not None
+    assert last.usage.prompt_tokens == fake.STREAM_USAGE["prompt_tokens"]
+    assert last.usage.completion_tokens == fake.STREAM_USAGE["completion_tokens"]
+    assert last.usage.total_tokens == fake.STREAM_USAGE["total_tokens"]
+    # only the last chunk carries usage
+    assert all(ch.usage is None for ch in chunks[:-1])
+
+
+def test_models_list_contains_openai_gpt_4o_mini():
+    ids = [m.id for m in client().models.list()]
+    assert "openai/gpt-4o-mini" in ids, ids[:20]
+
+
+def test_wrong_token_is_authentication_error():
+    before = len(upstream_requests())
+    with pytest.raises(openai.AuthenticationError) as ei:
+        client(api_key="not-a-valid-token").chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    assert ei.value.status_code == 401
+    assert len(upstream_requests()) == before, "upstream must not be called"
+
+
+def test_unknown_model_is_bad_request():
+    before = len(upstream_requests())
+    with pytest.raises(openai.BadRequestError) as ei:
+        client().chat.completions.create(model="no-such-model-xyz", messages=MESSAGES)
+    assert ei.value.status_code == 400
+    body = ei.value.body
+    assert isinstance(body, dict) and "model" in json.dumps(body), body
+    assert len(upstream_requests()) == before, "upstream must not be called"
+
+
+def _usage_rows():
+    path = os.path.join(DATA_DIR, "gateway.sqlite3")
+    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+    try:
+        return [(u, json.loads(b)) for u, b in con.execute("SELECT user_id, body FROM usage")]
+    finally:
+        con.close()
+
+
+def test_zz_each_request_left_exactly_one_usage_entry():
+    """Runs last: every successful request above left exactly one usage row, request ids
+    are unique across the table, and nothing else was recorded for the user."""
+    assert len(SUCCESSFUL_REQUEST_IDS) == 3, SUCCESSFUL_REQUEST_IDS
+    want = set(SUCCESSFUL_REQUEST_IDS)
+    assert len(want) == len(SUCCESSFUL_REQUEST_IDS), "gateway reused a request id"
+    deadline = time.monotonic() + 10
+    while True:
+        rows = _usage_rows()
+        have = {b.get("request_id") for _, b in rows}
+        if want <= have or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    ids = [b.get("request_id") for _, b in rows]
+    assert len(ids) == len(set(ids)), f"duplicate request_id in usage: {ids}"
+    for rid in SUCCESSFUL_REQUEST_IDS:
+        assert ids.count(rid) == 1, f"{rid}: {ids.count(rid)} usage entries; table has {ids}"
+    mine = [b for u, b in rows if u == USER_ID]
+    assert {b["request_id"] for b in mine} == want, f"unexpected entries: {mine}"
+    for b in mine:
+        assert b["status"] == "success", b
+        assert b["provider"] == "openai", b
+        assert b["total_tokens"] in (fake.JSON_USAGE["total_tokens"], fake.STREAM_USAGE["total_tokens"]), b
+        assert b["cost_usd"] is not None, b
