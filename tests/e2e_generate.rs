@@ -46,7 +46,8 @@ fn openai_error(status: u16) -> ResponseTemplate {
 }
 
 struct Gateway {
-    server: Server,
+    /// Kept alive for the test; dropped (killed) at its end.
+    _server: Server,
     data: PathBuf,
     log: PathBuf,
     client: Client,
@@ -396,7 +397,7 @@ async fn budget_holds_under_200_concurrent_requests() {
         )
         .mount(&a)
         .await;
-    let mut g = gateway(&o, &a, json!({"defaultProvider": "anthropic", "fallbackProviders": [],
+    let g = gateway(&o, &a, json!({"defaultProvider": "anthropic", "fallbackProviders": [],
                                       "monthlyBudgetUsd": 0.05, "budgetAction": "block", "maxTokens": 100}), &[]).await;
     let prompt = "x".repeat(96);
     let mut tasks = Vec::new();
