@@ -99,7 +99,7 @@ async fn gateway(
         .await;
     assert_eq!(s, 200, "{v}");
     Gateway {
-        server,
+        _server: server,
         data,
         log,
         client,
