@@ -8,7 +8,9 @@ use shared::generate::breaker::Breakers;
 use shared::generate::keys::KeyCache;
 use shared::generate::recorder::{Recorder, Writer};
 use shared::generate::{GenerateConfig, GenerateState, rpm_limiter_from_env};
-use shared::http::{AppState, app, generate_router, settings_router};
+use sha2::{Digest, Sha256};
+use shared::http::{AppState, UsageState, app, generate_router, settings_router, usage_router};
+use shared::usage::token::TokenKey;
 use shared::identity::{IdentityMode, issue_token};
 use shared::providers::Providers;
 use shared::store::sqlite::SqliteStore;
@@ -167,8 +169,21 @@ async fn serve(addr: SocketAddr, data_dir: &Path) -> Result<(), LocalError> {
         providers: providers.clone(),
         test_limiter: AppState::default_test_limiter(),
     };
-    let (generate_state, usage_writer) = generate_state(state.clone(), db, vault, &providers);
-    let router = app(settings_router(state).merge(generate_router(generate_state)));
+    let (generate_state, usage_writer) = generate_state(state.clone(), db.clone(), vault, &providers);
+    let usage_state = UsageState {
+        app: state.clone(),
+        usage: db.clone(),
+        budgets: db.clone(),
+        // Page tokens are signed with a key derived from the master key: stable across
+        // restarts, different per installation.
+        token_key: TokenKey::new(&Sha256::digest([b"llm-usage-token:".as_slice(), master_key.as_slice()].concat())),
+    };
+    let purge = tokio::spawn(purge_expired_usage(db));
+    let router = app(
+        settings_router(state)
+            .merge(generate_router(generate_state))
+            .merge(usage_router(usage_state)),
+    );
 
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -193,12 +208,30 @@ async fn serve(addr: SocketAddr, data_dir: &Path) -> Result<(), LocalError> {
         .with_graceful_shutdown(shutdown_signal())
         .await
         .map_err(LocalError::Serve)?;
+    purge.abort();
     // Every sender went with the router: the writer finishes what is queued, then stops.
     match tokio::time::timeout(std::time::Duration::from_secs(30), usage_writer).await {
         Ok(_) => tracing::info!("usage writer drained"),
         Err(_) => tracing::error!("usage writer did not drain within 30 s"),
     }
     Ok(())
+}
+
+/// Retention on the embedded store: entries past their TTL (90 days by default,
+/// `USAGE_RETENTION_DAYS`) and rollups older than 13 months are deleted at start-up and
+/// every ten minutes; reads filter expired entries in between.
+async fn purge_expired_usage(db: Arc<SqliteStore>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(600));
+    loop {
+        tick.tick().await;
+        let now = chrono::Utc::now();
+        let keep_from = (now - chrono::Duration::days(396)).format("%Y-%m-%d").to_string();
+        match shared::store::UsageStore::purge_expired(db.as_ref(), now.timestamp(), &keep_from).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(deleted = n, "expired usage purged"),
+            Err(e) => tracing::error!(error = %e, "usage purge failed"),
+        }
+    }
 }
 
 /// The generate engine on the embedded store, with usage written off the response path.

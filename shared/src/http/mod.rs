@@ -7,6 +7,7 @@ pub mod extract;
 pub mod generate;
 pub mod openai;
 pub mod settings;
+pub mod usage;
 
 use crate::error::{ApiError, REQUEST_ID};
 use crate::identity::IdentityMode;
@@ -25,6 +26,7 @@ use std::time::Instant;
 
 pub use generate::generate_router;
 pub use settings::settings_router;
+pub use usage::{UsageState, usage_router};
 
 /// Bodies over this are refused with 413 before they are parsed.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;

@@ -97,6 +97,13 @@ pub trait UsageStore: Send + Sync {
         from: &str,
         to: &str,
     ) -> Result<Vec<DailyRollup>, StoreError>;
+
+    /// Deletes entries whose TTL has passed and rollups of days before `rollups_before`.
+    /// DynamoDB's TTL does this by itself, so a backend with native expiry keeps this
+    /// default; readers filter expired entries either way, since expiry is lazy.
+    async fn purge_expired(&self, _now_unix: i64, _rollups_before: &str) -> Result<u64, StoreError> {
+        Ok(0)
+    }
 }
 
 /// Monthly budget counters. A reservation is one conditional add on `committed`

@@ -177,6 +177,16 @@ impl UsageStore for SqliteStore {
         })
         .await
     }
+
+    async fn purge_expired(&self, now_unix: i64, rollups_before: &str) -> Result<u64, StoreError> {
+        let before = rollups_before.to_owned();
+        self.call(move |c| {
+            let entries = c.execute("DELETE FROM usage WHERE ttl <= ?1", params![now_unix])?;
+            let rollups = c.execute("DELETE FROM rollups WHERE day < ?1", params![before])?;
+            Ok(u64::try_from(entries + rollups).unwrap_or(0))
+        })
+        .await
+    }
 }
 
 #[async_trait]

@@ -2,6 +2,10 @@
 //! and day (so summaries read one item per day, never every entry) and the monthly
 //! budget counters.
 
+pub mod range;
+pub mod report;
+pub mod token;
+
 use crate::money::NanoUsd;
 use crate::provider::Provider;
 use chrono::{DateTime, Utc};
