@@ -24,7 +24,10 @@ use support::{local_deployment, request, send};
 struct Lcg(u64);
 impl Lcg {
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         self.0 >> 33
     }
     fn below(&mut self, n: u64) -> u64 {
@@ -53,7 +56,9 @@ fn random_entry(rng: &mut Lcg, user: &str, now: DateTime<Utc>, i: usize) -> Usag
         request_id: format!("req-{i:06}-{}", rng.below(1_000_000)),
         provider,
         model,
-        operation_type: ["query_generation", "conversation", "detection_rule"][rng.below(3) as usize].into(),
+        operation_type: ["query_generation", "conversation", "detection_rule"]
+            [rng.below(3) as usize]
+            .into(),
         input_tokens: input,
         output_tokens: output,
         cached_input_tokens: input / 3,
@@ -85,12 +90,27 @@ async fn fixture(seed: u64, n: usize) -> Fixture {
     let mut entries = Vec::new();
     for i in 0..n {
         let e = random_entry(&mut rng, "alice", now, i);
-        let settlement = Settlement { month: e.month().to_owned(), reserved: NanoUsd(0), actual: e.cost_usd.unwrap_or(NanoUsd(0)) };
+        let settlement = Settlement {
+            month: e.month().to_owned(),
+            reserved: NanoUsd(0),
+            actual: e.cost_usd.unwrap_or(NanoUsd(0)),
+        };
         d.db.record(&e, Some(&settlement)).await.unwrap();
         entries.push(e);
     }
-    let state = UsageState { app: d.state.clone(), usage: Arc::new(d.db.clone()), budgets: Arc::new(d.db.clone()), token_key: TokenKey::new(b"test-key") };
-    Fixture { router: app(usage_router(state)), token, other, entries, now }
+    let state = UsageState {
+        app: d.state.clone(),
+        usage: Arc::new(d.db.clone()),
+        budgets: Arc::new(d.db.clone()),
+        token_key: TokenKey::new(b"test-key"),
+    };
+    Fixture {
+        router: app(usage_router(state)),
+        token,
+        other,
+        entries,
+        now,
+    }
 }
 
 async fn get(f: &Fixture, path: &str) -> (StatusCode, Value, String) {
@@ -104,7 +124,17 @@ fn nanos(v: &Value) -> i64 {
     (v.as_f64().unwrap() * 1e9).round() as i64
 }
 
-fn brute(entries: &[&UsageEntry]) -> (u64, u64, i64, u64, u64, u64, BTreeMap<String, (u64, u64, i64)>) {
+fn brute(
+    entries: &[&UsageEntry],
+) -> (
+    u64,
+    u64,
+    i64,
+    u64,
+    u64,
+    u64,
+    BTreeMap<String, (u64, u64, i64)>,
+) {
     let mut groups = BTreeMap::new();
     let (mut req, mut tok, mut cost, mut err, mut cached, mut lat) = (0, 0, 0, 0, 0, 0u64);
     for e in entries {
@@ -115,7 +145,11 @@ fn brute(entries: &[&UsageEntry]) -> (u64, u64, i64, u64, u64, u64, BTreeMap<Str
         err += u64::from(e.status == UsageStatus::Error);
         cached += u64::from(e.status == UsageStatus::Cached);
         lat += (e.latency_ms * 1000.0) as u64;
-        for key in [format!("p:{}", e.provider), format!("o:{}", e.operation_type), format!("m:{}", e.model)] {
+        for key in [
+            format!("p:{}", e.provider),
+            format!("o:{}", e.operation_type),
+            format!("m:{}", e.model),
+        ] {
             let g = groups.entry(key).or_insert((0, 0, 0));
             g.0 += 1;
             g.1 += e.total_tokens;
@@ -139,9 +173,17 @@ async fn summary_matches_a_brute_force_recomputation_over_random_ranges() {
                 continue;
             }
             let (s, e) = (timestamp(start), timestamp(end));
-            let (status, v, text) = get(&f, &format!("/api/llm-usage/alice/summary?start={s}&end={e}")).await;
+            let (status, v, text) = get(
+                &f,
+                &format!("/api/llm-usage/alice/summary?start={s}&end={e}"),
+            )
+            .await;
             assert_eq!(status, StatusCode::OK, "{text}");
-            let inside: Vec<&UsageEntry> = f.entries.iter().filter(|x| x.timestamp >= s && x.timestamp < e).collect();
+            let inside: Vec<&UsageEntry> = f
+                .entries
+                .iter()
+                .filter(|x| x.timestamp >= s && x.timestamp < e)
+                .collect();
             let (req, tok, cost, err, cached, lat, groups) = brute(&inside);
             assert_eq!(v["total_requests"], req, "seed {seed} {s}..{e}");
             assert_eq!(v["total_tokens"], tok);
@@ -152,13 +194,23 @@ async fn summary_matches_a_brute_force_recomputation_over_random_ranges() {
                 let close = |a: &Value, b: f64| (a.as_f64().unwrap() - b).abs() < 1e-12;
                 assert!(close(&v["success_rate"], (req - err) as f64 / req as f64));
                 assert!(close(&v["cache_hit_rate"], cached as f64 / req as f64));
-                assert!(close(&v["avg_latency_ms"], lat as f64 / req as f64 / 1000.0));
+                assert!(close(
+                    &v["avg_latency_ms"],
+                    lat as f64 / req as f64 / 1000.0
+                ));
                 let avg = (2 * i128::from(cost) + i128::from(req)) / (2 * i128::from(req));
-                assert_eq!(nanos(&v["avg_cost_per_request"]), i64::try_from(avg).unwrap());
+                assert_eq!(
+                    nanos(&v["avg_cost_per_request"]),
+                    i64::try_from(avg).unwrap()
+                );
             }
             for (key, (r, t, c)) in &groups {
                 let (field, name) = key.split_once(':').unwrap();
-                let field = match field { "p" => "by_provider", "o" => "by_operation", _ => "by_model" };
+                let field = match field {
+                    "p" => "by_provider",
+                    "o" => "by_operation",
+                    _ => "by_model",
+                };
                 assert_eq!(v[field][name]["requests"], *r, "{field} {name}");
                 assert_eq!(v[field][name]["tokens"], *t);
                 assert_eq!(nanos(&v[field][name]["cost_usd"]), *c);
@@ -190,23 +242,44 @@ async fn daily_and_budget_match_the_entries() {
     let (status, v, _) = get(&f, "/api/llm-usage/alice/budget").await;
     assert_eq!(status, StatusCode::OK);
     let month = month_of(Utc::now());
-    let spent: i64 = f.entries.iter().filter(|x| x.month() == month).map(|x| x.cost_usd.map_or(0, |c| c.0)).sum();
+    let spent: i64 = f
+        .entries
+        .iter()
+        .filter(|x| x.month() == month)
+        .map(|x| x.cost_usd.map_or(0, |c| c.0))
+        .sum();
     assert_eq!(v["month"], month.as_str());
     assert_eq!(nanos(&v["spent_usd"]), spent);
     assert_eq!(v["limit_usd"], Value::Null);
     assert_eq!(v["remaining_usd"], Value::Null);
-    assert_eq!(nanos(&v["projected_usd"]), shared::usage::report::projected(NanoUsd(spent), Utc::now()).0);
-    for (bad, field) in [("?days=0", "days"), ("?days=1000", "days"), ("?days=x", "days"), ("?weeks=2", "weeks")] {
+    assert_eq!(
+        nanos(&v["projected_usd"]),
+        shared::usage::report::projected(NanoUsd(spent), Utc::now()).0
+    );
+    for (bad, field) in [
+        ("?days=0", "days"),
+        ("?days=1000", "days"),
+        ("?days=x", "days"),
+        ("?weeks=2", "weeks"),
+    ] {
         let (status, v, _) = get(&f, &format!("/api/llm-usage/alice/daily{bad}")).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
-        assert!(v["error"]["message"].as_str().unwrap().starts_with(field), "{v}");
+        assert!(
+            v["error"]["message"].as_str().unwrap().starts_with(field),
+            "{v}"
+        );
     }
 }
 
 #[tokio::test]
 async fn pagination_walks_every_entry_exactly_once_with_filters() {
     let f = fixture(11, 700).await;
-    for query in ["", "&provider=openai", "&status=error", "&model=google-model-1&operationType=conversation"] {
+    for query in [
+        "",
+        "&provider=openai",
+        "&status=error",
+        "&model=google-model-1&operationType=conversation",
+    ] {
         let mut seen = Vec::new();
         let mut token: Option<String> = None;
         let mut pages = 0;
@@ -239,7 +312,11 @@ async fn pagination_walks_every_entry_exactly_once_with_filters() {
             .collect();
         expected.sort_by(|a, b| (&b.timestamp, &b.request_id).cmp(&(&a.timestamp, &a.request_id)));
         let expected: Vec<String> = expected.iter().map(|e| e.request_id.clone()).collect();
-        assert_eq!(seen.len(), seen.iter().collect::<HashSet<_>>().len(), "no entry twice ({query})");
+        assert_eq!(
+            seen.len(),
+            seen.iter().collect::<HashSet<_>>().len(),
+            "no entry twice ({query})"
+        );
         assert_eq!(seen, expected, "every entry once, newest first ({query})");
     }
 }
@@ -250,16 +327,47 @@ async fn tokens_bound_to_user_and_query_and_input_errors() {
     let (_, v, _) = get(&f, "/api/llm-usage/alice?limit=10&provider=openai").await;
     let token = v["nextToken"].as_str().unwrap().to_owned();
     // Another filter, another user's path (as admin would), a tampered token: 400.
-    let (status, _, _) = get(&f, &format!("/api/llm-usage/alice?limit=10&provider=google&nextToken={token}")).await;
+    let (status, _, _) = get(
+        &f,
+        &format!("/api/llm-usage/alice?limit=10&provider=google&nextToken={token}"),
+    )
+    .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     let tampered = format!("{}x", token);
-    let (status, v, _) = get(&f, &format!("/api/llm-usage/alice?limit=10&provider=openai&nextToken={tampered}")).await;
+    let (status, v, _) = get(
+        &f,
+        &format!("/api/llm-usage/alice?limit=10&provider=openai&nextToken={tampered}"),
+    )
+    .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert!(v["error"]["message"].as_str().unwrap().starts_with("nextToken"));
-    let r = send(&f.router, request(Method::GET, &format!("/api/llm-usage/bob?limit=10&provider=openai&nextToken={token}"), Some(&f.other), None)).await;
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("nextToken")
+    );
+    let r = send(
+        &f.router,
+        request(
+            Method::GET,
+            &format!("/api/llm-usage/bob?limit=10&provider=openai&nextToken={token}"),
+            Some(&f.other),
+            None,
+        ),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
     // Someone else's usage: 403.
-    let r = send(&f.router, request(Method::GET, "/api/llm-usage/alice/summary", Some(&f.other), None)).await;
+    let r = send(
+        &f.router,
+        request(
+            Method::GET,
+            "/api/llm-usage/alice/summary",
+            Some(&f.other),
+            None,
+        ),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     for (q, field) in [
         ("?start=yesterday", "start"),
@@ -272,7 +380,10 @@ async fn tokens_bound_to_user_and_query_and_input_errors() {
     ] {
         let (status, v, _) = get(&f, &format!("/api/llm-usage/alice{q}")).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{q}");
-        assert!(v["error"]["message"].as_str().unwrap().starts_with(field), "{q}: {v}");
+        assert!(
+            v["error"]["message"].as_str().unwrap().starts_with(field),
+            "{q}: {v}"
+        );
     }
 }
 
@@ -280,16 +391,48 @@ async fn tokens_bound_to_user_and_query_and_input_errors() {
 async fn export_streams_every_entry_as_csv_or_ndjson() {
     let f = fixture(9, 1300).await;
     let start = timestamp(f.now - Duration::days(41));
-    let r = send(&f.router, request(Method::GET, &format!("/api/llm-usage/alice/export?format=csv&start={start}"), Some(&f.token), None)).await;
+    let r = send(
+        &f.router,
+        request(
+            Method::GET,
+            &format!("/api/llm-usage/alice/export?format=csv&start={start}"),
+            Some(&f.token),
+            None,
+        ),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::OK);
-    assert!(r.headers["content-type"].to_str().unwrap().starts_with("text/csv"));
+    assert!(
+        r.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/csv")
+    );
     let lines: Vec<&str> = r.text.split("\r\n").filter(|l| !l.is_empty()).collect();
     assert!(lines[0].starts_with("user_id,timestamp,request_id,provider,model"));
     assert_eq!(lines.len(), 1 + f.entries.len(), "a header and every entry");
     // Metadata is JSON with quotes and commas: quoted per RFC 4180.
     assert!(lines[1].ends_with("\"{\"\"n\"\":") || lines[1].contains("\"{\"\"n\"\":"));
-    let r = send(&f.router, request(Method::GET, &format!("/api/llm-usage/alice/export?format=ndjson&start={start}"), Some(&f.token), None)).await;
-    let ids: HashSet<String> = r.text.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()["request_id"].as_str().unwrap().to_owned()).collect();
+    let r = send(
+        &f.router,
+        request(
+            Method::GET,
+            &format!("/api/llm-usage/alice/export?format=ndjson&start={start}"),
+            Some(&f.token),
+            None,
+        ),
+    )
+    .await;
+    let ids: HashSet<String> = r
+        .text
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["request_id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
     assert_eq!(ids.len(), f.entries.len());
     let (status, _, _) = get(&f, "/api/llm-usage/alice/export?format=xlsx").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
@@ -308,12 +451,33 @@ async fn expired_entries_are_not_read_and_are_purged() {
     old.ttl = now.timestamp() - 10;
     d.db.record(&fresh, None).await.unwrap();
     d.db.record(&old, None).await.unwrap();
-    let state = UsageState { app: d.state.clone(), usage: Arc::new(d.db.clone()), budgets: Arc::new(d.db.clone()), token_key: TokenKey::new(b"k") };
+    let state = UsageState {
+        app: d.state.clone(),
+        usage: Arc::new(d.db.clone()),
+        budgets: Arc::new(d.db.clone()),
+        token_key: TokenKey::new(b"k"),
+    };
     let router = app(usage_router(state));
-    let r = send(&router, request(Method::GET, "/api/llm-usage/alice", Some(&token), None)).await;
+    let r = send(
+        &router,
+        request(Method::GET, "/api/llm-usage/alice", Some(&token), None),
+    )
+    .await;
     let v: Value = serde_json::from_str(&r.text).unwrap();
-    assert_eq!(v["entries"].as_array().unwrap().len(), 1, "expired entries are filtered on read");
-    assert_eq!(d.db.purge_expired(now.timestamp(), "2000-01-01").await.unwrap(), 1);
-    let (left, _) = d.db.entries("alice", "2000", "9999", 10, None).await.unwrap();
+    assert_eq!(
+        v["entries"].as_array().unwrap().len(),
+        1,
+        "expired entries are filtered on read"
+    );
+    assert_eq!(
+        d.db.purge_expired(now.timestamp(), "2000-01-01")
+            .await
+            .unwrap(),
+        1
+    );
+    let (left, _) =
+        d.db.entries("alice", "2000", "9999", 10, None)
+            .await
+            .unwrap();
     assert_eq!(left.len(), 1);
 }

@@ -3,17 +3,17 @@
 
 use axum::serve::ListenerExt;
 use clap::{Parser, Subcommand};
+use sha2::{Digest, Sha256};
 use shared::generate::alerts::{AlertSink, Alerts, WebhookSink};
 use shared::generate::breaker::Breakers;
 use shared::generate::keys::KeyCache;
 use shared::generate::recorder::{Recorder, Writer};
 use shared::generate::{GenerateConfig, GenerateState, rpm_limiter_from_env};
-use sha2::{Digest, Sha256};
 use shared::http::{AppState, UsageState, app, generate_router, settings_router, usage_router};
-use shared::usage::token::TokenKey;
 use shared::identity::{IdentityMode, issue_token};
 use shared::providers::Providers;
 use shared::store::sqlite::SqliteStore;
+use shared::usage::token::TokenKey;
 use shared::vault::local::{LocalVault, MASTER_KEY_ENV, load_master_key};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -169,21 +169,22 @@ async fn serve(addr: SocketAddr, data_dir: &Path) -> Result<(), LocalError> {
         providers: providers.clone(),
         test_limiter: AppState::default_test_limiter(),
     };
-    let (generate_state, usage_writer) = generate_state(state.clone(), db.clone(), vault, &providers);
+    let (generate_state, usage_writer) =
+        generate_state(state.clone(), db.clone(), vault, &providers);
     let usage_state = UsageState {
         app: state.clone(),
         usage: db.clone(),
         budgets: db.clone(),
         // Page tokens are signed with a key derived from the master key: stable across
         // restarts, different per installation.
-        token_key: TokenKey::new(&Sha256::digest([b"llm-usage-token:".as_slice(), master_key.as_slice()].concat())),
+        token_key: TokenKey::new(&Sha256::digest(
+            [b"llm-usage-token:".as_slice(), master_key.as_slice()].concat(),
+        )),
     };
     let purge = tokio::spawn(purge_expired_usage(db));
-    let router = app(
-        settings_router(state)
-            .merge(generate_router(generate_state))
-            .merge(usage_router(usage_state)),
-    );
+    let router = app(settings_router(state)
+        .merge(generate_router(generate_state))
+        .merge(usage_router(usage_state)));
 
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -225,8 +226,12 @@ async fn purge_expired_usage(db: Arc<SqliteStore>) {
     loop {
         tick.tick().await;
         let now = chrono::Utc::now();
-        let keep_from = (now - chrono::Duration::days(396)).format("%Y-%m-%d").to_string();
-        match shared::store::UsageStore::purge_expired(db.as_ref(), now.timestamp(), &keep_from).await {
+        let keep_from = (now - chrono::Duration::days(396))
+            .format("%Y-%m-%d")
+            .to_string();
+        match shared::store::UsageStore::purge_expired(db.as_ref(), now.timestamp(), &keep_from)
+            .await
+        {
             Ok(0) => {}
             Ok(n) => tracing::info!(deleted = n, "expired usage purged"),
             Err(e) => tracing::error!(error = %e, "usage purge failed"),

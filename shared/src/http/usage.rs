@@ -67,7 +67,9 @@ impl<S: Send + Sync> FromRequestParts<S> for Params {
 
 fn serde_urlencoded_pairs(query: &str) -> Result<Vec<(String, String)>, ApiError> {
     axum::extract::Query::<Vec<(String, String)>>::try_from_uri(
-        &format!("/?{query}").parse().map_err(|_| ApiError::invalid("query", "is not a valid query string"))?,
+        &format!("/?{query}")
+            .parse()
+            .map_err(|_| ApiError::invalid("query", "is not a valid query string"))?,
     )
     .map(|q| q.0)
     .map_err(|_| ApiError::invalid("query", "is not a valid query string"))
@@ -76,13 +78,19 @@ fn serde_urlencoded_pairs(query: &str) -> Result<Vec<(String, String)>, ApiError
 impl Params {
     fn allow(&self, names: &[&str]) -> Result<(), ApiError> {
         match self.0.keys().find(|k| !names.contains(&k.as_str())) {
-            Some(k) => Err(ApiError::invalid(k.clone(), format!("unknown parameter; expected one of: {}", names.join(", ")))),
+            Some(k) => Err(ApiError::invalid(
+                k.clone(),
+                format!("unknown parameter; expected one of: {}", names.join(", ")),
+            )),
             None => Ok(()),
         }
     }
 
     fn get(&self, name: &str) -> Option<&str> {
-        self.0.get(name).map(String::as_str).filter(|v| !v.is_empty())
+        self.0
+            .get(name)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
     }
 
     fn number(&self, name: &str, min: i64, max: i64, default: i64) -> Result<i64, ApiError> {
@@ -92,12 +100,19 @@ impl Params {
                 .parse::<i64>()
                 .ok()
                 .filter(|n| (min..=max).contains(n))
-                .ok_or_else(|| ApiError::invalid(name, format!("must be a whole number from {min} to {max}"))),
+                .ok_or_else(|| {
+                    ApiError::invalid(name, format!("must be a whole number from {min} to {max}"))
+                }),
         }
     }
 
     fn range(&self, default_days: i64) -> Result<Range, ApiError> {
-        Range::parse(self.get("start"), self.get("end"), default_days, chrono::Utc::now())
+        Range::parse(
+            self.get("start"),
+            self.get("end"),
+            default_days,
+            chrono::Utc::now(),
+        )
     }
 }
 
@@ -111,26 +126,48 @@ struct Filters {
 
 impl Filters {
     fn parse(p: &Params) -> Result<Filters, ApiError> {
-        let provider = p.get("provider").map(|v| v.parse().map_err(|e: crate::provider::UnknownProvider| ApiError::invalid("provider", e.to_string()))).transpose()?;
+        let provider = p
+            .get("provider")
+            .map(|v| {
+                v.parse().map_err(|e: crate::provider::UnknownProvider| {
+                    ApiError::invalid("provider", e.to_string())
+                })
+            })
+            .transpose()?;
         let status = match p.get("status") {
             None => None,
             Some("success") => Some(UsageStatus::Success),
             Some("error") => Some(UsageStatus::Error),
             Some("cached") => Some(UsageStatus::Cached),
-            Some(_) => return Err(ApiError::invalid("status", "must be success, error or cached")),
+            Some(_) => {
+                return Err(ApiError::invalid(
+                    "status",
+                    "must be success, error or cached",
+                ));
+            }
         };
         let bounded = |name: &str| -> Result<Option<String>, ApiError> {
             match p.get(name) {
-                Some(v) if v.len() > 128 => Err(ApiError::invalid(name, "is longer than 128 characters")),
+                Some(v) if v.len() > 128 => {
+                    Err(ApiError::invalid(name, "is longer than 128 characters"))
+                }
                 other => Ok(other.map(str::to_owned)),
             }
         };
-        Ok(Filters { provider, operation: bounded("operationType")?, model: bounded("model")?, status })
+        Ok(Filters {
+            provider,
+            operation: bounded("operationType")?,
+            model: bounded("model")?,
+            status,
+        })
     }
 
     fn matches(&self, e: &UsageEntry) -> bool {
         self.provider.is_none_or(|p| p == e.provider)
-            && self.operation.as_deref().is_none_or(|o| o == e.operation_type)
+            && self
+                .operation
+                .as_deref()
+                .is_none_or(|o| o == e.operation_type)
             && self.model.as_deref().is_none_or(|m| m == e.model)
             && self.status.is_none_or(|s| s == e.status)
     }
@@ -147,17 +184,32 @@ async fn entries(
     params: Params,
 ) -> Result<Json<Value>, ApiError> {
     caller.authorize_user(&user_id)?;
-    params.allow(&["start", "end", "provider", "operationType", "model", "status", "limit", "nextToken"])?;
+    params.allow(&[
+        "start",
+        "end",
+        "provider",
+        "operationType",
+        "model",
+        "status",
+        "limit",
+        "nextToken",
+    ])?;
     let range = params.range(crate::usage::range::MAX_RANGE_DAYS - 1)?;
     let filters = Filters::parse(&params)?;
     let limit = usize::try_from(params.number("limit", 1, 500, 50)?).unwrap_or(50);
     let bound_to = format!(
         "start={}&end={}&provider={}&operationType={}&model={}&status={}",
-        params.get("start").unwrap_or(""), params.get("end").unwrap_or(""),
-        params.get("provider").unwrap_or(""), params.get("operationType").unwrap_or(""),
-        params.get("model").unwrap_or(""), params.get("status").unwrap_or(""),
+        params.get("start").unwrap_or(""),
+        params.get("end").unwrap_or(""),
+        params.get("provider").unwrap_or(""),
+        params.get("operationType").unwrap_or(""),
+        params.get("model").unwrap_or(""),
+        params.get("status").unwrap_or(""),
     );
-    let mut before = params.get("nextToken").map(|t| st.token_key.open(&user_id, &bound_to, t)).transpose()?;
+    let mut before = params
+        .get("nextToken")
+        .map(|t| st.token_key.open(&user_id, &bound_to, t))
+        .transpose()?;
     let now = chrono::Utc::now().timestamp();
     let (start, end) = (range.start_key(), range.end_key());
     let mut out: Vec<UsageEntry> = Vec::with_capacity(limit);
@@ -167,7 +219,10 @@ async fn entries(
     let mut cursor = before.take();
     let mut next: Option<String> = None;
     for pages_read in 1..=20 {
-        let (page, more) = st.usage.entries(&user_id, &start, &end, limit.max(100), cursor.as_deref()).await?;
+        let (page, more) = st
+            .usage
+            .entries(&user_id, &start, &end, limit.max(100), cursor.as_deref())
+            .await?;
         let read = page.len();
         let mut filled_at = None;
         for (i, e) in page.into_iter().enumerate() {
@@ -182,7 +237,9 @@ async fn entries(
         }
         let unread_here = filled_at.is_some_and(|i| i + 1 < read);
         if out.len() == limit {
-            next = (unread_here || more.is_some()).then(|| cursor.clone()).flatten();
+            next = (unread_here || more.is_some())
+                .then(|| cursor.clone())
+                .flatten();
             break;
         }
         if more.is_none() {
@@ -205,11 +262,21 @@ async fn summary(
     caller.authorize_user(&user_id)?;
     params.allow(&["start", "end"])?;
     let range = params.range(30)?;
-    let (groups, stats) = group_totals(st.usage.as_ref(), &user_id, &range, chrono::Utc::now().timestamp()).await?;
+    let (groups, stats) = group_totals(
+        st.usage.as_ref(),
+        &user_id,
+        &range,
+        chrono::Utc::now().timestamp(),
+    )
+    .await?;
     let mut body = serde_json::to_value(summary_from(&groups)).map_err(ApiError::internal)?;
     body["start"] = json!(range.start_key());
     body["end"] = json!(range.end_key());
-    tracing::debug!(rollup_days = stats.rollup_days, entries = stats.entries, "summary read");
+    tracing::debug!(
+        rollup_days = stats.rollup_days,
+        entries = stats.entries,
+        "summary read"
+    );
     Ok(Json(body))
 }
 
@@ -224,7 +291,14 @@ async fn daily(
     let days = params.number("days", 1, 396, 30)?;
     let today = day_start(chrono::Utc::now());
     let from = today - chrono::Duration::days(days - 1);
-    let rollups = st.usage.rollups(&user_id, &crate::usage::range::day_key(from), &crate::usage::range::day_key(today)).await?;
+    let rollups = st
+        .usage
+        .rollups(
+            &user_id,
+            &crate::usage::range::day_key(from),
+            &crate::usage::range::day_key(today),
+        )
+        .await?;
     Ok(Json(json!({"days": daily_rows(&rollups, today, days)})))
 }
 
@@ -254,14 +328,31 @@ async fn budget(
 }
 
 const CSV_COLUMNS: [&str; 16] = [
-    "user_id", "timestamp", "request_id", "provider", "model", "operation_type", "input_tokens",
-    "output_tokens", "cached_input_tokens", "total_tokens", "cost_usd", "latency_ms", "status",
-    "error_type", "price_version", "metadata",
+    "user_id",
+    "timestamp",
+    "request_id",
+    "provider",
+    "model",
+    "operation_type",
+    "input_tokens",
+    "output_tokens",
+    "cached_input_tokens",
+    "total_tokens",
+    "cost_usd",
+    "latency_ms",
+    "status",
+    "error_type",
+    "price_version",
+    "metadata",
 ];
 
 /// RFC 4180 quoting, and text that a spreadsheet would run as a formula is defused.
 fn csv_field(text: &str) -> String {
-    let defused = if text.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{text}") } else { text.to_owned() };
+    let defused = if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{text}")
+    } else {
+        text.to_owned()
+    };
     if defused.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", defused.replace('"', "\"\""))
     } else {
@@ -270,13 +361,27 @@ fn csv_field(text: &str) -> String {
 }
 
 fn csv_row(e: &UsageEntry) -> String {
-    let cost = e.cost_usd.map(|c| c.to_decimal().to_string()).unwrap_or_default();
+    let cost = e
+        .cost_usd
+        .map(|c| c.to_decimal().to_string())
+        .unwrap_or_default();
     let metadata = serde_json::to_string(&e.metadata).unwrap_or_default();
     let fields = [
-        csv_field(&e.user_id), csv_field(&e.timestamp), csv_field(&e.request_id), e.provider.to_string(),
-        csv_field(&e.model), csv_field(&e.operation_type), e.input_tokens.to_string(), e.output_tokens.to_string(),
-        e.cached_input_tokens.to_string(), e.total_tokens.to_string(), cost, e.latency_ms.to_string(),
-        e.status.as_str().to_owned(), csv_field(e.error_type.as_deref().unwrap_or("")), csv_field(&e.price_version),
+        csv_field(&e.user_id),
+        csv_field(&e.timestamp),
+        csv_field(&e.request_id),
+        e.provider.to_string(),
+        csv_field(&e.model),
+        csv_field(&e.operation_type),
+        e.input_tokens.to_string(),
+        e.output_tokens.to_string(),
+        e.cached_input_tokens.to_string(),
+        e.total_tokens.to_string(),
+        cost,
+        e.latency_ms.to_string(),
+        e.status.as_str().to_owned(),
+        csv_field(e.error_type.as_deref().unwrap_or("")),
+        csv_field(&e.price_version),
         csv_field(&metadata),
     ];
     let mut line = fields.join(",");
@@ -308,42 +413,63 @@ async fn export(
     }
     let usage = st.usage.clone();
     let user = user_id.clone();
-    let pages = futures_util::stream::unfold(Cursor { before: None, done: false }, move |mut cur| {
-        let (usage, user, start, end) = (usage.clone(), user.clone(), start.clone(), end.clone());
-        async move {
-            if cur.done {
-                return None;
-            }
-            match usage.entries(&user, &start, &end, 500, cur.before.as_deref()).await {
-                Ok((page, next)) => {
-                    let mut chunk = String::new();
-                    for e in page.iter().filter(|e| e.ttl > now) {
-                        if csv {
-                            chunk.push_str(&csv_row(e));
-                        } else if let Ok(line) = serde_json::to_string(e) {
-                            chunk.push_str(&line);
-                            chunk.push('\n');
+    let pages = futures_util::stream::unfold(
+        Cursor {
+            before: None,
+            done: false,
+        },
+        move |mut cur| {
+            let (usage, user, start, end) =
+                (usage.clone(), user.clone(), start.clone(), end.clone());
+            async move {
+                if cur.done {
+                    return None;
+                }
+                match usage
+                    .entries(&user, &start, &end, 500, cur.before.as_deref())
+                    .await
+                {
+                    Ok((page, next)) => {
+                        let mut chunk = String::new();
+                        for e in page.iter().filter(|e| e.ttl > now) {
+                            if csv {
+                                chunk.push_str(&csv_row(e));
+                            } else if let Ok(line) = serde_json::to_string(e) {
+                                chunk.push_str(&line);
+                                chunk.push('\n');
+                            }
                         }
+                        cur.done = next.is_none();
+                        cur.before = next;
+                        Some((
+                            Ok::<Bytes, std::convert::Infallible>(Bytes::from(chunk)),
+                            cur,
+                        ))
                     }
-                    cur.done = next.is_none();
-                    cur.before = next;
-                    Some((Ok::<Bytes, std::convert::Infallible>(Bytes::from(chunk)), cur))
-                }
-                Err(e) => {
-                    // Mid-stream the status is sent already: end the body and say why in the log.
-                    tracing::error!(error = %e, "export stopped early");
-                    None
+                    Err(e) => {
+                        // Mid-stream the status is sent already: end the body and say why in the log.
+                        tracing::error!(error = %e, "export stopped early");
+                        None
+                    }
                 }
             }
-        }
-    });
+        },
+    );
     use futures_util::StreamExt;
     let body = futures_util::stream::iter(header_row.map(Ok)).chain(pages);
     let mut response = Body::from_stream(body).into_response();
-    let (content_type, ext) = if csv { ("text/csv; charset=utf-8", "csv") } else { ("application/x-ndjson", "ndjson") };
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    let (content_type, ext) = if csv {
+        ("text/csv; charset=utf-8", "csv")
+    } else {
+        ("application/x-ndjson", "ndjson")
+    };
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"usage.{ext}\"")) {
-        response.headers_mut().insert(header::CONTENT_DISPOSITION, v);
+        response
+            .headers_mut()
+            .insert(header::CONTENT_DISPOSITION, v);
     }
     Ok(response)
 }

@@ -101,7 +101,11 @@ pub trait UsageStore: Send + Sync {
     /// Deletes entries whose TTL has passed and rollups of days before `rollups_before`.
     /// DynamoDB's TTL does this by itself, so a backend with native expiry keeps this
     /// default; readers filter expired entries either way, since expiry is lazy.
-    async fn purge_expired(&self, _now_unix: i64, _rollups_before: &str) -> Result<u64, StoreError> {
+    async fn purge_expired(
+        &self,
+        _now_unix: i64,
+        _rollups_before: &str,
+    ) -> Result<u64, StoreError> {
         Ok(0)
     }
 }

@@ -22,12 +22,20 @@ pub fn parse_time(field: &str, value: &str) -> Result<DateTime<Utc>, ApiError> {
             return Ok(Utc.from_utc_datetime(&t));
         }
     }
-    Err(ApiError::invalid(field, "must be an RFC 3339 time or a YYYY-MM-DD date"))
+    Err(ApiError::invalid(
+        field,
+        "must be an RFC 3339 time or a YYYY-MM-DD date",
+    ))
 }
 
 impl Range {
     /// From optional `start` / `end`; by default the last `default_days` up to now.
-    pub fn parse(start: Option<&str>, end: Option<&str>, default_days: i64, now: DateTime<Utc>) -> Result<Range, ApiError> {
+    pub fn parse(
+        start: Option<&str>,
+        end: Option<&str>,
+        default_days: i64,
+        now: DateTime<Utc>,
+    ) -> Result<Range, ApiError> {
         let end = match end {
             Some(e) => parse_time("end", e)?,
             None => now,
@@ -40,7 +48,10 @@ impl Range {
             return Err(ApiError::invalid("start", "must be before end"));
         }
         if end - start > Duration::days(MAX_RANGE_DAYS) {
-            return Err(ApiError::invalid("start", format!("the range may span at most {MAX_RANGE_DAYS} days")));
+            return Err(ApiError::invalid(
+                "start",
+                format!("the range may span at most {MAX_RANGE_DAYS} days"),
+            ));
         }
         Ok(Range { start, end })
     }
@@ -73,7 +84,13 @@ mod tests {
         let now = parse_time("x", "2026-11-22T10:30:00Z").unwrap();
         let r = Range::parse(None, None, 30, now).unwrap();
         assert_eq!(r.start_key(), "2026-10-23T10:30:00.000Z");
-        let r = Range::parse(Some("2026-11-01"), Some("2026-11-02T06:00:00+02:00"), 30, now).unwrap();
+        let r = Range::parse(
+            Some("2026-11-01"),
+            Some("2026-11-02T06:00:00+02:00"),
+            30,
+            now,
+        )
+        .unwrap();
         assert_eq!(r.end_key(), "2026-11-02T04:00:00.000Z");
         assert!(Range::parse(Some("2026-11-05"), Some("2026-11-01"), 30, now).is_err());
         assert!(Range::parse(Some("yesterday"), None, 30, now).is_err());

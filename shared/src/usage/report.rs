@@ -52,7 +52,9 @@ pub async fn scan_entries(
     let mut before: Option<String> = None;
     let mut read = 0;
     loop {
-        let (page, next) = usage.entries(user_id, start, end, 1000, before.as_deref()).await?;
+        let (page, next) = usage
+            .entries(user_id, start, end, 1000, before.as_deref())
+            .await?;
         read += page.len();
         for e in page.iter().filter(|e| e.ttl > now_unix) {
             visit(e);
@@ -80,12 +82,20 @@ pub async fn group_totals(
         }
     };
     // Whole days: [first_full, last_full_end).
-    let first_full = if day_start(range.start) == range.start { range.start } else { day_start(range.start) + Duration::days(1) };
+    let first_full = if day_start(range.start) == range.start {
+        range.start
+    } else {
+        day_start(range.start) + Duration::days(1)
+    };
     let last_full_end = day_start(range.end);
     let mut partial: Vec<(DateTime<Utc>, DateTime<Utc>)> = Vec::new();
     if first_full < last_full_end {
         let days = usage
-            .rollups(user_id, &day_key(first_full), &day_key(last_full_end - Duration::days(1)))
+            .rollups(
+                user_id,
+                &day_key(first_full),
+                &day_key(last_full_end - Duration::days(1)),
+            )
             .await?;
         stats.rollup_days = days.len();
         for day in days {
@@ -105,17 +115,28 @@ pub async fn group_totals(
     for (from, to) in partial {
         let from_key = super::timestamp(from);
         let to_key = super::timestamp(to);
-        stats.entries += scan_entries(usage, user_id, &from_key, &to_key, now_unix, |e| add_entry(&mut groups, e)).await?;
+        stats.entries += scan_entries(usage, user_id, &from_key, &to_key, now_unix, |e| {
+            add_entry(&mut groups, e)
+        })
+        .await?;
     }
     Ok((groups, stats))
 }
 
 fn view(t: &Totals) -> GroupView {
-    GroupView { requests: t.requests, tokens: t.tokens, cost_usd: NanoUsd(t.cost_nanos) }
+    GroupView {
+        requests: t.requests,
+        tokens: t.tokens,
+        cost_usd: NanoUsd(t.cost_nanos),
+    }
 }
 
 fn ratio(part: u64, whole: u64) -> f64 {
-    if whole == 0 { 0.0 } else { part as f64 / whole as f64 }
+    if whole == 0 {
+        0.0
+    } else {
+        part as f64 / whole as f64
+    }
 }
 
 /// Integer division rounded half up, for money.
@@ -133,7 +154,10 @@ pub fn summary_from(groups: &BTreeMap<String, Totals>) -> Summary {
     let pick = |prefix: &str| -> BTreeMap<String, GroupView> {
         groups
             .iter()
-            .filter_map(|(k, t)| k.strip_prefix(prefix).map(|name| (name.to_owned(), view(t))))
+            .filter_map(|(k, t)| {
+                k.strip_prefix(prefix)
+                    .map(|name| (name.to_owned(), view(t)))
+            })
             .collect()
     };
     Summary {
@@ -143,7 +167,11 @@ pub fn summary_from(groups: &BTreeMap<String, Totals>) -> Summary {
         avg_cost_per_request: div_round(all.cost_nanos, all.requests),
         success_rate: ratio(all.requests - all.errors, all.requests),
         cache_hit_rate: ratio(all.cached, all.requests),
-        avg_latency_ms: if all.requests == 0 { 0.0 } else { all.latency_us as f64 / all.requests as f64 / 1000.0 },
+        avg_latency_ms: if all.requests == 0 {
+            0.0
+        } else {
+            all.latency_us as f64 / all.requests as f64 / 1000.0
+        },
         unpriced_requests: all.unpriced,
         by_provider: pick("provider:"),
         by_operation: pick("operation:"),
@@ -170,17 +198,37 @@ pub fn daily_rows(rollups: &[DailyRollup], today: DateTime<Utc>, days: i64) -> V
         .rev()
         .map(|back| {
             let date = day_key(today - Duration::days(back));
-            let t = by_day.get(date.as_str()).copied().copied().unwrap_or_default();
-            DayRow { date, requests: t.requests, tokens: t.tokens, cost_usd: NanoUsd(t.cost_nanos), errors: t.errors }
+            let t = by_day
+                .get(date.as_str())
+                .copied()
+                .copied()
+                .unwrap_or_default();
+            DayRow {
+                date,
+                requests: t.requests,
+                tokens: t.tokens,
+                cost_usd: NanoUsd(t.cost_nanos),
+                errors: t.errors,
+            }
         })
         .collect()
 }
 
 /// The first instant of `now`'s month and of the next.
 pub fn month_bounds(now: DateTime<Utc>) -> (DateTime<Utc>, DateTime<Utc>) {
-    let first = Utc.with_ymd_and_hms(now.year(), now.month(), 1, 0, 0, 0).single().unwrap_or(now);
-    let (y, m) = if now.month() == 12 { (now.year() + 1, 1) } else { (now.year(), now.month() + 1) };
-    let next = Utc.with_ymd_and_hms(y, m, 1, 0, 0, 0).single().unwrap_or(now);
+    let first = Utc
+        .with_ymd_and_hms(now.year(), now.month(), 1, 0, 0, 0)
+        .single()
+        .unwrap_or(now);
+    let (y, m) = if now.month() == 12 {
+        (now.year() + 1, 1)
+    } else {
+        (now.year(), now.month() + 1)
+    };
+    let next = Utc
+        .with_ymd_and_hms(y, m, 1, 0, 0, 0)
+        .single()
+        .unwrap_or(now);
     (first, next)
 }
 
@@ -205,13 +253,25 @@ mod tests {
     #[test]
     fn projection_scales_by_the_elapsed_part_of_months_of_every_length() {
         // Halfway through November (30 days): double.
-        assert_eq!(projected(NanoUsd(10), at("2026-11-16T00:00:00Z")), NanoUsd(20));
+        assert_eq!(
+            projected(NanoUsd(10), at("2026-11-16T00:00:00Z")),
+            NanoUsd(20)
+        );
         // February 2028 has 29 days: day 14.5 is half.
-        assert_eq!(projected(NanoUsd(1_000), at("2028-02-15T12:00:00Z")), NanoUsd(2_000));
+        assert_eq!(
+            projected(NanoUsd(1_000), at("2028-02-15T12:00:00Z")),
+            NanoUsd(2_000)
+        );
         // February 2027 has 28 days.
-        assert_eq!(projected(NanoUsd(1_000), at("2027-02-15T00:00:00Z")), NanoUsd(2_000));
+        assert_eq!(
+            projected(NanoUsd(1_000), at("2027-02-15T00:00:00Z")),
+            NanoUsd(2_000)
+        );
         // December rolls into the next year.
-        assert_eq!(month_bounds(at("2026-12-31T23:00:00Z")).1, at("2027-01-01T00:00:00Z"));
+        assert_eq!(
+            month_bounds(at("2026-12-31T23:00:00Z")).1,
+            at("2027-01-01T00:00:00Z")
+        );
     }
 
     #[test]
@@ -224,10 +284,25 @@ mod tests {
     #[test]
     fn daily_rows_fill_missing_days_with_zeros() {
         let mut groups = BTreeMap::new();
-        groups.insert("all".to_string(), Totals { requests: 2, tokens: 10, cost_nanos: 5, errors: 1, ..Default::default() });
-        let rollups = vec![DailyRollup { day: "2028-02-28".into(), groups }];
+        groups.insert(
+            "all".to_string(),
+            Totals {
+                requests: 2,
+                tokens: 10,
+                cost_nanos: 5,
+                errors: 1,
+                ..Default::default()
+            },
+        );
+        let rollups = vec![DailyRollup {
+            day: "2028-02-28".into(),
+            groups,
+        }];
         let rows = daily_rows(&rollups, at("2028-03-01T10:00:00Z"), 3);
-        assert_eq!(rows.iter().map(|r| r.date.as_str()).collect::<Vec<_>>(), ["2028-02-28", "2028-02-29", "2028-03-01"]);
+        assert_eq!(
+            rows.iter().map(|r| r.date.as_str()).collect::<Vec<_>>(),
+            ["2028-02-28", "2028-02-29", "2028-03-01"]
+        );
         assert_eq!(rows[0].requests, 2);
         assert_eq!(rows[1].requests, 0);
     }

@@ -28,7 +28,10 @@ impl TokenKey {
     }
 
     pub fn seal(&self, user: &str, query: &str, cursor: &str) -> String {
-        let tag = self.mac(user, query, cursor).map(|m| m.finalize().into_bytes().to_vec()).unwrap_or_default();
+        let tag = self
+            .mac(user, query, cursor)
+            .map(|m| m.finalize().into_bytes().to_vec())
+            .unwrap_or_default();
         let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
         format!("{}.{}", engine.encode(cursor), engine.encode(tag))
     }
@@ -53,10 +56,17 @@ mod tests {
     fn tokens_are_bound_to_user_and_query() {
         let k = TokenKey::new(b"secret");
         let t = k.seal("alice", "provider=openai", "2026-11-20T10:00:00.000Z#req-1");
-        assert_eq!(k.open("alice", "provider=openai", &t).unwrap(), "2026-11-20T10:00:00.000Z#req-1");
+        assert_eq!(
+            k.open("alice", "provider=openai", &t).unwrap(),
+            "2026-11-20T10:00:00.000Z#req-1"
+        );
         assert!(k.open("bob", "provider=openai", &t).is_err());
         assert!(k.open("alice", "provider=google", &t).is_err());
-        assert!(TokenKey::new(b"other").open("alice", "provider=openai", &t).is_err());
+        assert!(
+            TokenKey::new(b"other")
+                .open("alice", "provider=openai", &t)
+                .is_err()
+        );
         let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
         let (_, tag) = t.split_once('.').unwrap();
         let forged = format!("{}.{tag}", engine.encode("2099-01-01#x"));
