@@ -481,3 +481,75 @@ async fn expired_entries_are_not_read_and_are_purged() {
             .unwrap();
     assert_eq!(left.len(), 1);
 }
+
+#[tokio::test]
+async fn admins_see_every_users_usage_through_the_provider_index() {
+    let d = local_deployment();
+    let admin = issue_token(&d.db, "ops", true).await.unwrap();
+    let user = issue_token(&d.db, "alice", false).await.unwrap();
+    let now = Utc::now();
+    let mut rng = Lcg(77);
+    let mut all = Vec::new();
+    for (i, who) in ["alice", "bob", "carol"]
+        .iter()
+        .cycle()
+        .take(90)
+        .enumerate()
+    {
+        let e = random_entry(&mut rng, who, now, i);
+        d.db.record(&e, None).await.unwrap();
+        all.push(e);
+    }
+    let state = UsageState {
+        app: d.state.clone(),
+        usage: Arc::new(d.db.clone()),
+        budgets: Arc::new(d.db.clone()),
+        token_key: TokenKey::new(b"k"),
+    };
+    let router = app(usage_router(state));
+    let start = timestamp(now - Duration::days(41));
+    let r = send(
+        &router,
+        request(
+            Method::GET,
+            &format!("/api/admin/usage/summary?start={start}&provider=openai"),
+            Some(&admin),
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let v: Value = serde_json::from_str(&r.text).unwrap();
+    let openai: Vec<&UsageEntry> = all
+        .iter()
+        .filter(|e| e.provider == Provider::OpenAi)
+        .collect();
+    assert_eq!(v["total_requests"], openai.len());
+    assert_eq!(
+        v["entries_read"],
+        openai.len(),
+        "only that provider's entries are read"
+    );
+    for who in ["alice", "bob", "carol"] {
+        let n = openai.iter().filter(|e| e.user_id == who).count();
+        assert_eq!(v["by_user"][who]["requests"], n, "{who}");
+    }
+    let r = send(
+        &router,
+        request(
+            Method::GET,
+            &format!("/api/admin/usage/summary?start={start}"),
+            Some(&admin),
+            None,
+        ),
+    )
+    .await;
+    let v: Value = serde_json::from_str(&r.text).unwrap();
+    assert_eq!(v["total_requests"], all.len());
+    let r = send(
+        &router,
+        request(Method::GET, "/api/admin/usage/summary", Some(&user), None),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+}

@@ -17,7 +17,10 @@
 
 use super::{AuditEvent, AuditStore, BudgetStore, ResponseCache, StoreError, UsageStore};
 use crate::money::NanoUsd;
-use crate::usage::{DailyRollup, MonthCounters, Settlement, Totals, UsageEntry, rollup_keys};
+use crate::provider::Provider;
+use crate::usage::{
+    DailyRollup, MonthCounters, Settlement, Totals, UsageEntry, add_to_groups, rollup_keys,
+};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
@@ -520,6 +523,55 @@ impl UsageStore for DynamoUsageStore {
             last_key = Some(sk);
         }
         Ok((entries, if more { last_key } else { None }))
+    }
+
+    async fn provider_totals(
+        &self,
+        provider: Provider,
+        start: &str,
+        end: &str,
+        now_unix: i64,
+    ) -> Result<(BTreeMap<String, Totals>, usize), StoreError> {
+        let mut groups = BTreeMap::new();
+        let mut read = 0;
+        if start >= end {
+            return Ok((groups, read));
+        }
+        let mut start_key: Option<Item> = None;
+        loop {
+            // An index query (never a scan); index reads cannot be strongly consistent.
+            let out = self
+                .client
+                .query()
+                .table_name(&self.usage_table)
+                .index_name("ProviderIndex")
+                .key_condition_expression("#p = :p AND #ts BETWEEN :start AND :end")
+                .set_expression_attribute_names(Some(names(&[
+                    ("#p", "provider"),
+                    ("#ts", "timestamp"),
+                ])))
+                .set_expression_attribute_values(Some(values(vec![
+                    (":p", s(provider.as_str())),
+                    (":start", s(start)),
+                    (":end", s(end)),
+                ])))
+                .set_exclusive_start_key(start_key.take())
+                .send()
+                .await
+                .map_err(backend)?;
+            for item in out.items.unwrap_or_default() {
+                read += 1;
+                let e: UsageEntry = serde_dynamo::from_item(item).map_err(corrupt)?;
+                // BETWEEN includes `end`; the range excludes it. Expiry is lazy.
+                if e.timestamp.as_str() < end && e.ttl > now_unix {
+                    add_to_groups(&mut groups, &e, true);
+                }
+            }
+            match out.last_evaluated_key {
+                Some(k) if !k.is_empty() => start_key = Some(k),
+                _ => return Ok((groups, read)),
+            }
+        }
     }
 
     async fn rollups(

@@ -17,11 +17,13 @@ pub use dynamodb_usage::DynamoUsageStore;
 pub mod conformance;
 
 use crate::money::NanoUsd;
+use crate::provider::Provider;
 use crate::settings::SettingsRecord;
-use crate::usage::{DailyRollup, MonthCounters, Settlement, UsageEntry};
+use crate::usage::{DailyRollup, MonthCounters, Settlement, Totals, UsageEntry};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -97,6 +99,17 @@ pub trait UsageStore: Send + Sync {
         from: &str,
         to: &str,
     ) -> Result<Vec<DailyRollup>, StoreError>;
+
+    /// Every user's unexpired entries of `provider` with `start <= timestamp < end`,
+    /// read through the provider index (never a scan), totalled by group and by user.
+    /// Returns the groups and how many entries were read.
+    async fn provider_totals(
+        &self,
+        provider: Provider,
+        start: &str,
+        end: &str,
+        now_unix: i64,
+    ) -> Result<(BTreeMap<String, Totals>, usize), StoreError>;
 
     /// Deletes entries whose TTL has passed and rollups of days before `rollups_before`.
     /// DynamoDB's TTL does this by itself, so a backend with native expiry keeps this

@@ -4,9 +4,13 @@
 use super::sqlite::SqliteStore;
 use super::{AuditEvent, AuditStore, BudgetStore, ResponseCache, StoreError, UsageStore};
 use crate::money::NanoUsd;
-use crate::usage::{DailyRollup, MonthCounters, Settlement, Totals, UsageEntry, rollup_keys};
+use crate::provider::Provider;
+use crate::usage::{
+    DailyRollup, MonthCounters, Settlement, Totals, UsageEntry, add_to_groups, rollup_keys,
+};
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
+use std::collections::BTreeMap;
 
 fn corrupt(e: serde_json::Error) -> StoreError {
     StoreError::Corrupt(e.to_string())
@@ -176,6 +180,34 @@ impl UsageStore for SqliteStore {
             Ok(days)
         })
         .await
+    }
+
+    async fn provider_totals(
+        &self,
+        provider: Provider,
+        start: &str,
+        end: &str,
+        now_unix: i64,
+    ) -> Result<(BTreeMap<String, Totals>, usize), StoreError> {
+        let (start, end) = (start.to_owned(), end.to_owned());
+        let bodies: Vec<String> = self
+            .call(move |c| {
+                // The usage_by_provider index is the counterpart of ProviderIndex.
+                let mut stmt = c.prepare_cached(
+                    "SELECT body FROM usage WHERE provider = ?1 AND timestamp >= ?2 AND timestamp < ?3 AND ttl > ?4",
+                )?;
+                let rows = stmt
+                    .query_map(params![provider.as_str(), start, end, now_unix], |r| r.get(0))?
+                    .collect::<Result<Vec<String>, _>>()?;
+                Ok(rows)
+            })
+            .await?;
+        let mut groups = BTreeMap::new();
+        for body in &bodies {
+            let e: UsageEntry = serde_json::from_str(body).map_err(corrupt)?;
+            add_to_groups(&mut groups, &e, true);
+        }
+        Ok((groups, bodies.len()))
     }
 
     async fn purge_expired(&self, now_unix: i64, rollups_before: &str) -> Result<u64, StoreError> {

@@ -122,6 +122,21 @@ pub fn rollup_keys(entry: &UsageEntry) -> [String; 4] {
     ]
 }
 
+/// Adds an entry to group totals keyed like rollups, and by user when asked (the
+/// cross-user admin view).
+pub fn add_to_groups(groups: &mut BTreeMap<String, Totals>, entry: &UsageEntry, by_user: bool) {
+    let t = Totals::of(entry);
+    for key in rollup_keys(entry) {
+        groups.entry(key).or_default().add(&t);
+    }
+    if by_user {
+        groups
+            .entry(format!("user:{}", entry.user_id))
+            .or_default()
+            .add(&t);
+    }
+}
+
 /// One user's day, by group (`all`, `provider:anthropic`, `operation:...`, `model:...`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DailyRollup {
