@@ -124,9 +124,9 @@ fn nanos(v: &Value) -> i64 {
     (v.as_f64().unwrap() * 1e9).round() as i64
 }
 
-fn brute(
-    entries: &[&UsageEntry],
-) -> (
+/// Totals, error and cache counts, latency sum and per-group (requests, tokens, cost),
+/// computed straight from the entries.
+type Brute = (
     u64,
     u64,
     i64,
@@ -134,7 +134,9 @@ fn brute(
     u64,
     u64,
     BTreeMap<String, (u64, u64, i64)>,
-) {
+);
+
+fn brute(entries: &[&UsageEntry]) -> Brute {
     let mut groups = BTreeMap::new();
     let (mut req, mut tok, mut cost, mut err, mut cached, mut lat) = (0, 0, 0, 0, 0, 0u64);
     for e in entries {
