@@ -8,6 +8,9 @@ locals {
     "PUT /api/llm-settings/{userId}"                    = "llm-settings"
     "DELETE /api/llm-settings/{userId}/keys/{provider}" = "llm-settings"
     "POST /api/llm-settings/{userId}/test"              = "llm-settings"
+    "POST /api/llm-generate/{userId}"                   = "generate"
+    "POST /v1/chat/completions"                         = "generate"
+    "GET /v1/models"                                    = "generate"
   }
 
   # Public: no authorizer. Only the liveness probe.

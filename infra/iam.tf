@@ -100,10 +100,82 @@ data "aws_iam_policy_document" "llm_settings" {
   }
 }
 
+# generate: read settings; write usage entries, daily rollups, budget counters and alert
+# markers (one TransactWriteItems of Put + Updates, authorized per item action; budget
+# reservations and settlements are conditional UpdateItems, alert markers conditional
+# PutItems, counters and entry existence GetItems); the response cache; append to the
+# audit log; read (never write) the users' key secrets; publish budget alerts; call Bedrock
+# with the function's own role when a user has no saved key pair.
+data "aws_iam_policy_document" "generate" {
+  statement {
+    sid       = "SettingsTableRead"
+    actions   = ["dynamodb:GetItem"]
+    resources = [aws_dynamodb_table.settings.arn]
+  }
+
+  statement {
+    sid       = "UsageTable"
+    actions   = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"]
+    resources = [aws_dynamodb_table.usage.arn]
+  }
+
+  statement {
+    sid       = "CacheTable"
+    actions   = ["dynamodb:GetItem", "dynamodb:PutItem"]
+    resources = [aws_dynamodb_table.cache.arn]
+  }
+
+  statement {
+    sid       = "AuditTableAppend"
+    actions   = ["dynamodb:PutItem"]
+    resources = [aws_dynamodb_table.audit.arn]
+  }
+
+  statement {
+    sid       = "UserApiKeySecretsRead"
+    actions   = ["secretsmanager:GetSecretValue"]
+    resources = ["arn:${local.partition}:secretsmanager:${var.aws_region}:${local.account_id}:secret:${var.secret_prefix}users/*"]
+  }
+
+  statement {
+    sid       = "BudgetAlertsPublish"
+    actions   = ["sns:Publish"]
+    resources = [aws_sns_topic.budget_alerts.arn]
+  }
+
+  # Converse is authorized as bedrock:InvokeModel, ConverseStream as
+  # bedrock:InvokeModelWithResponseStream.
+  statement {
+    sid     = "BedrockInvoke"
+    actions = ["bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream"]
+    resources = [
+      "arn:${local.partition}:bedrock:*::foundation-model/*",
+      "arn:${local.partition}:bedrock:${var.aws_region}:${local.account_id}:inference-profile/*",
+    ]
+  }
+
+  statement {
+    sid       = "CmkThroughDynamoDBSecretsManagerAndSns"
+    actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
+    resources = [aws_kms_key.this.arn]
+
+    condition {
+      test     = "StringEquals"
+      variable = "kms:ViaService"
+      values = [
+        "dynamodb.${var.aws_region}.amazonaws.com",
+        "secretsmanager.${var.aws_region}.amazonaws.com",
+        "sns.${var.aws_region}.amazonaws.com",
+      ]
+    }
+  }
+}
+
 locals {
   # Function -> its own permissions (a policy document above).
   function_policies = {
     "llm-settings" = data.aws_iam_policy_document.llm_settings.json
+    "generate"     = data.aws_iam_policy_document.generate.json
   }
 }
 

@@ -1,4 +1,4 @@
-# The Lambda functions, one entry each. Adding `llm-usage` or `generate` means: an entry
+# The Lambda functions, one entry each. Adding a function (e.g. `llm-usage`) means: an entry
 # here, its own permission document in iam.tf (data.aws_iam_policy_document.<function>,
 # listed in local.function_policies), and its routes in apigw.tf. The role, log group,
 # alarms, API integration and invoke permission follow from the entry.
@@ -22,6 +22,32 @@ locals {
         local.provider_url_env,
       )
     }
+    # Generation, the OpenAI-compatible routes, usage, budgets and their alerts. The
+    # timeout stays under API Gateway's 30 s integration limit; the engine starts no new
+    # provider attempt after 27 s.
+    "generate" = {
+      zip_path             = var.generate_zip_path
+      memory_size          = 256
+      timeout              = 29
+      reserved_concurrency = var.generate_reserved_concurrency
+      environment = merge(
+        {
+          SETTINGS_TABLE         = aws_dynamodb_table.settings.name
+          USAGE_TABLE            = aws_dynamodb_table.usage.name
+          CACHE_TABLE            = aws_dynamodb_table.cache.name
+          AUDIT_TABLE            = aws_dynamodb_table.audit.name
+          SECRET_PREFIX          = var.secret_prefix
+          SECRETS_KMS_KEY_ID     = aws_kms_key.this.arn
+          SECRET_RECOVERY_DAYS   = tostring(var.secret_recovery_window_days)
+          ADMIN_GROUP_CLAIM      = var.admin_group_claim
+          ADMIN_GROUP            = var.admin_group
+          BUDGET_ALERT_TOPIC_ARN = aws_sns_topic.budget_alerts.arn
+          USAGE_RETENTION_DAYS   = tostring(var.usage_retention_days)
+          RUST_LOG               = var.log_level
+        },
+        local.provider_url_env,
+      )
+    }
   }
 
   alarm_actions = var.alarm_sns_topic_arn == null ? [] : [var.alarm_sns_topic_arn]
@@ -38,7 +64,7 @@ resource "aws_cloudwatch_log_group" "lambda" {
 resource "aws_lambda_function" "this" {
   for_each = local.lambda_functions
   #checkov:skip=CKV_AWS_116:Synchronous API Gateway invocations only; a DLQ applies to asynchronous invocations, and errors go back to the caller.
-  #checkov:skip=CKV_AWS_117:The functions reach only AWS public endpoints (DynamoDB, Secrets Manager) and public LLM provider APIs; a VPC would only add NAT cost.
+  #checkov:skip=CKV_AWS_117:The functions reach only AWS public endpoints (DynamoDB, Secrets Manager, Bedrock, SNS) and public LLM provider APIs; a VPC would only add NAT cost.
   #checkov:skip=CKV_AWS_272:The zip is built from this repository by CI (`make build`); no AWS Signer profile is part of this module.
   #checkov:skip=CKV_AWS_173:The environment holds only table names, a KMS key ARN, a prefix and log settings, never a secret; Lambda encrypts it at rest with an AWS managed key.
 

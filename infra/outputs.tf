@@ -52,3 +52,13 @@ output "settings_function_name" {
   description = "Name of the llm-settings Lambda function."
   value       = aws_lambda_function.this["llm-settings"].function_name
 }
+
+output "generate_function_name" {
+  description = "Name of the generate Lambda function."
+  value       = aws_lambda_function.this["generate"].function_name
+}
+
+output "budget_alert_topic_arn" {
+  description = "ARN of the SNS topic that receives users' budget threshold alerts (JSON messages)."
+  value       = aws_sns_topic.budget_alerts.arn
+}

@@ -74,6 +74,23 @@ variable "settings_reserved_concurrency" {
   }
 }
 
+variable "generate_zip_path" {
+  description = "Path, relative to this directory, of the generate release zip (`cargo lambda build --release --output-format zip -p generate`)."
+  type        = string
+  default     = "../target/lambda/generate/bootstrap.zip"
+}
+
+variable "generate_reserved_concurrency" {
+  description = "Reserved concurrent executions of generate: a ceiling on parallel provider calls and on the usage table's write rate. -1 removes the reservation (needed in accounts whose concurrency quota is still 10)."
+  type        = number
+  default     = 100
+
+  validation {
+    condition     = var.generate_reserved_concurrency == -1 || var.generate_reserved_concurrency >= 1
+    error_message = "generate_reserved_concurrency must be -1 (unreserved) or at least 1."
+  }
+}
+
 variable "log_level" {
   description = "RUST_LOG filter of the functions (error, warn, info, debug, or a full tracing filter)."
   type        = string
@@ -187,4 +204,19 @@ variable "alarm_sns_topic_arn" {
   description = "SNS topic notified by the CloudWatch alarms (Lambda errors and throttles, API 5xx). null: alarms without actions."
   type        = string
   default     = null
+}
+
+# ---------------------------------------------------------------------------------------
+# Budget alerts
+# ---------------------------------------------------------------------------------------
+
+variable "budget_alert_email" {
+  description = "Optional e-mail address subscribed to the budget alert topic (the address must confirm the subscription). Null: no subscription; subscribe other endpoints to the `budget_alert_topic_arn` output."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.budget_alert_email == null || can(regex("^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$", var.budget_alert_email))
+    error_message = "budget_alert_email must be an e-mail address, or null."
+  }
 }

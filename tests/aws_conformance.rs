@@ -431,3 +431,75 @@ async fn dynamodb_usage_record_is_idempotent_under_concurrency() {
         .unwrap();
     assert_eq!((entries, next), (vec![e], None));
 }
+
+/// The 200-request budget burst of `e2e_generate.rs`, directly on the DynamoDB stores:
+/// 200 concurrent reservations of $0.0018 against a $0.05 limit grant exactly 27; each
+/// granted one records its usage entry with that cost and its settlement (one
+/// transaction), so the counters end at 27 × $0.0018 spent, nothing reserved, and equal
+/// the sum of the recorded entries.
+#[tokio::test]
+#[ignore = "needs the AWS emulator; run by `make test`"]
+async fn dynamodb_budget_holds_under_200_concurrent_reservations() {
+    use shared::money::NanoUsd;
+    use shared::provider::Provider;
+    use shared::store::UsageStore;
+    use shared::usage::{Settlement, UsageStatus};
+    const COST: i64 = 1_800_000;
+    const LIMIT: i64 = 50_000_000;
+    let client = aws_sdk_dynamodb::Client::new(&config().await);
+    let store = Arc::new(usage_store(&client).await);
+    let user = format!("burst-{}", uuid::Uuid::new_v4().simple());
+    let month = "2026-11";
+    let mut tasks = Vec::new();
+    for _ in 0..200 {
+        let (store, user) = (store.clone(), user.clone());
+        tasks.push(tokio::spawn(async move {
+            let granted = store
+                .reserve(&user, month, NanoUsd(COST), Some(NanoUsd(LIMIT)))
+                .await
+                .unwrap();
+            if granted {
+                let e = conformance::usage_entry(
+                    &user,
+                    "2026-11-20T10:00:00.000Z",
+                    Provider::Anthropic,
+                    Some(COST),
+                    UsageStatus::Success,
+                );
+                let settle = Settlement {
+                    month: month.into(),
+                    reserved: NanoUsd(COST),
+                    actual: NanoUsd(COST),
+                };
+                store.record(&e, Some(&settle)).await.unwrap();
+            }
+            granted
+        }));
+    }
+    let mut granted = 0;
+    for t in tasks {
+        if t.await.unwrap() {
+            granted += 1;
+        }
+    }
+    assert_eq!(granted, 27, "a $0.05 budget allows exactly 27 × $0.0018");
+    let m = store.month(&user, month).await.unwrap();
+    assert_eq!(m.spent, NanoUsd(27 * COST));
+    assert_eq!(m.reserved, NanoUsd(0), "every reservation settled");
+    assert!(m.spent.0 <= LIMIT, "spend never passes the limit");
+    let (entries, next) = store
+        .entries(&user, "2026-11-01", "2026-12-01", 1000, None)
+        .await
+        .unwrap();
+    assert_eq!(next, None);
+    assert_eq!(entries.len(), 27, "one entry per granted reservation");
+    let recorded: i64 = entries.iter().filter_map(|e| e.cost_usd).map(|c| c.0).sum();
+    assert_eq!(recorded, m.spent.0, "counters equal the sum of the entries");
+    let days = store
+        .rollups(&user, "2026-11-20", "2026-11-20")
+        .await
+        .unwrap();
+    assert_eq!(days.len(), 1);
+    assert_eq!(days[0].groups["all"].requests, 27);
+    assert_eq!(days[0].groups["all"].cost_nanos, 27 * COST);
+}

@@ -555,3 +555,22 @@ async fn admins_see_every_users_usage_through_the_provider_index() {
     .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
 }
+
+#[tokio::test]
+async fn the_default_summary_reads_rollups_only_and_matches() {
+    let f = fixture(21, 800).await;
+    let (status, v, text) = get(&f, "/api/llm-usage/alice/summary").await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    assert_eq!(
+        v["read"]["entries"], 0,
+        "no raw entry is read for a day-aligned range"
+    );
+    assert!(v["read"]["rollup_days"].as_u64().unwrap() <= 30);
+    let start = v["start"].as_str().unwrap().to_owned();
+    assert!(start.ends_with("T00:00:00.000Z"));
+    let inside: Vec<&UsageEntry> = f.entries.iter().filter(|x| x.timestamp >= start).collect();
+    let (req, tok, cost, ..) = brute(&inside);
+    assert_eq!(v["total_requests"], req);
+    assert_eq!(v["total_tokens"], tok);
+    assert_eq!(nanos(&v["total_cost_usd"]), cost);
+}

@@ -71,7 +71,7 @@ class Deployer:
 
     # -- driver
     ORDER = [
-        "aws_kms_key", "aws_kms_alias", "aws_dynamodb_table",
+        "aws_kms_key", "aws_kms_alias", "aws_dynamodb_table", "aws_sns_topic", "aws_sns_topic_subscription",
         "aws_cognito_user_pool", "aws_cognito_user_pool_client", "aws_cognito_user_group",
         "aws_cloudwatch_log_group", "aws_iam_role", "aws_iam_role_policy", "aws_lambda_function",
         "aws_apigatewayv2_api", "aws_apigatewayv2_authorizer", "aws_apigatewayv2_integration",
@@ -162,6 +162,24 @@ class Deployer:
                 ddb.update_continuous_backups(TableName=name, PointInTimeRecoverySpecification={
                     "PointInTimeRecoveryEnabled": True})
         return {"name": name, "id": name, "arn": desc["TableArn"]}
+
+    # -- SNS
+    def h_aws_sns_topic(self, b, s):
+        self.check_args("aws_sns_topic", b, {"name", "display_name", "kms_master_key_id"})
+        attrs = {}
+        if "display_name" in b:
+            attrs["DisplayName"] = self.v(b, "display_name", s)
+        if "kms_master_key_id" in b:
+            attrs["KmsMasterKeyId"] = self.v(b, "kms_master_key_id", s)
+        name = self.v(b, "name", s)
+        arn = self.c("sns").create_topic(Name=name, Attributes=attrs)["TopicArn"]
+        return {"name": name, "id": arn, "arn": arn}
+
+    def h_aws_sns_topic_subscription(self, b, s):
+        self.check_args("aws_sns_topic_subscription", b, {"topic_arn", "protocol", "endpoint"})
+        sub = self.c("sns").subscribe(TopicArn=self.v(b, "topic_arn", s), Protocol=self.v(b, "protocol", s),
+                                      Endpoint=self.v(b, "endpoint", s), ReturnSubscriptionArn=True)
+        return {"id": sub["SubscriptionArn"], "arn": sub["SubscriptionArn"]}
 
     # -- Cognito
     def h_aws_cognito_user_pool(self, b, s):
@@ -639,24 +657,178 @@ def run_journey(d: Deployer, ev: tfeval.Evaluator, j: Journey, stub: ProviderStu
     j.check("after re-save: hasApiKeys.anthropic true", isinstance(js, dict) and js.get("hasApiKeys", {}).get("anthropic") is True,
             str(js)[:300])
 
+    generate_journey(d, ev, j, stub, alice, bob, sub, key)
+
     j.check("the key appears in no response body", all(key not in b for b in j.bodies),
             "a response contained the key")
-    # The function's own output, as ministack stores it: CloudWatch Logs, in the log group
-    # the .tf declares.
+    # The functions' own output, as ministack stores it: CloudWatch Logs, in the log
+    # groups the .tf declares.
     time.sleep(1.0)  # let the last lines be forwarded
-    group = ev.resources[("aws_cloudwatch_log_group", "lambda")]["llm-settings"]["name"]
-    lines = []
     logs = d.c("logs")
-    for page in logs.get_paginator("filter_log_events").paginate(logGroupName=group):
-        lines += [e["message"] for e in page.get("events", [])]
-    app_lines = [ln for ln in lines if ln.lstrip().startswith("{")]
-    print(f"# {group}: {len(lines)} lines, {len(app_lines)} JSON; last: {(app_lines or [''])[-1][:300]}")
-    j.check(f"the function logged JSON lines to {group}", bool(app_lines), f"{len(lines)} lines, none JSON")
-    j.check("the key appears in no function log line", all(key not in ln for ln in lines),
-            next((ln[:200] for ln in lines if key in ln), ""))
+    for fn in ("llm-settings", "generate"):
+        group = ev.resources[("aws_cloudwatch_log_group", "lambda")][fn]["name"]
+        lines = []
+        for page in logs.get_paginator("filter_log_events").paginate(logGroupName=group):
+            lines += [e["message"] for e in page.get("events", [])]
+        app_lines = [ln for ln in lines if ln.lstrip().startswith("{")]
+        print(f"# {group}: {len(lines)} lines, {len(app_lines)} JSON; last: {(app_lines or [''])[-1][:300]}")
+        j.check(f"the function logged JSON lines to {group}", bool(app_lines), f"{len(lines)} lines, none JSON")
+        j.check(f"the key appears in no {fn} log line", all(key not in ln for ln in lines),
+                next((ln[:200] for ln in lines if key in ln), ""))
     if j.log_path:
         text = Path(j.log_path).read_text(errors="replace")
         j.check("the key appears in no ministack log line", key not in text)
+
+
+def sqs_drain(sqs, url, wait=0):
+    """Every message on the queue now (long-polls `wait` s for the first), deleted once read."""
+    out = []
+    while True:
+        r = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=wait if not out else 0,
+                                MessageAttributeNames=["All"])
+        msgs = r.get("Messages", [])
+        if not msgs:
+            return out
+        for m in msgs:
+            out.append(m)
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+
+
+def alert_messages(msgs):
+    """The budget alerts among SNS-to-SQS envelopes: (subject, alert dict)."""
+    found = []
+    for m in msgs:
+        try:
+            env = json.loads(m["Body"])
+            inner = json.loads(env.get("Message", "{}"))
+        except (ValueError, TypeError, AttributeError):
+            continue
+        if isinstance(inner, dict) and inner.get("type") == "budget_alert":
+            found.append((env.get("Subject"), inner.get("alert") or {}))
+    return found
+
+
+def nanos(dollars) -> int:
+    """A DynamoDB number of dollars (text) as integer nano-USD, exactly."""
+    from decimal import Decimal
+    return int((Decimal(str(dollars)) * 1_000_000_000).to_integral_value())
+
+
+def generate_journey(d: Deployer, ev: tfeval.Evaluator, j: Journey, stub, alice, bob, sub, key) -> None:
+    """The generate function: Bedrock (function role, emulator Converse) with usage, rollup,
+    budget and an SNS alert; the OpenAI-compatible route on the Anthropic stub; ownership."""
+    fn_name = ev.resources[("aws_lambda_function", "this")]["generate"]["function_name"]
+    cfg = d.c("lambda").get_function_configuration(FunctionName=fn_name)
+    got_env = cfg.get("Environment", {}).get("Variables", {})
+    want_env = dict(d.tf_env[fn_name], AWS_ENDPOINT_URL=d.endpoint)
+    j.check("generate environment is exactly the .tf environment + AWS_ENDPOINT_URL", got_env == want_env,
+            f"got {got_env}, want {want_env}")
+    topic_arn = ev.resources[("aws_sns_topic", "budget_alerts")]["arn"]
+    j.check("generate BUDGET_ALERT_TOPIC_ARN is the .tf topic", got_env.get("BUDGET_ALERT_TOPIC_ARN") == topic_arn,
+            f"{got_env.get('BUDGET_ALERT_TOPIC_ARN')} vs {topic_arn}")
+    attrs = d.c("sns").get_topic_attributes(TopicArn=topic_arn)["Attributes"]
+    cmk_arn = ev.resources[("aws_kms_key", "this")]["arn"]
+    j.check("alert topic is encrypted with the CMK", attrs.get("KmsMasterKeyId") in (cmk_arn, cmk_arn.split("/")[-1]),
+            str(attrs.get("KmsMasterKeyId")))
+
+    # Test fixture, not in the .tf: an SQS queue subscribed to the topic, to read alerts.
+    sqs = d.c("sqs")
+    qurl = sqs.create_queue(QueueName="journey-budget-alerts")["QueueUrl"]
+    qarn = sqs.get_queue_attributes(QueueUrl=qurl, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sqs.set_queue_attributes(QueueUrl=qurl, Attributes={"Policy": json.dumps({
+        "Version": "2012-10-17", "Statement": [{
+            "Effect": "Allow", "Principal": {"Service": "sns.amazonaws.com"}, "Action": "sqs:SendMessage",
+            "Resource": qarn, "Condition": {"ArnEquals": {"aws:SourceArn": topic_arn}}}]})})
+    d.c("sns").subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=qarn)
+
+    p = f"/api/llm-settings/{sub}"
+    # Budget $0.02, threshold 1% = $0.0002; maxTokens 100 keeps each reservation
+    # (prompt estimate + 100 output tokens at $15/M = ~$0.002) well under the budget, and
+    # one Bedrock answer to the ~100-token prompt below (~$0.0003 input + output) crosses 1%.
+    prefs = {"defaultProvider": "bedrock", "fallbackProviders": ["anthropic"], "monthlyBudgetUsd": 0.02,
+             "alertThresholds": [1], "maxTokens": 100}
+    st, js, text = j.expect("alice PUT bedrock default, budget $0.02, threshold 1% -> 200", "PUT", p, 200,
+                            token=alice, body={"preferences": prefs})
+    prompt = ("List the five most recent failed console logins from CloudTrail, grouped by source IP address, "
+              "with the user name, the time of the first and of the last attempt, and the number of attempts. "
+              "Explain briefly how to tell a password spraying attack from a single forgetful user.")
+    g = f"/api/llm-generate/{sub}"
+    st, js, text = j.expect("alice POST /api/llm-generate (bedrock, function role, emulator Converse) -> 200",
+                            "POST", g, 200, token=alice, body={"prompt": prompt})
+    ok = isinstance(js, dict)
+    usage = (js or {}).get("usage") or {} if ok else {}
+    j.check("generate answer: content, provider bedrock",
+            ok and bool(js.get("content")) and js.get("provider") == "bedrock", text[:400])
+    cost = usage.get("cost_usd")
+    j.check("generate answer: usage with a positive cost", isinstance(cost, (int, float)) and cost > 0, text[:400])
+    request_id = js.get("requestId") if ok else None
+    print(f"# generate: requestId {request_id}, model {js.get('model') if ok else None}, usage {usage}")
+
+    ddb = d.c("dynamodb")
+    usage_table = ev.resources[("aws_dynamodb_table", "usage")]["name"]
+    entries = []
+    q = {"TableName": usage_table, "KeyConditionExpression": "user_id = :u AND sk BETWEEN :lo AND :hi",
+         "FilterExpression": "request_id = :r", "ConsistentRead": True,
+         "ExpressionAttributeValues": {":u": {"S": sub}, ":lo": {"S": "0"}, ":hi": {"S": "9~"},
+                                       ":r": {"S": str(request_id)}}}
+    for page in ddb.get_paginator("query").paginate(**q):
+        entries += page.get("Items", [])
+    j.check("usage entry with that requestId exists (Query on the user's partition)", len(entries) == 1,
+            f"{len(entries)} entries")
+    entry_nanos = None
+    if entries:
+        e = entries[0]
+        entry_nanos = nanos(e["cost_usd"]["N"]) if "N" in e.get("cost_usd", {}) else None
+        j.check("usage entry: provider bedrock, status success, positive cost",
+                e.get("provider", {}).get("S") == "bedrock" and e.get("status", {}).get("S") == "success"
+                and (entry_nanos or 0) > 0, json.dumps(e)[:400])
+        day = e["timestamp"]["S"][:10]
+        month = e["timestamp"]["S"][:7]
+        rollup = ddb.get_item(TableName=usage_table, ConsistentRead=True,
+                              Key={"user_id": {"S": sub}, "sk": {"S": f"rollup#{day}"}}).get("Item")
+        j.check(f"daily rollup rollup#{day} exists with the entry's cost",
+                rollup is not None and int(rollup.get("all|cost_nanos", {}).get("N", "-1")) == entry_nanos,
+                json.dumps(rollup)[:400])
+        budget = ddb.get_item(TableName=usage_table, ConsistentRead=True,
+                              Key={"user_id": {"S": sub}, "sk": {"S": f"budget#{month}"}}).get("Item") or {}
+        spent = int(budget.get("spent", {}).get("N", "-1"))
+        reserved = int(budget.get("reserved", {}).get("N", "0"))
+        j.check("budget spent == the entry's cost in nano-USD, nothing left reserved",
+                spent == entry_nanos and reserved == 0, f"spent {spent}, reserved {reserved}, entry {entry_nanos}")
+
+    msgs = sqs_drain(sqs, qurl, wait=5)
+    alerts = alert_messages(msgs)
+    j.check("one budget alert for threshold 1 arrived on the SQS queue (via the SNS topic)",
+            len(alerts) == 1 and alerts[0][1].get("threshold") == 1 and alerts[0][1].get("user_id") == sub
+            and bool(alerts[0][0]), f"{len(msgs)} messages: {[m['Body'][:300] for m in msgs]}")
+
+    st, js, text = j.expect("alice POST /api/llm-generate again -> 200", "POST", g, 200, token=alice,
+                            body={"prompt": prompt + " Answer in one paragraph."})
+    time.sleep(1.0)
+    msgs = sqs_drain(sqs, qurl, wait=2)
+    j.check("no second alert for threshold 1 after the second request", not alert_messages(msgs),
+            f"{[m['Body'][:300] for m in msgs]}")
+
+    if stub is not None:
+        before = len(stub.requests)
+        st, js, text = j.expect("alice POST /v1/chat/completions anthropic/claude-3-5-sonnet-20241022 (stub) -> 200",
+                                "POST", "/v1/chat/completions", 200, token=alice,
+                                body={"model": "anthropic/claude-3-5-sonnet-20241022",
+                                      "messages": [{"role": "user", "content": "Say ok."}]})
+        ok = isinstance(js, dict)
+        choices = (js or {}).get("choices") if ok else None
+        j.check("chat completion in OpenAI's format (object, choices[0].message.content, usage)",
+                ok and js.get("object") == "chat.completion" and isinstance(choices, list) and choices
+                and choices[0].get("message", {}).get("content") == "ok"
+                and isinstance(js.get("usage"), dict) and "total_tokens" in js["usage"], text[:400])
+        j.check("the stub upstream got alice's saved key on the completion",
+                any(key in json.dumps(r["headers"]) for r in stub.requests[before:]),
+                f"{len(stub.requests) - before} upstream requests")
+    st, js, text = j.expect("alice GET /v1/models -> 200", "GET", "/v1/models", 200, token=alice)
+    j.check("models list in OpenAI's format", isinstance(js, dict) and js.get("object") == "list"
+            and isinstance(js.get("data"), list) and bool(js["data"]), text[:300])
+    j.expect("POST /api/llm-generate without a token -> 401", "POST", g, 401, body={"prompt": "hi"})
+    j.expect("bob POST /api/llm-generate on alice -> 403", "POST", g, 403, token=bob, body={"prompt": "hi"})
 
 
 def main():

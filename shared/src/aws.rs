@@ -1,9 +1,15 @@
 //! Start-up of the Lambda shape: the AWS SDK configuration and clients are built once per
 //! cold start from the environment, never per request.
 
+use crate::generate::alerts::{AlertSink, Alerts, SnsSink};
+use crate::generate::breaker::Breakers;
+use crate::generate::keys::KeyCache;
+use crate::generate::recorder::{Recorder, Writer};
+use crate::generate::{GenerateConfig, GenerateState, rpm_limiter_from_env};
 use crate::http::AppState;
 use crate::identity::IdentityMode;
 use crate::providers::Providers;
+use crate::store::DynamoUsageStore;
 use crate::store::dynamodb::DynamoSettingsStore;
 use crate::vault::secrets_manager::SecretsManagerVault;
 use std::sync::Arc;
@@ -33,9 +39,15 @@ fn optional(name: &'static str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
-/// The settings function's state, from `SETTINGS_TABLE`, `SECRET_PREFIX`,
-/// `SECRETS_KMS_KEY_ID`, `SECRET_RECOVERY_DAYS`, `ADMIN_GROUP_CLAIM`, `ADMIN_GROUP`.
-pub async fn settings_state_from_env() -> Result<AppState, InitError> {
+/// What both functions build from the environment: the SDK configuration and the
+/// DynamoDB client (built once), and the settings state.
+struct Base {
+    config: aws_config::SdkConfig,
+    dynamodb: aws_sdk_dynamodb::Client,
+    app: AppState,
+}
+
+async fn base_from_env() -> Result<Base, InitError> {
     let table = required("SETTINGS_TABLE")?;
     let prefix = optional("SECRET_PREFIX").unwrap_or_default();
     let kms_key_id = optional("SECRETS_KMS_KEY_ID");
@@ -51,8 +63,8 @@ pub async fn settings_state_from_env() -> Result<AppState, InitError> {
     let config = crate::sdk::sdk_config().await;
     let dynamodb = aws_sdk_dynamodb::Client::new(&config);
     let secrets = aws_sdk_secretsmanager::Client::new(&config);
-    Ok(AppState {
-        settings: Arc::new(DynamoSettingsStore::new(dynamodb, table)),
+    let app = AppState {
+        settings: Arc::new(DynamoSettingsStore::new(dynamodb.clone(), table)),
         vault: Arc::new(SecretsManagerVault::new(
             secrets,
             prefix,
@@ -61,7 +73,67 @@ pub async fn settings_state_from_env() -> Result<AppState, InitError> {
         )?),
         catalog: crate::pricing::catalog()?,
         identity: IdentityMode::api_gateway(optional("ADMIN_GROUP_CLAIM"), optional("ADMIN_GROUP")),
-        providers: Arc::new(Providers::from_env(config)?),
+        providers: Arc::new(Providers::from_env(config.clone())?),
         test_limiter: AppState::default_test_limiter(),
+    };
+    Ok(Base {
+        config,
+        dynamodb,
+        app,
+    })
+}
+
+/// The settings function's state, from `SETTINGS_TABLE`, `SECRET_PREFIX`,
+/// `SECRETS_KMS_KEY_ID`, `SECRET_RECOVERY_DAYS`, `ADMIN_GROUP_CLAIM`, `ADMIN_GROUP`.
+pub async fn settings_state_from_env() -> Result<AppState, InitError> {
+    Ok(base_from_env().await?.app)
+}
+
+/// The generate function's state: the settings state's variables plus `USAGE_TABLE`,
+/// `CACHE_TABLE`, `AUDIT_TABLE` and, optionally, `BUDGET_ALERT_TOPIC_ARN` (budget alerts
+/// are then also published there). Usage is written inline, before the answer leaves:
+/// a Lambda may be frozen as soon as it has answered.
+pub async fn generate_state_from_env() -> Result<GenerateState, InitError> {
+    let usage_table = required("USAGE_TABLE")?;
+    let cache_table = required("CACHE_TABLE")?;
+    let audit_table = required("AUDIT_TABLE")?;
+    let topic = optional("BUDGET_ALERT_TOPIC_ARN");
+    let Base {
+        config,
+        dynamodb,
+        app,
+    } = base_from_env().await?;
+    let store = Arc::new(DynamoUsageStore::new(
+        dynamodb,
+        usage_table,
+        cache_table,
+        audit_table,
+    ));
+    let mut sinks: Vec<Arc<dyn AlertSink>> = Vec::new();
+    if let Some(topic_arn) = topic {
+        sinks.push(Arc::new(SnsSink {
+            client: aws_sdk_sns::Client::new(&config),
+            topic_arn,
+        }));
+    }
+    let alerts = Arc::new(Alerts::new(store.clone(), sinks));
+    let writer = Arc::new(Writer {
+        usage: store.clone(),
+        budgets: store.clone(),
+        alerts,
+    });
+    Ok(GenerateState {
+        keys: Arc::new(KeyCache::new(
+            app.vault.clone(),
+            std::time::Duration::from_secs(300),
+        )),
+        app,
+        usage: store.clone(),
+        budgets: store.clone(),
+        cache: store,
+        breakers: Arc::new(Breakers::new(5, std::time::Duration::from_secs(30))),
+        rpm: rpm_limiter_from_env(),
+        recorder: Recorder::Inline(writer),
+        config: GenerateConfig::from_env(),
     })
 }

@@ -46,6 +46,45 @@ impl AlertSink for WebhookSink {
     }
 }
 
+/// Publishes the alert as JSON, with a subject, to an SNS topic (`BUDGET_ALERT_TOPIC_ARN`).
+#[cfg(feature = "aws")]
+pub struct SnsSink {
+    pub client: aws_sdk_sns::Client,
+    pub topic_arn: String,
+}
+
+#[cfg(feature = "aws")]
+#[async_trait]
+impl AlertSink for SnsSink {
+    async fn deliver(&self, alert: &BudgetAlert) {
+        let body = serde_json::json!({"type": "budget_alert", "alert": alert});
+        // SNS subjects: at most 100 printable ASCII characters.
+        let subject: String = format!(
+            "LLM budget: {}% of the {} budget reached",
+            alert.threshold, alert.month
+        )
+        .chars()
+        .take(100)
+        .collect();
+        match self
+            .client
+            .publish()
+            .topic_arn(&self.topic_arn)
+            .subject(subject)
+            .message(body.to_string())
+            .send()
+            .await
+        {
+            Ok(_) => {}
+            Err(e) => tracing::warn!(
+                error = %aws_sdk_sns::error::DisplayErrorContext(&e),
+                threshold = alert.threshold,
+                "budget alert not published to SNS"
+            ),
+        }
+    }
+}
+
 pub struct Alerts {
     audit: Arc<dyn AuditStore>,
     sinks: Vec<Arc<dyn AlertSink>>,

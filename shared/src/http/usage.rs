@@ -262,7 +262,10 @@ async fn summary(
 ) -> Result<Json<Value>, ApiError> {
     caller.authorize_user(&user_id)?;
     params.allow(&["start", "end"])?;
-    let range = params.range(30)?;
+    let range = match (params.get("start"), params.get("end")) {
+        (None, None) => Range::last_days(30, chrono::Utc::now()),
+        _ => params.range(30)?,
+    };
     let (groups, stats) = group_totals(
         st.usage.as_ref(),
         &user_id,
@@ -273,11 +276,8 @@ async fn summary(
     let mut body = serde_json::to_value(summary_from(&groups)).map_err(ApiError::internal)?;
     body["start"] = json!(range.start_key());
     body["end"] = json!(range.end_key());
-    tracing::debug!(
-        rollup_days = stats.rollup_days,
-        entries = stats.entries,
-        "summary read"
-    );
+    // What was read to answer: one rollup item per day, entries only for partial days.
+    body["read"] = json!(stats);
     Ok(Json(body))
 }
 

@@ -43,6 +43,69 @@ fn apply_settlement(c: &Connection, user: &str, s: &Settlement) -> Result<(), St
     Ok(())
 }
 
+/// Inserts one entry with its rollup increments and settlement, unless already there.
+fn write_entry(
+    tx: &rusqlite::Transaction<'_>,
+    entry: &UsageEntry,
+    body: &str,
+    settlement: Option<&Settlement>,
+) -> Result<(), StoreError> {
+    let inserted = tx.execute(
+        "INSERT INTO usage (user_id, sk, timestamp, provider, operation_type, ttl, body)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING",
+        params![
+            entry.user_id,
+            sort_key(entry),
+            entry.timestamp,
+            entry.provider.as_str(),
+            entry.operation_type,
+            entry.ttl,
+            body
+        ],
+    )?;
+    if inserted == 0 {
+        // Already recorded: the rollup and settlement were applied with it.
+        return Ok(());
+    }
+    let t = Totals::of(entry);
+    for group in rollup_keys(entry) {
+        tx.execute(
+            "INSERT INTO rollups (user_id, day, grp, requests, tokens, cost_nanos, errors, cached, latency_us, unpriced)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+             ON CONFLICT (user_id, day, grp) DO UPDATE SET
+               requests = requests + ?4, tokens = tokens + ?5, cost_nanos = cost_nanos + ?6,
+               errors = errors + ?7, cached = cached + ?8, latency_us = latency_us + ?9,
+               unpriced = unpriced + ?10",
+            params![
+                entry.user_id, entry.day(), group, to_i64(t.requests), to_i64(t.tokens),
+                t.cost_nanos, to_i64(t.errors), to_i64(t.cached), to_i64(t.latency_us),
+                to_i64(t.unpriced)
+            ],
+        )?;
+    }
+    if let Some(s) = settlement {
+        apply_settlement(tx, &entry.user_id, s)?;
+    }
+    Ok(())
+}
+
+impl SqliteStore {
+    /// Records many entries in one transaction (bulk loads: benchmarks, imports), with
+    /// exactly the effect of recording each.
+    pub async fn record_many(&self, entries: Vec<UsageEntry>) -> Result<(), StoreError> {
+        self.call(move |c| {
+            let tx = c.transaction()?;
+            for e in &entries {
+                let body = serde_json::to_string(e).map_err(corrupt)?;
+                write_entry(&tx, e, &body, None)?;
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+}
+
 #[async_trait]
 impl UsageStore for SqliteStore {
     async fn record(
@@ -55,42 +118,7 @@ impl UsageStore for SqliteStore {
         let settlement = settlement.cloned();
         self.call(move |c| {
             let tx = c.transaction()?;
-            let inserted = tx.execute(
-                "INSERT INTO usage (user_id, sk, timestamp, provider, operation_type, ttl, body)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING",
-                params![
-                    entry.user_id,
-                    sort_key(&entry),
-                    entry.timestamp,
-                    entry.provider.as_str(),
-                    entry.operation_type,
-                    entry.ttl,
-                    body
-                ],
-            )?;
-            if inserted == 0 {
-                // Already recorded: the rollup and settlement were applied with it.
-                return Ok(());
-            }
-            let t = Totals::of(&entry);
-            for group in rollup_keys(&entry) {
-                tx.execute(
-                    "INSERT INTO rollups (user_id, day, grp, requests, tokens, cost_nanos, errors, cached, latency_us, unpriced)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
-                     ON CONFLICT (user_id, day, grp) DO UPDATE SET
-                       requests = requests + ?4, tokens = tokens + ?5, cost_nanos = cost_nanos + ?6,
-                       errors = errors + ?7, cached = cached + ?8, latency_us = latency_us + ?9,
-                       unpriced = unpriced + ?10",
-                    params![
-                        entry.user_id, entry.day(), group, to_i64(t.requests), to_i64(t.tokens),
-                        t.cost_nanos, to_i64(t.errors), to_i64(t.cached), to_i64(t.latency_us),
-                        to_i64(t.unpriced)
-                    ],
-                )?;
-            }
-            if let Some(s) = &settlement {
-                apply_settlement(&tx, &entry.user_id, s)?;
-            }
+            write_entry(&tx, &entry, &body, settlement.as_ref())?;
             tx.commit()?;
             Ok(())
         })

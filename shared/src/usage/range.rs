@@ -56,6 +56,15 @@ impl Range {
         Ok(Range { start, end })
     }
 
+    /// The default dashboard range: the last `days` whole days, today included, so that
+    /// it is answered from rollups alone.
+    pub fn last_days(days: i64, now: DateTime<Utc>) -> Range {
+        Range {
+            start: day_start(now) - Duration::days(days - 1),
+            end: now,
+        }
+    }
+
     pub fn start_key(&self) -> String {
         super::timestamp(self.start)
     }

@@ -81,13 +81,19 @@ pub async fn group_totals(
             groups.entry(key).or_default().add(&t);
         }
     };
-    // Whole days: [first_full, last_full_end).
+    // Whole days: [first_full, last_full_end). Nothing is recorded after now, so a
+    // range reaching past now counts today's rollup as a whole day.
     let first_full = if day_start(range.start) == range.start {
         range.start
     } else {
         day_start(range.start) + Duration::days(1)
     };
-    let last_full_end = day_start(range.end);
+    let now = Utc.timestamp_opt(now_unix, 0).single().unwrap_or(range.end);
+    let last_full_end = if range.end >= now {
+        day_start(now) + Duration::days(1)
+    } else {
+        day_start(range.end)
+    };
     let mut partial: Vec<(DateTime<Utc>, DateTime<Utc>)> = Vec::new();
     if first_full < last_full_end {
         let days = usage
