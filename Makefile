@@ -35,12 +35,21 @@ token: check-tools
 
 ## test: everything: lints, unit/router/e2e tests, AWS conformance and the Terraform
 ## deployment into the emulator, and the infra static checks
-test: check-tools lint test-unit test-aws infra-check deploy-local
+test: check-tools lint test-unit test-sdk test-aws infra-check deploy-local
 	@echo "==> make test: all suites passed"
 
 test-unit: check-tools
 	@echo "==> every test in the workspace (embedded store, router, Lambda events, e2e over a socket)"
 	$(CARGO) test --workspace --locked
+
+## test-sdk: the official OpenAI Python SDK against llm-local, and a loopback load of
+## 3,000 requests that must leave exactly one usage entry each (reuses test-unit's build)
+test-sdk: check-tools venv
+	@echo "==> the official openai SDK against llm-local"
+	$(CARGO) build --locked -p llm-local
+	SKIP_BUILD=1 LLM_LOCAL_BIN=$(CURDIR)/target/debug/llm-local tests/openai_sdk/run.sh
+	@echo "==> 3,000 generate requests on loopback: exactly one usage entry each"
+	$(VENV_BIN)/python tools/load_test.py --bin $(CURDIR)/target/debug/llm-local -n 3000
 
 ## test-aws: the store conformance suite on DynamoDB and Secrets Manager in ministack
 test-aws: check-tools venv
@@ -79,10 +88,15 @@ deploy-local: build
 	@echo "==> deploying infra/ into ministack and running the journey"
 	tools/deploy_local.sh
 
-## bench: Lambda zip size, cold start to first handled event, peak RSS
+## bench: Lambda zip size, cold start and RSS; the gateway's added latency and
+## throughput against a loopback upstream, measured beside direct calls in one run
 bench: build
 	@echo "==> benchmark: llm-settings Lambda (zip, cold start, RSS)"
 	$(WITH_EMULATOR) $(VENV_BIN)/python tools/bench_lambda.py target/lambda/llm-settings/bootstrap.zip
+	@echo "==> benchmark: llm-local against a loopback upstream (nginx + wrk; installed if missing)"
+	@command -v wrk >/dev/null && command -v nginx >/dev/null || { echo "installing wrk and nginx (apt-get)"; apt-get install -y -q wrk nginx >/dev/null; }
+	$(CARGO) build --release --locked -p llm-local
+	$(VENV_BIN)/python tools/bench_gateway.py
 
 clean:
 	$(CARGO) clean

@@ -157,6 +157,11 @@ async fn settings_journey_over_a_socket() {
             log_lines += 1;
         }
         assert!(!text.contains("E2ESECRETMARKER"), "key in the log");
+        // The local shape never asks a cloud metadata endpoint for a region or credentials.
+        assert!(
+            !text.contains("IMDS"),
+            "llm-local probed the EC2 metadata service"
+        );
         for t in [&alice, &bob, &admin] {
             assert!(!text.contains(t.as_str()), "bearer token in the log");
         }

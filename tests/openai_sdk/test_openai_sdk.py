@@ -112,6 +112,21 @@ def test_streaming_deltas_join_and_final_usage_chunk():
     assert all(ch.usage is None for ch in chunks[:-1])
 
 
+def test_streaming_without_include_usage_has_a_choice_in_every_chunk():
+    # The usual SDK loop reads choices[0] of every chunk: without include_usage there must
+    # be no usage-only chunk with empty choices; the usage rides on the final chunk.
+    stream = client().chat.completions.create(
+        model="gpt-4o-mini", messages=MESSAGES, temperature=0.7, stream=True,
+    )
+    SUCCESSFUL_REQUEST_IDS.append(stream.response.headers.get("x-request-id"))
+    chunks = list(stream)
+    text = "".join(ch.choices[0].delta.content or "" for ch in chunks)
+    assert text == fake.STREAM_TEXT
+    assert chunks[-1].choices[0].finish_reason == "stop"
+    assert chunks[-1].usage is not None
+    assert chunks[-1].usage.total_tokens == fake.STREAM_USAGE["total_tokens"]
+
+
 def test_models_list_contains_openai_gpt_4o_mini():
     ids = [m.id for m in client().models.list()]
     assert "openai/gpt-4o-mini" in ids, ids[:20]
@@ -147,7 +162,7 @@ def _usage_rows():
 def test_zz_each_request_left_exactly_one_usage_entry():
     """Runs last: every successful request above left exactly one usage row, request ids
     are unique across the table, and nothing else was recorded for the user."""
-    assert len(SUCCESSFUL_REQUEST_IDS) == 3, SUCCESSFUL_REQUEST_IDS
+    assert len(SUCCESSFUL_REQUEST_IDS) == 4, SUCCESSFUL_REQUEST_IDS
     want = set(SUCCESSFUL_REQUEST_IDS)
     assert len(want) == len(SUCCESSFUL_REQUEST_IDS), "gateway reused a request id"
     deadline = time.monotonic() + 10

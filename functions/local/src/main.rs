@@ -160,7 +160,7 @@ async fn serve(addr: SocketAddr, data_dir: &Path) -> Result<(), LocalError> {
     let vault = LocalVault::new(db.clone(), &master_key)?;
     let db = Arc::new(db);
     let vault: Arc<dyn shared::vault::KeyVault> = Arc::new(vault);
-    let providers = Arc::new(Providers::from_env(shared::sdk::sdk_config().await)?);
+    let providers = Arc::new(Providers::from_env(shared::sdk::local_sdk_config().await)?);
     let state = AppState {
         settings: db.clone(),
         vault: vault.clone(),

@@ -34,9 +34,11 @@ pub struct ChatCompletionBody {
     temperature: Option<f64>,
     #[serde(default)]
     stream: Option<bool>,
-    /// Usage is always sent at the end of a stream; the option is accepted and honoured.
+    /// `{"include_usage": true}` adds OpenAI's separate usage chunk (empty `choices`)
+    /// before `[DONE]`; without it the usage rides on the final chunk, so a client
+    /// reading `choices[0]` of every chunk never meets an empty list.
     #[serde(default)]
-    stream_options: Option<Value>,
+    stream_options: Option<StreamOptions>,
     /// OpenAI's end-user id; the gateway's user is the token's.
     #[serde(default)]
     user: Option<String>,
@@ -44,6 +46,13 @@ pub struct ChatCompletionBody {
     n: Option<u32>,
     #[serde(default)]
     metadata: Option<BTreeMap<String, Value>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StreamOptions {
+    #[serde(default)]
+    include_usage: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -85,7 +94,7 @@ fn resolve_model<'c>(catalog: &'c Catalog, model: &str) -> Option<&'c ModelPrice
 
 impl ChatCompletionBody {
     fn into_generate(self, catalog: &Catalog) -> Result<(Generate, bool), ApiError> {
-        let _ = (self.user, self.stream_options);
+        let _ = self.user;
         if self.n.is_some_and(|n| n != 1) {
             return Err(ApiError::invalid("n", "only 1 choice is supported"));
         }
@@ -163,6 +172,10 @@ pub async fn chat_completions(
     JsonBody(body): JsonBody<ChatCompletionBody>,
 ) -> Result<Response, ApiError> {
     let requested_model = body.model.clone();
+    let usage_chunk = body
+        .stream_options
+        .as_ref()
+        .is_some_and(|o| o.include_usage);
     let (req, streaming) = body.into_generate(st.app.catalog)?;
     let request_id = current_request_id();
     let user_id = caller.user_id;
@@ -182,11 +195,13 @@ pub async fn chat_completions(
     let first = first_event(&mut rx).await?;
     let id = completion_id(&request_id);
     let ts = created();
-    let chunk = move |delta: Value, finish: Value, usage: Option<Value>| {
-        let choices = if usage.is_some() {
-            json!([])
-        } else {
-            json!([{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": null}])
+    // `delta: None` is OpenAI's usage-only chunk, whose `choices` is empty.
+    let chunk = move |delta: Option<Value>, finish: Value, usage: Option<Value>| {
+        let choices = match delta {
+            None => json!([]),
+            Some(delta) => {
+                json!([{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": null}])
+            }
         };
         let mut c = json!({"id": id, "object": "chat.completion.chunk", "created": ts, "model": requested_model, "choices": choices});
         if let Some(u) = usage {
@@ -206,13 +221,19 @@ pub async fn chat_completions(
                 };
                 started = true;
                 vec![Ok(
-                    SseEvent::default().data(chunk(delta, Value::Null, None).to_string())
+                    SseEvent::default().data(chunk(Some(delta), Value::Null, None).to_string())
                 )]
             }
-            Event::Done(r) => vec![
-                Ok(SseEvent::default().data(chunk(json!({}), json!("stop"), None).to_string())),
+            Event::Done(r) if usage_chunk => vec![
                 Ok(SseEvent::default()
-                    .data(chunk(json!({}), Value::Null, Some(usage_json(&r))).to_string())),
+                    .data(chunk(Some(json!({})), json!("stop"), None).to_string())),
+                Ok(SseEvent::default()
+                    .data(chunk(None, Value::Null, Some(usage_json(&r))).to_string())),
+                Ok(SseEvent::default().data("[DONE]")),
+            ],
+            Event::Done(r) => vec![
+                Ok(SseEvent::default()
+                    .data(chunk(Some(json!({})), json!("stop"), Some(usage_json(&r))).to_string())),
                 Ok(SseEvent::default().data("[DONE]")),
             ],
             Event::Failed(e) => vec![Ok(
