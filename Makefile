@@ -97,6 +97,10 @@ bench: build
 	@command -v wrk >/dev/null && command -v nginx >/dev/null || { echo "installing wrk and nginx (apt-get)"; apt-get install -y -q wrk nginx >/dev/null; }
 	$(CARGO) build --release --locked -p llm-local
 	$(VENV_BIN)/python tools/bench_gateway.py
+	@echo "==> benchmark: usage analytics, 1,000,000 entries on the embedded store"
+	$(CARGO) run --release --locked -p shared --example bench_usage
+	@echo "==> benchmark: the same query shape on DynamoDB (emulator): items read vs volume"
+	$(WITH_EMULATOR) $(CARGO) run --release --locked -p shared --features aws --example bench_usage -- --dynamodb
 
 clean:
 	$(CARGO) clean
