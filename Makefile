@@ -8,7 +8,7 @@ CARGO ?= cargo
 # Lambda architecture for `make build`: x86_64 (default here) or arm64 (needs the
 # aarch64-unknown-linux-gnu Rust target: `rustup target add aarch64-unknown-linux-gnu`).
 ARCH ?= x86_64
-LAMBDAS := llm-settings generate
+LAMBDAS := llm-settings generate llm-usage
 VENV_BIN := $(CURDIR)/.venv/bin
 WITH_EMULATOR := tools/with_ministack.sh
 

@@ -11,6 +11,12 @@ locals {
     "POST /api/llm-generate/{userId}"                   = "generate"
     "POST /v1/chat/completions"                         = "generate"
     "GET /v1/models"                                    = "generate"
+    "GET /api/llm-usage/{userId}"                       = "llm-usage"
+    "GET /api/llm-usage/{userId}/summary"               = "llm-usage"
+    "GET /api/llm-usage/{userId}/daily"                 = "llm-usage"
+    "GET /api/llm-usage/{userId}/budget"                = "llm-usage"
+    "GET /api/llm-usage/{userId}/export"                = "llm-usage"
+    "GET /api/admin/usage/summary"                      = "llm-usage"
   }
 
   # Public: no authorizer. Only the liveness probe.

@@ -171,11 +171,58 @@ data "aws_iam_policy_document" "generate" {
   }
 }
 
+# llm-usage: read-only. Entries, rollups, budget counters and alert markers are GetItem and
+# Query on the user's partition of the usage table; the admin summary is a Query on the
+# ProviderIndex GSI (index reads are authorized on the index ARN, not the table's); the
+# budget limit is a GetItem on the settings item. The page-token key is one
+# GetSecretValue at cold start. No Put/Update/Delete/BatchWrite/TransactWrite, no Scan.
+data "aws_iam_policy_document" "llm_usage" {
+  statement {
+    sid       = "UsageTableRead"
+    actions   = ["dynamodb:GetItem", "dynamodb:Query"]
+    resources = [aws_dynamodb_table.usage.arn]
+  }
+
+  statement {
+    sid       = "UsageProviderIndexQuery"
+    actions   = ["dynamodb:Query"]
+    resources = ["${aws_dynamodb_table.usage.arn}/index/ProviderIndex"]
+  }
+
+  statement {
+    sid       = "SettingsTableRead"
+    actions   = ["dynamodb:GetItem"]
+    resources = [aws_dynamodb_table.settings.arn]
+  }
+
+  statement {
+    sid       = "PageTokenKeyRead"
+    actions   = ["secretsmanager:GetSecretValue"]
+    resources = [aws_secretsmanager_secret.usage_token_key.arn]
+  }
+
+  statement {
+    sid       = "CmkDecryptThroughDynamoDBAndSecretsManager"
+    actions   = ["kms:Decrypt"]
+    resources = [aws_kms_key.this.arn]
+
+    condition {
+      test     = "StringEquals"
+      variable = "kms:ViaService"
+      values = [
+        "dynamodb.${var.aws_region}.amazonaws.com",
+        "secretsmanager.${var.aws_region}.amazonaws.com",
+      ]
+    }
+  }
+}
+
 locals {
   # Function -> its own permissions (a policy document above).
   function_policies = {
     "llm-settings" = data.aws_iam_policy_document.llm_settings.json
     "generate"     = data.aws_iam_policy_document.generate.json
+    "llm-usage"    = data.aws_iam_policy_document.llm_usage.json
   }
 }
 

@@ -1,4 +1,4 @@
-# The Lambda functions, one entry each. Adding a function (e.g. `llm-usage`) means: an entry
+# The Lambda functions, one entry each. Adding a function means: an entry
 # here, its own permission document in iam.tf (data.aws_iam_policy_document.<function>,
 # listed in local.function_policies), and its routes in apigw.tf. The role, log group,
 # alarms, API integration and invoke permission follow from the entry.
@@ -48,6 +48,25 @@ locals {
         local.provider_url_env,
       )
     }
+    # Usage reports (entries, summary, daily trend, budget, export) and the admin usage
+    # summary. Read-only: its role has no write action on any table (iam.tf). The
+    # page-token key is read once per cold start from the secret in secrets.tf.
+    "llm-usage" = {
+      zip_path             = var.usage_zip_path
+      memory_size          = 128
+      timeout              = 15
+      reserved_concurrency = var.usage_reserved_concurrency
+      environment = {
+        SETTINGS_TABLE             = aws_dynamodb_table.settings.name
+        USAGE_TABLE                = aws_dynamodb_table.usage.name
+        CACHE_TABLE                = aws_dynamodb_table.cache.name
+        AUDIT_TABLE                = aws_dynamodb_table.audit.name
+        USAGE_TOKEN_KEY_SECRET_ARN = aws_secretsmanager_secret.usage_token_key.arn
+        ADMIN_GROUP_CLAIM          = var.admin_group_claim
+        ADMIN_GROUP                = var.admin_group
+        RUST_LOG                   = var.log_level
+      }
+    }
   }
 
   alarm_actions = var.alarm_sns_topic_arn == null ? [] : [var.alarm_sns_topic_arn]
@@ -66,7 +85,7 @@ resource "aws_lambda_function" "this" {
   #checkov:skip=CKV_AWS_116:Synchronous API Gateway invocations only; a DLQ applies to asynchronous invocations, and errors go back to the caller.
   #checkov:skip=CKV_AWS_117:The functions reach only AWS public endpoints (DynamoDB, Secrets Manager, Bedrock, SNS) and public LLM provider APIs; a VPC would only add NAT cost.
   #checkov:skip=CKV_AWS_272:The zip is built from this repository by CI (`make build`); no AWS Signer profile is part of this module.
-  #checkov:skip=CKV_AWS_173:The environment holds only table names, a KMS key ARN, a prefix and log settings, never a secret; Lambda encrypts it at rest with an AWS managed key.
+  #checkov:skip=CKV_AWS_173:The environment holds only table names, a KMS key ARN, a secret's ARN (never its value), a prefix and log settings; Lambda encrypts it at rest with an AWS managed key.
 
   function_name                  = "${var.name_prefix}-${each.key}"
   description                    = "LLM gateway: ${each.key}"
@@ -92,6 +111,8 @@ resource "aws_lambda_function" "this" {
     aws_cloudwatch_log_group.lambda,
     aws_iam_role_policy.lambda_base,
     aws_iam_role_policy.function,
+    # llm-usage reads the page-token key at cold start: its value must exist first.
+    aws_secretsmanager_secret_version.usage_token_key,
   ]
 }
 

@@ -58,6 +58,16 @@ output "generate_function_name" {
   value       = aws_lambda_function.this["generate"].function_name
 }
 
+output "usage_function_name" {
+  description = "Name of the llm-usage Lambda function."
+  value       = aws_lambda_function.this["llm-usage"].function_name
+}
+
+output "usage_token_key_secret_arn" {
+  description = "ARN of the Secrets Manager secret holding the llm-usage page-token key (the ARN only, never the value)."
+  value       = aws_secretsmanager_secret.usage_token_key.arn
+}
+
 output "budget_alert_topic_arn" {
   description = "ARN of the SNS topic that receives users' budget threshold alerts (JSON messages)."
   value       = aws_sns_topic.budget_alerts.arn

@@ -91,6 +91,23 @@ variable "generate_reserved_concurrency" {
   }
 }
 
+variable "usage_zip_path" {
+  description = "Path, relative to this directory, of the llm-usage release zip (`cargo lambda build --release --output-format zip -p llm-usage`)."
+  type        = string
+  default     = "../target/lambda/llm-usage/bootstrap.zip"
+}
+
+variable "usage_reserved_concurrency" {
+  description = "Reserved concurrent executions of llm-usage (read-only reports): a ceiling on the usage table's read rate. -1 removes the reservation (needed in accounts whose concurrency quota is still 10)."
+  type        = number
+  default     = 20
+
+  validation {
+    condition     = var.usage_reserved_concurrency == -1 || var.usage_reserved_concurrency >= 1
+    error_message = "usage_reserved_concurrency must be -1 (unreserved) or at least 1."
+  }
+}
+
 variable "log_level" {
   description = "RUST_LOG filter of the functions (error, warn, info, debug, or a full tracing filter)."
   type        = string

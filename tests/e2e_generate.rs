@@ -9,6 +9,7 @@ mod local_support;
 
 use local_support::{Client, Server, start_with_env, token};
 use serde_json::{Value, json};
+use shared::provider::Provider;
 use shared::store::UsageStore;
 use shared::store::sqlite::SqliteStore;
 use shared::usage::UsageEntry;
@@ -632,4 +633,107 @@ async fn a_client_leaving_mid_stream_still_leaves_an_exact_usage_entry() {
     );
     assert_eq!(e.error_type.as_deref(), Some("client_disconnected"));
     drop(server);
+}
+
+fn openai_body(model: &str) -> Value {
+    json!({"id": "chatcmpl-abc123", "object": "chat.completion", "created": 1677858242, "model": model,
+           "choices": [{"index": 0, "message": {"role": "assistant", "content": "cheap answer"}, "finish_reason": "stop"}],
+           "usage": {"prompt_tokens": 100, "completion_tokens": 100, "total_tokens": 200}})
+}
+
+#[tokio::test]
+async fn downgrade_picks_the_cheapest_keyed_model_that_fits() {
+    // $0.001 does not fit the primary's worst case ($0.0018 for Claude 3.5 Sonnet here),
+    // so the request goes to the cheapest model among the providers alice has keys for.
+    let catalog = shared::pricing::catalog().unwrap();
+    let cheapest = catalog
+        .models
+        .iter()
+        .filter(|m| matches!(m.provider, Provider::OpenAi | Provider::Anthropic))
+        .min_by_key(|m| {
+            (
+                m.cost(&shared::pricing::TokenCounts {
+                    input_tokens: 100,
+                    output_tokens: 100,
+                    ..Default::default()
+                })
+                .unwrap(),
+                m.id.clone(),
+            )
+        })
+        .unwrap();
+    let o = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(openai_body(&cheapest.id)))
+        .mount(&o)
+        .await;
+    let a = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/messages"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(anthropic_body(100, 100)))
+        .mount(&a)
+        .await;
+    let mut g = gateway(
+        &o,
+        &a,
+        json!({"defaultProvider": "anthropic", "fallbackProviders": [], "maxTokens": 100,
+                                      "monthlyBudgetUsd": 0.001, "budgetAction": "downgrade"}),
+        &[],
+    )
+    .await;
+    let (s, v) = g
+        .generate(json!({"prompt": "x".repeat(96), "cache": false}))
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["model"], cheapest.id.as_str(), "{v}");
+    assert_eq!(v["provider"], cheapest.provider.as_str());
+    assert_eq!(
+        v["attempts"][0]["error"], "budget_exceeded",
+        "the primary was refused first"
+    );
+    assert!(
+        a.received_requests().await.unwrap().is_empty(),
+        "the primary was never called"
+    );
+}
+
+#[tokio::test]
+async fn alert_only_never_blocks_but_alerts() {
+    let (o, a) = mocks(
+        openai_error(500),
+        ResponseTemplate::new(200).set_body_json(anthropic_body(100, 100)),
+    )
+    .await;
+    let mut g = gateway(
+        &o,
+        &a,
+        json!({"defaultProvider": "anthropic", "fallbackProviders": [], "maxTokens": 100,
+                                      "monthlyBudgetUsd": 0.001, "budgetAction": "alert_only",
+                                      "alertThresholds": [100]}),
+        &[],
+    )
+    .await;
+    for _ in 0..2 {
+        let (s, v) = g
+            .generate(json!({"prompt": "x".repeat(96), "cache": false}))
+            .await;
+        assert_eq!(s, 200, "{v}");
+        assert_eq!(v["provider"], "anthropic");
+    }
+    let entries = g.usage(2).await;
+    assert_eq!(entries.len(), 2);
+    // Past 100 % of the budget: alerted exactly once this month.
+    let mut alerts = 0;
+    for _ in 0..50 {
+        alerts = std::fs::read_to_string(&g.log)
+            .unwrap()
+            .matches("budget threshold reached")
+            .count();
+        if alerts > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(alerts, 1);
 }

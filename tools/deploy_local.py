@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Create in ministack what infra/*.tf declares, then run the settings journey through
-API Gateway with real Cognito tokens. Run through tools/deploy_local.sh, which starts and
+"""Create in ministack what infra/*.tf declares, then run the settings, generate and usage
+journeys through API Gateway with real Cognito tokens. Run through tools/deploy_local.sh, which starts and
 stops ministack.
 
 Everything deployed is read from the .tf files (tools/tfeval.py evaluates them); nothing
@@ -15,6 +15,8 @@ import argparse
 import base64
 import http.server
 import json
+import secrets
+import string
 import sys
 import threading
 import time
@@ -71,7 +73,8 @@ class Deployer:
 
     # -- driver
     ORDER = [
-        "aws_kms_key", "aws_kms_alias", "aws_dynamodb_table", "aws_sns_topic", "aws_sns_topic_subscription",
+        "random_password", "aws_kms_key", "aws_kms_alias", "aws_secretsmanager_secret",
+        "aws_secretsmanager_secret_version", "aws_dynamodb_table", "aws_sns_topic", "aws_sns_topic_subscription",
         "aws_cognito_user_pool", "aws_cognito_user_pool_client", "aws_cognito_user_group",
         "aws_cloudwatch_log_group", "aws_iam_role", "aws_iam_role_policy", "aws_lambda_function",
         "aws_apigatewayv2_api", "aws_apigatewayv2_authorizer", "aws_apigatewayv2_integration",
@@ -99,6 +102,38 @@ class Deployer:
                     return attrs
 
                 self.ev.resources[(rtype, name)] = self.ev.instances(body, make, (rtype, name))
+
+    # -- random (hashicorp/random): generated here, as the provider does, from the OS CSPRNG
+    def h_random_password(self, b, s):
+        self.check_args("random_password", b, {"length", "special", "upper", "lower", "numeric"})
+        length = int(self.v(b, "length", s))
+        classes = [(self.v(b, "upper", s, True), string.ascii_uppercase),
+                   (self.v(b, "lower", s, True), string.ascii_lowercase),
+                   (self.v(b, "numeric", s, True), string.digits),
+                   (self.v(b, "special", s, True), "!@#$%&*()-_=+[]{}<>:?")]
+        alphabet = "".join(chars for on, chars in classes if on)
+        if length < 1 or not alphabet:
+            raise EvalError("random_password: length must be >= 1 with at least one character class")
+        result = "".join(secrets.choice(alphabet) for _ in range(length))
+        self.generated_secrets = getattr(self, "generated_secrets", []) + [result]
+        return {"result": result, "id": "none", "length": length}
+
+    # -- Secrets Manager (secrets the .tf itself declares; users' key secrets are the functions')
+    def h_aws_secretsmanager_secret(self, b, s):
+        self.check_args("aws_secretsmanager_secret", b, {"name", "description", "kms_key_id"},
+                        {"recovery_window_in_days"})
+        args = {"Name": self.v(b, "name", s), "Description": self.v(b, "description", s, "")}
+        if "kms_key_id" in b:
+            args["KmsKeyId"] = self.v(b, "kms_key_id", s)
+        r = self.c("secretsmanager").create_secret(**args)
+        return {"arn": r["ARN"], "id": r["ARN"], "name": r["Name"]}
+
+    def h_aws_secretsmanager_secret_version(self, b, s):
+        self.check_args("aws_secretsmanager_secret_version", b, {"secret_id", "secret_string"})
+        secret_id = self.v(b, "secret_id", s)
+        r = self.c("secretsmanager").put_secret_value(SecretId=secret_id, SecretString=self.v(b, "secret_string", s))
+        return {"arn": r["ARN"], "secret_id": secret_id, "version_id": r["VersionId"],
+                "id": f"{secret_id}|{r['VersionId']}"}
 
     # -- KMS
     def h_aws_kms_key(self, b, s):
@@ -657,15 +692,19 @@ def run_journey(d: Deployer, ev: tfeval.Evaluator, j: Journey, stub: ProviderStu
     j.check("after re-save: hasApiKeys.anthropic true", isinstance(js, dict) and js.get("hasApiKeys", {}).get("anthropic") is True,
             str(js)[:300])
 
-    generate_journey(d, ev, j, stub, alice, bob, sub, key)
+    request_ids = generate_journey(d, ev, j, stub, alice, bob, sub, key)
+    usage_journey(d, ev, j, alice, bob, ops, sub, request_ids)
 
     j.check("the key appears in no response body", all(key not in b for b in j.bodies),
             "a response contained the key")
+    token_keys = getattr(d, "generated_secrets", [])
+    j.check("the page-token key appears in no response body",
+            bool(token_keys) and all(t not in b for t in token_keys for b in j.bodies))
     # The functions' own output, as ministack stores it: CloudWatch Logs, in the log
     # groups the .tf declares.
     time.sleep(1.0)  # let the last lines be forwarded
     logs = d.c("logs")
-    for fn in ("llm-settings", "generate"):
+    for fn in ("llm-settings", "generate", "llm-usage"):
         group = ev.resources[("aws_cloudwatch_log_group", "lambda")][fn]["name"]
         lines = []
         for page in logs.get_paginator("filter_log_events").paginate(logGroupName=group):
@@ -675,9 +714,12 @@ def run_journey(d: Deployer, ev: tfeval.Evaluator, j: Journey, stub: ProviderStu
         j.check(f"the function logged JSON lines to {group}", bool(app_lines), f"{len(lines)} lines, none JSON")
         j.check(f"the key appears in no {fn} log line", all(key not in ln for ln in lines),
                 next((ln[:200] for ln in lines if key in ln), ""))
+        j.check(f"the page-token key appears in no {fn} log line",
+                all(t not in ln for t in token_keys for ln in lines))
     if j.log_path:
         text = Path(j.log_path).read_text(errors="replace")
         j.check("the key appears in no ministack log line", key not in text)
+        j.check("the page-token key appears in no ministack log line", all(t not in text for t in token_keys))
 
 
 def sqs_drain(sqs, url, wait=0):
@@ -714,9 +756,11 @@ def nanos(dollars) -> int:
     return int((Decimal(str(dollars)) * 1_000_000_000).to_integral_value())
 
 
-def generate_journey(d: Deployer, ev: tfeval.Evaluator, j: Journey, stub, alice, bob, sub, key) -> None:
+def generate_journey(d: Deployer, ev: tfeval.Evaluator, j: Journey, stub, alice, bob, sub, key) -> list[str]:
     """The generate function: Bedrock (function role, emulator Converse) with usage, rollup,
-    budget and an SNS alert; the OpenAI-compatible route on the Anthropic stub; ownership."""
+    budget and an SNS alert; the OpenAI-compatible route on the Anthropic stub; ownership.
+    Returns the request ids of alice's successful generations (each has a usage record)."""
+    request_ids: list[str] = []
     fn_name = ev.resources[("aws_lambda_function", "this")]["generate"]["function_name"]
     cfg = d.c("lambda").get_function_configuration(FunctionName=fn_name)
     got_env = cfg.get("Environment", {}).get("Variables", {})
@@ -762,6 +806,8 @@ def generate_journey(d: Deployer, ev: tfeval.Evaluator, j: Journey, stub, alice,
     cost = usage.get("cost_usd")
     j.check("generate answer: usage with a positive cost", isinstance(cost, (int, float)) and cost > 0, text[:400])
     request_id = js.get("requestId") if ok else None
+    if request_id:
+        request_ids.append(request_id)
     print(f"# generate: requestId {request_id}, model {js.get('model') if ok else None}, usage {usage}")
 
     ddb = d.c("dynamodb")
@@ -804,6 +850,8 @@ def generate_journey(d: Deployer, ev: tfeval.Evaluator, j: Journey, stub, alice,
 
     st, js, text = j.expect("alice POST /api/llm-generate again -> 200", "POST", g, 200, token=alice,
                             body={"prompt": prompt + " Answer in one paragraph."})
+    if isinstance(js, dict) and js.get("requestId"):
+        request_ids.append(js["requestId"])
     time.sleep(1.0)
     msgs = sqs_drain(sqs, qurl, wait=2)
     j.check("no second alert for threshold 1 after the second request", not alert_messages(msgs),
@@ -817,6 +865,10 @@ def generate_journey(d: Deployer, ev: tfeval.Evaluator, j: Journey, stub, alice,
                                       "messages": [{"role": "user", "content": "Say ok."}]})
         ok = isinstance(js, dict)
         choices = (js or {}).get("choices") if ok else None
+        if st == 200 and ok and str(js.get("id", "")).startswith("chatcmpl-"):
+            # The completion id is "chatcmpl-" + the request id without its "req-" prefix.
+            suffix = js["id"][len("chatcmpl-"):]
+            request_ids.append(("req-" if request_ids and request_ids[0].startswith("req-") else "") + suffix)
         j.check("chat completion in OpenAI's format (object, choices[0].message.content, usage)",
                 ok and js.get("object") == "chat.completion" and isinstance(choices, list) and choices
                 and choices[0].get("message", {}).get("content") == "ok"
@@ -829,6 +881,181 @@ def generate_journey(d: Deployer, ev: tfeval.Evaluator, j: Journey, stub, alice,
             and isinstance(js.get("data"), list) and bool(js["data"]), text[:300])
     j.expect("POST /api/llm-generate without a token -> 401", "POST", g, 401, body={"prompt": "hi"})
     j.expect("bob POST /api/llm-generate on alice -> 403", "POST", g, 403, token=bob, body={"prompt": "hi"})
+    return request_ids
+
+
+def usage_journey(d: Deployer, ev: tfeval.Evaluator, j: Journey, alice, bob, ops, sub,
+                  request_ids: list[str]) -> None:
+    """The llm-usage function, on what generate_journey recorded for alice: entries,
+    summary, daily trend, budget, signed page tokens, export, the admin summary through the
+    ProviderIndex GSI, ownership, and a role that cannot write."""
+    from decimal import Decimal
+    from urllib.parse import quote
+
+    def dec(text):
+        try:
+            return json.loads(text, parse_float=Decimal) if text else None
+        except ValueError:
+            return None
+
+    def expect(name, path, want, token):
+        st, _, text = j.expect(name, "GET", path, want, token=token)
+        return st, dec(text), text
+
+    def n(v):
+        return None if v is None else nanos(v)
+
+    fn_name = ev.resources[("aws_lambda_function", "this")]["llm-usage"]["function_name"]
+    cfg = d.c("lambda").get_function_configuration(FunctionName=fn_name)
+    got_env = cfg.get("Environment", {}).get("Variables", {})
+    want_env = dict(d.tf_env[fn_name], AWS_ENDPOINT_URL=d.endpoint)
+    j.check("llm-usage environment is exactly the .tf environment + AWS_ENDPOINT_URL", got_env == want_env,
+            f"got {got_env}, want {want_env}")
+    j.check("llm-usage: 128 MB, timeout 15 s", cfg.get("MemorySize") == 128 and cfg.get("Timeout") == 15,
+            f"{cfg.get('MemorySize')} MB, {cfg.get('Timeout')} s")
+    secret_arn = ev.resources[("aws_secretsmanager_secret", "usage_token_key")]["arn"]
+    cmk_arn = ev.resources[("aws_kms_key", "this")]["arn"]
+    desc = d.c("secretsmanager").describe_secret(SecretId=secret_arn)
+    j.check("page-token key secret is encrypted with the CMK",
+            desc.get("KmsKeyId") in (cmk_arn, cmk_arn.split("/")[-1]), str(desc.get("KmsKeyId")))
+    j.check("llm-usage reads the page-token key from the .tf secret",
+            got_env.get("USAGE_TOKEN_KEY_SECRET_ARN") == secret_arn, str(got_env.get("USAGE_TOKEN_KEY_SECRET_ARN")))
+    j.check("generate recorded alice's requests (request ids to look for)", len(request_ids) >= 2, str(request_ids))
+
+    base = f"/api/llm-usage/{sub}"
+    st, js, text = expect("alice GET /api/llm-usage/<sub> -> 200", f"{base}?limit=500", 200, alice)
+    entries = (js or {}).get("entries") if isinstance(js, dict) else None
+    entries = entries if isinstance(entries, list) else []
+    got_ids = [e.get("request_id") for e in entries]
+    j.check("entries: exactly the request ids generate returned", sorted(got_ids) == sorted(request_ids),
+            f"got {got_ids}, want {request_ids}")
+    keys = [(e.get("timestamp", ""), e.get("request_id", "")) for e in entries]
+    j.check("entries: newest first", keys == sorted(keys, reverse=True), str(keys))
+    j.check("entries: nextToken null when everything fits", isinstance(js, dict) and js.get("nextToken") is None,
+            text[:200])
+    sum_req = len(entries)
+    sum_tok = sum(int(e.get("total_tokens") or 0) for e in entries)
+    sum_cost = sum(n(e.get("cost_usd")) or 0 for e in entries)
+    print(f"# llm-usage: {sum_req} entries, {sum_tok} tokens, {sum_cost} nano-USD")
+
+    st, js, text = expect("alice GET /summary -> 200", f"{base}/summary", 200, alice)
+    ok = isinstance(js, dict)
+    j.check("summary totals == the sum over the entries (requests, tokens, cost to the nano-dollar)",
+            ok and js.get("total_requests") == sum_req and js.get("total_tokens") == sum_tok
+            and n(js.get("total_cost_usd")) == sum_cost,
+            f"summary {ok and (js.get('total_requests'), js.get('total_tokens'), js.get('total_cost_usd'))} vs "
+            f"({sum_req}, {sum_tok}, {sum_cost} nanos)")
+    by_provider = (js or {}).get("by_provider", {}) if ok else {}
+    want_by_provider = {}
+    for e in entries:
+        w = want_by_provider.setdefault(e.get("provider"), [0, 0])
+        w[0] += 1
+        w[1] += n(e.get("cost_usd")) or 0
+    j.check("summary by_provider matches the entries",
+            {p: [v.get("requests"), n(v.get("cost_usd"))] for p, v in by_provider.items()} == want_by_provider,
+            f"{by_provider} vs {want_by_provider}")
+
+    st, js, text = expect("alice GET /daily?days=7 -> 200", f"{base}/daily?days=7", 200, alice)
+    days = (js or {}).get("days") if isinstance(js, dict) else None
+    days = days if isinstance(days, list) else []
+    today = time.strftime("%Y-%m-%d", time.gmtime())
+    row = next((r for r in days if r.get("date") == today), None)
+    j.check("daily: 7 rows", len(days) == 7, f"{len(days)} rows")
+    j.check(f"daily: today's row ({today}) == the entries' requests, tokens, cost",
+            row is not None and row.get("requests") == sum_req and row.get("tokens") == sum_tok
+            and n(row.get("cost_usd")) == sum_cost, f"{row} vs ({sum_req}, {sum_tok}, {sum_cost} nanos)")
+
+    st, js, text = expect("alice GET /budget -> 200", f"{base}/budget", 200, alice)
+    ok = isinstance(js, dict)
+    j.check("budget: spent == the sum of the entries' costs, nothing reserved",
+            ok and n(js.get("spent_usd")) == sum_cost and n(js.get("reserved_usd")) == 0, text[:300])
+    j.check("budget: limit_usd is alice's budget ($0.02)", ok and n(js.get("limit_usd")) == nanos("0.02"), text[:300])
+    j.check("budget: month is the current month", ok and js.get("month") == today[:7], text[:300])
+
+    # Signed page tokens: a token continues the same query, and only that query.
+    st, js, text = expect("alice GET ?limit=1 -> 200", f"{base}?limit=1", 200, alice)
+    first = (js or {}).get("entries") if isinstance(js, dict) else None
+    tok = (js or {}).get("nextToken") if isinstance(js, dict) else None
+    j.check("limit=1: the newest entry and a nextToken",
+            isinstance(first, list) and len(first) == 1 and bool(entries)
+            and first[0].get("request_id") == entries[0].get("request_id") and isinstance(tok, str), text[:300])
+    if isinstance(tok, str):
+        st, js, text = expect("alice GET ?limit=1&nextToken=<token> -> 200", f"{base}?limit=1&nextToken={quote(tok)}",
+                              200, alice)
+        second = (js or {}).get("entries") if isinstance(js, dict) else None
+        j.check("the token continues with the second-newest entry",
+                isinstance(second, list) and len(second) == 1 and len(entries) > 1
+                and second[0].get("request_id") == entries[1].get("request_id"), text[:300])
+        j.expect("the token with another filter (provider=bedrock) -> 400", "GET",
+                 f"{base}?limit=1&provider=bedrock&nextToken={quote(tok)}", 400, token=alice)
+        j.expect("an edited token -> 400", "GET", f"{base}?limit=1&nextToken={quote('x' + tok)}", 400, token=alice)
+
+    st, _, text = j.expect("alice GET /export?format=csv -> 200", "GET", f"{base}/export?format=csv", 200,
+                           token=alice)
+    lines = [ln for ln in text.split("\r\n") if ln]
+    j.check("export csv: a header plus one row per entry",
+            bool(lines) and lines[0].startswith("user_id,timestamp,request_id,") and len(lines) == 1 + sum_req
+            and all(any(rid in ln for ln in lines[1:]) for rid in request_ids),
+            f"{len(lines)} lines for {sum_req} entries: {text[:300]}")
+
+    # Ownership and the admin view.
+    j.expect("GET /api/llm-usage/<sub> without a token -> 401", "GET", base, 401)
+    j.expect("bob GET alice's usage -> 403", "GET", base, 403, token=bob)
+    j.expect("bob GET alice's summary -> 403", "GET", f"{base}/summary", 403, token=bob)
+    j.expect("alice GET /api/admin/usage/summary -> 403", "GET", "/api/admin/usage/summary", 403, token=alice)
+    st, js, text = expect("ops (admin) GET /api/admin/usage/summary?provider=bedrock -> 200",
+                          "/api/admin/usage/summary?provider=bedrock", 200, ops)
+    bedrock = [e for e in entries if e.get("provider") == "bedrock"]
+    mine = ((js or {}).get("by_user") or {}).get(sub) if isinstance(js, dict) else None
+    j.check("admin summary (ProviderIndex): alice's bedrock requests and cost under by_user",
+            isinstance(mine, dict) and bool(bedrock) and mine.get("requests") == len(bedrock)
+            and n(mine.get("cost_usd")) == sum(n(e.get("cost_usd")) or 0 for e in bedrock),
+            f"by_user[{sub}] = {mine}, {len(bedrock)} bedrock entries: {text[:300]}")
+
+    # Read-only role: no write action in its policy, and a write with its credentials is denied.
+    policy = json.loads(ev.resources[("aws_iam_role_policy", "function")]["llm-usage"]["policy"])
+    actions = sorted({a for st_ in policy["Statement"]
+                      for a in ([st_["Action"]] if isinstance(st_["Action"], str) else st_["Action"])})
+    allowed = {"dynamodb:GetItem", "dynamodb:Query", "secretsmanager:GetSecretValue", "kms:Decrypt"}
+    j.check("llm-usage policy: only GetItem, Query, GetSecretValue, kms:Decrypt", set(actions) <= allowed, str(actions))
+    role_arn = ev.resources[("aws_iam_role", "lambda")]["llm-usage"]["arn"]
+    usage_table = ev.resources[("aws_dynamodb_table", "usage")]["name"]
+    try:
+        d.c("sts").assume_role(RoleArn=role_arn, RoleSessionName="journey-llm-usage")
+        j.check("the llm-usage role can be assumed by Lambda only (AssumeRole by the account is denied)", False,
+                "AssumeRole succeeded")
+    except ClientError as e:
+        j.check("the llm-usage role can be assumed by Lambda only (AssumeRole by the account is denied)",
+                "AccessDenied" in e.response.get("Error", {}).get("Code", ""), str(e))
+    # The role's trust policy admits Lambda only, so the write probe runs as a test-fixture
+    # IAM user (not in the .tf) holding exactly the role's permission document.
+    iam = d.c("iam")
+    probe_user = "journey-llm-usage-probe"
+    iam.create_user(UserName=probe_user)
+    iam.put_user_policy(UserName=probe_user, PolicyName="llm-usage-permissions", PolicyDocument=emulator_policy(policy))
+    ak = iam.create_access_key(UserName=probe_user)["AccessKey"]
+    ddb = boto3.client("dynamodb", endpoint_url=d.endpoint, region_name=d.region,
+                       aws_access_key_id=ak["AccessKeyId"], aws_secret_access_key=ak["SecretAccessKey"])
+    probe = {"user_id": {"S": sub}, "sk": {"S": "journey#write-probe"}}
+    try:
+        ddb.get_item(TableName=usage_table, Key={"user_id": {"S": sub}, "sk": {"S": "budget#" + today[:7]}})
+        j.check("with the llm-usage permissions: GetItem on the usage table allowed", True)
+    except ClientError as e:
+        j.check("with the llm-usage permissions: GetItem on the usage table allowed", False, str(e))
+    writes = [
+        ("PutItem", lambda: ddb.put_item(TableName=usage_table, Item=probe)),
+        ("UpdateItem", lambda: ddb.update_item(TableName=usage_table, Key=probe, UpdateExpression="SET x = :x",
+                                               ExpressionAttributeValues={":x": {"N": "1"}})),
+        ("DeleteItem", lambda: ddb.delete_item(TableName=usage_table, Key=probe)),
+    ]
+    for op, call in writes:
+        try:
+            call()
+            j.check(f"with the llm-usage permissions: {op} on the usage table denied", False, f"{op} succeeded")
+        except ClientError as e:
+            code = e.response.get("Error", {}).get("Code", "")
+            j.check(f"with the llm-usage permissions: {op} on the usage table denied", "AccessDenied" in code, str(e))
+    d.c("dynamodb").delete_item(TableName=usage_table, Key=probe)  # in case a write got through
 
 
 def main():

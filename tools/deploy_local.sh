@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Deploy what infra/*.tf declares into a throwaway ministack (local AWS emulator) and run
-# the settings and generate journeys against it through API Gateway with real Cognito tokens.
+# the settings, generate and usage journeys against it through API Gateway with real Cognito tokens.
 #
 #   tools/deploy_local.sh [deploy_local.py options, e.g. --var lambda_architecture=x86_64]
 #
-# Needs the Lambda zips (`make build`: target/lambda/{llm-settings,generate}/bootstrap.zip).
+# Needs the Lambda zips (`make build`: target/lambda/{llm-settings,generate,llm-usage}/bootstrap.zip).
 # ministack listens on a free 127.0.0.1 port, keeps its temp files (the extracted
 # per-function code folders) in a private directory, and is stopped (its process group,
 # by PID) and cleaned up on every exit. Exits non-zero if anything fails.
@@ -18,7 +18,8 @@ PY="$ROOT/.venv/bin/python"
 
 ZIP="${SETTINGS_ZIP:-$ROOT/target/lambda/llm-settings/bootstrap.zip}"
 GENERATE_ZIP="${GENERATE_ZIP:-$ROOT/target/lambda/generate/bootstrap.zip}"
-for z in "$ZIP" "$GENERATE_ZIP"; do
+USAGE_ZIP="${USAGE_ZIP:-$ROOT/target/lambda/llm-usage/bootstrap.zip}"
+for z in "$ZIP" "$GENERATE_ZIP" "$USAGE_ZIP"; do
     if [[ ! -f "$z" ]]; then
         echo "deploy-local: $z not found; build it first (make build)" >&2
         exit 1
@@ -83,4 +84,5 @@ echo "deploy-local: ministack ready (pid $MS_PID)"
 AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_DEFAULT_REGION=us-east-1 \
     "$PY" "$ROOT/tools/deploy_local.py" --endpoint "$ENDPOINT" --infra "$ROOT/infra" \
     --ministack-log "$WORK/ministack.log" \
-    --var "settings_zip_path=$ZIP" --var "generate_zip_path=$GENERATE_ZIP" --var lambda_architecture=x86_64 "$@"
+    --var "settings_zip_path=$ZIP" --var "generate_zip_path=$GENERATE_ZIP" \
+    --var "usage_zip_path=$USAGE_ZIP" --var lambda_architecture=x86_64 "$@"

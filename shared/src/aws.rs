@@ -6,11 +6,12 @@ use crate::generate::breaker::Breakers;
 use crate::generate::keys::KeyCache;
 use crate::generate::recorder::{Recorder, Writer};
 use crate::generate::{GenerateConfig, GenerateState, rpm_limiter_from_env};
-use crate::http::AppState;
+use crate::http::{AppState, UsageState};
 use crate::identity::IdentityMode;
 use crate::providers::Providers;
 use crate::store::DynamoUsageStore;
 use crate::store::dynamodb::DynamoSettingsStore;
+use crate::usage::token::TokenKey;
 use crate::vault::secrets_manager::SecretsManagerVault;
 use std::sync::Arc;
 
@@ -26,6 +27,10 @@ pub enum InitError {
     Pricing(#[from] crate::pricing::PricingError),
     #[error(transparent)]
     Providers(#[from] crate::providers::ProvidersInitError),
+    /// The page-token key could not be read. Carries the secret's ARN and the SDK's
+    /// error, never the key material.
+    #[error("page-token key secret {0}: {1}")]
+    TokenKey(String, String),
 }
 
 fn required(name: &'static str) -> Result<String, InitError> {
@@ -135,5 +140,66 @@ pub async fn generate_state_from_env() -> Result<GenerateState, InitError> {
         rpm: rpm_limiter_from_env(),
         recorder: Recorder::Inline(writer),
         config: GenerateConfig::from_env(),
+    })
+}
+
+/// The page-token key must be at least this long (HMAC-SHA256: 32 bytes of key or more).
+const MIN_TOKEN_KEY_LEN: usize = 32;
+
+/// Reads the page-token key (the secret string of `arn`) once, at cold start. The key
+/// material is never logged or put in an error.
+async fn token_key_from_secret(
+    client: &aws_sdk_secretsmanager::Client,
+    arn: &str,
+) -> Result<TokenKey, InitError> {
+    use aws_sdk_secretsmanager::error::DisplayErrorContext;
+    let out = client
+        .get_secret_value()
+        .secret_id(arn)
+        .send()
+        .await
+        .map_err(|e| InitError::TokenKey(arn.to_owned(), DisplayErrorContext(&e).to_string()))?;
+    let key = zeroize::Zeroizing::new(
+        out.secret_string()
+            .ok_or_else(|| InitError::TokenKey(arn.to_owned(), "has no secret string".into()))?
+            .as_bytes()
+            .to_vec(),
+    );
+    if key.len() < MIN_TOKEN_KEY_LEN {
+        return Err(InitError::TokenKey(
+            arn.to_owned(),
+            format!("the key must be at least {MIN_TOKEN_KEY_LEN} bytes"),
+        ));
+    }
+    Ok(TokenKey::new(&key))
+}
+
+/// The llm-usage function's state: the settings state's variables plus `USAGE_TABLE`,
+/// `CACHE_TABLE`, `AUDIT_TABLE` (the usage store's tables; this function only reads the
+/// usage table) and `USAGE_TOKEN_KEY_SECRET_ARN`, the Secrets Manager secret whose string
+/// is the key that signs `nextToken`s (read once here, so every instance shares it).
+pub async fn usage_state_from_env() -> Result<UsageState, InitError> {
+    let usage_table = required("USAGE_TABLE")?;
+    let cache_table = required("CACHE_TABLE")?;
+    let audit_table = required("AUDIT_TABLE")?;
+    let token_secret_arn = required("USAGE_TOKEN_KEY_SECRET_ARN")?;
+    let Base {
+        config,
+        dynamodb,
+        app,
+    } = base_from_env().await?;
+    let secrets = aws_sdk_secretsmanager::Client::new(&config);
+    let token_key = token_key_from_secret(&secrets, &token_secret_arn).await?;
+    let store = Arc::new(DynamoUsageStore::new(
+        dynamodb,
+        usage_table,
+        cache_table,
+        audit_table,
+    ));
+    Ok(UsageState {
+        app,
+        usage: store.clone(),
+        budgets: store,
+        token_key,
     })
 }
