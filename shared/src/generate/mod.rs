@@ -157,6 +157,9 @@ pub struct Call<'a> {
     pub settings: SettingsRecord,
     pub req: Generate,
     pub started: Instant,
+    /// When the request arrived: its usage entry's timestamp and its budget month, so the
+    /// reservation, the settlement and the entry can never fall in different months.
+    pub started_at: chrono::DateTime<chrono::Utc>,
     pub attempts: Vec<Attempt>,
 }
 
@@ -189,6 +192,7 @@ impl<'a> Call<'a> {
             settings,
             req,
             started: Instant::now(),
+            started_at: chrono::Utc::now(),
             attempts: Vec::new(),
         })
     }
@@ -237,7 +241,7 @@ impl<'a> Call<'a> {
     }
 
     fn month(&self) -> String {
-        crate::usage::month_of(chrono::Utc::now())
+        crate::usage::month_of(self.started_at)
     }
 
     /// Resolves a candidate's key and reserves its worst-case cost. `Ok(None)` when the
@@ -386,7 +390,7 @@ impl<'a> Call<'a> {
         status: UsageStatus,
         error_type: Option<String>,
     ) -> UsageEntry {
-        let now = chrono::Utc::now();
+        let now = self.started_at;
         UsageEntry {
             user_id: self.user_id.clone(),
             timestamp: crate::usage::timestamp(now),
