@@ -12,7 +12,7 @@
 //! `QuotaFailure`, `RetryInfo.retryDelay`); an invalid key is a 400, not a 401.
 
 use super::error::{excerpt, kind_for_status, mentions_context_length, retry_after};
-use super::sse::SseDecoder;
+use super::sse::{SseDecoder, SseEvents};
 use super::{
     ChatRequest, ChatWire, Endpoint, ErrorKind, Generation, ProviderError, Role, StreamEvent,
     StreamParser, WireRequest, join,
@@ -476,29 +476,21 @@ impl GoogleStream {
     }
 }
 
-impl StreamParser for GoogleStream {
-    fn feed(&mut self, chunk: &[u8]) -> Result<Vec<StreamEvent>, ProviderError> {
-        let mut out = Vec::new();
-        for event in self.sse.feed(chunk) {
-            self.handle(&event.data, &mut out)?;
-        }
-        Ok(out)
+impl SseEvents for GoogleStream {
+    fn decoder(&mut self) -> &mut SseDecoder {
+        &mut self.sse
     }
 
-    fn finish(&mut self) -> Result<Vec<StreamEvent>, ProviderError> {
-        let mut out = Vec::new();
-        if let Some(event) = self.sse.finish() {
-            // A last event without its blank line is fine when whole; when the body was
-            // cut inside it, it does not parse, and the stream is reported as cut below.
-            let _ = self.handle(&event.data, &mut out);
-        }
-        if !self.done {
-            return Err(ProviderError::new(
-                ErrorKind::Network,
-                "google stream ended before a chunk with finishReason",
-            ));
-        }
-        Ok(out)
+    fn handle(&mut self, data: &str, out: &mut Vec<StreamEvent>) -> Result<(), ProviderError> {
+        GoogleStream::handle(self, data, out)
+    }
+
+    fn finished(&self) -> bool {
+        self.done
+    }
+
+    fn cut_message(&self) -> String {
+        "google stream ended before a chunk with finishReason".into()
     }
 }
 

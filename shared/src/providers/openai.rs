@@ -15,7 +15,7 @@
 //! The body, usage, stream and error halves are shared with [`super::azure`].
 
 use super::error::{excerpt, kind_for_status, mentions_context_length, retry_after};
-use super::sse::SseDecoder;
+use super::sse::{SseDecoder, SseEvents};
 use super::{
     ChatRequest, ChatWire, Endpoint, ErrorKind, Generation, ProviderError, Role, StreamEvent,
     StreamParser, WireRequest, join,
@@ -445,29 +445,21 @@ impl ChatStream {
     }
 }
 
-impl StreamParser for ChatStream {
-    fn feed(&mut self, chunk: &[u8]) -> Result<Vec<StreamEvent>, ProviderError> {
-        let mut out = Vec::new();
-        for event in self.sse.feed(chunk) {
-            self.handle(&event.data, &mut out)?;
-        }
-        Ok(out)
+impl SseEvents for ChatStream {
+    fn decoder(&mut self) -> &mut SseDecoder {
+        &mut self.sse
     }
 
-    fn finish(&mut self) -> Result<Vec<StreamEvent>, ProviderError> {
-        let mut out = Vec::new();
-        if let Some(event) = self.sse.finish() {
-            // A whole last event without its blank line is fine; a cut one does not
-            // parse, and the stream is reported as cut below.
-            let _ = self.handle(&event.data, &mut out);
-        }
-        if !self.done {
-            return Err(ProviderError::new(
-                ErrorKind::Network,
-                format!("{} stream ended before [DONE]", self.label),
-            ));
-        }
-        Ok(out)
+    fn handle(&mut self, data: &str, out: &mut Vec<StreamEvent>) -> Result<(), ProviderError> {
+        ChatStream::handle(self, data, out)
+    }
+
+    fn finished(&self) -> bool {
+        self.done
+    }
+
+    fn cut_message(&self) -> String {
+        format!("{} stream ended before [DONE]", self.label)
     }
 }
 

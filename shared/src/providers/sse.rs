@@ -2,6 +2,44 @@
 //! OpenAI and its family, Gemini with `alt=sse`). Only framing lives here; what an
 //! event means is each adapter's business.
 
+use super::{ErrorKind, ProviderError, StreamEvent, StreamParser};
+
+/// An adapter's reading of its SSE events. The framing, and the rule that a body ending
+/// before the terminal event is a cut stream, are the same for every SSE provider: they
+/// live in the [`StreamParser`] implementation below.
+pub trait SseEvents: Send {
+    fn decoder(&mut self) -> &mut SseDecoder;
+    /// Reads one event's data, pushing what it completes.
+    fn handle(&mut self, data: &str, out: &mut Vec<StreamEvent>) -> Result<(), ProviderError>;
+    /// Whether the terminal event has been seen.
+    fn finished(&self) -> bool;
+    /// What the log says when the body ended without it.
+    fn cut_message(&self) -> String;
+}
+
+impl<T: SseEvents> StreamParser for T {
+    fn feed(&mut self, chunk: &[u8]) -> Result<Vec<StreamEvent>, ProviderError> {
+        let mut out = Vec::new();
+        for event in self.decoder().feed(chunk) {
+            self.handle(&event.data, &mut out)?;
+        }
+        Ok(out)
+    }
+
+    fn finish(&mut self) -> Result<Vec<StreamEvent>, ProviderError> {
+        let mut out = Vec::new();
+        if let Some(event) = self.decoder().finish() {
+            // A last event without its blank line is fine when whole; when the body was
+            // cut inside it, it does not parse, and the stream is reported as cut below.
+            let _ = self.handle(&event.data, &mut out);
+        }
+        if !self.finished() {
+            return Err(ProviderError::new(ErrorKind::Network, self.cut_message()));
+        }
+        Ok(out)
+    }
+}
+
 /// One complete SSE event: its `event:` name (if any) and its joined `data:` lines.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SseEvent {
