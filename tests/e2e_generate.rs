@@ -737,3 +737,53 @@ async fn alert_only_never_blocks_but_alerts() {
     }
     assert_eq!(alerts, 1);
 }
+
+#[tokio::test]
+async fn azure_requests_go_to_the_users_deployment() {
+    use wiremock::matchers::{header, query_param};
+    let azure = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/openai/deployments/prod-4o-mini/chat/completions"))
+        .and(query_param("api-version", "2024-10-21"))
+        .and(header("api-key", "0123456789abcdef0123456789abcdef"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(openai_body("gpt-4o-mini")))
+        .expect(1)
+        .mount(&azure)
+        .await;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let token = token(&data, "alice", false);
+    let server = start_with_env(
+        &data,
+        &tmp.path().join("log"),
+        &[("LLM_PROVIDER_URL_AZURE_OPENAI", azure.uri())],
+    );
+    let mut c = Client {
+        http: reqwest::Client::new(),
+        base: server.base.clone(),
+        bodies: Vec::new(),
+    };
+    let (s, v) = c
+        .call(
+            reqwest::Method::PUT,
+            "/api/llm-settings/alice",
+            Some(&token),
+            Some(json!({
+        "preferences": {"defaultProvider": "azure_openai", "azureResource": "contoso",
+                        "azureDeployments": {"gpt-4o-mini": "prod-4o-mini"}},
+        "apiKeys": {"azure_openai": "0123456789abcdef0123456789abcdef"}})),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = c
+        .call(
+            reqwest::Method::POST,
+            "/api/llm-generate/alice",
+            Some(&token),
+            Some(json!({"prompt": "hi", "model": "gpt-4o-mini", "provider": "azure_openai"})),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["provider"], "azure_openai");
+    assert_eq!(v["content"], "cheap answer");
+}

@@ -265,7 +265,12 @@ impl<'a> Call<'a> {
             self.note(model, "circuit_open", Duration::ZERO);
             return Ok(None);
         }
-        let chat = self.req.chat_request(model, self.prefs(), stream);
+        let mut chat = self.req.chat_request(model, self.prefs(), stream);
+        if provider == Provider::AzureOpenAi {
+            if let Some(deployment) = self.prefs().azure_deployments.get(&model.id) {
+                chat.model = deployment.clone();
+            }
+        }
         let amount = budget::worst_case(model, &chat).unwrap_or(NanoUsd::ZERO);
         let limit = match (self.prefs().monthly_budget_usd, self.prefs().budget_action) {
             (Some(limit), BudgetAction::Block | BudgetAction::Downgrade) => Some(limit),

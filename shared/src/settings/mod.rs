@@ -52,6 +52,10 @@ pub struct Preferences {
     /// The Azure OpenAI resource name; the host is always `<name>.openai.azure.com`.
     #[serde(default)]
     pub azure_resource: Option<String>,
+    /// Azure deployment name per catalog model id (a deployment is named by its owner);
+    /// a model without one is sent to a deployment named like the model.
+    #[serde(default)]
+    pub azure_deployments: BTreeMap<String, String>,
 }
 
 impl Default for Preferences {
@@ -71,6 +75,7 @@ impl Default for Preferences {
             budget_action: BudgetAction::Block,
             alert_thresholds: vec![50, 80, 100],
             azure_resource: None,
+            azure_deployments: BTreeMap::new(),
         }
     }
 }

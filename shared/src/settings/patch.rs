@@ -59,6 +59,7 @@ pub struct PreferencesPatch {
     /// Absent: unchanged; `null`: cleared.
     #[serde(default, deserialize_with = "present")]
     pub azure_resource: Option<Option<String>>,
+    pub azure_deployments: Option<BTreeMap<String, String>>,
 }
 
 /// Tells an explicit `null` (`Some(None)`) from an absent field (`None`).
@@ -185,6 +186,27 @@ impl PreferencesPatch {
                 ));
             }
             p.azure_resource = v;
+        }
+        if let Some(v) = self.azure_deployments {
+            for (model, deployment) in &v {
+                if catalog.find(Some(Provider::AzureOpenAi), model).is_none() {
+                    return Err(ApiError::invalid(
+                        field("azureDeployments"),
+                        "keys must be azure_openai models from GET /api/llm-models",
+                    ));
+                }
+                let ok = (1..=64).contains(&deployment.len())
+                    && deployment
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+                if !ok {
+                    return Err(ApiError::invalid(
+                        format!("preferences.azureDeployments.{model}"),
+                        "must be 1-64 of A-Z a-z 0-9 . _ -",
+                    ));
+                }
+            }
+            p.azure_deployments = v;
         }
         Ok(p)
     }
