@@ -132,6 +132,56 @@ pub enum IssueError {
     Store(#[from] StoreError),
 }
 
+/// Positive token lookups kept in memory, so a request does not pay a store read to
+/// authenticate. Tokens cannot be revoked today; a revocation command must clear this.
+/// Unknown tokens are never cached, so guessing cannot fill it.
+pub struct CachedTokens {
+    inner: std::sync::Arc<dyn TokenStore>,
+    ttl: std::time::Duration,
+    known: std::sync::Mutex<std::collections::HashMap<String, (TokenRecord, std::time::Instant)>>,
+}
+
+impl CachedTokens {
+    pub fn new(inner: std::sync::Arc<dyn TokenStore>, ttl: std::time::Duration) -> Self {
+        CachedTokens {
+            inner,
+            ttl,
+            known: Default::default(),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl TokenStore for CachedTokens {
+    async fn put_token(&self, token: &TokenRecord) -> Result<(), StoreError> {
+        self.inner.put_token(token).await
+    }
+
+    async fn get_token(&self, token_hash: &str) -> Result<Option<TokenRecord>, StoreError> {
+        {
+            let known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((record, at)) = known.get(token_hash) {
+                if at.elapsed() < self.ttl {
+                    return Ok(Some(record.clone()));
+                }
+            }
+        }
+        let found = self.inner.get_token(token_hash).await?;
+        if let Some(record) = &found {
+            let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+            if known.len() > 10_000 {
+                let ttl = self.ttl;
+                known.retain(|_, (_, at)| at.elapsed() < ttl);
+            }
+            known.insert(
+                token_hash.to_owned(),
+                (record.clone(), std::time::Instant::now()),
+            );
+        }
+        Ok(found)
+    }
+}
+
 /// Looks a presented bearer token up. Unknown tokens are `None`.
 pub async fn caller_from_token(
     store: &dyn TokenStore,
@@ -226,5 +276,29 @@ mod tests {
                 .is_none()
         );
         assert!(issue_token(&store, "a/b", false).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn the_token_cache_answers_like_the_store() {
+        let store = std::sync::Arc::new(SqliteStore::open_in_memory().unwrap());
+        let cached = CachedTokens::new(store.clone(), std::time::Duration::from_secs(60));
+        let token = issue_token(&cached, "alice", true).await.unwrap();
+        for _ in 0..2 {
+            let c = caller_from_token(&cached, &token).await.unwrap().unwrap();
+            assert_eq!(
+                c,
+                Caller {
+                    user_id: "alice".into(),
+                    is_admin: true
+                }
+            );
+        }
+        assert!(
+            caller_from_token(&cached, "llmk_unknown")
+                .await
+                .unwrap()
+                .is_none()
+        );
+        crate::store::conformance::tokens_suite(&cached).await;
     }
 }

@@ -10,7 +10,7 @@ use shared::generate::keys::KeyCache;
 use shared::generate::recorder::{Recorder, Writer};
 use shared::generate::{GenerateConfig, GenerateState, rpm_limiter_from_env};
 use shared::http::{AppState, UsageState, app, generate_router, settings_router, usage_router};
-use shared::identity::{IdentityMode, issue_token};
+use shared::identity::{CachedTokens, IdentityMode, issue_token};
 use shared::providers::Providers;
 use shared::store::sqlite::SqliteStore;
 use shared::usage::token::TokenKey;
@@ -165,7 +165,10 @@ async fn serve(addr: SocketAddr, data_dir: &Path) -> Result<(), LocalError> {
         settings: db.clone(),
         vault: vault.clone(),
         catalog: shared::pricing::catalog()?,
-        identity: IdentityMode::LocalTokens(db.clone()),
+        identity: IdentityMode::LocalTokens(Arc::new(CachedTokens::new(
+            db.clone(),
+            std::time::Duration::from_secs(300),
+        ))),
         providers: providers.clone(),
         test_limiter: AppState::default_test_limiter(),
     };

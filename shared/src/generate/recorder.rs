@@ -38,30 +38,41 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Applies a job, retrying a failing store a few times before giving up loudly.
-    async fn apply(&self, job: &Job) -> Result<(), ApiError> {
-        let mut tries = 0;
-        loop {
-            let result = match job {
+    /// Applies queued jobs: every usage entry of the batch in one write, then the
+    /// settlements, then the alerts, which need the writes to have landed.
+    async fn apply_batch(&self, jobs: &[Job]) -> Result<(), ApiError> {
+        if jobs.len() == 1 {
+            return self.apply(&jobs[0]).await;
+        }
+        let records: Vec<(UsageEntry, Option<Settlement>)> = jobs
+            .iter()
+            .filter_map(|j| match j {
                 Job::Record {
                     entry, settlement, ..
-                } => self.usage.record(entry, settlement.as_ref()).await,
-                Job::Settle {
-                    user_id,
-                    settlement,
-                    ..
-                } => self.budgets.settle(user_id, settlement).await,
-            };
-            match result {
-                Ok(()) => break,
-                Err(e) if tries < 3 => {
-                    tries += 1;
-                    tracing::warn!(error = %e, tries, "usage write failed; retrying");
-                    tokio::time::sleep(std::time::Duration::from_millis(50 << tries)).await;
-                }
-                Err(e) => return Err(e.into()),
+                } => Some(((**entry).clone(), settlement.clone())),
+                Job::Settle { .. } => None,
+            })
+            .collect();
+        let mut tries = 0;
+        while let Err(e) = self.usage.record_batch(&records).await {
+            if tries >= 3 {
+                return Err(e.into());
+            }
+            tries += 1;
+            tracing::warn!(error = %e, tries, "usage batch write failed; retrying");
+            tokio::time::sleep(std::time::Duration::from_millis(50 << tries)).await;
+        }
+        for job in jobs {
+            if let Job::Settle { .. } = job {
+                self.apply(job).await?;
+            } else {
+                self.alert(job).await;
             }
         }
+        Ok(())
+    }
+
+    async fn alert(&self, job: &Job) {
         let (user, settlement, rule) = match job {
             Job::Record {
                 entry,
@@ -87,6 +98,33 @@ impl Writer {
                     .await;
             }
         }
+    }
+
+    /// Applies a job, retrying a failing store a few times before giving up loudly.
+    async fn apply(&self, job: &Job) -> Result<(), ApiError> {
+        let mut tries = 0;
+        loop {
+            let result = match job {
+                Job::Record {
+                    entry, settlement, ..
+                } => self.usage.record(entry, settlement.as_ref()).await,
+                Job::Settle {
+                    user_id,
+                    settlement,
+                    ..
+                } => self.budgets.settle(user_id, settlement).await,
+            };
+            match result {
+                Ok(()) => break,
+                Err(e) if tries < 3 => {
+                    tries += 1;
+                    tracing::warn!(error = %e, tries, "usage write failed; retrying");
+                    tokio::time::sleep(std::time::Duration::from_millis(50 << tries)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        self.alert(job).await;
         Ok(())
     }
 }
@@ -106,10 +144,20 @@ impl Recorder {
     ) -> (Recorder, tokio::task::JoinHandle<()>) {
         let (tx, mut rx) = mpsc::channel::<Job>(capacity);
         let handle = tokio::spawn(async move {
-            while let Some(job) = rx.recv().await {
-                if let Err(e) = writer.apply(&job).await {
+            // Under load, whatever queued up while the last write ran goes in one write.
+            while let Some(first) = rx.recv().await {
+                let mut batch = vec![first];
+                while batch.len() < 256 {
+                    match rx.try_recv() {
+                        Ok(job) => batch.push(job),
+                        Err(_) => break,
+                    }
+                }
+                if let Err(e) = writer.apply_batch(&batch).await {
                     // After retries: say exactly what was lost.
-                    tracing::error!(error = %e, job = ?job_summary(&job), "usage write lost");
+                    for job in &batch {
+                        tracing::error!(error = %e, job = ?job_summary(job), "usage write lost");
+                    }
                 }
             }
         });

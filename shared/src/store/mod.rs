@@ -100,6 +100,18 @@ pub trait UsageStore: Send + Sync {
         to: &str,
     ) -> Result<Vec<DailyRollup>, StoreError>;
 
+    /// Records many requests, each exactly as [`UsageStore::record`] would. Backends that
+    /// can write them in one transaction do (the local writer batches under load).
+    async fn record_batch(
+        &self,
+        batch: &[(UsageEntry, Option<Settlement>)],
+    ) -> Result<(), StoreError> {
+        for (entry, settlement) in batch {
+            self.record(entry, settlement.as_ref()).await?;
+        }
+        Ok(())
+    }
+
     /// Every user's unexpired entries of `provider` with `start <= timestamp < end`,
     /// read through the provider index (never a scan), totalled by group and by user.
     /// Returns the groups and how many entries were read.

@@ -210,6 +210,29 @@ impl UsageStore for SqliteStore {
         .await
     }
 
+    async fn record_batch(
+        &self,
+        batch: &[(UsageEntry, Option<Settlement>)],
+    ) -> Result<(), StoreError> {
+        let mut rows = Vec::with_capacity(batch.len());
+        for (entry, settlement) in batch {
+            rows.push((
+                entry.clone(),
+                serde_json::to_string(entry).map_err(corrupt)?,
+                settlement.clone(),
+            ));
+        }
+        self.call(move |c| {
+            let tx = c.transaction()?;
+            for (entry, body, settlement) in &rows {
+                write_entry(&tx, entry, body, settlement.as_ref())?;
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
     async fn provider_totals(
         &self,
         provider: Provider,
@@ -260,11 +283,16 @@ impl BudgetStore for SqliteStore {
     ) -> Result<bool, StoreError> {
         let (user, month) = (user_id.to_owned(), month.to_owned());
         self.call(move |c| {
-            ensure_month(c, &user, &month)?;
+            // One statement: create the month's row with this reservation, or add it to
+            // the existing row only while it fits under the limit.
+            let fits_alone = limit.is_none_or(|l| amount.0 <= l.0);
             let changed = c.execute(
-                "UPDATE budgets SET reserved = reserved + ?3, committed = committed + ?3
-                 WHERE user_id = ?1 AND month = ?2 AND (?4 IS NULL OR committed + ?3 <= ?4)",
-                params![user, month, amount.0, limit.map(|l| l.0)],
+                "INSERT INTO budgets (user_id, month, spent, reserved, committed)
+                 SELECT ?1, ?2, 0, ?3, ?3 WHERE ?5
+                 ON CONFLICT (user_id, month) DO UPDATE
+                   SET reserved = reserved + ?3, committed = committed + ?3
+                   WHERE ?4 IS NULL OR committed + ?3 <= ?4",
+                params![user, month, amount.0, limit.map(|l| l.0), fits_alone],
             )?;
             Ok(changed == 1)
         })
