@@ -217,6 +217,13 @@ async fn primary_500s_fail_over_to_the_fallback_with_exact_usage() {
     assert_eq!(e.operation_type, "query_generation");
     assert_eq!(e.metadata["table"], "cloudtrail");
     assert_eq!(e.price_version, shared::pricing::catalog().unwrap().version);
+    // No budget is set, so nothing was reserved; the month's spend still counts the cost.
+    let store = SqliteStore::open(&g.data.join("gateway.sqlite3")).unwrap();
+    let month = shared::usage::month_of(chrono::Utc::now());
+    let counters = shared::store::BudgetStore::month(&store, "alice", &month)
+        .await
+        .unwrap();
+    assert_eq!((counters.spent.0, counters.reserved.0), (12_000_000, 0));
     g.assert_no_key_logged();
 }
 

@@ -271,25 +271,32 @@ impl<'a> Call<'a> {
                 chat.model = deployment.clone();
             }
         }
-        let amount = budget::worst_case(model, &chat).unwrap_or(NanoUsd::ZERO);
+        // A reservation only matters where a limit can refuse the request; without one
+        // the settlement alone (reserved 0, actual cost) keeps the month's spend, and the
+        // hot path saves a write.
         let limit = match (self.prefs().monthly_budget_usd, self.prefs().budget_action) {
             (Some(limit), BudgetAction::Block | BudgetAction::Downgrade) => Some(limit),
             _ => None,
         };
-        if !self
-            .st
-            .budgets
-            .reserve(&self.user_id, &self.month(), amount, limit)
-            .await?
-        {
-            self.note(model, "budget_exceeded", Duration::ZERO);
-            return Ok(None);
+        let mut reserved = NanoUsd::ZERO;
+        if limit.is_some() {
+            let amount = budget::worst_case(model, &chat).unwrap_or(NanoUsd::ZERO);
+            if !self
+                .st
+                .budgets
+                .reserve(&self.user_id, &self.month(), amount, limit)
+                .await?
+            {
+                self.note(model, "budget_exceeded", Duration::ZERO);
+                return Ok(None);
+            }
+            reserved = amount;
         }
         Ok(Some(Candidate {
             model: model.clone(),
             key,
             chat,
-            reserved: amount,
+            reserved,
         }))
     }
 
@@ -578,10 +585,9 @@ async fn send_once(
 
 /// Provider text may quote what it was sent; never let the key through to a log.
 pub(crate) fn scrub(detail: &str, c: &Candidate) -> String {
-    match &c.key {
-        Some(k) if !k.expose().is_empty() => detail.replace(k.expose(), crate::secret::REDACTED),
-        _ => detail.to_owned(),
-    }
+    c.key
+        .as_ref()
+        .map_or_else(|| detail.to_owned(), |k| k.scrub(detail))
 }
 
 /// The whole non-streaming request.

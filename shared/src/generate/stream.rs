@@ -143,12 +143,10 @@ async fn pump(call: &mut Call<'_>, c: Candidate, opened: Opened, tx: &mpsc::Send
     let mut client_gone = false;
     let mut tokens: Option<TokenCounts> = None;
     let mut failure: Option<ProviderError> = None;
-    let mut content_model = c.model.id.clone();
     match opened {
         Opened::Whole(g) => {
             client_gone = tx.send(Event::Delta(g.content)).await.is_err();
             tokens = Some(g.tokens);
-            content_model = c.model.id.clone();
         }
         Opened::Stream(mut response, mut parser) => {
             let transport = &call.st.app.providers.transport;
@@ -225,7 +223,7 @@ async fn pump(call: &mut Call<'_>, c: Candidate, opened: Opened, tx: &mpsc::Send
     let response = GenerateResponse {
         content: String::new(),
         provider: c.model.provider,
-        model: content_model,
+        model: c.model.id.clone(),
         usage: UsageView {
             input_tokens: tokens.input_tokens,
             output_tokens: tokens.output_tokens,

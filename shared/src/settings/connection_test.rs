@@ -138,12 +138,9 @@ pub async fn run(
         }
         Err(e) => {
             // Provider text may quote what it was sent; never let the key through.
-            let detail = match &key {
-                Some(k) if !k.expose().is_empty() => {
-                    e.detail.replace(k.expose(), crate::secret::REDACTED)
-                }
-                _ => e.detail.clone(),
-            };
+            let detail = key
+                .as_ref()
+                .map_or_else(|| e.detail.clone(), |k| k.scrub(&e.detail));
             tracing::info!(provider = %provider, model = %model, latency_ms, kind = e.kind.as_str(), detail = %detail, "connection test failed");
             TestOutcome {
                 success: false,
