@@ -92,6 +92,7 @@ async fn fixture(seed: u64, n: usize) -> Fixture {
         let e = random_entry(&mut rng, "alice", now, i);
         let settlement = Settlement {
             month: e.month().to_owned(),
+            reservation_id: e.request_id.clone(),
             reserved: NanoUsd(0),
             actual: e.cost_usd.unwrap_or(NanoUsd(0)),
         };

@@ -105,7 +105,10 @@ impl Alerts {
         limit: NanoUsd,
         thresholds: &[u32],
     ) {
-        let spent = match budgets.month(user_id, month).await {
+        let spent = match budgets
+            .month(user_id, month, chrono::Utc::now().timestamp())
+            .await
+        {
             Ok(m) => m.spent,
             Err(e) => {
                 tracing::error!(error = %e, "budget counters unreadable; alerts skipped");

@@ -20,7 +20,7 @@ use crate::providers::{ChatRequest, ErrorKind, Generation, ProviderError};
 use crate::ratelimit::RateLimiter;
 use crate::settings::{BudgetAction, Preferences, SettingsRecord};
 use crate::store::{BudgetStore, ResponseCache, UsageStore};
-use crate::usage::{Settlement, UsageEntry, UsageStatus};
+use crate::usage::{Reservation, Settlement, UsageEntry, UsageStatus};
 use breaker::Breakers;
 use keys::KeyCache;
 use recorder::Recorder;
@@ -40,6 +40,9 @@ pub struct GenerateConfig {
     /// No new attempt starts after this much of a request has passed (API Gateway
     /// gives up at 30 s).
     pub deadline: Duration,
+    /// How long a budget reservation holds without being settled: past it, the
+    /// reservation stops counting (a process that died cannot block a user's month).
+    pub lease: Duration,
     pub cache_ttl: Duration,
     pub retention_days: i64,
 }
@@ -50,7 +53,8 @@ impl Default for GenerateConfig {
             max_retries: 2,
             backoff_base: Duration::from_millis(100),
             backoff_cap: Duration::from_secs(2),
-            deadline: Duration::from_secs(27),
+            deadline: Duration::from_secs(28),
+            lease: Duration::from_secs(28 + 60),
             cache_ttl: Duration::from_secs(3600),
             retention_days: 90,
         }
@@ -161,6 +165,8 @@ pub struct Call<'a> {
     /// reservation, the settlement and the entry can never fall in different months.
     pub started_at: chrono::DateTime<chrono::Utc>,
     pub attempts: Vec<Attempt>,
+    /// How many reservations this request has made: each gets its own id.
+    reservations: u32,
 }
 
 /// One model to try, with its key and its reservation.
@@ -169,6 +175,8 @@ pub struct Candidate {
     pub key: Option<crate::secret::ApiKey>,
     pub chat: ChatRequest,
     pub reserved: NanoUsd,
+    /// The id its settlement carries (also when nothing was reserved).
+    pub reservation_id: String,
 }
 
 impl<'a> Call<'a> {
@@ -194,6 +202,7 @@ impl<'a> Call<'a> {
             started: Instant::now(),
             started_at: chrono::Utc::now(),
             attempts: Vec::new(),
+            reservations: 0,
         })
     }
 
@@ -279,12 +288,22 @@ impl<'a> Call<'a> {
             _ => None,
         };
         let mut reserved = NanoUsd::ZERO;
+        let reservation_id = format!("{}#{}", self.request_id, self.reservations);
+        self.reservations += 1;
         if limit.is_some() {
             let amount = budget::worst_case(model, &chat).unwrap_or(NanoUsd::ZERO);
+            let now = chrono::Utc::now().timestamp();
+            let lease = Reservation {
+                id: reservation_id.clone(),
+                month: self.month(),
+                amount,
+                expires_unix: now
+                    + i64::try_from(self.st.config.lease.as_secs()).unwrap_or(i64::MAX / 2),
+            };
             if !self
                 .st
                 .budgets
-                .reserve(&self.user_id, &self.month(), amount, limit)
+                .reserve(&self.user_id, &lease, limit, now)
                 .await?
             {
                 self.note(model, "budget_exceeded", Duration::ZERO);
@@ -297,6 +316,7 @@ impl<'a> Call<'a> {
             key,
             chat,
             reserved,
+            reservation_id,
         }))
     }
 
@@ -459,11 +479,7 @@ impl<'a> Call<'a> {
 
     pub async fn release(&self, c: &Candidate) -> Result<(), ApiError> {
         if c.reserved > NanoUsd::ZERO {
-            let settlement = Settlement {
-                month: self.month(),
-                reserved: c.reserved,
-                actual: NanoUsd::ZERO,
-            };
+            let settlement = self.settlement(c, NanoUsd::ZERO);
             self.st
                 .recorder
                 .submit(recorder::Job::Settle {
@@ -479,6 +495,7 @@ impl<'a> Call<'a> {
     pub fn settlement(&self, c: &Candidate, actual: NanoUsd) -> Settlement {
         Settlement {
             month: self.month(),
+            reservation_id: c.reservation_id.clone(),
             reserved: c.reserved,
             actual,
         }

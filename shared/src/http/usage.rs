@@ -314,7 +314,7 @@ async fn budget(
     let now = chrono::Utc::now();
     let month = crate::usage::month_of(now);
     let settings = crate::settings::service::read(st.app.settings.as_ref(), &user_id).await?;
-    let counters = st.budgets.month(&user_id, &month).await?;
+    let counters = st.budgets.month(&user_id, &month, now.timestamp()).await?;
     let limit = settings.preferences.monthly_budget_usd;
     let remaining = limit.map(|l| NanoUsd((l.0 - counters.spent.0 - counters.reserved.0).max(0)));
     Ok(Json(json!({

@@ -172,7 +172,7 @@ pub async fn vault_suite(vault: &dyn KeyVault) {
 }
 
 use super::{AuditEvent, AuditStore, BudgetStore, ResponseCache, UsageStore};
-use crate::usage::{Settlement, UsageEntry, UsageStatus};
+use crate::usage::{Reservation, Settlement, UsageEntry, UsageStatus};
 
 pub fn usage_entry(
     user: &str,
@@ -209,14 +209,10 @@ pub fn usage_entry(
 pub async fn usage_suite(usage: &dyn UsageStore, budget: &dyn BudgetStore) {
     let user = fresh_user("usage");
     let month = "2026-11";
+    let lease = reservation("r1", month, 50_000_000, NOW + 60);
     assert!(
         budget
-            .reserve(
-                &user,
-                month,
-                NanoUsd(50_000_000),
-                Some(NanoUsd(100_000_000))
-            )
+            .reserve(&user, &lease, Some(NanoUsd(100_000_000)), NOW)
             .await
             .unwrap()
     );
@@ -228,15 +224,13 @@ pub async fn usage_suite(usage: &dyn UsageStore, budget: &dyn BudgetStore) {
         Some(12_000_000),
         UsageStatus::Success,
     );
-    let settle = Settlement {
-        month: month.into(),
-        reserved: NanoUsd(50_000_000),
-        actual: NanoUsd(12_000_000),
-    };
+    let settle = settlement(&lease, 12_000_000);
     usage.record(&e1, Some(&settle)).await.unwrap();
     // Recording the same request again changes nothing: not the entry, the rollup or the budget.
     usage.record(&e1, Some(&settle)).await.unwrap();
-    let m = budget.month(&user, month).await.unwrap();
+    // Nor does a separate settlement of the same reservation (a retried write).
+    budget.settle(&user, &settle).await.unwrap();
+    let m = budget.month(&user, month, NOW).await.unwrap();
     assert_eq!((m.spent, m.reserved), (NanoUsd(12_000_000), NanoUsd(0)));
 
     let e2 = usage_entry(
@@ -335,72 +329,160 @@ pub async fn usage_suite(usage: &dyn UsageStore, budget: &dyn BudgetStore) {
     );
 }
 
+/// "Now" of the budget suite: leases are judged against the time given, so expiry is
+/// tested without waiting.
+const NOW: i64 = 1_800_000_000;
+
+pub fn reservation(id: &str, month: &str, amount: i64, expires_unix: i64) -> Reservation {
+    Reservation {
+        id: id.into(),
+        month: month.into(),
+        amount: NanoUsd(amount),
+        expires_unix,
+    }
+}
+
+pub fn settlement(r: &Reservation, actual: i64) -> Settlement {
+    Settlement {
+        month: r.month.clone(),
+        reservation_id: r.id.clone(),
+        reserved: r.amount,
+        actual: NanoUsd(actual),
+    }
+}
+
 pub async fn budget_suite(budget: Arc<dyn BudgetStore>) {
     let user = fresh_user("budget");
     let month = "2026-11";
     let limit = Some(NanoUsd(200));
-    assert_eq!(budget.month(&user, month).await.unwrap().spent, NanoUsd(0));
+    let counters = |b: &Arc<dyn BudgetStore>, now: i64| {
+        let (b, u) = (b.clone(), user.clone());
+        async move {
+            let m = b.month(&u, month, now).await.unwrap();
+            (m.spent.0, m.reserved.0)
+        }
+    };
+    assert_eq!(counters(&budget, NOW).await, (0, 0));
     // Under concurrency, reservations never pass the limit together.
     let mut tasks = Vec::new();
-    for _ in 0..50 {
+    for i in 0..50 {
         let b = budget.clone();
         let u = user.clone();
         tasks.push(tokio::spawn(async move {
-            b.reserve(&u, month, NanoUsd(10), limit).await.unwrap()
+            let r = reservation(&format!("burst{i}"), month, 10, NOW + 60);
+            (i, b.reserve(&u, &r, limit, NOW).await.unwrap())
         }));
     }
-    let mut granted = 0;
+    let mut granted = Vec::new();
     for t in tasks {
-        granted += u32::from(t.await.unwrap());
+        let (i, ok) = t.await.unwrap();
+        if ok {
+            granted.push(i);
+        }
     }
-    assert_eq!(granted, 20);
-    assert_eq!(
-        budget.month(&user, month).await.unwrap().reserved,
-        NanoUsd(200)
-    );
-    // Settling below the reservation frees room; releasing frees the rest.
+    assert_eq!(granted.len(), 20);
+    assert_eq!(counters(&budget, NOW).await, (0, 200));
+    // A granted reservation asked for again (a retried call that had landed) is granted
+    // and counted once; a refused one stays refused.
+    let again = reservation(&format!("burst{}", granted[0]), month, 10, NOW + 60);
+    assert!(budget.reserve(&user, &again, limit, NOW).await.unwrap());
+    assert_eq!(counters(&budget, NOW).await, (0, 200));
+    // Settling frees what the actual cost did not use; settling twice changes nothing.
+    let first = reservation(&format!("burst{}", granted[0]), month, 10, NOW + 60);
+    budget.settle(&user, &settlement(&first, 3)).await.unwrap();
+    budget.settle(&user, &settlement(&first, 3)).await.unwrap();
+    assert_eq!(counters(&budget, NOW).await, (3, 190));
+    for i in &granted[1..] {
+        let r = reservation(&format!("burst{i}"), month, 10, NOW + 60);
+        budget.settle(&user, &settlement(&r, 0)).await.unwrap();
+    }
+    assert_eq!(counters(&budget, NOW).await, (3, 0));
+    // A settlement with no reservation behind it (nothing was reserved) adds its cost
+    // once.
+    let unreserved = reservation("unreserved", month, 0, NOW + 60);
     budget
-        .settle(
-            &user,
-            &Settlement {
-                month: month.into(),
-                reserved: NanoUsd(100),
-                actual: NanoUsd(30),
-            },
-        )
+        .settle(&user, &settlement(&unreserved, 27))
         .await
         .unwrap();
     budget
-        .settle(
-            &user,
-            &Settlement {
-                month: month.into(),
-                reserved: NanoUsd(100),
-                actual: NanoUsd(0),
-            },
-        )
+        .settle(&user, &settlement(&unreserved, 27))
         .await
         .unwrap();
-    let m = budget.month(&user, month).await.unwrap();
-    assert_eq!((m.spent, m.reserved), (NanoUsd(30), NanoUsd(0)));
+    assert_eq!(counters(&budget, NOW).await, (30, 0));
+
+    // Leases: a reservation nobody settles stops counting when its lease ends ...
+    let abandoned = reservation("abandoned", month, 170, NOW + 60);
+    assert!(budget.reserve(&user, &abandoned, limit, NOW).await.unwrap());
+    let blocked = reservation("blocked", month, 1, NOW + 90);
     assert!(
-        budget
-            .reserve(&user, month, NanoUsd(170), limit)
+        !budget
+            .reserve(&user, &blocked, limit, NOW + 30)
             .await
             .unwrap()
     );
+    assert_eq!(counters(&budget, NOW + 30).await, (30, 170));
+    assert_eq!(counters(&budget, NOW + 61).await, (30, 0));
+    // ... and no longer refuses anyone: the refused reservation releases it and retries.
+    let later = reservation("later", month, 170, NOW + 130);
+    assert!(
+        budget
+            .reserve(&user, &later, limit, NOW + 70)
+            .await
+            .unwrap()
+    );
+    assert_eq!(counters(&budget, NOW + 70).await, (30, 170));
+    // The abandoned request's settlement arriving after its release adds only its cost.
+    budget
+        .settle(&user, &settlement(&abandoned, 5))
+        .await
+        .unwrap();
+    assert_eq!(counters(&budget, NOW + 70).await, (35, 170));
+    // release_expired sweeps explicitly, once.
+    assert_eq!(
+        budget
+            .release_expired(&user, month, NOW + 100)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        budget
+            .release_expired(&user, month, NOW + 131)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        budget
+            .release_expired(&user, month, NOW + 131)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(counters(&budget, NOW + 131).await, (35, 0));
+    budget.settle(&user, &settlement(&later, 0)).await.unwrap();
+    assert_eq!(counters(&budget, NOW + 131).await, (35, 0));
+    // Spend plus what is held never passes the limit.
+    let fill = reservation("fill", month, 165, NOW + 200);
+    assert!(
+        budget
+            .reserve(&user, &fill, limit, NOW + 140)
+            .await
+            .unwrap()
+    );
+    let over = reservation("over", month, 1, NOW + 200);
     assert!(
         !budget
-            .reserve(&user, month, NanoUsd(1), limit)
+            .reserve(&user, &over, limit, NOW + 140)
             .await
             .unwrap()
     );
     // No limit: always granted. Months are separate.
-    assert!(
-        budget
-            .reserve(&user, "2026-12", NanoUsd(1_000_000), None)
-            .await
-            .unwrap()
+    let december = reservation("december", "2026-12", 1_000_000, NOW + 60);
+    assert!(budget.reserve(&user, &december, None, NOW).await.unwrap());
+    assert_eq!(
+        budget.month(&user, "2026-12", NOW).await.unwrap().reserved,
+        NanoUsd(1_000_000)
     );
     // Alerts fire once per threshold and month.
     assert!(budget.mark_alerted(&user, month, 50).await.unwrap());

@@ -19,7 +19,7 @@ pub mod conformance;
 use crate::money::NanoUsd;
 use crate::provider::Provider;
 use crate::settings::SettingsRecord;
-use crate::usage::{DailyRollup, MonthCounters, Settlement, Totals, UsageEntry};
+use crate::usage::{DailyRollup, MonthCounters, Reservation, Settlement, Totals, UsageEntry};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -135,25 +135,46 @@ pub trait UsageStore: Send + Sync {
     }
 }
 
-/// Monthly budget counters. A reservation is one conditional add on `committed`
-/// (= spent + reserved), so concurrent requests can never together pass the limit.
+/// Monthly budget counters with leased reservations. A reservation is one conditional
+/// add on `committed` (= spent + reserved), so concurrent requests can never together
+/// pass the limit; each carries an id (retries are idempotent) and a lease (a
+/// reservation nobody settles stops counting when the lease ends).
 #[async_trait]
 pub trait BudgetStore: Send + Sync {
-    /// Reserves `amount` if `committed + amount <= limit` (always, without a limit).
-    /// `false`: it would pass the limit; nothing was changed.
+    /// Reserves `r.amount` if `committed + amount <= limit` (always, without a limit).
+    /// `false`: it would pass the limit; nothing was changed. A reservation whose id is
+    /// already stored was granted before: `true`, and nothing changes. Before refusing,
+    /// the user's expired leases of the month are released and the reservation retried.
     async fn reserve(
         &self,
         user_id: &str,
-        month: &str,
-        amount: NanoUsd,
+        r: &Reservation,
         limit: Option<NanoUsd>,
+        now_unix: i64,
     ) -> Result<bool, StoreError>;
 
     /// Settles a reservation to the actual cost when no usage entry carries it (usage
-    /// tracking off); `actual` 0 releases it.
+    /// tracking off, or a failed candidate released with `actual` 0). Idempotent on
+    /// `reservation_id`; a reservation already released by its expired lease only adds
+    /// the actual cost.
     async fn settle(&self, user_id: &str, settlement: &Settlement) -> Result<(), StoreError>;
 
-    async fn month(&self, user_id: &str, month: &str) -> Result<MonthCounters, StoreError>;
+    /// The month's counters; `reserved` counts only leases that have not ended.
+    async fn month(
+        &self,
+        user_id: &str,
+        month: &str,
+        now_unix: i64,
+    ) -> Result<MonthCounters, StoreError>;
+
+    /// Releases the user's reservations of `month` whose lease ended by `now_unix`;
+    /// returns how many.
+    async fn release_expired(
+        &self,
+        user_id: &str,
+        month: &str,
+        now_unix: i64,
+    ) -> Result<u64, StoreError>;
 
     /// Marks `threshold` (percent) as alerted for the month: `true` only the first time.
     async fn mark_alerted(

@@ -58,6 +58,21 @@ CREATE TABLE IF NOT EXISTS budgets (
     committed INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (user_id, month)
 );
+-- One row per reservation: held until settled, or released when its lease ends. The
+-- row stays (settled / released) as the marker that makes a retried reserve or settle
+-- change nothing; old ones are purged.
+CREATE TABLE IF NOT EXISTS reservations (
+    user_id    TEXT NOT NULL,
+    id         TEXT NOT NULL,
+    month      TEXT NOT NULL,
+    amount     INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    state      TEXT NOT NULL,
+    PRIMARY KEY (user_id, id)
+);
+CREATE INDEX IF NOT EXISTS reservations_held ON reservations (user_id, month, expires_at)
+    WHERE state = 'held';
+CREATE INDEX IF NOT EXISTS reservations_expiry ON reservations (expires_at);
 CREATE TABLE IF NOT EXISTS budget_alerts (
     user_id   TEXT NOT NULL,
     month     TEXT NOT NULL,
@@ -83,6 +98,23 @@ CREATE TABLE IF NOT EXISTS secrets (
 );
 ";
 
+/// Creates `path` readable by its owner only, or narrows an existing file to that.
+pub fn private_file(path: &Path) -> Result<(), StoreError> {
+    let io = |e: std::io::Error| StoreError::Backend(format!("{}: {e}", path.display()));
+    let mut options = std::fs::OpenOptions::new();
+    options.create(true).append(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        options.mode(0o600);
+        options.open(path).map_err(io)?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+    }
+    #[cfg(not(unix))]
+    options.open(path).map_err(io)?;
+    Ok(())
+}
+
 #[derive(Clone)]
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
@@ -95,7 +127,10 @@ impl From<rusqlite::Error> for StoreError {
 }
 
 impl SqliteStore {
+    /// Opens (creating it 0600 on first use) the database file. SQLite gives its WAL
+    /// and shared-memory files the permissions of the database file.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        private_file(path)?;
         let conn = Connection::open(path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;

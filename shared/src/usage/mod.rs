@@ -152,10 +152,28 @@ pub struct MonthCounters {
     pub reserved: NanoUsd,
 }
 
+/// A budget reservation with a lease. Until `expires_unix` it counts against the limit;
+/// after that it stops counting and is released, so a reservation left behind by a
+/// process that died (or a settlement that never arrived) cannot block a user for the
+/// rest of the month.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reservation {
+    /// Unique per request and candidate (`<request_id>#<n>`). Reserving or settling
+    /// the same id twice (a retried write that had landed) changes nothing.
+    pub id: String,
+    pub month: String,
+    pub amount: NanoUsd,
+    /// Unix seconds: the end of the lease.
+    pub expires_unix: i64,
+}
+
 /// How a request's reservation is settled, in the same write as its usage entry.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Settlement {
     pub month: String,
+    /// The reservation this settles (its id also when nothing was reserved, so that a
+    /// settlement is applied once however often it is retried).
+    pub reservation_id: String,
     pub reserved: NanoUsd,
     pub actual: NanoUsd,
 }
