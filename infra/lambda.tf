@@ -23,27 +23,29 @@ locals {
       )
     }
     # Generation, the OpenAI-compatible routes, usage, budgets and their alerts. The
-    # timeout stays under API Gateway's 30 s integration limit; the engine starts no new
-    # provider attempt after 27 s.
+    # engine answers every request, its usage entry written, within
+    # LLM_REQUEST_DEADLINE_SECS (28 s, under API Gateway's 30 s integration limit); the
+    # function's timeout sits 2 s above it, so the Lambda is never killed mid-request.
     "generate" = {
       zip_path             = var.generate_zip_path
       memory_size          = 256
-      timeout              = 29
+      timeout              = 30
       reserved_concurrency = var.generate_reserved_concurrency
       environment = merge(
         {
-          SETTINGS_TABLE         = aws_dynamodb_table.settings.name
-          USAGE_TABLE            = aws_dynamodb_table.usage.name
-          CACHE_TABLE            = aws_dynamodb_table.cache.name
-          AUDIT_TABLE            = aws_dynamodb_table.audit.name
-          SECRET_PREFIX          = var.secret_prefix
-          SECRETS_KMS_KEY_ID     = aws_kms_key.this.arn
-          SECRET_RECOVERY_DAYS   = tostring(var.secret_recovery_window_days)
-          ADMIN_GROUP_CLAIM      = var.admin_group_claim
-          ADMIN_GROUP            = var.admin_group
-          BUDGET_ALERT_TOPIC_ARN = aws_sns_topic.budget_alerts.arn
-          USAGE_RETENTION_DAYS   = tostring(var.usage_retention_days)
-          RUST_LOG               = var.log_level
+          SETTINGS_TABLE            = aws_dynamodb_table.settings.name
+          USAGE_TABLE               = aws_dynamodb_table.usage.name
+          CACHE_TABLE               = aws_dynamodb_table.cache.name
+          AUDIT_TABLE               = aws_dynamodb_table.audit.name
+          SECRET_PREFIX             = var.secret_prefix
+          SECRETS_KMS_KEY_ID        = aws_kms_key.this.arn
+          SECRET_RECOVERY_DAYS      = tostring(var.secret_recovery_window_days)
+          ADMIN_GROUP_CLAIM         = var.admin_group_claim
+          ADMIN_GROUP               = var.admin_group
+          BUDGET_ALERT_TOPIC_ARN    = aws_sns_topic.budget_alerts.arn
+          USAGE_RETENTION_DAYS      = tostring(var.usage_retention_days)
+          LLM_REQUEST_DEADLINE_SECS = "28"
+          RUST_LOG                  = var.log_level
         },
         local.provider_url_env,
       )

@@ -220,9 +220,10 @@ async fn primary_500s_fail_over_to_the_fallback_with_exact_usage() {
     // No budget is set, so nothing was reserved; the month's spend still counts the cost.
     let store = SqliteStore::open(&g.data.join("gateway.sqlite3")).unwrap();
     let month = shared::usage::month_of(chrono::Utc::now());
-    let counters = shared::store::BudgetStore::month(&store, "alice", &month)
-        .await
-        .unwrap();
+    let counters =
+        shared::store::BudgetStore::month(&store, "alice", &month, chrono::Utc::now().timestamp())
+            .await
+            .unwrap();
     assert_eq!((counters.spent.0, counters.reserved.0), (12_000_000, 0));
     g.assert_no_key_logged();
 }
@@ -452,9 +453,10 @@ async fn budget_holds_under_200_concurrent_requests() {
     assert!(spent <= 50_000_000, "spend never passes the limit");
     let store = SqliteStore::open(&g.data.join("gateway.sqlite3")).unwrap();
     let month = shared::usage::month_of(chrono::Utc::now());
-    let counters = shared::store::BudgetStore::month(&store, "alice", &month)
-        .await
-        .unwrap();
+    let counters =
+        shared::store::BudgetStore::month(&store, "alice", &month, chrono::Utc::now().timestamp())
+            .await
+            .unwrap();
     assert_eq!(
         counters.spent.0, spent,
         "counters equal the sum of the usage entries"

@@ -126,6 +126,8 @@ pub async fn generate_state_from_env() -> Result<GenerateState, InitError> {
         usage: store.clone(),
         budgets: store.clone(),
         alerts,
+        // A Lambda writes inline before answering; it has no disk that outlives it.
+        journal: None,
     });
     Ok(GenerateState {
         keys: Arc::new(KeyCache::new(
@@ -140,6 +142,7 @@ pub async fn generate_state_from_env() -> Result<GenerateState, InitError> {
         rpm: rpm_limiter_from_env(),
         recorder: Recorder::Inline(writer),
         config: GenerateConfig::from_env(),
+        lifecycle: Default::default(),
     })
 }
 

@@ -10,6 +10,7 @@ pub mod error;
 pub mod generate;
 pub mod http;
 pub mod identity;
+pub mod logging;
 pub mod money;
 pub mod pricing;
 pub mod provider;

@@ -10,10 +10,7 @@ use shared::http::{app, usage_router};
 async fn main() -> Result<(), lambda_http::Error> {
     tracing_subscriber::fmt()
         .json()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
+        .with_env_filter(shared::logging::env_filter())
         .with_current_span(false)
         .without_time()
         .init();

@@ -21,6 +21,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 const DB_FILE: &str = "gateway.sqlite3";
+/// Usage jobs the store refused, kept for the next start (see generate::recorder).
+const JOURNAL_FILE: &str = "usage-journal.ndjson";
 
 #[derive(Parser)]
 #[command(name = "llm-local", version, about = "BYOK LLM gateway on one machine")]
@@ -83,10 +85,7 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .json()
         .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
+        .with_env_filter(shared::logging::env_filter())
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -172,8 +171,20 @@ async fn serve(addr: SocketAddr, data_dir: &Path) -> Result<(), LocalError> {
         providers: providers.clone(),
         test_limiter: AppState::default_test_limiter(),
     };
+    // Reservations of a process that died are released once their lease has ended: now
+    // for those already past it, by the sweep below for the rest.
+    match db.release_all_expired(chrono::Utc::now().timestamp()).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(
+            released = n,
+            "expired reservations of an earlier run released"
+        ),
+        Err(e) => tracing::error!(error = %e, "expired reservations not released"),
+    }
     let (generate_state, usage_writer) =
-        generate_state(state.clone(), db.clone(), vault, &providers);
+        generate_state(state.clone(), db.clone(), vault, &providers, data_dir).await;
+    let lifecycle = generate_state.lifecycle.clone();
+    let sweep = tokio::spawn(release_expired_reservations(db.clone()));
     let usage_state = UsageState {
         app: state.clone(),
         usage: db.clone(),
@@ -213,6 +224,19 @@ async fn serve(addr: SocketAddr, data_dir: &Path) -> Result<(), LocalError> {
         .await
         .map_err(LocalError::Serve)?;
     purge.abort();
+    sweep.abort();
+    // Generations whose clients left are still running on their own tasks: they finish
+    // (each records and settles) within the deadline, or are cut short after it.
+    lifecycle.tasks.close();
+    if tokio::time::timeout(GENERATIONS_GRACE, lifecycle.tasks.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("in-flight generations cut short by shutdown");
+        lifecycle.shutdown.cancel();
+        let _ = tokio::time::timeout(GENERATIONS_GRACE, lifecycle.tasks.wait()).await;
+    }
+    drop(lifecycle);
     // Every sender went with the router: the writer finishes what is queued, then stops.
     match tokio::time::timeout(std::time::Duration::from_secs(30), usage_writer).await {
         Ok(_) => tracing::info!("usage writer drained"),
@@ -242,12 +266,30 @@ async fn purge_expired_usage(db: Arc<SqliteStore>) {
     }
 }
 
-/// The generate engine on the embedded store, with usage written off the response path.
-fn generate_state(
+/// How long shutdown waits for in-flight generations before cutting their upstream
+/// calls short (and again for them to record that).
+const GENERATIONS_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Releases reservations whose lease ended (a request that never settled) every 15 s.
+async fn release_expired_reservations(db: Arc<SqliteStore>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(15));
+    loop {
+        tick.tick().await;
+        if let Err(e) = db.release_all_expired(chrono::Utc::now().timestamp()).await {
+            tracing::error!(error = %e, "expired reservations not released");
+        }
+    }
+}
+
+/// The generate engine on the embedded store. Usage is written by a background writer
+/// that commits each request's record before the request answers; what an earlier run
+/// journaled is written first.
+async fn generate_state(
     app: AppState,
     db: Arc<SqliteStore>,
     vault: Arc<dyn shared::vault::KeyVault>,
     providers: &Providers,
+    data_dir: &Path,
 ) -> (GenerateState, tokio::task::JoinHandle<()>) {
     let mut sinks: Vec<Arc<dyn AlertSink>> = Vec::new();
     if let Ok(url) = std::env::var("LLM_BUDGET_WEBHOOK_URL") {
@@ -261,7 +303,15 @@ fn generate_state(
         usage: db.clone(),
         budgets: db.clone(),
         alerts,
+        journal: Some(data_dir.join(JOURNAL_FILE)),
     });
+    match writer.replay_journal().await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(replayed = n, "journaled usage written"),
+        Err(e) => {
+            tracing::error!(error = %e, "journaled usage not written yet; kept for the next start")
+        }
+    }
     let (recorder, handle) = Recorder::background(writer, 4096);
     let state = GenerateState {
         app,
@@ -273,6 +323,7 @@ fn generate_state(
         rpm: rpm_limiter_from_env(),
         recorder,
         config: GenerateConfig::from_env(),
+        lifecycle: Default::default(),
     };
     (state, handle)
 }

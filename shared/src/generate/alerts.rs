@@ -25,24 +25,40 @@ pub trait AlertSink: Send + Sync {
     async fn deliver(&self, alert: &BudgetAlert);
 }
 
-/// Posts the alert as JSON to `LLM_BUDGET_WEBHOOK_URL` (operator configuration).
+/// Posts the alert as JSON to `LLM_BUDGET_WEBHOOK_URL` (operator configuration), on a
+/// task of its own with a short timeout: a slow or hung webhook must never stall the
+/// usage writer that found the threshold crossed (the alert is in the log and the audit
+/// store already).
 pub struct WebhookSink {
     pub transport: Transport,
     pub url: String,
 }
 
+/// How long the webhook may take to answer.
+pub const WEBHOOK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 #[async_trait]
 impl AlertSink for WebhookSink {
     async fn deliver(&self, alert: &BudgetAlert) {
         let body = serde_json::json!({"type": "budget_alert", "alert": alert});
-        match crate::providers::WireRequest::post_json(self.url.clone(), &body) {
-            Ok(req) => match self.transport.send(req).await {
-                Ok(r) if (200..300).contains(&r.status) => {}
-                Ok(r) => tracing::warn!(status = r.status, "budget webhook refused the alert"),
-                Err(e) => tracing::warn!(error = %e.kind.as_str(), "budget webhook unreachable"),
-            },
-            Err(e) => tracing::warn!(error = %e, "budget webhook request not built"),
-        }
+        let req = match crate::providers::WireRequest::post_json(self.url.clone(), &body) {
+            Ok(req) => req,
+            Err(e) => {
+                tracing::warn!(error = %e, "budget webhook request not built");
+                return;
+            }
+        };
+        let transport = self.transport.clone();
+        tokio::spawn(async move {
+            match tokio::time::timeout(WEBHOOK_TIMEOUT, transport.send(req)).await {
+                Ok(Ok(r)) if (200..300).contains(&r.status) => {}
+                Ok(Ok(r)) => tracing::warn!(status = r.status, "budget webhook refused the alert"),
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e.kind.as_str(), "budget webhook unreachable")
+                }
+                Err(_) => tracing::warn!("budget webhook did not answer in time"),
+            }
+        });
     }
 }
 

@@ -1,18 +1,43 @@
-//! A circuit breaker per provider, in process memory. Only provider-side failures count
-//! (server errors, timeouts, unreachable): a user's bad key or rate limit says nothing
-//! about the provider's health for everyone else. After `threshold` consecutive
-//! failures the provider is skipped for `cool_down`; then one request may try it.
+//! A circuit breaker per provider and key, in process memory. Only provider-side
+//! failures count (server errors, timeouts, unreachable). A breaker is keyed by the key
+//! that was used as well as the provider, so one user's failing key (a revoked
+//! project, a hung account, a region of their own) can never open a circuit that
+//! another user's requests meet. After `threshold` consecutive failures that
+//! provider+key is skipped for `cool_down`; then one request may try it.
 
 use crate::provider::Provider;
 use crate::providers::ErrorKind;
+use crate::secret::ApiKey;
+use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+/// What a breaker is for: a provider and a fingerprint of the key (never the key
+/// itself); `0` for the operator's credentials (e.g. Bedrock's function role).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct BreakerKey(Provider, u64);
+
+impl BreakerKey {
+    pub fn new(provider: Provider, key: Option<&ApiKey>) -> Self {
+        let fingerprint = key.map_or(0, |k| {
+            let digest = Sha256::digest(k.expose().as_bytes());
+            let mut first = [0u8; 8];
+            first.copy_from_slice(&digest[..8]);
+            u64::from_le_bytes(first)
+        });
+        BreakerKey(provider, fingerprint)
+    }
+
+    pub fn provider(&self) -> Provider {
+        self.0
+    }
+}
+
 pub struct Breakers {
     threshold: u32,
     cool_down: Duration,
-    state: Mutex<HashMap<Provider, (u32, Option<Instant>)>>,
+    state: Mutex<HashMap<BreakerKey, (u32, Option<Instant>)>>,
 }
 
 fn counts(kind: ErrorKind) -> bool {
@@ -33,7 +58,7 @@ impl Breakers {
 
     /// Whether a request may go to `provider` now. An open breaker whose cool-down has
     /// passed lets one request through (half-open) and re-opens if it fails.
-    pub fn allows(&self, provider: Provider) -> bool {
+    pub fn allows(&self, provider: BreakerKey) -> bool {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         match state.get_mut(&provider) {
             Some((_, Some(opened))) if opened.elapsed() < self.cool_down => false,
@@ -46,21 +71,25 @@ impl Breakers {
         }
     }
 
-    pub fn success(&self, provider: Provider) {
+    pub fn success(&self, provider: BreakerKey) {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         state.remove(&provider);
     }
 
-    pub fn failure(&self, provider: Provider, kind: ErrorKind) {
+    pub fn failure(&self, provider: BreakerKey, kind: ErrorKind) {
         if !counts(kind) {
             return;
         }
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if state.len() > 10_000 {
+            // Bounded memory: forget closed breakers first (they hold only a count).
+            state.retain(|_, (_, open)| open.is_some());
+        }
         let entry = state.entry(provider).or_insert((0, None));
         entry.0 += 1;
         if entry.0 >= self.threshold {
             entry.1 = Some(Instant::now());
-            tracing::warn!(provider = %provider, failures = entry.0, "circuit opened");
+            tracing::warn!(provider = %provider.provider(), failures = entry.0, "circuit opened");
         }
     }
 }
@@ -72,7 +101,7 @@ mod tests {
     #[test]
     fn opens_after_consecutive_provider_failures_and_half_opens() {
         let b = Breakers::new(3, Duration::from_millis(50));
-        let p = Provider::OpenAi;
+        let p = BreakerKey::new(Provider::OpenAi, None);
         for _ in 0..5 {
             b.failure(p, ErrorKind::InvalidKey); // a user's problem: never counts
         }
@@ -82,11 +111,32 @@ mod tests {
         assert!(b.allows(p));
         b.failure(p, ErrorKind::Network);
         assert!(!b.allows(p), "open after 3");
-        assert!(b.allows(Provider::Anthropic), "per provider");
+        assert!(
+            b.allows(BreakerKey::new(Provider::Anthropic, None)),
+            "per provider"
+        );
         std::thread::sleep(Duration::from_millis(60));
         assert!(b.allows(p), "half-open trial");
         assert!(!b.allows(p), "only one trial at a time");
         b.success(p);
         assert!(b.allows(p));
+    }
+
+    #[test]
+    fn one_users_failing_key_never_opens_another_users_circuit() {
+        let b = Breakers::new(2, Duration::from_secs(60));
+        let alice = ApiKey::new("sk-ant-api03-alice-aaaaaaaaaaaaaaaaaaaaaaaa".into());
+        let bob = ApiKey::new("sk-ant-api03-bob-bbbbbbbbbbbbbbbbbbbbbbbbbb".into());
+        let a = BreakerKey::new(Provider::Anthropic, Some(&alice));
+        let o = BreakerKey::new(Provider::Anthropic, Some(&bob));
+        b.failure(a, ErrorKind::Timeout);
+        b.failure(a, ErrorKind::Timeout);
+        assert!(!b.allows(a), "alice's key is skipped");
+        assert!(b.allows(o), "bob's key is not");
+        assert_ne!(format!("{a:?}"), format!("{o:?}"));
+        assert!(
+            !format!("{a:?}").contains("alice"),
+            "no key in the breaker's name"
+        );
     }
 }

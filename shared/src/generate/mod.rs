@@ -21,7 +21,7 @@ use crate::ratelimit::RateLimiter;
 use crate::settings::{BudgetAction, Preferences, SettingsRecord};
 use crate::store::{BudgetStore, ResponseCache, UsageStore};
 use crate::usage::{Reservation, Settlement, UsageEntry, UsageStatus};
-use breaker::Breakers;
+use breaker::{BreakerKey, Breakers};
 use keys::KeyCache;
 use recorder::Recorder;
 use request::Generate;
@@ -29,6 +29,8 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 /// Operator settings of the generate path.
 #[derive(Debug, Clone)]
@@ -37,8 +39,9 @@ pub struct GenerateConfig {
     pub max_retries: u32,
     pub backoff_base: Duration,
     pub backoff_cap: Duration,
-    /// No new attempt starts after this much of a request has passed (API Gateway
-    /// gives up at 30 s).
+    /// The whole request, every attempt included, answers within this
+    /// (`LLM_REQUEST_DEADLINE_SECS`, default 28: API Gateway gives up at 30 s). Each
+    /// attempt gets what is left of it, less a margin to record the outcome.
     pub deadline: Duration,
     /// How long a budget reservation holds without being settled: past it, the
     /// reservation stops counting (a process that died cannot block a user's month).
@@ -63,10 +66,25 @@ impl Default for GenerateConfig {
 
 impl GenerateConfig {
     /// The defaults with `LLM_MAX_RETRIES`, `LLM_CACHE_TTL_SECS`,
-    /// `USAGE_RETENTION_DAYS` applied when set.
+    /// `USAGE_RETENTION_DAYS`, `LLM_REQUEST_DEADLINE_SECS` and
+    /// `LLM_RESERVATION_LEASE_SECS` applied when set.
     pub fn from_env() -> Self {
         let mut c = GenerateConfig::default();
         let num = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u64>().ok());
+        let secs = |name: &str| {
+            std::env::var(name)
+                .ok()
+                .and_then(|v| v.parse::<f64>().ok())
+                .filter(|s| s.is_finite() && *s >= 0.5 && *s <= 900.0)
+                .map(Duration::from_secs_f64)
+        };
+        if let Some(d) = secs("LLM_REQUEST_DEADLINE_SECS") {
+            c.deadline = d;
+        }
+        c.lease =
+            secs("LLM_RESERVATION_LEASE_SECS").unwrap_or(c.deadline + Duration::from_secs(60));
+        // A lease shorter than a request could release a reservation mid-request.
+        c.lease = c.lease.max(c.deadline + Duration::from_secs(2));
         if let Some(v) = num("LLM_MAX_RETRIES") {
             c.max_retries = u32::try_from(v.min(5)).unwrap_or(2);
         }
@@ -92,6 +110,17 @@ pub struct GenerateState {
     pub rpm: Arc<RateLimiter>,
     pub recorder: Recorder,
     pub config: GenerateConfig,
+    pub lifecycle: Lifecycle,
+}
+
+/// Generations run on tasks of their own, so that a client leaving changes nothing about
+/// what is called, recorded and settled. The tracker lets shutdown wait for them; the
+/// token cuts their upstream calls short when shutdown cannot wait any longer (each
+/// still records its outcome and settles its reservation).
+#[derive(Clone, Default)]
+pub struct Lifecycle {
+    pub tasks: TaskTracker,
+    pub shutdown: CancellationToken,
 }
 
 impl axum::extract::FromRef<GenerateState> for AppState {
@@ -165,6 +194,8 @@ pub struct Call<'a> {
     /// reservation, the settlement and the entry can never fall in different months.
     pub started_at: chrono::DateTime<chrono::Utc>,
     pub attempts: Vec<Attempt>,
+    /// `started + deadline`: the answer (and its usage entry) must be out by then.
+    pub deadline_at: Instant,
     /// How many reservations this request has made: each gets its own id.
     reservations: u32,
 }
@@ -174,6 +205,7 @@ pub struct Candidate {
     pub model: ModelPrice,
     pub key: Option<crate::secret::ApiKey>,
     pub chat: ChatRequest,
+    pub breaker: BreakerKey,
     pub reserved: NanoUsd,
     /// The id its settlement carries (also when nothing was reserved).
     pub reservation_id: String,
@@ -192,6 +224,7 @@ impl<'a> Call<'a> {
                 retry_after_secs: wait.as_secs().max(1),
             });
         }
+        let started = Instant::now();
         let settings = crate::settings::service::read(st.app.settings.as_ref(), user_id).await?;
         Ok(Call {
             st,
@@ -199,8 +232,9 @@ impl<'a> Call<'a> {
             request_id,
             settings,
             req,
-            started: Instant::now(),
+            started,
             started_at: chrono::Utc::now(),
+            deadline_at: started + st.config.deadline,
             attempts: Vec::new(),
             reservations: 0,
         })
@@ -270,7 +304,8 @@ impl<'a> Call<'a> {
             self.note(model, "no_api_key", Duration::ZERO);
             return Ok(None);
         }
-        if !self.st.breakers.allows(provider) {
+        let breaker = BreakerKey::new(provider, key.as_ref());
+        if !self.st.breakers.allows(breaker) {
             self.note(model, "circuit_open", Duration::ZERO);
             return Ok(None);
         }
@@ -315,6 +350,7 @@ impl<'a> Call<'a> {
             model: model.clone(),
             key,
             chat,
+            breaker,
             reserved,
             reservation_id,
         }))
@@ -367,8 +403,20 @@ impl<'a> Call<'a> {
         hint.map_or(wait, |h| h.max(wait)).min(cfg.backoff_cap)
     }
 
+    /// What an attempt starting now may use: the rest of the deadline less the margin
+    /// that recording the outcome and answering need. `None`: no time for another.
+    pub fn attempt_budget(&self) -> Option<Duration> {
+        let margin = (self.st.config.deadline / 4).min(Duration::from_secs(1));
+        self.deadline_at
+            .checked_duration_since(Instant::now())
+            .and_then(|left| left.checked_sub(margin))
+            .filter(|d| *d >= Duration::from_millis(50))
+    }
+
     /// Runs `op` against one candidate, retrying retryable failures within the deadline;
-    /// every failure is noted as an attempt and told to the circuit breaker.
+    /// every failure is noted as an attempt and told to the circuit breaker. Each
+    /// attempt is cut at the deadline; a timed-out generation is never sent again to
+    /// the same provider (it may have run, and been billed, upstream).
     pub async fn with_retries<T, F, Fut>(
         &mut self,
         c: &Candidate,
@@ -378,24 +426,49 @@ impl<'a> Call<'a> {
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, ProviderError>>,
     {
+        let st = self.st;
         let mut retry = 0;
         loop {
+            let Some(budget) = self.attempt_budget() else {
+                return Err(ProviderError::new(
+                    ErrorKind::Timeout,
+                    "the request deadline left no time for an attempt",
+                ));
+            };
             let attempt_started = Instant::now();
-            match op().await {
+            let mut shutting_down = false;
+            let outcome = tokio::select! {
+                r = tokio::time::timeout(budget, op()) => r.unwrap_or_else(|_| Err(
+                    ProviderError::new(ErrorKind::Timeout, "the request deadline was reached"),
+                )),
+                () = st.lifecycle.shutdown.cancelled() => {
+                    shutting_down = true;
+                    Err(ProviderError::new(ErrorKind::Timeout, "the gateway is shutting down"))
+                }
+            };
+            match outcome {
                 Ok(v) => {
-                    self.st.breakers.success(c.model.provider);
+                    st.breakers.success(c.breaker);
                     return Ok(v);
                 }
                 Err(e) => {
-                    self.st.breakers.failure(c.model.provider, e.kind);
+                    if !shutting_down {
+                        st.breakers.failure(c.breaker, e.kind);
+                    }
                     self.note(&c.model, e.kind.as_str(), attempt_started.elapsed());
                     tracing::info!(request_id = %self.request_id, provider = %c.model.provider,
                         model = %c.model.id, kind = e.kind.as_str(), status = ?e.status, detail = %scrub(&e.detail, c),
                         "attempt failed");
                     let wait = self.backoff(retry, e.retry_after);
-                    let in_time = self.started.elapsed() + wait + Duration::from_millis(500)
-                        < self.st.config.deadline;
-                    if !e.kind.retryable() || retry >= self.st.config.max_retries || !in_time {
+                    let in_time = self
+                        .attempt_budget()
+                        .is_some_and(|left| left > wait + Duration::from_millis(100));
+                    if !e.kind.retryable()
+                        || e.kind == ErrorKind::Timeout
+                        || retry >= st.config.max_retries
+                        || !in_time
+                        || shutting_down
+                    {
                         return Err(e);
                     }
                     retry += 1;
@@ -403,6 +476,11 @@ impl<'a> Call<'a> {
                 }
             }
         }
+    }
+
+    /// No time left for another candidate (or shutting down): stop failing over.
+    pub fn out_of_time(&self) -> bool {
+        self.attempt_budget().is_none() || self.st.lifecycle.shutdown.is_cancelled()
     }
 
     /// Sends to one candidate and reads the whole answer, with retries.
@@ -607,6 +685,39 @@ pub(crate) fn scrub(detail: &str, c: &Candidate) -> String {
         .map_or_else(|| detail.to_owned(), |k| k.scrub(detail))
 }
 
+/// The whole non-streaming request on a task of its own: if the client leaves (the
+/// handler's future is dropped), the generation still runs to its end, records its
+/// usage entry and settles its reservation.
+pub async fn generate_detached(
+    st: &GenerateState,
+    user_id: &str,
+    request_id: String,
+    req: Generate,
+) -> Result<GenerateResponse, ApiError> {
+    let id = request_id.clone();
+    let (task_st, user_id) = (st.clone(), user_id.to_owned());
+    let handle = st.lifecycle.spawn(&id, async move {
+        generate(&task_st, &user_id, request_id, req).await
+    });
+    handle.await.unwrap_or_else(|e| {
+        tracing::error!(request_id = %id, error = %e, "generation task failed");
+        Err(ApiError::internal("generation task failed"))
+    })
+}
+
+impl Lifecycle {
+    /// Spawns a request's task on the tracker, inside the request-id scope so that its
+    /// errors and logs carry the id.
+    pub fn spawn<F, T>(&self, request_id: &str, task: F) -> tokio::task::JoinHandle<T>
+    where
+        F: std::future::Future<Output = T> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.tasks
+            .spawn(crate::error::REQUEST_ID.scope(request_id.to_owned(), task))
+    }
+}
+
 /// The whole non-streaming request.
 pub async fn generate(
     st: &GenerateState,
@@ -659,6 +770,9 @@ pub async fn generate(
 
     let mut last: Option<(ModelPrice, ProviderError)> = None;
     for (i, model) in plan.iter().enumerate() {
+        if call.out_of_time() {
+            break;
+        }
         let mut candidate = call.prepare(model, false).await?;
         if candidate.is_none()
             && i == 0

@@ -1,23 +1,28 @@
 //! Writes usage entries (with their budget settlement) and settlements, then checks the
-//! budget alerts. Inline in a Lambda (whose process may be frozen as soon as it has
-//! answered, so nothing may be left for later); locally, a background writer takes the
-//! write off the response path, and is drained before the process exits.
+//! budget alerts. A record is durable before its answer is sent: inline in a Lambda
+//! (whose process may be frozen as soon as it has answered); locally, a background
+//! writer commits whatever queued up meanwhile in one transaction (group commit in
+//! SQLite's WAL, which survives the process being killed) and only then lets each
+//! waiting request answer. A job that cannot be written is retried, and past a few
+//! tries appended to a journal file that the next start replays: never dropped.
 
 use super::alerts::Alerts;
 use crate::error::ApiError;
 use crate::money::NanoUsd;
 use crate::store::{BudgetStore, UsageStore};
 use crate::usage::{Settlement, UsageEntry};
+use std::path::PathBuf;
 use std::sync::Arc;
-use tokio::sync::mpsc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct AlertRule {
     pub limit: NanoUsd,
     pub thresholds: Vec<u32>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub enum Job {
     Record {
         entry: Box<UsageEntry>,
@@ -35,6 +40,8 @@ pub struct Writer {
     pub usage: Arc<dyn UsageStore>,
     pub budgets: Arc<dyn BudgetStore>,
     pub alerts: Arc<Alerts>,
+    /// Where jobs the store keeps refusing are kept until a later start writes them.
+    pub journal: Option<PathBuf>,
 }
 
 impl Writer {
@@ -53,15 +60,8 @@ impl Writer {
                 Job::Settle { .. } => None,
             })
             .collect();
-        let mut tries = 0;
-        while let Err(e) = self.usage.record_batch(&records).await {
-            if tries >= 3 {
-                return Err(e.into());
-            }
-            tries += 1;
-            tracing::warn!(error = %e, tries, "usage batch write failed; retrying");
-            tokio::time::sleep(std::time::Duration::from_millis(50 << tries)).await;
-        }
+        // Retries are the caller's (apply_durably): every write here is idempotent.
+        self.usage.record_batch(&records).await?;
         for job in jobs {
             if let Job::Settle { .. } = job {
                 self.apply(job).await?;
@@ -119,7 +119,7 @@ impl Writer {
                 Err(e) if tries < 3 => {
                     tries += 1;
                     tracing::warn!(error = %e, tries, "usage write failed; retrying");
-                    tokio::time::sleep(std::time::Duration::from_millis(50 << tries)).await;
+                    tokio::time::sleep(Duration::from_millis(50 << tries)).await;
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -129,10 +129,94 @@ impl Writer {
     }
 }
 
+impl Writer {
+    /// Makes every job of `batch` durable: written to the store, or, when the store
+    /// keeps failing, appended to the journal. Returns only when each one is.
+    async fn apply_durably(&self, batch: &[Job]) {
+        for tries in 0..3u32 {
+            match self.apply_batch(batch).await {
+                Ok(()) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, tries, jobs = batch.len(), "usage batch write failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(50 << tries)).await;
+                }
+            }
+        }
+        // One by one, so that a job the store refuses cannot hold up the others.
+        for job in batch {
+            let mut tries = 0u32;
+            loop {
+                let Err(e) = self.apply(job).await else { break };
+                tries += 1;
+                if tries >= 3 && self.journal(job).is_ok() {
+                    tracing::error!(error = %e, job = %job_summary(job), "usage write journaled; replayed at the next start");
+                    break;
+                }
+                tracing::error!(error = %e, tries, job = %job_summary(job), "usage write failed; retrying");
+                tokio::time::sleep(Duration::from_millis((100u64 << tries.min(4)).min(2_000)))
+                    .await;
+            }
+        }
+    }
+
+    /// Appends a job to the journal, one JSON line, flushed to the OS before returning
+    /// (what a killed process must not lose; the file is 0600: entries name users).
+    fn journal(&self, job: &Job) -> Result<(), std::io::Error> {
+        use std::io::Write;
+        let path = self
+            .journal
+            .as_ref()
+            .ok_or_else(|| std::io::Error::other("no journal"))?;
+        let line = serde_json::to_string(job).map_err(std::io::Error::other)?;
+        let mut options = std::fs::OpenOptions::new();
+        options.create(true).append(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut file = options.open(path)?;
+        file.write_all(format!("{line}\n").as_bytes())?;
+        file.flush()
+    }
+
+    /// Writes what the journal holds (jobs a previous run could not write) and empties
+    /// it. Every job is idempotent (keyed by request and reservation ids), so a job
+    /// written twice changes nothing. Returns how many were replayed.
+    pub async fn replay_journal(&self) -> Result<usize, ApiError> {
+        let Some(path) = &self.journal else {
+            return Ok(0);
+        };
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(ApiError::internal(format!("usage journal unreadable: {e}"))),
+        };
+        let mut replayed = 0;
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            match serde_json::from_str::<Job>(line) {
+                Ok(job) => {
+                    self.apply(&job).await?;
+                    replayed += 1;
+                }
+                Err(e) => tracing::error!(error = %e, "usage journal line unreadable; kept aside"),
+            }
+        }
+        let done = path.with_extension("replayed");
+        std::fs::rename(path, &done)
+            .map_err(|e| ApiError::internal(format!("usage journal not rotated: {e}")))?;
+        let _ = std::fs::remove_file(&done);
+        Ok(replayed)
+    }
+}
+
+/// A queued job and the request waiting for it to be durable.
+pub struct Queued {
+    job: Job,
+    durable: oneshot::Sender<()>,
+}
+
 #[derive(Clone)]
 pub enum Recorder {
     Inline(Arc<Writer>),
-    Background(mpsc::Sender<Job>),
+    Background(mpsc::Sender<Queued>),
 }
 
 impl Recorder {
@@ -142,7 +226,7 @@ impl Recorder {
         writer: Arc<Writer>,
         capacity: usize,
     ) -> (Recorder, tokio::task::JoinHandle<()>) {
-        let (tx, mut rx) = mpsc::channel::<Job>(capacity);
+        let (tx, mut rx) = mpsc::channel::<Queued>(capacity);
         let handle = tokio::spawn(async move {
             // Under load, whatever queued up while the last write ran goes in one write.
             while let Some(first) = rx.recv().await {
@@ -153,24 +237,30 @@ impl Recorder {
                         Err(_) => break,
                     }
                 }
-                if let Err(e) = writer.apply_batch(&batch).await {
-                    // After retries: say exactly what was lost.
-                    for job in &batch {
-                        tracing::error!(error = %e, job = ?job_summary(job), "usage write lost");
-                    }
+                let (jobs, waiting): (Vec<Job>, Vec<oneshot::Sender<()>>) =
+                    batch.into_iter().map(|q| (q.job, q.durable)).unzip();
+                writer.apply_durably(&jobs).await;
+                for w in waiting {
+                    let _ = w.send(());
                 }
             }
         });
         (Recorder::Background(tx), handle)
     }
 
+    /// Returns once the job is durable (written, or journaled by the background writer).
     pub async fn submit(&self, job: Job) -> Result<(), ApiError> {
         match self {
             Recorder::Inline(w) => w.apply(&job).await,
-            Recorder::Background(tx) => tx
-                .send(job)
-                .await
-                .map_err(|_| ApiError::internal("usage writer stopped")),
+            Recorder::Background(tx) => {
+                let (durable, written) = oneshot::channel();
+                tx.send(Queued { job, durable })
+                    .await
+                    .map_err(|_| ApiError::internal("usage writer stopped"))?;
+                written
+                    .await
+                    .map_err(|_| ApiError::internal("usage writer stopped"))
+            }
         }
     }
 }

@@ -14,6 +14,9 @@ use crate::settings::BudgetAction;
 use crate::usage::UsageStatus;
 use tokio::sync::mpsc;
 
+/// How long before its reservation's lease ends a stream is cut.
+const STREAM_LEASE_MARGIN: std::time::Duration = std::time::Duration::from_secs(5);
+
 #[derive(Debug)]
 pub enum Event {
     Delta(String),
@@ -30,7 +33,11 @@ pub fn start(
     req: Generate,
 ) -> mpsc::Receiver<Event> {
     let (tx, rx) = mpsc::channel(64);
-    tokio::spawn(async move { run(&st, &user_id, request_id, req, &tx).await });
+    let lifecycle = st.lifecycle.clone();
+    let id = request_id.clone();
+    lifecycle.spawn(&id, async move {
+        run(&st, &user_id, request_id, req, &tx).await
+    });
     rx
 }
 
@@ -57,6 +64,9 @@ async fn run(
     };
     let mut last: Option<(ModelPrice, ProviderError)> = None;
     for (i, model) in plan.iter().enumerate() {
+        if call.out_of_time() {
+            break;
+        }
         let prepared = match call.prepare(model, true).await {
             Ok(None)
                 if i == 0
@@ -150,8 +160,21 @@ async fn pump(call: &mut Call<'_>, c: Candidate, opened: Opened, tx: &mpsc::Send
         }
         Opened::Stream(mut response, mut parser) => {
             let transport = &call.st.app.providers.transport;
+            // A stream may outlive the deadline (it answered in time), not its lease: it
+            // is cut before its reservation could stop counting, or at shutdown.
+            let cut_at = tokio::time::Instant::from_std(
+                call.started + call.st.config.lease.saturating_sub(STREAM_LEASE_MARGIN),
+            );
+            let shutdown = call.st.lifecycle.shutdown.clone();
             loop {
-                let events = match transport.next_chunk(&mut response).await {
+                let next = tokio::select! {
+                    r = transport.next_chunk(&mut response) => r,
+                    () = tokio::time::sleep_until(cut_at) => Err(ProviderError::new(
+                        ErrorKind::Timeout, "the stream outlived its reservation's lease")),
+                    () = shutdown.cancelled() => Err(ProviderError::new(
+                        ErrorKind::Timeout, "the gateway is shutting down")),
+                };
+                let events = match next {
                     Ok(Some(chunk)) => parser.feed(&chunk),
                     Ok(None) => {
                         let done = parser.finish();
@@ -176,7 +199,7 @@ async fn pump(call: &mut Call<'_>, c: Candidate, opened: Opened, tx: &mpsc::Send
         }
     }
     if let Some(e) = failure {
-        call.st.breakers.failure(c.model.provider, e.kind);
+        call.st.breakers.failure(c.breaker, e.kind);
         call.note(&c.model, e.kind.as_str(), std::time::Duration::ZERO);
         tracing::info!(request_id = %call.request_id, kind = e.kind.as_str(), detail = %super::scrub(&e.detail, &c), "stream broke");
         // The provider's counts never arrived; the reservation is released and the

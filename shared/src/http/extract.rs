@@ -150,7 +150,69 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     // Trailing garbage after the document is malformed too.
     de.end()
         .map_err(|e| ApiError::MalformedJson(redact_values(&e.to_string())))?;
+    if let Some(path) = underflowing_number(bytes) {
+        return Err(ApiError::invalid(
+            path,
+            "is a nonzero number too small to represent (it would be read as 0)",
+        ));
+    }
     Ok(value)
+}
+
+/// The path of the first number that is not zero as written but reads as 0.0 (`1e-400`):
+/// serde_json rounds such numbers to zero silently, which would turn a tiny positive
+/// budget into a $0 one. Strings are skipped; the path is the chain of object keys.
+fn underflowing_number(bytes: &[u8]) -> Option<String> {
+    // One frame per open object or array: the key being read in it, if an object.
+    let mut keys: Vec<Option<String>> = Vec::new();
+    let mut last_string: Option<String> = None;
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'"' => {
+                let start = i + 1;
+                i += 1;
+                while i < bytes.len() && bytes[i] != b'"' {
+                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                }
+                last_string = std::str::from_utf8(bytes.get(start..i).unwrap_or_default())
+                    .ok()
+                    .map(str::to_owned);
+            }
+            b':' => {
+                if let Some(frame) = keys.last_mut() {
+                    *frame = last_string.take();
+                }
+            }
+            b'{' | b'[' => keys.push(None),
+            b'}' | b']' => {
+                keys.pop();
+            }
+            b'-' | b'0'..=b'9' => {
+                let start = i;
+                while i < bytes.len()
+                    && matches!(bytes[i], b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9')
+                {
+                    i += 1;
+                }
+                let text = std::str::from_utf8(&bytes[start..i]).unwrap_or("0");
+                let mantissa = text.split(['e', 'E']).next().unwrap_or("");
+                let nonzero = mantissa.bytes().any(|b| matches!(b, b'1'..=b'9'));
+                if nonzero && text.parse::<f64>().is_ok_and(|f| f == 0.0) {
+                    let path: Vec<&str> = keys.iter().flatten().map(String::as_str).collect();
+                    return Some(if path.is_empty() {
+                        "body".into()
+                    } else {
+                        path.join(".")
+                    });
+                }
+                continue;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    None
 }
 
 /// serde quotes offending values (`invalid type: string "sk-..."`); drop them so that a
@@ -212,6 +274,27 @@ mod tests {
 
         let (field, _) = field_error(r#"{"preferences": {"defaultProvider": "acme"}}"#);
         assert_eq!(field, "preferences.defaultProvider");
+    }
+
+    #[test]
+    fn a_positive_amount_too_small_to_represent_is_refused() {
+        for tiny in ["1e-400", "0.1e-330", "-5E-400"] {
+            let body = format!(r#"{{"preferences": {{"monthlyBudgetUsd": {tiny}}}}}"#);
+            let (field, msg) = field_error(&body);
+            assert_eq!(field, "preferences.monthlyBudgetUsd", "{tiny}");
+            assert!(msg.contains("too small"), "{msg}");
+        }
+        // Below a nano-dollar but representable: refused by the amount's own rule.
+        let (field, _) = field_error(r#"{"preferences": {"monthlyBudgetUsd": 1e-10}}"#);
+        assert_eq!(field, "preferences.monthlyBudgetUsd");
+        // Zero written as zero, and numbers inside strings, are fine.
+        for ok in [
+            r#"{"preferences": {"monthlyBudgetUsd": 0.0e-400}}"#,
+            r#"{"preferences": {"monthlyBudgetUsd": 0, "maxTokens": 5}}"#,
+            r#"{"preferences": {"queryModel": "m-1e-400", "monthlyBudgetUsd": 1e-9}}"#,
+        ] {
+            assert!(parse_json::<SettingsUpdate>(ok.as_bytes()).is_ok(), "{ok}");
+        }
     }
 
     #[test]

@@ -5,7 +5,7 @@ use super::extract::{JsonBody, UserId};
 use crate::error::{ApiError, current_request_id};
 use crate::generate::request::GenerateBody;
 use crate::generate::stream::{self, Event};
-use crate::generate::{GenerateResponse, GenerateState, generate};
+use crate::generate::{GenerateResponse, GenerateState, generate_detached};
 use crate::identity::Caller;
 use axum::extract::State;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
@@ -41,7 +41,7 @@ async fn generate_handler(
         let first = first_event(&mut rx).await?;
         return Ok(sse(first, rx, request_id).into_response());
     }
-    Ok(Json(generate(&st, &user_id, request_id, req).await?).into_response())
+    Ok(Json(generate_detached(&st, &user_id, request_id, req).await?).into_response())
 }
 
 /// Waits for the first event: a failure before any text is an ordinary error response

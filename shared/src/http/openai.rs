@@ -8,7 +8,7 @@ use super::generate::{error_payload, events, first_event};
 use crate::error::{ApiError, current_request_id};
 use crate::generate::request::Generate;
 use crate::generate::stream::{self, Event};
-use crate::generate::{GenerateResponse, GenerateState, generate};
+use crate::generate::{GenerateResponse, GenerateState, generate_detached};
 use crate::identity::Caller;
 use crate::pricing::{Catalog, ModelPrice};
 use crate::provider::Provider;
@@ -180,7 +180,7 @@ pub async fn chat_completions(
     let request_id = current_request_id();
     let user_id = caller.user_id;
     if !streaming {
-        let r = generate(&st, &user_id, request_id.clone(), req).await?;
+        let r = generate_detached(&st, &user_id, request_id.clone(), req).await?;
         return Ok(Json(json!({
             "id": completion_id(&request_id),
             "object": "chat.completion",

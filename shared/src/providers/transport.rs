@@ -1,6 +1,6 @@
 //! The one HTTP client every adapter's requests go through, built once per process:
-//! rustls, TCP_NODELAY, pooled connections, a connect timeout and a total timeout kept
-//! under the Lambda and API Gateway limits (API Gateway gives up at 30 s).
+//! rustls, TCP_NODELAY, pooled connections, no redirects, a connect timeout and a total
+//! timeout kept under the Lambda and API Gateway limits (API Gateway gives up at 30 s).
 
 use super::{ErrorKind, ProviderError, WireRequest};
 use bytes::Bytes;
@@ -64,6 +64,10 @@ impl Transport {
         let client = reqwest::Client::builder()
             .connect_timeout(config.connect_timeout)
             .tcp_nodelay(true)
+            // Never follow a redirect: the next host would receive the user's key (in
+            // `x-api-key`, `api-key`, `x-goog-api-key` ...) and the prompt. A 3xx is
+            // answered as it is, and adapters classify it as a provider error.
+            .redirect(reqwest::redirect::Policy::none())
             .pool_idle_timeout(Duration::from_secs(60))
             .user_agent(concat!("llm-gateway/", env!("CARGO_PKG_VERSION")))
             .build()
