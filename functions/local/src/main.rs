@@ -1,7 +1,8 @@
 //! `llm-local`: the single-machine shape of the gateway. Every router on one socket, on
 //! an embedded SQLite store, keys sealed with a local master key; plus the token CLI.
 
-use axum::serve::ListenerExt;
+mod server;
+
 use clap::{Parser, Subcommand};
 use sha2::{Digest, Sha256};
 use shared::generate::alerts::{AlertSink, Alerts, WebhookSink};
@@ -204,21 +205,23 @@ async fn serve(addr: SocketAddr, data_dir: &Path) -> Result<(), LocalError> {
     ));
     tracing::info!(addr = %bound, data_dir = %data_dir.display(), "listening");
 
-    // Small JSON bodies go out with their headers: no Nagle delay on either side.
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .map_err(LocalError::Serve)?;
+    // Returns once every connection is closed (at most the shutdown grace after the signal).
+    let served = server::serve(
+        listener,
+        router,
+        server::Limits::from_env(),
+        shutdown_signal(),
+    )
+    .await
+    .map_err(LocalError::Serve);
     purge.abort();
     // Every sender went with the router: the writer finishes what is queued, then stops.
-    match tokio::time::timeout(std::time::Duration::from_secs(30), usage_writer).await {
+    // Bounded so that the grace plus this stays near 20 s, what a supervisor waits.
+    match tokio::time::timeout(std::time::Duration::from_secs(5), usage_writer).await {
         Ok(_) => tracing::info!("usage writer drained"),
-        Err(_) => tracing::error!("usage writer did not drain within 30 s"),
+        Err(_) => tracing::error!("usage writer did not drain within 5 s"),
     }
-    Ok(())
+    served
 }
 
 /// Retention on the embedded store: entries past their TTL (90 days by default,
