@@ -8,6 +8,8 @@ mod local_support;
 
 use local_support::{BIN, Server, start_with_env, token};
 use serde_json::{Value, json};
+use shared::store::UsageStore;
+use shared::store::sqlite::SqliteStore;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -501,4 +503,81 @@ async fn an_sse_response_outlives_the_body_timeout() {
     assert!(took > Duration::from_secs(2), "stream took only {took:?}");
     assert_eq!(text.matches("event: delta").count(), 30, "{text}");
     assert!(text.contains("event: done"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_an_in_flight_stream_finish() {
+    let upstream = slow_anthropic().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let log = tmp.path().join("server.log");
+    let token = token(&data, "alice", false);
+    let mut server = start_with_env(
+        &data,
+        &log,
+        &env(&[
+            ("LLM_PROVIDER_URL_ANTHROPIC", &upstream),
+            ("LLM_SHUTDOWN_GRACE_SECS", "10"),
+        ]),
+    );
+    let http = reqwest::Client::new();
+    let r = http
+        .put(format!("{}/api/llm-settings/alice", server.base))
+        .bearer_auth(&token)
+        .json(&json!({"preferences": {"defaultProvider": "anthropic"}, "apiKeys": {"anthropic": ANTHROPIC_KEY}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let mut r = http
+        .post(format!("{}/api/llm-generate/alice", server.base))
+        .bearer_auth(&token)
+        .json(&json!({"prompt": "hi", "stream": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let mut text = String::from_utf8(r.chunk().await.unwrap().unwrap().to_vec()).unwrap();
+
+    let signalled = Instant::now();
+    let pid = server.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let rest = tokio::time::timeout(Duration::from_secs(8), r.text())
+        .await
+        .expect("stream finished within 8 s of SIGTERM")
+        .unwrap();
+    text.push_str(&rest);
+    assert_eq!(text.matches("event: delta").count(), 30, "{text}");
+    assert!(text.contains("event: done"), "{text}");
+
+    // It exits once the stream is done, well before the 10 s grace.
+    let status = loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            signalled.elapsed() < Duration::from_secs(8),
+            "still running 8 s after SIGTERM; log: {}",
+            std::fs::read_to_string(&log).unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "exit status {status:?}");
+    let drained = logged(&log, "connections drained").expect("a 'connections drained' line");
+    assert_eq!(drained["fields"]["force_closed"], 0, "{drained}");
+    assert!(logged(&log, "usage writer drained").is_some());
+    // The stream's usage entry was written before the process exited.
+    let store = SqliteStore::open(&data.join("gateway.sqlite3")).unwrap();
+    let (entries, _) = store
+        .entries("alice", "2000", "9999", 100, None)
+        .await
+        .unwrap();
+    assert_eq!(entries.len(), 1, "usage entries after shutdown");
+    assert_eq!(entries[0].output_tokens, 15);
 }
