@@ -1,7 +1,8 @@
 //! `llm-local`: the single-machine shape of the gateway. Every router on one socket, on
 //! an embedded SQLite store, keys sealed with a local master key; plus the token CLI.
 
-use axum::serve::ListenerExt;
+mod server;
+
 use clap::{Parser, Subcommand};
 use sha2::{Digest, Sha256};
 use shared::generate::alerts::{AlertSink, Alerts, WebhookSink};
@@ -215,14 +216,27 @@ async fn serve(addr: SocketAddr, data_dir: &Path) -> Result<(), LocalError> {
     ));
     tracing::info!(addr = %bound, data_dir = %data_dir.display(), "listening");
 
-    // Small JSON bodies go out with their headers: no Nagle delay on either side.
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown_signal())
+    // On the signal the server stops accepting and gives requests its grace. Generations
+    // still waiting on an upstream a few seconds before the grace ends are cut short, so
+    // that each still records its outcome, settles and answers before its connection is
+    // closed.
+    let limits = server::Limits::from_env();
+    let stopping = tokio_util::sync::CancellationToken::new();
+    let cut_generations = {
+        let (stopping, lifecycle) = (stopping.clone(), lifecycle.clone());
+        let cut_after = limits.shutdown_grace.saturating_sub(GENERATIONS_GRACE);
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            stopping.cancel();
+            tokio::time::sleep(cut_after).await;
+            lifecycle.shutdown.cancel();
+        })
+    };
+    // Returns once every connection is closed (at most the shutdown grace after the signal).
+    let served = server::serve(listener, router, limits, stopping.cancelled_owned())
         .await
-        .map_err(LocalError::Serve)?;
+        .map_err(LocalError::Serve);
+    cut_generations.abort();
     purge.abort();
     sweep.abort();
     // Generations whose clients left are still running on their own tasks: they finish
@@ -238,11 +252,12 @@ async fn serve(addr: SocketAddr, data_dir: &Path) -> Result<(), LocalError> {
     }
     drop(lifecycle);
     // Every sender went with the router: the writer finishes what is queued, then stops.
-    match tokio::time::timeout(std::time::Duration::from_secs(30), usage_writer).await {
+    // Bounded so that the grace plus this stays near 20 s, what a supervisor waits.
+    match tokio::time::timeout(std::time::Duration::from_secs(5), usage_writer).await {
         Ok(_) => tracing::info!("usage writer drained"),
-        Err(_) => tracing::error!("usage writer did not drain within 30 s"),
+        Err(_) => tracing::error!("usage writer did not drain within 5 s"),
     }
-    Ok(())
+    served
 }
 
 /// Retention on the embedded store: entries past their TTL (90 days by default,
@@ -266,9 +281,10 @@ async fn purge_expired_usage(db: Arc<SqliteStore>) {
     }
 }
 
-/// How long shutdown waits for in-flight generations before cutting their upstream
-/// calls short (and again for them to record that).
-const GENERATIONS_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
+/// How long before the end of the shutdown grace in-flight generations are cut short,
+/// and how long, after the server stopped, shutdown waits for the ones whose clients
+/// left (twice: before and after cutting them short).
+const GENERATIONS_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Releases reservations whose lease ended (a request that never settled) every 15 s.
 async fn release_expired_reservations(db: Arc<SqliteStore>) {
