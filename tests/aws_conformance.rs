@@ -12,6 +12,7 @@ use shared::store::conformance;
 use shared::store::dynamodb::DynamoSettingsStore;
 use shared::store::{BudgetStore, DynamoUsageStore};
 use shared::vault::secrets_manager::SecretsManagerVault;
+use shared::vault::{KeyVersion, Remaining};
 use std::sync::Arc;
 
 async fn config() -> aws_config::SdkConfig {
@@ -100,13 +101,15 @@ async fn secrets_are_named_tagged_and_keyed_as_configured() {
     .unwrap();
     let user = format!("u-{}", uuid::Uuid::new_v4().simple());
     let key = ApiKey::new(format!("sk-ant-api03-{}", "n".repeat(40)));
+    let version = KeyVersion::fresh();
     vault
-        .put_key(&user, Provider::Anthropic, &key)
+        .put_key(&user, Provider::Anthropic, &version, &key)
         .await
         .unwrap();
+    let name = format!("naming/users/{user}/llm/anthropic");
     let described = client
         .describe_secret()
-        .secret_id(format!("naming/users/{user}/llm/anthropic"))
+        .secret_id(&name)
         .send()
         .await
         .unwrap();
@@ -116,7 +119,121 @@ async fn secrets_are_named_tagged_and_keyed_as_configured() {
         tags.iter()
             .any(|t| t.key() == Some("user_id") && t.value() == Some(user.as_str()))
     );
-    vault.delete_key(&user, Provider::Anthropic).await.unwrap();
+    // Our version id is the secret's VersionId, and it carries a label of its own.
+    let stages = described.version_ids_to_stages().unwrap();
+    assert_eq!(
+        stages.get(version.as_str()).unwrap(),
+        &vec![format!("gw-{}", version.as_str())]
+    );
+    let got = client
+        .get_secret_value()
+        .secret_id(&name)
+        .version_id(version.as_str())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.secret_string(), Some(key.expose()));
+    // Removing the last key deletes the secret.
+    vault
+        .delete_key(
+            &user,
+            Provider::Anthropic,
+            Some(&version),
+            Remaining::Nothing,
+        )
+        .await
+        .unwrap();
+    let gone = client.describe_secret().secret_id(&name).send().await;
+    assert!(gone.is_err(), "the secret should be deleted");
+}
+
+/// A secret written before key versions (a plain `CreateSecret` value) reads as the
+/// legacy key; a new version next to it does not disturb it; the legacy key goes with
+/// the secret when the last key is removed.
+#[tokio::test]
+#[ignore = "needs the AWS emulator; run by `make test`"]
+async fn a_secret_from_before_versions_reads_as_the_legacy_key() {
+    use shared::provider::Provider;
+    use shared::secret::ApiKey;
+    use shared::vault::KeyVault;
+    let config = config().await;
+    let client = aws_sdk_secretsmanager::Client::new(&config);
+    let vault = SecretsManagerVault::new(client.clone(), "legacy/", None, 0).unwrap();
+    let user = format!("u-{}", uuid::Uuid::new_v4().simple());
+    let name = format!("legacy/users/{user}/llm/anthropic");
+    let old = format!("sk-ant-api03-{}", "l".repeat(40));
+    client
+        .create_secret()
+        .name(&name)
+        .secret_string(&old)
+        .send()
+        .await
+        .unwrap();
+    let legacy = vault
+        .get_key(&user, Provider::Anthropic, None)
+        .await
+        .unwrap();
+    assert_eq!(legacy.unwrap().expose(), old);
+
+    let version = KeyVersion::fresh();
+    let new = ApiKey::new(format!("sk-ant-api03-{}", "m".repeat(40)));
+    vault
+        .put_key(&user, Provider::Anthropic, &version, &new)
+        .await
+        .unwrap();
+    assert_eq!(
+        vault
+            .get_key(&user, Provider::Anthropic, Some(&version))
+            .await
+            .unwrap(),
+        Some(new.clone())
+    );
+    assert_eq!(
+        vault
+            .get_key(&user, Provider::Anthropic, None)
+            .await
+            .unwrap()
+            .unwrap()
+            .expose(),
+        old,
+        "an uncommitted version must not change what a name-only read sees"
+    );
+    // The commit replaced the legacy key: deleting it keeps the new version.
+    vault
+        .delete_key(&user, Provider::Anthropic, None, Remaining::Named)
+        .await
+        .unwrap();
+    assert_eq!(
+        vault
+            .get_key(&user, Provider::Anthropic, Some(&version))
+            .await
+            .unwrap(),
+        Some(new)
+    );
+    vault
+        .delete_key(
+            &user,
+            Provider::Anthropic,
+            Some(&version),
+            Remaining::Nothing,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        vault
+            .get_key(&user, Provider::Anthropic, None)
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(
+        client
+            .describe_secret()
+            .secret_id(&name)
+            .send()
+            .await
+            .is_err()
+    );
 }
 
 fn bedrock_request(model: &str) -> shared::providers::ChatRequest {
@@ -502,4 +619,87 @@ async fn dynamodb_budget_holds_under_200_concurrent_reservations() {
     assert_eq!(days.len(), 1);
     assert_eq!(days[0].groups["all"].requests, 27);
     assert_eq!(days[0].groups["all"].cost_nanos, 27 * COST);
+}
+
+/// Key rotation on the AWS backends: rounds of concurrent `PUT`s (different keys) and a
+/// `DELETE` through the settings service. After each round the record names a version
+/// that reads back as the key of its hint, and the secret carries our label on exactly
+/// the version the record names (none, or no secret at all, when no key is named).
+#[tokio::test]
+#[ignore = "needs the AWS emulator; run by `make test`"]
+async fn concurrent_rotation_on_dynamodb_and_secrets_manager() {
+    use shared::provider::Provider;
+    use shared::settings::{SettingsUpdate, service};
+    use shared::store::SettingsStore;
+    use shared::vault::{KeyChanges, KeyVault};
+    let config = config().await;
+    let dynamodb = aws_sdk_dynamodb::Client::new(&config);
+    let table = settings_table(&dynamodb).await;
+    let settings: Arc<dyn SettingsStore> = Arc::new(DynamoSettingsStore::new(dynamodb, table));
+    let sm = aws_sdk_secretsmanager::Client::new(&config);
+    let vault: Arc<dyn KeyVault> =
+        Arc::new(SecretsManagerVault::new(sm.clone(), "rotation/", None, 0).unwrap());
+    let user = format!("u-{}", uuid::Uuid::new_v4().simple());
+    let name = format!("rotation/users/{user}/llm/anthropic");
+    let changes = KeyChanges::default();
+    let catalog = shared::pricing::catalog().unwrap();
+    for round in 0..12 {
+        let mut tasks = Vec::new();
+        for i in 0..3 {
+            let (settings, vault, changes, user) = (
+                settings.clone(),
+                vault.clone(),
+                changes.clone(),
+                user.clone(),
+            );
+            let json = if round % 2 == 1 && i == 2 {
+                r#"{"apiKeys": {"anthropic": null}}"#.to_owned()
+            } else {
+                format!(
+                    r#"{{"apiKeys": {{"anthropic": "sk-ant-api03-{}{round:02}{i}"}}}}"#,
+                    "r".repeat(40)
+                )
+            };
+            tasks.push(tokio::spawn(async move {
+                let body: SettingsUpdate = serde_json::from_str(&json).unwrap();
+                service::update(
+                    settings.as_ref(),
+                    vault.as_ref(),
+                    &changes,
+                    catalog,
+                    &user,
+                    body,
+                )
+                .await
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+        let rec = service::read(settings.as_ref(), &user).await.unwrap();
+        let labelled: Vec<String> = match sm.describe_secret().secret_id(&name).send().await {
+            Ok(d) => d
+                .version_ids_to_stages()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|(_, stages)| stages.iter().any(|s| s.starts_with("gw-")))
+                .map(|(v, _)| v)
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        match rec.keys.get(&Provider::Anthropic) {
+            Some(meta) => {
+                let version = meta.version.clone().unwrap();
+                let key = vault
+                    .get_key(&user, Provider::Anthropic, Some(&version))
+                    .await
+                    .unwrap()
+                    .unwrap();
+                assert_eq!(key.hint(), meta.hint, "round {round}");
+                assert_eq!(labelled, vec![version.as_str().to_owned()], "round {round}");
+            }
+            None => assert!(labelled.is_empty(), "round {round}: {labelled:?}"),
+        }
+    }
 }

@@ -80,6 +80,7 @@ async fn base_from_env() -> Result<Base, InitError> {
         identity: IdentityMode::api_gateway(optional("ADMIN_GROUP_CLAIM"), optional("ADMIN_GROUP")),
         providers: Arc::new(Providers::from_env(config.clone())?),
         test_limiter: AppState::default_test_limiter(),
+        key_changes: Default::default(),
     };
     Ok(Base {
         config,
@@ -129,11 +130,13 @@ pub async fn generate_state_from_env() -> Result<GenerateState, InitError> {
         // A Lambda writes inline before answering; it has no disk that outlives it.
         journal: None,
     });
+    let keys = Arc::new(KeyCache::new(
+        app.vault.clone(),
+        std::time::Duration::from_secs(300),
+    ));
+    app.key_changes.subscribe(keys.clone());
     Ok(GenerateState {
-        keys: Arc::new(KeyCache::new(
-            app.vault.clone(),
-            std::time::Duration::from_secs(300),
-        )),
+        keys,
         app,
         usage: store.clone(),
         budgets: store.clone(),

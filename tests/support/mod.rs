@@ -42,6 +42,7 @@ fn deployment_with(db: SqliteStore, identity: IdentityMode) -> Deployment {
                     .unwrap(),
             ),
             test_limiter: AppState::default_test_limiter(),
+            key_changes: Default::default(),
         },
         db,
     }

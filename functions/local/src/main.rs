@@ -171,6 +171,7 @@ async fn serve(addr: SocketAddr, data_dir: &Path) -> Result<(), LocalError> {
         ))),
         providers: providers.clone(),
         test_limiter: AppState::default_test_limiter(),
+        key_changes: Default::default(),
     };
     // Reservations of a process that died are released once their lease has ended: now
     // for those already past it, by the sweep below for the rest.
@@ -329,12 +330,14 @@ async fn generate_state(
         }
     }
     let (recorder, handle) = Recorder::background(writer, 4096);
+    let keys = Arc::new(KeyCache::new(vault, std::time::Duration::from_secs(300)));
+    app.key_changes.subscribe(keys.clone());
     let state = GenerateState {
         app,
         usage: db.clone(),
         budgets: db.clone(),
         cache: db,
-        keys: Arc::new(KeyCache::new(vault, std::time::Duration::from_secs(300))),
+        keys,
         breakers: Arc::new(Breakers::new(5, std::time::Duration::from_secs(30))),
         rpm: rpm_limiter_from_env(),
         recorder,

@@ -15,7 +15,7 @@ use crate::pricing::Catalog;
 use crate::providers::Providers;
 use crate::ratelimit::RateLimiter;
 use crate::store::SettingsStore;
-use crate::vault::KeyVault;
+use crate::vault::{KeyChanges, KeyVault};
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::HeaderValue;
@@ -41,6 +41,8 @@ pub struct AppState {
     pub providers: Arc<Providers>,
     /// Bounds how often one user may press "test" (each one calls a provider).
     pub test_limiter: Arc<RateLimiter>,
+    /// Key caches of this process, told about every key change.
+    pub key_changes: KeyChanges,
 }
 
 impl AppState {

@@ -57,6 +57,7 @@ async fn put_settings(
     let record = service::update(
         state.settings.as_ref(),
         state.vault.as_ref(),
+        &state.key_changes,
         state.catalog,
         &user_id,
         body,
@@ -98,6 +99,7 @@ async fn delete_key(
     service::update(
         state.settings.as_ref(),
         state.vault.as_ref(),
+        &state.key_changes,
         state.catalog,
         &user_id,
         update,

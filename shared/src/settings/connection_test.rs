@@ -102,10 +102,15 @@ pub async fn run(
         }
         None if !provider.takes_key() => None,
         None => {
-            let saved = if settings.keys.contains_key(&provider) {
-                vault.get_key(user_id, provider).await?
-            } else {
-                None
+            // Exactly the version the record names, so the key tested is the one whose
+            // hint the settings show.
+            let saved = match settings.keys.get(&provider) {
+                Some(meta) => {
+                    vault
+                        .get_key(user_id, provider, meta.version.as_ref())
+                        .await?
+                }
+                None => None,
             };
             // Bedrock without a saved pair uses the function's own role.
             if saved.is_none() && provider != Provider::Bedrock {

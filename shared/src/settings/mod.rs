@@ -10,6 +10,7 @@ pub use patch::{PreferencesPatch, SettingsUpdate};
 
 use crate::money::NanoUsd;
 use crate::provider::Provider;
+use crate::vault::KeyVersion;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -85,6 +86,11 @@ impl Default for Preferences {
 pub struct KeyMeta {
     pub hint: String,
     pub updated_at: DateTime<Utc>,
+    /// The vault version holding this key: readers fetch exactly this one, so the key
+    /// used always matches the hint. `None` in records written before key versions,
+    /// which read the legacy unversioned key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<KeyVersion>,
 }
 
 /// One user's settings as stored. `version` is 0 for a user with nothing saved and grows
@@ -128,5 +134,28 @@ impl From<SettingsRecord> for SettingsView {
                 .updated_at
                 .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_saved_before_versions_still_loads_and_names_the_legacy_key() {
+        let old = r#"{"hint": "…f3Qa", "updated_at": "2025-11-22T10:30:00Z"}"#;
+        let meta: KeyMeta = serde_json::from_str(old).unwrap();
+        assert_eq!(meta.version, None);
+        assert!(
+            !serde_json::to_string(&meta).unwrap().contains("version"),
+            "a legacy key is written back as it was"
+        );
+        let v = KeyVersion::fresh();
+        let meta = KeyMeta {
+            version: Some(v.clone()),
+            ..meta
+        };
+        let back: KeyMeta = serde_json::from_str(&serde_json::to_string(&meta).unwrap()).unwrap();
+        assert_eq!(back.version, Some(v));
     }
 }

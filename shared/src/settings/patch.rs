@@ -38,7 +38,8 @@ impl<'de> Deserialize<'de> for KeyInput {
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// `Clone`: an unconditional write that lost a race applies it again on the fresh record.
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct PreferencesPatch {
     pub default_provider: Option<Provider>,

@@ -29,6 +29,16 @@ fn record(version: u64, max_tokens: u32) -> SettingsRecord {
         KeyMeta {
             hint: "…abcd".into(),
             updated_at: chrono::Utc::now(),
+            version: None,
+        },
+    );
+    // Both a legacy key (no version) and a versioned one round-trip.
+    r.keys.insert(
+        Provider::Anthropic,
+        KeyMeta {
+            hint: "…wxyz".into(),
+            updated_at: chrono::Utc::now(),
+            version: Some(crate::vault::KeyVersion::fresh()),
         },
     );
     r
@@ -121,54 +131,105 @@ pub async fn tokens_suite(store: &dyn TokenStore) {
 }
 
 pub async fn vault_suite(vault: &dyn KeyVault) {
+    use crate::vault::{KeyVersion, Remaining};
     let user = fresh_user("vault");
     let other = fresh_user("vault-other");
     let k1 = ApiKey::new(format!("sk-ant-api03-{}", "a".repeat(40)));
     let k2 = ApiKey::new(format!("sk-ant-api03-{}", "b".repeat(40)));
-
-    assert_eq!(
-        vault.get_key(&user, Provider::Anthropic).await.unwrap(),
-        None
+    let k3 = ApiKey::new(format!("sk-ant-api03-{}", "c".repeat(40)));
+    let (v1, v2, v3) = (
+        KeyVersion::fresh(),
+        KeyVersion::fresh(),
+        KeyVersion::fresh(),
     );
-    vault
-        .put_key(&user, Provider::Anthropic, &k1)
-        .await
-        .unwrap();
+    let ant = Provider::Anthropic;
+
+    assert_eq!(vault.get_key(&user, ant, Some(&v1)).await.unwrap(), None);
+    assert_eq!(vault.get_key(&user, ant, None).await.unwrap(), None);
+    vault.put_key(&user, ant, &v1, &k1).await.unwrap();
     assert_eq!(
-        vault.get_key(&user, Provider::Anthropic).await.unwrap(),
+        vault.get_key(&user, ant, Some(&v1)).await.unwrap(),
         Some(k1.clone())
     );
-    // Per provider and per user.
-    assert_eq!(vault.get_key(&user, Provider::OpenAi).await.unwrap(), None);
+    // Per provider, per user and per version.
     assert_eq!(
-        vault.get_key(&other, Provider::Anthropic).await.unwrap(),
+        vault
+            .get_key(&user, Provider::OpenAi, Some(&v1))
+            .await
+            .unwrap(),
         None
     );
-    // Replace.
-    vault
-        .put_key(&user, Provider::Anthropic, &k2)
-        .await
-        .unwrap();
+    assert_eq!(vault.get_key(&other, ant, Some(&v1)).await.unwrap(), None);
+    assert_eq!(vault.get_key(&user, ant, Some(&v2)).await.unwrap(), None);
+
+    // A second version lives next to the first; neither replaces the other.
+    vault.put_key(&user, ant, &v2, &k2).await.unwrap();
     assert_eq!(
-        vault.get_key(&user, Provider::Anthropic).await.unwrap(),
+        vault.get_key(&user, ant, Some(&v2)).await.unwrap(),
         Some(k2.clone())
     );
-    // Delete, then delete again (idempotent), then put again after a delete.
-    vault.delete_key(&user, Provider::Anthropic).await.unwrap();
     assert_eq!(
-        vault.get_key(&user, Provider::Anthropic).await.unwrap(),
-        None
+        vault.get_key(&user, ant, Some(&v1)).await.unwrap(),
+        Some(k1.clone())
     );
-    vault.delete_key(&user, Provider::Anthropic).await.unwrap();
+    // Writing a version again with the same key (a retry) is fine.
+    vault.put_key(&user, ant, &v2, &k2).await.unwrap();
+
+    // Deleting one version leaves the other, and is idempotent.
     vault
-        .put_key(&user, Provider::Anthropic, &k1)
+        .delete_key(&user, ant, Some(&v1), Remaining::Named)
         .await
         .unwrap();
+    assert_eq!(vault.get_key(&user, ant, Some(&v1)).await.unwrap(), None);
     assert_eq!(
-        vault.get_key(&user, Provider::Anthropic).await.unwrap(),
+        vault.get_key(&user, ant, Some(&v2)).await.unwrap(),
+        Some(k2.clone())
+    );
+    vault
+        .delete_key(&user, ant, Some(&v1), Remaining::Named)
+        .await
+        .unwrap();
+
+    // A version in flight (written, not yet named by any record) survives the removal
+    // of the last named version, even when the record then names nothing.
+    vault.put_key(&user, ant, &v3, &k3).await.unwrap();
+    vault
+        .delete_key(&user, ant, Some(&v2), Remaining::Nothing)
+        .await
+        .unwrap();
+    assert_eq!(vault.get_key(&user, ant, Some(&v2)).await.unwrap(), None);
+    assert_eq!(
+        vault.get_key(&user, ant, Some(&v3)).await.unwrap(),
+        Some(k3.clone())
+    );
+
+    // The last version goes; deleting it again, or a version never written, succeeds;
+    // a new version can be written after that.
+    vault
+        .delete_key(&user, ant, Some(&v3), Remaining::Nothing)
+        .await
+        .unwrap();
+    assert_eq!(vault.get_key(&user, ant, Some(&v3)).await.unwrap(), None);
+    vault
+        .delete_key(&user, ant, Some(&v3), Remaining::Nothing)
+        .await
+        .unwrap();
+    vault
+        .delete_key(&other, ant, Some(&KeyVersion::fresh()), Remaining::Nothing)
+        .await
+        .unwrap();
+    let v4 = KeyVersion::fresh();
+    vault.put_key(&user, ant, &v4, &k1).await.unwrap();
+    assert_eq!(
+        vault.get_key(&user, ant, Some(&v4)).await.unwrap(),
         Some(k1)
     );
-    vault.delete_key(&user, Provider::Anthropic).await.unwrap();
+    assert_eq!(vault.get_key(&user, ant, Some(&v3)).await.unwrap(), None);
+    vault
+        .delete_key(&user, ant, Some(&v4), Remaining::Nothing)
+        .await
+        .unwrap();
+    assert_eq!(vault.get_key(&user, ant, Some(&v4)).await.unwrap(), None);
 }
 
 use super::{AuditEvent, AuditStore, BudgetStore, ResponseCache, UsageStore};

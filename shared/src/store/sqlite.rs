@@ -91,10 +91,12 @@ CREATE TABLE IF NOT EXISTS audit (
     PRIMARY KEY (timestamp, id)
 );
 CREATE TABLE IF NOT EXISTS secrets (
-    name       TEXT PRIMARY KEY,
+    name       TEXT NOT NULL,
+    version    TEXT NOT NULL DEFAULT '',
     nonce      BLOB NOT NULL,
     ciphertext BLOB NOT NULL,
-    updated_at TEXT NOT NULL
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (name, version)
 );
 ";
 
@@ -114,6 +116,24 @@ pub fn private_file(path: &Path) -> Result<(), StoreError> {
     options.open(path).map_err(io)?;
     Ok(())
 }
+
+/// Databases made before key versions had one `secrets` row per name. Their rows become
+/// the legacy version `''` (still decrypted with the name alone as associated data), so
+/// records that name no version keep reading them.
+const SECRETS_V2: &str = "
+CREATE TABLE secrets_v2 (
+    name       TEXT NOT NULL,
+    version    TEXT NOT NULL DEFAULT '',
+    nonce      BLOB NOT NULL,
+    ciphertext BLOB NOT NULL,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (name, version)
+);
+INSERT INTO secrets_v2 (name, version, nonce, ciphertext, updated_at)
+    SELECT name, '', nonce, ciphertext, updated_at FROM secrets;
+DROP TABLE secrets;
+ALTER TABLE secrets_v2 RENAME TO secrets;
+";
 
 #[derive(Clone)]
 pub struct SqliteStore {
@@ -142,8 +162,9 @@ impl SqliteStore {
         Self::init(Connection::open_in_memory()?)
     }
 
-    fn init(conn: Connection) -> Result<Self, StoreError> {
+    fn init(mut conn: Connection) -> Result<Self, StoreError> {
         conn.execute_batch(SCHEMA)?;
+        migrate_secrets(&mut conn)?;
         Ok(SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
         })
@@ -217,6 +238,23 @@ impl SettingsStore for SqliteStore {
         })
         .await
     }
+}
+
+/// Moves an unversioned `secrets` table to the versioned layout. The check runs inside
+/// an immediate transaction, so a second process opening the file at the same moment
+/// (`token create` next to `serve`) waits and then finds nothing to do.
+fn migrate_secrets(conn: &mut Connection) -> Result<(), StoreError> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let versioned: i64 = tx.query_row(
+        "SELECT COUNT(*) FROM pragma_table_info('secrets') WHERE name = 'version'",
+        [],
+        |r| r.get(0),
+    )?;
+    if versioned == 0 {
+        tx.execute_batch(SECRETS_V2)?;
+    }
+    tx.commit()?;
+    Ok(())
 }
 
 fn to_i64(v: u64) -> Result<i64, StoreError> {

@@ -1,11 +1,12 @@
 //! The local key vault: each key is sealed with AES-256-GCM under a key-encryption key
-//! (KEK), with a fresh random nonce per write and the secret's name as associated data,
-//! so a ciphertext copied to another user's or provider's row does not decrypt.
+//! (KEK), with a fresh random nonce per write and the secret's name (and version) as
+//! associated data, so a ciphertext copied to another user's, provider's or version's
+//! row does not decrypt. One row per (user, provider, version).
 //!
 //! The KEK comes from `LLM_LOCAL_MASTER_KEY` (64 hex characters or base64 of 32 bytes)
 //! or from `master.key` in the data directory, created with mode 0600 on first start.
 
-use super::{KeyVault, VaultError, secret_name};
+use super::{KeyVault, KeyVersion, Remaining, VaultError, secret_name};
 use crate::provider::Provider;
 use crate::secret::ApiKey;
 use crate::store::StoreError;
@@ -111,15 +112,32 @@ impl LocalVault {
     }
 }
 
+/// The row's version column: the legacy key is the empty version.
+fn version_column(version: Option<&KeyVersion>) -> String {
+    version.map(|v| v.as_str().to_owned()).unwrap_or_default()
+}
+
+/// The associated data a row is sealed with. A legacy row keeps the name alone (how rows
+/// were sealed before versions), a versioned one binds the version too, so a ciphertext
+/// moved to another user's, provider's or version's row does not decrypt.
+fn associated_data(name: &str, version: Option<&KeyVersion>) -> String {
+    match version {
+        Some(v) => format!("{name}#{}", v.as_str()),
+        None => name.to_owned(),
+    }
+}
+
 #[async_trait]
 impl KeyVault for LocalVault {
     async fn put_key(
         &self,
         user_id: &str,
         provider: Provider,
+        version: &KeyVersion,
         key: &ApiKey,
     ) -> Result<(), VaultError> {
         let name = secret_name("", user_id, provider);
+        let aad = associated_data(&name, Some(version));
         let mut nonce = [0u8; 12];
         getrandom::fill(&mut nonce).map_err(|e| VaultError::Backend(e.to_string()))?;
         let ciphertext = self
@@ -128,17 +146,21 @@ impl KeyVault for LocalVault {
                 Nonce::from_slice(&nonce),
                 Payload {
                     msg: key.expose().as_bytes(),
-                    aad: name.as_bytes(),
+                    aad: aad.as_bytes(),
                 },
             )
             .map_err(|_| VaultError::Backend("encryption failed".into()))?;
         let now = chrono::Utc::now().to_rfc3339();
+        let version = version.as_str().to_owned();
         self.db
             .call(move |c| {
+                // A version id is fresh per write; the upsert only makes a retried or
+                // repaired write of the same version succeed.
                 c.execute(
-                    "INSERT INTO secrets (name, nonce, ciphertext, updated_at) VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT (name) DO UPDATE SET nonce = ?2, ciphertext = ?3, updated_at = ?4",
-                    params![name, nonce.to_vec(), ciphertext, now],
+                    "INSERT INTO secrets (name, version, nonce, ciphertext, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (name, version) DO UPDATE SET nonce = ?3, ciphertext = ?4, updated_at = ?5",
+                    params![name, version, nonce.to_vec(), ciphertext, now],
                 )?;
                 Ok(())
             })
@@ -150,15 +172,17 @@ impl KeyVault for LocalVault {
         &self,
         user_id: &str,
         provider: Provider,
+        version: Option<&KeyVersion>,
     ) -> Result<Option<ApiKey>, VaultError> {
         let name = secret_name("", user_id, provider);
-        let lookup = name.clone();
+        let aad = associated_data(&name, version);
+        let lookup = (name.clone(), version_column(version));
         let row: Option<(Vec<u8>, Vec<u8>)> = self
             .db
             .call(move |c| {
                 Ok(c.query_row(
-                    "SELECT nonce, ciphertext FROM secrets WHERE name = ?1",
-                    params![lookup],
+                    "SELECT nonce, ciphertext FROM secrets WHERE name = ?1 AND version = ?2",
+                    params![lookup.0, lookup.1],
                     |r| Ok((r.get(0)?, r.get(1)?)),
                 )
                 .optional()?)
@@ -176,7 +200,7 @@ impl KeyVault for LocalVault {
                     Nonce::from_slice(&nonce),
                     Payload {
                         msg: &ciphertext,
-                        aad: name.as_bytes(),
+                        aad: aad.as_bytes(),
                     },
                 )
                 .map_err(|_| VaultError::Undecryptable(name.clone()))?,
@@ -186,11 +210,23 @@ impl KeyVault for LocalVault {
         Ok(Some(ApiKey::new(text)))
     }
 
-    async fn delete_key(&self, user_id: &str, provider: Provider) -> Result<(), VaultError> {
+    /// Deletes exactly one row; `remaining` does not matter here, as every version has
+    /// its own row.
+    async fn delete_key(
+        &self,
+        user_id: &str,
+        provider: Provider,
+        version: Option<&KeyVersion>,
+        _remaining: Remaining,
+    ) -> Result<(), VaultError> {
         let name = secret_name("", user_id, provider);
+        let version = version_column(version);
         self.db
             .call(move |c| {
-                c.execute("DELETE FROM secrets WHERE name = ?1", params![name])?;
+                c.execute(
+                    "DELETE FROM secrets WHERE name = ?1 AND version = ?2",
+                    params![name, version],
+                )?;
                 Ok(())
             })
             .await?;
@@ -217,7 +253,9 @@ mod tests {
     async fn plaintext_never_reaches_the_database() {
         let (v, db) = vault();
         let key = ApiKey::new("sk-ant-api03-PLAINTEXT-MARKER-0000000000000".into());
-        v.put_key("u1", Provider::Anthropic, &key).await.unwrap();
+        v.put_key("u1", Provider::Anthropic, &KeyVersion::fresh(), &key)
+            .await
+            .unwrap();
         let raw: Vec<u8> = db
             .call(|c| Ok(c.query_row("SELECT ciphertext FROM secrets", [], |r| r.get(0))?))
             .await
@@ -229,23 +267,113 @@ mod tests {
     async fn wrong_master_key_or_moved_ciphertext_does_not_decrypt() {
         let (v, db) = vault();
         let key = ApiKey::new("sk-ant-api03-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx".into());
-        v.put_key("u1", Provider::Anthropic, &key).await.unwrap();
+        let ver = KeyVersion::fresh();
+        v.put_key("u1", Provider::Anthropic, &ver, &key)
+            .await
+            .unwrap();
         let other = LocalVault::new(db.clone(), &[8u8; 32]).unwrap();
         assert!(matches!(
-            other.get_key("u1", Provider::Anthropic).await,
+            other.get_key("u1", Provider::Anthropic, Some(&ver)).await,
             Err(VaultError::Undecryptable(_))
         ));
-        // Copy u1's ciphertext into u2's slot: the name is bound as associated data.
-        db.call(|c| {
+        // Copy u1's ciphertext into u2's slot, and into another version of u1's: the name
+        // and the version are bound as associated data.
+        let moved = KeyVersion::fresh();
+        let moved_id = moved.as_str().to_owned();
+        db.call(move |c| {
             c.execute(
-                "INSERT INTO secrets SELECT 'users/u2/llm/anthropic', nonce, ciphertext, updated_at FROM secrets",
+                "INSERT INTO secrets SELECT 'users/u2/llm/anthropic', version, nonce, ciphertext, updated_at FROM secrets",
                 [],
+            )?;
+            c.execute(
+                "INSERT INTO secrets SELECT name, ?1, nonce, ciphertext, updated_at FROM secrets WHERE name = 'users/u1/llm/anthropic'",
+                [moved_id],
             )?;
             Ok(())
         })
         .await
         .unwrap();
-        assert!(v.get_key("u2", Provider::Anthropic).await.is_err());
+        assert!(
+            v.get_key("u2", Provider::Anthropic, Some(&ver))
+                .await
+                .is_err()
+        );
+        assert!(
+            v.get_key("u1", Provider::Anthropic, Some(&moved))
+                .await
+                .is_err()
+        );
+        assert!(
+            v.get_key("u1", Provider::Anthropic, Some(&ver))
+                .await
+                .is_ok()
+        );
+    }
+
+    /// A database from before key versions: its one row per name is still readable as
+    /// the legacy key after the migration, and new versions live next to it.
+    #[tokio::test]
+    async fn unversioned_rows_survive_the_migration_as_the_legacy_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.sqlite");
+        let master = [7u8; 32];
+        let name = "users/u1/llm/anthropic";
+        let old_key = format!("sk-ant-api03-{}", "o".repeat(40));
+        {
+            let cipher = Aes256Gcm::new_from_slice(&master).unwrap();
+            let nonce = [3u8; 12];
+            let ciphertext = cipher
+                .encrypt(
+                    Nonce::from_slice(&nonce),
+                    Payload {
+                        msg: old_key.as_bytes(),
+                        aad: name.as_bytes(),
+                    },
+                )
+                .unwrap();
+            let c = rusqlite::Connection::open(&path).unwrap();
+            c.execute_batch(
+                "CREATE TABLE secrets (name TEXT PRIMARY KEY, nonce BLOB NOT NULL,
+                 ciphertext BLOB NOT NULL, updated_at TEXT NOT NULL);",
+            )
+            .unwrap();
+            c.execute(
+                "INSERT INTO secrets VALUES (?1, ?2, ?3, '2025-01-01T00:00:00Z')",
+                params![name, nonce.to_vec(), ciphertext],
+            )
+            .unwrap();
+        }
+        let db = SqliteStore::open(&path).unwrap();
+        // Opening twice migrates once.
+        let db2 = SqliteStore::open(&path).unwrap();
+        let v = LocalVault::new(db, &master).unwrap();
+        let legacy = v.get_key("u1", Provider::Anthropic, None).await.unwrap();
+        assert_eq!(legacy.unwrap().expose(), old_key);
+        let ver = KeyVersion::fresh();
+        let new_key = ApiKey::new(format!("sk-ant-api03-{}", "n".repeat(40)));
+        v.put_key("u1", Provider::Anthropic, &ver, &new_key)
+            .await
+            .unwrap();
+        let v2 = LocalVault::new(db2, &master).unwrap();
+        assert_eq!(
+            v2.get_key("u1", Provider::Anthropic, Some(&ver))
+                .await
+                .unwrap(),
+            Some(new_key)
+        );
+        v.delete_key("u1", Provider::Anthropic, None, Remaining::Named)
+            .await
+            .unwrap();
+        assert_eq!(
+            v.get_key("u1", Provider::Anthropic, None).await.unwrap(),
+            None
+        );
+        assert!(
+            v.get_key("u1", Provider::Anthropic, Some(&ver))
+                .await
+                .unwrap()
+                .is_some()
+        );
     }
 
     #[test]
