@@ -17,7 +17,10 @@ locals {
           SECRET_RECOVERY_DAYS = tostring(var.secret_recovery_window_days)
           ADMIN_GROUP_CLAIM    = var.admin_group_claim
           ADMIN_GROUP          = var.admin_group
-          RUST_LOG             = var.log_level
+          # The connection test's upstream call must end (as a "timeout" result) before
+          # the function's own 10 s timeout kills it.
+          LLM_PROVIDER_TIMEOUT_SECS = "8"
+          RUST_LOG                  = var.log_level
         },
         local.provider_url_env,
       )

@@ -339,6 +339,46 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn purge_removes_expired_cache_entries_and_release_all_expired_sweeps_every_user() {
+        use crate::money::NanoUsd;
+        use crate::store::{BudgetStore, ResponseCache, UsageStore};
+        let store = SqliteStore::open_in_memory().unwrap();
+        store.put_cached("old", "{}", 100).await.unwrap();
+        store.put_cached("fresh", "{}", 10_000).await.unwrap();
+        store.purge_expired(1_000, "2000-01-01").await.unwrap();
+        let rows: i64 = store
+            .call(|c| Ok(c.query_row("SELECT COUNT(*) FROM response_cache", [], |r| r.get(0))?))
+            .await
+            .unwrap();
+        assert_eq!(rows, 1, "the expired entry's row is gone");
+        assert!(store.get_cached("fresh", 1_000).await.unwrap().is_some());
+
+        for user in ["a", "b"] {
+            let r = conformance::reservation("r", "2026-11", 10, 500);
+            assert!(store.reserve(user, &r, Some(NanoUsd(100)), 100).await.unwrap());
+        }
+        assert_eq!(store.release_all_expired(499).await.unwrap(), 0);
+        assert_eq!(store.release_all_expired(500).await.unwrap(), 2);
+        for user in ["a", "b"] {
+            let m = store.month(user, "2026-11", 0).await.unwrap();
+            assert_eq!(m.reserved, NanoUsd(0), "released even as seen from before");
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_database_file_is_created_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        std::fs::write(&path, b"").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        SqliteStore::open(&path).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "an existing file is narrowed too");
+    }
+
+    #[tokio::test]
     async fn survives_reopen_from_disk() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("db.sqlite");
