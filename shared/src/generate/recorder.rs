@@ -275,3 +275,159 @@ fn job_summary(job: &Job) -> String {
         } => format!("settle {user_id} {}", settlement.month),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::provider::Provider;
+    use crate::store::sqlite::SqliteStore;
+    use crate::store::{StoreError, conformance};
+    use crate::usage::{DailyRollup, Totals, UsageStatus};
+    use async_trait::async_trait;
+    use std::collections::BTreeMap;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    /// The SQLite store, refusing every write while `down`.
+    struct Flaky {
+        inner: SqliteStore,
+        down: AtomicBool,
+    }
+
+    impl Flaky {
+        fn check(&self) -> Result<(), StoreError> {
+            if self.down.load(Ordering::SeqCst) {
+                return Err(StoreError::Backend("disk unavailable".into()));
+            }
+            Ok(())
+        }
+    }
+
+    #[async_trait]
+    impl UsageStore for Flaky {
+        async fn record(&self, e: &UsageEntry, s: Option<&Settlement>) -> Result<(), StoreError> {
+            self.check()?;
+            self.inner.record(e, s).await
+        }
+        async fn record_batch(
+            &self,
+            batch: &[(UsageEntry, Option<Settlement>)],
+        ) -> Result<(), StoreError> {
+            self.check()?;
+            self.inner.record_batch(batch).await
+        }
+        async fn entries(
+            &self,
+            u: &str,
+            s: &str,
+            e: &str,
+            l: usize,
+            b: Option<&str>,
+        ) -> Result<(Vec<UsageEntry>, Option<String>), StoreError> {
+            self.inner.entries(u, s, e, l, b).await
+        }
+        async fn rollups(&self, u: &str, f: &str, t: &str) -> Result<Vec<DailyRollup>, StoreError> {
+            self.inner.rollups(u, f, t).await
+        }
+        async fn provider_totals(
+            &self,
+            p: Provider,
+            s: &str,
+            e: &str,
+            n: i64,
+        ) -> Result<(BTreeMap<String, Totals>, usize), StoreError> {
+            self.inner.provider_totals(p, s, e, n).await
+        }
+    }
+
+    fn writer(usage: Arc<dyn UsageStore>, db: &SqliteStore, journal: PathBuf) -> Arc<Writer> {
+        Arc::new(Writer {
+            usage,
+            budgets: Arc::new(db.clone()),
+            alerts: Arc::new(Alerts::new(Arc::new(db.clone()), Vec::new())),
+            journal: Some(journal),
+        })
+    }
+
+    fn job(user: &str, at: &str) -> Job {
+        Job::Record {
+            entry: Box::new(conformance::usage_entry(
+                user,
+                at,
+                Provider::Anthropic,
+                Some(7),
+                UsageStatus::Success,
+            )),
+            settlement: None,
+            rule: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_job_the_store_keeps_refusing_is_journaled_then_replayed_never_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = dir.path().join("journal.ndjson");
+        let db = SqliteStore::open_in_memory().unwrap();
+        let flaky = Arc::new(Flaky {
+            inner: db.clone(),
+            down: AtomicBool::new(true),
+        });
+        let (recorder, handle) =
+            Recorder::background(writer(flaky.clone(), &db, journal.clone()), 16);
+        // The request waits until its record is durable: here, in the journal.
+        recorder
+            .submit(job("u1", "2026-11-20T10:00:00.000Z"))
+            .await
+            .unwrap();
+        recorder
+            .submit(job("u1", "2026-11-20T11:00:00.000Z"))
+            .await
+            .unwrap();
+        drop(recorder);
+        handle.await.unwrap();
+        let text = std::fs::read_to_string(&journal).unwrap();
+        assert_eq!(text.lines().count(), 2, "both jobs journaled: {text}");
+        assert!(
+            db.entries("u1", "2000", "9999", 10, None)
+                .await
+                .unwrap()
+                .0
+                .is_empty()
+        );
+
+        // The next start, with the store back: the journal is written, then emptied.
+        flaky.down.store(false, Ordering::SeqCst);
+        let again = writer(flaky.clone(), &db, journal.clone());
+        assert_eq!(again.replay_journal().await.unwrap(), 2);
+        assert_eq!(
+            db.entries("u1", "2000", "9999", 10, None)
+                .await
+                .unwrap()
+                .0
+                .len(),
+            2
+        );
+        assert!(!journal.exists());
+        assert_eq!(again.replay_journal().await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn submit_returns_after_the_record_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = SqliteStore::open_in_memory().unwrap();
+        let (recorder, handle) = Recorder::background(
+            writer(Arc::new(db.clone()), &db, dir.path().join("j.ndjson")),
+            16,
+        );
+        for i in 0..20 {
+            recorder
+                .submit(job("u2", &format!("2026-11-20T10:00:{i:02}.000Z")))
+                .await
+                .unwrap();
+            // No waiting, no polling: it is there when submit returns.
+            let (entries, _) = db.entries("u2", "2000", "9999", 100, None).await.unwrap();
+            assert_eq!(entries.len(), i + 1);
+        }
+        drop(recorder);
+        handle.await.unwrap();
+    }
+}

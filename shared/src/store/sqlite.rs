@@ -355,7 +355,12 @@ mod tests {
 
         for user in ["a", "b"] {
             let r = conformance::reservation("r", "2026-11", 10, 500);
-            assert!(store.reserve(user, &r, Some(NanoUsd(100)), 100).await.unwrap());
+            assert!(
+                store
+                    .reserve(user, &r, Some(NanoUsd(100)), 100)
+                    .await
+                    .unwrap()
+            );
         }
         assert_eq!(store.release_all_expired(499).await.unwrap(), 0);
         assert_eq!(store.release_all_expired(500).await.unwrap(), 2);
