@@ -352,7 +352,7 @@ async fn a_sigkill_under_load_loses_no_answered_request_and_no_reservation() {
         json!({"monthlyBudgetUsd": 1000.0}),
         &[
             ("LLM_REQUEST_DEADLINE_SECS", "2"),
-            ("LLM_RESERVATION_LEASE_SECS", "4"),
+            ("LLM_RESERVATION_LEASE_SECS", "7"),
         ],
     )
     .await;
@@ -416,8 +416,13 @@ async fn a_sigkill_under_load_loses_no_answered_request_and_no_reservation() {
     // Requests in flight at the kill held reservations; after a restart and the end of
     // their lease they no longer count.
     g.restart();
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    let budget = g.get("/api/llm-usage/alice/budget").await;
+    // The lease is the deadline (2 s) plus the 5 s minimum margin.
+    let until = Instant::now() + Duration::from_secs(12);
+    let mut budget = g.get("/api/llm-usage/alice/budget").await;
+    while budget["reserved_usd"] != 0.0 && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        budget = g.get("/api/llm-usage/alice/budget").await;
+    }
     assert_eq!(budget["reserved_usd"], 0.0, "{budget}");
     let store = g.store();
     let counters = store

@@ -63,7 +63,7 @@ impl Default for Limits {
             body_timeout: Duration::from_secs(30),
             max_connections: 1024,
             max_requests_per_connection: None,
-            shutdown_grace: Duration::from_secs(15),
+            shutdown_grace: Duration::from_secs(12),
         }
     }
 }

@@ -1,4 +1,4 @@
-//! A circuit breaker per provider and key, in process memory. Only provider-side
+//! A circuit breaker per provider, user and key, in process memory. Only provider-side
 //! failures count (server errors, timeouts, unreachable). A breaker is keyed by the key
 //! that was used as well as the provider, so one user's failing key (a revoked
 //! project, a hung account, a region of their own) can never open a circuit that
@@ -13,20 +13,22 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// What a breaker is for: a provider and a fingerprint of the key (never the key
-/// itself); `0` for the operator's credentials (e.g. Bedrock's function role).
+/// What a breaker is for: a provider, the user and a fingerprint of the key (never the
+/// key itself). The user is part of it so that shared credentials (the operator's, such
+/// as Bedrock's function role) cannot let one user's failures trip anyone else either.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct BreakerKey(Provider, u64);
 
 impl BreakerKey {
-    pub fn new(provider: Provider, key: Option<&ApiKey>) -> Self {
-        let fingerprint = key.map_or(0, |k| {
-            let digest = Sha256::digest(k.expose().as_bytes());
-            let mut first = [0u8; 8];
-            first.copy_from_slice(&digest[..8]);
-            u64::from_le_bytes(first)
-        });
-        BreakerKey(provider, fingerprint)
+    pub fn new(provider: Provider, user_id: &str, key: Option<&ApiKey>) -> Self {
+        let mut h = Sha256::new();
+        h.update(user_id.as_bytes());
+        h.update([0u8]);
+        h.update(key.map_or("", |k| k.expose()).as_bytes());
+        let digest = h.finalize();
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&digest[..8]);
+        BreakerKey(provider, u64::from_le_bytes(first))
     }
 
     pub fn provider(&self) -> Provider {
@@ -101,7 +103,7 @@ mod tests {
     #[test]
     fn opens_after_consecutive_provider_failures_and_half_opens() {
         let b = Breakers::new(3, Duration::from_millis(50));
-        let p = BreakerKey::new(Provider::OpenAi, None);
+        let p = BreakerKey::new(Provider::OpenAi, "u", None);
         for _ in 0..5 {
             b.failure(p, ErrorKind::InvalidKey); // a user's problem: never counts
         }
@@ -112,7 +114,7 @@ mod tests {
         b.failure(p, ErrorKind::Network);
         assert!(!b.allows(p), "open after 3");
         assert!(
-            b.allows(BreakerKey::new(Provider::Anthropic, None)),
+            b.allows(BreakerKey::new(Provider::Anthropic, "u", None)),
             "per provider"
         );
         std::thread::sleep(Duration::from_millis(60));
@@ -127,8 +129,8 @@ mod tests {
         let b = Breakers::new(2, Duration::from_secs(60));
         let alice = ApiKey::new("sk-ant-api03-alice-aaaaaaaaaaaaaaaaaaaaaaaa".into());
         let bob = ApiKey::new("sk-ant-api03-bob-bbbbbbbbbbbbbbbbbbbbbbbbbb".into());
-        let a = BreakerKey::new(Provider::Anthropic, Some(&alice));
-        let o = BreakerKey::new(Provider::Anthropic, Some(&bob));
+        let a = BreakerKey::new(Provider::Anthropic, "alice", Some(&alice));
+        let o = BreakerKey::new(Provider::Anthropic, "bob", Some(&bob));
         b.failure(a, ErrorKind::Timeout);
         b.failure(a, ErrorKind::Timeout);
         assert!(!b.allows(a), "alice's key is skipped");

@@ -32,6 +32,10 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+/// A lease outlives the deadline by at least this: streams, which may run past the
+/// deadline, are cut `stream::STREAM_LEASE_MARGIN` before their lease ends.
+pub const MIN_LEASE_MARGIN: Duration = Duration::from_secs(5);
+
 /// Operator settings of the generate path.
 #[derive(Debug, Clone)]
 pub struct GenerateConfig {
@@ -81,10 +85,14 @@ impl GenerateConfig {
         if let Some(d) = secs("LLM_REQUEST_DEADLINE_SECS") {
             c.deadline = d;
         }
-        c.lease =
-            secs("LLM_RESERVATION_LEASE_SECS").unwrap_or(c.deadline + Duration::from_secs(60));
-        // A lease shorter than a request could release a reservation mid-request.
-        c.lease = c.lease.max(c.deadline + Duration::from_secs(2));
+        // At least the deadline plus what a stream may run past it (a shorter lease could
+        // release a reservation mid-request); at most the deadline plus a minute (SPEC).
+        c.lease = secs("LLM_RESERVATION_LEASE_SECS")
+            .unwrap_or(c.deadline + Duration::from_secs(60))
+            .clamp(
+                c.deadline + MIN_LEASE_MARGIN,
+                c.deadline + Duration::from_secs(60),
+            );
         if let Some(v) = num("LLM_MAX_RETRIES") {
             c.max_retries = u32::try_from(v.min(5)).unwrap_or(2);
         }
@@ -304,7 +312,7 @@ impl<'a> Call<'a> {
             self.note(model, "no_api_key", Duration::ZERO);
             return Ok(None);
         }
-        let breaker = BreakerKey::new(provider, key.as_ref());
+        let breaker = BreakerKey::new(provider, &self.user_id, key.as_ref());
         if !self.st.breakers.allows(breaker) {
             self.note(model, "circuit_open", Duration::ZERO);
             return Ok(None);
@@ -436,13 +444,17 @@ impl<'a> Call<'a> {
                 ));
             };
             let attempt_started = Instant::now();
+            // Set when the gateway itself cut the attempt (its deadline, shutdown): that
+            // says nothing about the provider, so the breaker is not told.
+            let mut cut_by_us = false;
             let mut shutting_down = false;
             let outcome = tokio::select! {
-                r = tokio::time::timeout(budget, op()) => r.unwrap_or_else(|_| Err(
-                    ProviderError::new(ErrorKind::Timeout, "the request deadline was reached"),
-                )),
+                r = tokio::time::timeout(budget, op()) => r.unwrap_or_else(|_| {
+                    cut_by_us = true;
+                    Err(ProviderError::new(ErrorKind::Timeout, "the request deadline was reached"))
+                }),
                 () = st.lifecycle.shutdown.cancelled() => {
-                    shutting_down = true;
+                    (cut_by_us, shutting_down) = (true, true);
                     Err(ProviderError::new(ErrorKind::Timeout, "the gateway is shutting down"))
                 }
             };
@@ -452,7 +464,7 @@ impl<'a> Call<'a> {
                     return Ok(v);
                 }
                 Err(e) => {
-                    if !shutting_down {
+                    if !cut_by_us {
                         st.breakers.failure(c.breaker, e.kind);
                     }
                     self.note(&c.model, e.kind.as_str(), attempt_started.elapsed());
@@ -678,6 +690,15 @@ async fn send_once(
     wire.parse_chat(raw.status, &raw.headers, &raw.body)
 }
 
+/// What a request that ran out of time (or was cut by shutdown) before an attempt could
+/// start failed with: answered `504 provider_timeout`, like a hung upstream.
+pub(crate) fn out_of_time() -> ProviderError {
+    ProviderError::new(
+        ErrorKind::Timeout,
+        "the request deadline left no time for an attempt",
+    )
+}
+
 /// Provider text may quote what it was sent; never let the key through to a log.
 pub(crate) fn scrub(detail: &str, c: &Candidate) -> String {
     c.key
@@ -771,6 +792,7 @@ pub async fn generate(
     let mut last: Option<(ModelPrice, ProviderError)> = None;
     for (i, model) in plan.iter().enumerate() {
         if call.out_of_time() {
+            last.get_or_insert_with(|| (model.clone(), out_of_time()));
             break;
         }
         let mut candidate = call.prepare(model, false).await?;

@@ -49,7 +49,7 @@ impl Writer {
     /// settlements, then the alerts, which need the writes to have landed.
     async fn apply_batch(&self, jobs: &[Job]) -> Result<(), ApiError> {
         if jobs.len() == 1 {
-            return self.apply(&jobs[0]).await;
+            return self.apply_once(&jobs[0]).await;
         }
         let records: Vec<(UsageEntry, Option<Settlement>)> = jobs
             .iter()
@@ -64,7 +64,7 @@ impl Writer {
         self.usage.record_batch(&records).await?;
         for job in jobs {
             if let Job::Settle { .. } = job {
-                self.apply(job).await?;
+                self.apply_once(job).await?;
             } else {
                 self.alert(job).await;
             }
@@ -100,38 +100,47 @@ impl Writer {
         }
     }
 
-    /// Applies a job, retrying a failing store a few times before giving up loudly.
+    /// Writes a job once, then checks its alerts.
+    async fn apply_once(&self, job: &Job) -> Result<(), ApiError> {
+        match job {
+            Job::Record {
+                entry, settlement, ..
+            } => self.usage.record(entry, settlement.as_ref()).await?,
+            Job::Settle {
+                user_id,
+                settlement,
+                ..
+            } => self.budgets.settle(user_id, settlement).await?,
+        }
+        self.alert(job).await;
+        Ok(())
+    }
+
+    /// Applies a job, retrying a failing store a few times (about 0.7 s in all) before
+    /// giving up loudly. Every write is idempotent, so a retry of one that had landed
+    /// changes nothing.
     async fn apply(&self, job: &Job) -> Result<(), ApiError> {
-        let mut tries = 0;
+        let mut tries = 0u32;
         loop {
-            let result = match job {
-                Job::Record {
-                    entry, settlement, ..
-                } => self.usage.record(entry, settlement.as_ref()).await,
-                Job::Settle {
-                    user_id,
-                    settlement,
-                    ..
-                } => self.budgets.settle(user_id, settlement).await,
-            };
-            match result {
-                Ok(()) => break,
+            match self.apply_once(job).await {
+                Ok(()) => return Ok(()),
                 Err(e) if tries < 3 => {
                     tries += 1;
                     tracing::warn!(error = %e, tries, "usage write failed; retrying");
                     tokio::time::sleep(Duration::from_millis(50 << tries)).await;
                 }
-                Err(e) => return Err(e.into()),
+                Err(e) => return Err(e),
             }
         }
-        self.alert(job).await;
-        Ok(())
     }
 }
 
 impl Writer {
-    /// Makes every job of `batch` durable: written to the store, or, when the store
-    /// keeps failing, appended to the journal. Returns only when each one is.
+    /// Makes every job of `batch` durable: written to the store or, when the store keeps
+    /// failing, appended to the journal (a file append: fast, so that waiting requests
+    /// still answer within their deadline). Bounded: when the disk refuses the journal
+    /// too, each job is written one by one with retries, and one that still fails is
+    /// logged whole (entries hold no secrets) as lost: loudly, never silently.
     async fn apply_durably(&self, batch: &[Job]) {
         for tries in 0..3u32 {
             match self.apply_batch(batch).await {
@@ -142,38 +151,40 @@ impl Writer {
                 }
             }
         }
-        // One by one, so that a job the store refuses cannot hold up the others.
+        match self.journal(batch) {
+            Ok(()) => {
+                tracing::error!(
+                    jobs = batch.len(),
+                    "usage writes journaled; written at the next start"
+                );
+                return;
+            }
+            Err(e) => tracing::error!(error = %e, "usage journal not writable"),
+        }
         for job in batch {
-            let mut tries = 0u32;
-            loop {
-                let Err(e) = self.apply(job).await else { break };
-                tries += 1;
-                if tries >= 3 && self.journal(job).is_ok() {
-                    tracing::error!(error = %e, job = %job_summary(job), "usage write journaled; replayed at the next start");
-                    break;
-                }
-                tracing::error!(error = %e, tries, job = %job_summary(job), "usage write failed; retrying");
-                tokio::time::sleep(Duration::from_millis((100u64 << tries.min(4)).min(2_000)))
-                    .await;
+            if let Err(e) = self.apply(job).await {
+                let line = serde_json::to_string(job).unwrap_or_default();
+                tracing::error!(error = %e, job = %line, "usage write lost");
             }
         }
     }
 
-    /// Appends a job to the journal, one JSON line, flushed to the OS before returning
-    /// (what a killed process must not lose; the file is 0600: entries name users).
-    fn journal(&self, job: &Job) -> Result<(), std::io::Error> {
+    /// Appends jobs to the journal, one JSON line each, handed to the OS before
+    /// returning (what a killed process must not lose). The file is 0600: entries name
+    /// users.
+    fn journal(&self, jobs: &[Job]) -> Result<(), std::io::Error> {
         use std::io::Write;
         let path = self
             .journal
             .as_ref()
             .ok_or_else(|| std::io::Error::other("no journal"))?;
-        let line = serde_json::to_string(job).map_err(std::io::Error::other)?;
-        let mut options = std::fs::OpenOptions::new();
-        options.create(true).append(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let mut file = options.open(path)?;
-        file.write_all(format!("{line}\n").as_bytes())?;
+        let mut text = String::new();
+        for job in jobs {
+            text.push_str(&serde_json::to_string(job).map_err(std::io::Error::other)?);
+            text.push('\n');
+        }
+        let mut file = private_append(path)?;
+        file.write_all(text.as_bytes())?;
         file.flush()
     }
 
@@ -190,21 +201,52 @@ impl Writer {
             Err(e) => return Err(ApiError::internal(format!("usage journal unreadable: {e}"))),
         };
         let mut replayed = 0;
+        let mut unreadable = String::new();
         for line in text.lines().filter(|l| !l.trim().is_empty()) {
             match serde_json::from_str::<Job>(line) {
                 Ok(job) => {
                     self.apply(&job).await?;
                     replayed += 1;
                 }
-                Err(e) => tracing::error!(error = %e, "usage journal line unreadable; kept aside"),
+                Err(e) => {
+                    tracing::error!(error = %e, "usage journal line unreadable; kept in .rejected");
+                    unreadable.push_str(line);
+                    unreadable.push('\n');
+                }
             }
         }
+        if !unreadable.is_empty() {
+            let kept = private_append(&path.with_extension("rejected"))
+                .and_then(|mut f| std::io::Write::write_all(&mut f, unreadable.as_bytes()));
+            if let Err(e) = kept {
+                // Keep the journal itself rather than lose those lines.
+                return Err(ApiError::internal(format!(
+                    "usage journal lines not kept: {e}"
+                )));
+            }
+        }
+
         let done = path.with_extension("replayed");
         std::fs::rename(path, &done)
             .map_err(|e| ApiError::internal(format!("usage journal not rotated: {e}")))?;
         let _ = std::fs::remove_file(&done);
         Ok(replayed)
     }
+}
+
+/// Opens `path` for appending, creating it 0600 (or narrowing an existing file to that).
+fn private_append(path: &std::path::Path) -> Result<std::fs::File, std::io::Error> {
+    let mut options = std::fs::OpenOptions::new();
+    options.create(true).append(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let file = options.open(path)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(file)
 }
 
 /// A queued job and the request waiting for it to be durable.
@@ -262,17 +304,6 @@ impl Recorder {
                     .map_err(|_| ApiError::internal("usage writer stopped"))
             }
         }
-    }
-}
-
-fn job_summary(job: &Job) -> String {
-    match job {
-        Job::Record { entry, .. } => format!("record {} {}", entry.user_id, entry.request_id),
-        Job::Settle {
-            user_id,
-            settlement,
-            ..
-        } => format!("settle {user_id} {}", settlement.month),
     }
 }
 

@@ -15,7 +15,7 @@ use crate::usage::UsageStatus;
 use tokio::sync::mpsc;
 
 /// How long before its reservation's lease ends a stream is cut.
-const STREAM_LEASE_MARGIN: std::time::Duration = std::time::Duration::from_secs(5);
+const STREAM_LEASE_MARGIN: std::time::Duration = std::time::Duration::from_secs(3);
 
 #[derive(Debug)]
 pub enum Event {
@@ -65,6 +65,7 @@ async fn run(
     let mut last: Option<(ModelPrice, ProviderError)> = None;
     for (i, model) in plan.iter().enumerate() {
         if call.out_of_time() {
+            last.get_or_insert_with(|| (model.clone(), super::out_of_time()));
             break;
         }
         let prepared = match call.prepare(model, true).await {
