@@ -100,12 +100,14 @@ data "aws_iam_policy_document" "llm_settings" {
   }
 }
 
-# generate: read settings; write usage entries, daily rollups, budget counters and alert
-# markers (one TransactWriteItems of Put + Updates, authorized per item action; budget
-# reservations and settlements are conditional UpdateItems, alert markers conditional
-# PutItems, counters and entry existence GetItems); the response cache; append to the
-# audit log; read (never write) the users' key secrets; publish budget alerts; call Bedrock
-# with the function's own role when a user has no saved key pair.
+# generate: read settings; write usage entries, daily rollups, budget counters, budget
+# reservations and alert markers (TransactWriteItems of Puts and Updates, authorized per
+# item action: an entry with its rollup and settlement, a reservation or settlement as
+# the reservation item's conditional Put/Update with the counter's Update; alert markers
+# are conditional PutItems; counters, reservation states and entry existence GetItems;
+# the user's expired reservations one Query on their own partition); the response cache;
+# append to the audit log; read (never write) the users' key secrets; publish budget
+# alerts; call Bedrock with the function's own role when a user has no saved key pair.
 data "aws_iam_policy_document" "generate" {
   statement {
     sid       = "SettingsTableRead"
@@ -115,7 +117,7 @@ data "aws_iam_policy_document" "generate" {
 
   statement {
     sid       = "UsageTable"
-    actions   = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"]
+    actions   = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query"]
     resources = [aws_dynamodb_table.usage.arn]
   }
 

@@ -501,7 +501,7 @@ async fn dynamodb_usage_record_is_idempotent_under_concurrency() {
     use shared::money::NanoUsd;
     use shared::provider::Provider;
     use shared::store::UsageStore;
-    use shared::usage::{Settlement, UsageStatus};
+    use shared::usage::UsageStatus;
     let client = aws_sdk_dynamodb::Client::new(&config().await);
     let store = Arc::new(usage_store(&client).await);
     let user = format!("race-{}", uuid::Uuid::new_v4().simple());
@@ -512,17 +512,15 @@ async fn dynamodb_usage_record_is_idempotent_under_concurrency() {
         Some(7),
         UsageStatus::Success,
     );
+    let now = chrono::Utc::now().timestamp();
+    let lease = conformance::reservation("race#0", "2026-11", 10, now + 60);
     assert!(
         store
-            .reserve(&user, "2026-11", NanoUsd(10), Some(NanoUsd(100)))
+            .reserve(&user, &lease, Some(NanoUsd(100)), now)
             .await
             .unwrap()
     );
-    let settle = Settlement {
-        month: "2026-11".into(),
-        reserved: NanoUsd(10),
-        actual: NanoUsd(7),
-    };
+    let settle = conformance::settlement(&lease, 7);
     let mut tasks = Vec::new();
     for _ in 0..8 {
         let (store, e, settle) = (store.clone(), e.clone(), settle.clone());
@@ -533,7 +531,7 @@ async fn dynamodb_usage_record_is_idempotent_under_concurrency() {
     for t in tasks {
         t.await.unwrap().unwrap();
     }
-    let m = store.month(&user, "2026-11").await.unwrap();
+    let m = store.month(&user, "2026-11", now).await.unwrap();
     assert_eq!((m.spent, m.reserved), (NanoUsd(7), NanoUsd(0)));
     let days = store
         .rollups(&user, "2026-11-20", "2026-11-20")
@@ -560,19 +558,21 @@ async fn dynamodb_budget_holds_under_200_concurrent_reservations() {
     use shared::money::NanoUsd;
     use shared::provider::Provider;
     use shared::store::UsageStore;
-    use shared::usage::{Settlement, UsageStatus};
+    use shared::usage::UsageStatus;
     const COST: i64 = 1_800_000;
     const LIMIT: i64 = 50_000_000;
     let client = aws_sdk_dynamodb::Client::new(&config().await);
     let store = Arc::new(usage_store(&client).await);
     let user = format!("burst-{}", uuid::Uuid::new_v4().simple());
     let month = "2026-11";
+    let now = chrono::Utc::now().timestamp();
     let mut tasks = Vec::new();
-    for _ in 0..200 {
+    for i in 0..200 {
         let (store, user) = (store.clone(), user.clone());
         tasks.push(tokio::spawn(async move {
+            let lease = conformance::reservation(&format!("burst{i}#0"), month, COST, now + 60);
             let granted = store
-                .reserve(&user, month, NanoUsd(COST), Some(NanoUsd(LIMIT)))
+                .reserve(&user, &lease, Some(NanoUsd(LIMIT)), now)
                 .await
                 .unwrap();
             if granted {
@@ -583,11 +583,7 @@ async fn dynamodb_budget_holds_under_200_concurrent_reservations() {
                     Some(COST),
                     UsageStatus::Success,
                 );
-                let settle = Settlement {
-                    month: month.into(),
-                    reserved: NanoUsd(COST),
-                    actual: NanoUsd(COST),
-                };
+                let settle = conformance::settlement(&lease, COST);
                 store.record(&e, Some(&settle)).await.unwrap();
             }
             granted
@@ -600,7 +596,7 @@ async fn dynamodb_budget_holds_under_200_concurrent_reservations() {
         }
     }
     assert_eq!(granted, 27, "a $0.05 budget allows exactly 27 × $0.0018");
-    let m = store.month(&user, month).await.unwrap();
+    let m = store.month(&user, month, now).await.unwrap();
     assert_eq!(m.spent, NanoUsd(27 * COST));
     assert_eq!(m.reserved, NanoUsd(0), "every reservation settled");
     assert!(m.spent.0 <= LIMIT, "spend never passes the limit");
@@ -619,6 +615,309 @@ async fn dynamodb_budget_holds_under_200_concurrent_reservations() {
     assert_eq!(days.len(), 1);
     assert_eq!(days[0].groups["all"].requests, 27);
     assert_eq!(days[0].groups["all"].cost_nanos, 27 * COST);
+}
+
+/// The raw reservation item (state, ttl), read past the store: what a retry left behind.
+async fn reservation_item(
+    client: &aws_sdk_dynamodb::Client,
+    store: &DynamoUsageStore,
+    user: &str,
+    month: &str,
+    id: &str,
+) -> Option<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    client
+        .get_item()
+        .table_name(store.usage_table())
+        .key("user_id", AttributeValue::S(user.into()))
+        .key("sk", AttributeValue::S(format!("resv#{month}#{id}")))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap()
+        .item
+}
+
+fn state_of(
+    item: &Option<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>>,
+) -> Option<String> {
+    item.as_ref()
+        .and_then(|i| i.get("state"))
+        .and_then(|v| v.as_s().ok())
+        .cloned()
+}
+
+/// The raw budget counters, past `month()`'s lease arithmetic: (spent, reserved, committed).
+async fn raw_counters(
+    client: &aws_sdk_dynamodb::Client,
+    store: &DynamoUsageStore,
+    user: &str,
+    month: &str,
+) -> (i64, i64, i64) {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let out = client
+        .get_item()
+        .table_name(store.usage_table())
+        .key("user_id", AttributeValue::S(user.into()))
+        .key("sk", AttributeValue::S(format!("budget#{month}")))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap();
+    let item = out.item.unwrap_or_default();
+    let num = |k: &str| {
+        item.get(k)
+            .map(|v| v.as_n().unwrap().parse::<i64>().unwrap())
+            .unwrap_or(0)
+    };
+    (num("spent"), num("reserved"), num("committed"))
+}
+
+/// A reserve or settle whose write landed but whose answer was lost is sent again (by
+/// the SDK, by the writer): sent twice in a row and 8 ways at once, the counters move
+/// once, and a settled reservation stays settled when its usage entry arrives after.
+#[tokio::test]
+#[ignore = "needs the AWS emulator; run by `make test`"]
+async fn dynamodb_reserve_and_settle_applied_twice_by_a_retried_call_count_once() {
+    use shared::money::NanoUsd;
+    use shared::provider::Provider;
+    use shared::store::UsageStore;
+    use shared::usage::UsageStatus;
+    let client = aws_sdk_dynamodb::Client::new(&config().await);
+    let store = Arc::new(usage_store(&client).await);
+    let user = format!("retry-{}", uuid::Uuid::new_v4().simple());
+    let month = "2026-11";
+    let limit = Some(NanoUsd(100));
+    let now = chrono::Utc::now().timestamp();
+    let counters = |store: Arc<DynamoUsageStore>, user: String| async move {
+        let m = store.month(&user, month, now).await.unwrap();
+        (m.spent.0, m.reserved.0)
+    };
+
+    // Twice in a row.
+    let r1 = conformance::reservation("req-1#0", month, 30, now + 60);
+    assert!(store.reserve(&user, &r1, limit, now).await.unwrap());
+    assert!(store.reserve(&user, &r1, limit, now).await.unwrap());
+    assert_eq!(counters(store.clone(), user.clone()).await, (0, 30));
+
+    // 8 ways at once: every call is granted (it is one reservation), counted once.
+    let r2 = conformance::reservation("req-2#0", month, 20, now + 60);
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let (store, user, r2) = (store.clone(), user.clone(), r2.clone());
+        tasks.push(tokio::spawn(async move {
+            store.reserve(&user, &r2, limit, now).await.unwrap()
+        }));
+    }
+    for t in tasks {
+        assert!(
+            t.await.unwrap(),
+            "a reservation that was granted stays granted"
+        );
+    }
+    assert_eq!(counters(store.clone(), user.clone()).await, (0, 50));
+    assert_eq!(
+        raw_counters(&client, &store, &user, month).await,
+        (0, 50, 50)
+    );
+
+    // Settling twice in a row, then 8 ways at once.
+    let s1 = conformance::settlement(&r1, 10);
+    store.settle(&user, &s1).await.unwrap();
+    store.settle(&user, &s1).await.unwrap();
+    assert_eq!(counters(store.clone(), user.clone()).await, (10, 20));
+    let s2 = conformance::settlement(&r2, 5);
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let (store, user, s2) = (store.clone(), user.clone(), s2.clone());
+        tasks.push(tokio::spawn(async move {
+            store.settle(&user, &s2).await.unwrap()
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(counters(store.clone(), user.clone()).await, (15, 0));
+    assert_eq!(
+        raw_counters(&client, &store, &user, month).await,
+        (15, 0, 15)
+    );
+    let item = reservation_item(&client, &store, &user, month, "req-2#0").await;
+    assert_eq!(state_of(&item).as_deref(), Some("settled"));
+    let ttl: i64 = item.as_ref().unwrap()["ttl"]
+        .as_n()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        ttl > now && ttl <= now + 2 * 86_400,
+        "a settled reservation expires about a day later: {ttl}"
+    );
+
+    // A reserve retried after its settlement is still the one reservation: no new hold.
+    assert!(store.reserve(&user, &r1, limit, now).await.unwrap());
+    assert_eq!(counters(store.clone(), user.clone()).await, (15, 0));
+
+    // The usage entry of a reservation settled already is written, its settlement not
+    // applied again.
+    let e = conformance::usage_entry(
+        &user,
+        "2026-11-20T10:00:00.000Z",
+        Provider::Anthropic,
+        Some(10),
+        UsageStatus::Success,
+    );
+    store.record(&e, Some(&s1)).await.unwrap();
+    assert_eq!(counters(store.clone(), user.clone()).await, (15, 0));
+    let (entries, _) = store
+        .entries(&user, "2026-11-01", "2026-12-01", 10, None)
+        .await
+        .unwrap();
+    assert_eq!(entries, vec![e]);
+
+    // A settlement with nothing reserved leaves a settled marker and counts once.
+    let none = conformance::reservation("req-3#0", month, 0, now + 60);
+    let s3 = conformance::settlement(&none, 4);
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let (store, user, s3) = (store.clone(), user.clone(), s3.clone());
+        tasks.push(tokio::spawn(async move {
+            store.settle(&user, &s3).await.unwrap()
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(counters(store.clone(), user.clone()).await, (19, 0));
+
+    // The limit still holds on what was counted once: 19 spent, 81 left.
+    let fits = conformance::reservation("req-4#0", month, 81, now + 60);
+    assert!(store.reserve(&user, &fits, limit, now).await.unwrap());
+    let over = conformance::reservation("req-5#0", month, 1, now + 60);
+    assert!(!store.reserve(&user, &over, limit, now).await.unwrap());
+    assert_eq!(
+        reservation_item(&client, &store, &user, month, "req-5#0").await,
+        None,
+        "a refused reservation leaves no item"
+    );
+    assert_eq!(
+        raw_counters(&client, &store, &user, month).await,
+        (19, 81, 100)
+    );
+}
+
+/// A reservation nobody settled (its process died): once its lease ends it stops
+/// counting in `month()` (which only reads), a reservation that needs its room releases
+/// it and is granted, and its settlement arriving late, through `settle` or with its
+/// usage entry, adds only the actual cost.
+#[tokio::test]
+#[ignore = "needs the AWS emulator; run by `make test`"]
+async fn dynamodb_an_ended_lease_stops_counting_and_a_late_settlement_adds_only_the_cost() {
+    use shared::money::NanoUsd;
+    use shared::provider::Provider;
+    use shared::store::UsageStore;
+    use shared::usage::UsageStatus;
+    let client = aws_sdk_dynamodb::Client::new(&config().await);
+    let store = usage_store(&client).await;
+    let user = format!("lease-{}", uuid::Uuid::new_v4().simple());
+    let month = "2026-11";
+    let limit = Some(NanoUsd(200));
+    let now = chrono::Utc::now().timestamp();
+    let counters = |t: i64| {
+        let (store, user) = (&store, &user);
+        async move {
+            let m = store.month(user, month, t).await.unwrap();
+            (m.spent.0, m.reserved.0)
+        }
+    };
+
+    let abandoned = conformance::reservation("dead#0", month, 170, now + 60);
+    assert!(store.reserve(&user, &abandoned, limit, now).await.unwrap());
+    assert_eq!(counters(now + 30).await, (0, 170));
+    // The lease ended: it no longer counts, and reading that changed nothing.
+    assert_eq!(counters(now + 61).await, (0, 0));
+    assert_eq!(
+        raw_counters(&client, &store, &user, month).await,
+        (0, 170, 170)
+    );
+    let item = reservation_item(&client, &store, &user, month, "dead#0").await;
+    assert_eq!(state_of(&item).as_deref(), Some("held"));
+
+    // A reservation that needs its room releases it and is granted.
+    let needs_room = conformance::reservation("next#0", month, 100, now + 130);
+    assert!(
+        store
+            .reserve(&user, &needs_room, limit, now + 70)
+            .await
+            .unwrap()
+    );
+    assert_eq!(counters(now + 70).await, (0, 100));
+    assert_eq!(
+        raw_counters(&client, &store, &user, month).await,
+        (0, 100, 100)
+    );
+    let item = reservation_item(&client, &store, &user, month, "dead#0").await;
+    assert_eq!(state_of(&item).as_deref(), Some("released"));
+
+    // Its late settlement adds only the actual cost, once.
+    let late = conformance::settlement(&abandoned, 5);
+    store.settle(&user, &late).await.unwrap();
+    store.settle(&user, &late).await.unwrap();
+    assert_eq!(counters(now + 70).await, (5, 100));
+    assert_eq!(
+        raw_counters(&client, &store, &user, month).await,
+        (5, 100, 105)
+    );
+
+    // The same with the settlement carried by the usage entry: another lease ends,
+    // is released by a reservation that needs its room, and its entry arrives late.
+    let abandoned2 = conformance::reservation("dead2#0", month, 50, now + 80);
+    assert!(
+        store
+            .reserve(&user, &abandoned2, limit, now + 70)
+            .await
+            .unwrap()
+    );
+    let room2 = conformance::reservation("next2#0", month, 95, now + 150);
+    assert!(store.reserve(&user, &room2, limit, now + 90).await.unwrap());
+    assert_eq!(counters(now + 90).await, (5, 195));
+    let e = conformance::usage_entry(
+        &user,
+        "2026-11-20T10:00:00.000Z",
+        Provider::Anthropic,
+        Some(7),
+        UsageStatus::Success,
+    );
+    let settle2 = conformance::settlement(&abandoned2, 7);
+    store.record(&e, Some(&settle2)).await.unwrap();
+    store.record(&e, Some(&settle2)).await.unwrap();
+    assert_eq!(counters(now + 90).await, (12, 195));
+    assert_eq!(
+        raw_counters(&client, &store, &user, month).await,
+        (12, 195, 207)
+    );
+    let item = reservation_item(&client, &store, &user, month, "dead2#0").await;
+    assert_eq!(state_of(&item).as_deref(), Some("settled"));
+
+    // The sweep releases what is left once its lease ends, once.
+    assert_eq!(
+        store
+            .release_expired(&user, month, now + 151)
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        store
+            .release_expired(&user, month, now + 151)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        raw_counters(&client, &store, &user, month).await,
+        (12, 0, 12)
+    );
 }
 
 /// Key rotation on the AWS backends: rounds of concurrent `PUT`s (different keys) and a
