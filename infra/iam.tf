@@ -60,12 +60,17 @@ data "aws_iam_policy_document" "llm_settings" {
     resources = [aws_dynamodb_table.settings.arn]
   }
 
+  # Key rotation writes each key as a new secret version with a label of its own, reads
+  # the labels (DescribeSecret) and moves them (UpdateSecretVersionStage) once the
+  # settings record has committed to a version.
   statement {
     sid = "UserApiKeySecrets"
     actions = [
       "secretsmanager:CreateSecret",
       "secretsmanager:PutSecretValue",
       "secretsmanager:GetSecretValue",
+      "secretsmanager:DescribeSecret",
+      "secretsmanager:UpdateSecretVersionStage",
       "secretsmanager:DeleteSecret",
       "secretsmanager:RestoreSecret",
       "secretsmanager:TagResource",

@@ -666,8 +666,15 @@ def run_journey(d: Deployer, ev: tfeval.Evaluator, j: Journey, stub: ProviderStu
                 f"{desc.get('KmsKeyId')} vs {cmk_arn}")
         tags = {t["Key"]: t["Value"] for t in desc.get("Tags", [])}
         j.check("secret tagged user_id=<sub>", tags.get("user_id") == sub, str(tags))
-        val = sm.get_secret_value(SecretId=secret_name)["SecretString"]
-        j.check("secret value is the key", val == key, "value differs")
+        # The settings item names the secret version that holds the key (the settings
+        # write is the commit point of a rotation); read exactly that one.
+        named = d.c("dynamodb").get_item(
+            TableName=table, Key={"user_id": {"S": sub}, "setting_type": {"S": "llm_preferences"}},
+            ConsistentRead=True).get("Item", {})
+        version = named.get("keys", {}).get("M", {}).get("anthropic", {}).get("M", {}).get("version", {}).get("S")
+        j.check("settings item names the key's secret version", bool(version), str(named.get("keys"))[:300])
+        got = sm.get_secret_value(SecretId=secret_name, VersionId=version) if version else {}
+        j.check("secret value of that version is the key", got.get("SecretString") == key, "value differs")
     except ClientError as e:
         j.check("secret exists and is readable under <prefix>users/<sub>/llm/anthropic", False, f"{secret_name}: {e}")
     item = d.c("dynamodb").get_item(TableName=table, Key={"user_id": {"S": sub}, "setting_type": {"S": "llm_preferences"}}).get("Item")
