@@ -155,7 +155,37 @@ impl SqliteStore {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        Self::init(conn)
+        // Checkpoints (copying the WAL back into the database, with an fsync) run on a
+        // connection of their own, off the request path: a request waits for its usage
+        // commit, and must not also wait for a checkpoint that commit happened to trigger.
+        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        let store = Self::init(conn)?;
+        store.checkpoint_in_background(path)?;
+        Ok(store)
+    }
+
+    /// Every 200 ms, a passive checkpoint (it never blocks readers or the writer) from a
+    /// second connection on a thread of its own, for as long as the store is alive.
+    fn checkpoint_in_background(&self, path: &Path) -> Result<(), StoreError> {
+        let checkpointer = Connection::open(path)?;
+        checkpointer.busy_timeout(std::time::Duration::from_secs(5))?;
+        let alive = Arc::downgrade(&self.conn);
+        std::thread::Builder::new()
+            .name("sqlite-checkpoint".into())
+            .spawn(move || {
+                while alive.upgrade().is_some() {
+                    std::thread::sleep(std::time::Duration::from_millis(200));
+                    if let Err(e) =
+                        checkpointer.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+                    {
+                        tracing::warn!(error = %e, "WAL checkpoint failed; retrying");
+                    }
+                }
+                // The last handle is gone: one final checkpoint folds the WAL back in.
+                let _ = checkpointer.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+            })
+            .map_err(|e| StoreError::Backend(format!("checkpoint thread: {e}")))?;
+        Ok(())
     }
 
     pub fn open_in_memory() -> Result<Self, StoreError> {
