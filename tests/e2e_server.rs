@@ -10,9 +10,8 @@ use local_support::{BIN, Server, start_with_env, token};
 use serde_json::{Value, json};
 use shared::store::UsageStore;
 use shared::store::sqlite::SqliteStore;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -26,29 +25,12 @@ fn addr(server: &Server) -> String {
 /// Like `start_with_env`, but through `bash -c 'ulimit -n N; exec ...'`, so the server
 /// itself (the same PID, thanks to `exec`) runs with at most `nofile` descriptors.
 fn start_with_fd_limit(data_dir: &Path, log: &Path, nofile: u32, env: &[(&str, &str)]) -> Server {
-    let stderr = std::fs::File::create(log).unwrap();
-    let mut child = Command::new("bash")
-        .arg("-c")
+    let mut bash = Command::new("bash");
+    bash.arg("-c")
         .arg(format!("ulimit -n {nofile} && exec \"$0\" \"$@\""))
-        .arg(BIN)
-        .args(["serve", "--addr", "127.0.0.1:0", "--data-dir"])
-        .arg(data_dir)
-        .env_remove("LLM_LOCAL_MASTER_KEY")
-        .envs(env.iter().copied())
-        .stdout(Stdio::piped())
-        .stderr(stderr)
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
-    std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
-    let base = line
-        .trim()
-        .strip_prefix("llm-local listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
-        .to_owned();
-    Server { child, base }
+        .arg(BIN);
+    let env: Vec<(&str, String)> = env.iter().map(|(k, v)| (*k, (*v).to_owned())).collect();
+    local_support::spawn_serve(bash, data_dir, log, &env)
 }
 
 fn env<'a>(pairs: &[(&'a str, &str)]) -> Vec<(&'a str, String)> {

@@ -27,8 +27,20 @@ pub fn start(data_dir: &Path, log: &Path) -> Server {
 }
 
 pub fn start_with_env(data_dir: &Path, log: &Path, env: &[(&str, String)]) -> Server {
+    spawn_serve(Command::new(BIN), data_dir, log, env)
+}
+
+/// Runs `command` (the binary itself, or a wrapper that `exec`s it with `$0` = the
+/// binary, e.g. under `ulimit`) with `serve` on a free loopback port, and waits for the
+/// address it prints.
+pub fn spawn_serve(
+    mut command: Command,
+    data_dir: &Path,
+    log: &Path,
+    env: &[(&str, String)],
+) -> Server {
     let stderr = std::fs::File::create(log).unwrap();
-    let mut child = Command::new(BIN)
+    let mut child = command
         .args(["serve", "--addr", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
         .env_remove("LLM_LOCAL_MASTER_KEY")

@@ -72,6 +72,10 @@ CREATE TABLE IF NOT EXISTS reservations (
 );
 CREATE INDEX IF NOT EXISTS reservations_held ON reservations (user_id, month, expires_at)
     WHERE state = 'held';
+-- The start-up and periodic sweep looks for held leases of any user by expiry; the
+-- purge of old markers by expiry alone.
+CREATE INDEX IF NOT EXISTS reservations_held_expiry ON reservations (expires_at)
+    WHERE state = 'held';
 CREATE INDEX IF NOT EXISTS reservations_expiry ON reservations (expires_at);
 CREATE TABLE IF NOT EXISTS budget_alerts (
     user_id   TEXT NOT NULL,
