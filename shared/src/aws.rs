@@ -6,7 +6,7 @@ use crate::generate::breaker::Breakers;
 use crate::generate::keys::KeyCache;
 use crate::generate::recorder::{Recorder, Writer};
 use crate::generate::{GenerateConfig, GenerateState, rpm_limiter_from_env};
-use crate::http::{AppState, UsageState};
+use crate::http::{AppState, GenerateApi, UsageState};
 use crate::identity::IdentityMode;
 use crate::providers::Providers;
 use crate::store::DynamoUsageStore;
@@ -99,7 +99,7 @@ pub async fn settings_state_from_env() -> Result<AppState, InitError> {
 /// `CACHE_TABLE`, `AUDIT_TABLE` and, optionally, `BUDGET_ALERT_TOPIC_ARN` (budget alerts
 /// are then also published there). Usage is written inline, before the answer leaves:
 /// a Lambda may be frozen as soon as it has answered.
-pub async fn generate_state_from_env() -> Result<GenerateState, InitError> {
+pub async fn generate_state_from_env() -> Result<GenerateApi, InitError> {
     let usage_table = required("USAGE_TABLE")?;
     let cache_table = required("CACHE_TABLE")?;
     let audit_table = required("AUDIT_TABLE")?;
@@ -135,10 +135,11 @@ pub async fn generate_state_from_env() -> Result<GenerateState, InitError> {
         std::time::Duration::from_secs(300),
     ));
     app.key_changes.subscribe(keys.clone());
-    Ok(GenerateState {
+    let engine = GenerateState {
+        settings: app.settings.clone(),
+        catalog: app.catalog,
+        providers: app.providers.clone(),
         keys,
-        app,
-        usage: store.clone(),
         budgets: store.clone(),
         cache: store,
         breakers: Arc::new(Breakers::new(5, std::time::Duration::from_secs(30))),
@@ -146,6 +147,10 @@ pub async fn generate_state_from_env() -> Result<GenerateState, InitError> {
         recorder: Recorder::Inline(writer),
         config: GenerateConfig::from_env(),
         lifecycle: Default::default(),
+    };
+    Ok(GenerateApi {
+        engine,
+        identity: app.identity,
     })
 }
 

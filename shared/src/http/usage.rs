@@ -31,6 +31,12 @@ pub struct UsageState {
     pub token_key: TokenKey,
 }
 
+impl FromRef<UsageState> for crate::identity::IdentityMode {
+    fn from_ref(st: &UsageState) -> crate::identity::IdentityMode {
+        st.app.identity.clone()
+    }
+}
+
 impl FromRef<UsageState> for AppState {
     fn from_ref(st: &UsageState) -> AppState {
         st.app.clone()

@@ -2,12 +2,12 @@
 //! provider offers (a model listing where there is one) with a saved or an unsaved key.
 //! A provider's refusal is an answer (`success: false` and why), not an error.
 
+use super::SettingsRecord;
 use super::patch::KeyInput;
-use super::{Preferences, SettingsRecord};
 use crate::error::ApiError;
 use crate::pricing::Catalog;
 use crate::provider::Provider;
-use crate::providers::Providers;
+use crate::providers::{ProviderApi, Route, key_required};
 use crate::secret::ApiKey;
 use crate::vault::KeyVault;
 use serde::{Deserialize, Serialize};
@@ -84,7 +84,7 @@ fn choose_model(
 
 /// Resolves the key (unsaved, else saved), then probes.
 pub async fn run(
-    providers: &Providers,
+    providers: &dyn ProviderApi,
     vault: &dyn KeyVault,
     catalog: &Catalog,
     settings: &SettingsRecord,
@@ -112,8 +112,7 @@ pub async fn run(
                 }
                 None => None,
             };
-            // Bedrock without a saved pair uses the function's own role.
-            if saved.is_none() && provider != Provider::Bedrock {
+            if saved.is_none() && key_required(provider) {
                 return Err(ApiError::invalid(
                     "apiKey",
                     format!("no key is saved for {provider}; send one to test it"),
@@ -122,12 +121,22 @@ pub async fn run(
             saved
         }
     };
-    let azure_resource = azure_resource(&settings.preferences, provider, providers)?;
+    let prefs = &settings.preferences;
+    let route = Route {
+        provider,
+        key: key.as_ref(),
+        azure_resource: prefs.azure_resource.as_deref(),
+        azure_deployments: Some(&prefs.azure_deployments),
+    };
+    if let Some(field) = providers.missing_preference(&route) {
+        return Err(ApiError::invalid(
+            field,
+            format!("save your Azure OpenAI resource name before testing {provider}"),
+        ));
+    }
 
     let started = Instant::now();
-    let result = providers
-        .probe(provider, key.as_ref(), &model, azure_resource.as_deref())
-        .await;
+    let result = providers.probe(&route, &model).await;
     let latency_ms = (started.elapsed().as_secs_f64() * 1000.0 * 100.0).round() / 100.0;
     Ok(match result {
         Ok(()) => {
@@ -157,21 +166,4 @@ pub async fn run(
             }
         }
     })
-}
-
-fn azure_resource(
-    prefs: &Preferences,
-    provider: Provider,
-    providers: &Providers,
-) -> Result<Option<String>, ApiError> {
-    if provider != Provider::AzureOpenAi || providers.urls.overridden(provider).is_some() {
-        return Ok(None);
-    }
-    match &prefs.azure_resource {
-        Some(r) => Ok(Some(r.clone())),
-        None => Err(ApiError::invalid(
-            "preferences.azureResource",
-            "save your Azure OpenAI resource name before testing azure_openai",
-        )),
-    }
 }
