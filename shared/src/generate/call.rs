@@ -8,7 +8,7 @@ use super::budget;
 use super::error::{Attempt, AttemptError, GenerateError, UpstreamFailure};
 use super::recorder;
 use super::request::{self, Generate};
-use super::response::ms;
+use super::response::{Answered, GenerateResponse, ms};
 use crate::money::NanoUsd;
 use crate::pricing::{ModelPrice, TokenCounts};
 use crate::providers::{ChatRequest, ErrorKind, ProviderError, Route, key_required};
@@ -422,6 +422,31 @@ impl<'a> Call<'a> {
                 .await?;
         }
         Ok(())
+    }
+
+    /// The answer of candidate `c` (a stream's final answer has no `content`: its text
+    /// went out as deltas).
+    pub fn answer(
+        &self,
+        c: &Candidate,
+        content: String,
+        tokens: TokenCounts,
+        cost: Option<NanoUsd>,
+    ) -> GenerateResponse {
+        let a = Answered {
+            model: &c.model,
+            model_name: c.model.id.clone(),
+            content,
+            tokens,
+            cost,
+            cached: false,
+        };
+        GenerateResponse::new(
+            a,
+            &self.request_id,
+            self.started.elapsed(),
+            self.attempts.clone(),
+        )
     }
 
     pub fn settlement(&self, c: &Candidate, actual: NanoUsd) -> Settlement {

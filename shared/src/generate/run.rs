@@ -166,18 +166,5 @@ async fn answered(
             tracing::warn!(error = %e, "cache write failed");
         }
     }
-    let a = Answered {
-        model: &c.model,
-        model_name: c.model.id.clone(),
-        content: g.content,
-        tokens: g.tokens,
-        cost,
-        cached: false,
-    };
-    Ok(GenerateResponse::new(
-        a,
-        &call.request_id,
-        call.started.elapsed(),
-        call.attempts.clone(),
-    ))
+    Ok(call.answer(c, g.content, g.tokens, cost))
 }

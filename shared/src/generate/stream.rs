@@ -7,7 +7,7 @@ use super::GenerateState;
 use super::call::{Call, Candidate, scrub};
 use super::error::{AttemptError, GenerateError, UpstreamFailure};
 use super::request::Generate;
-use super::response::{Answered, GenerateResponse};
+use super::response::GenerateResponse;
 use super::run::{Delivery, run};
 use crate::money::NanoUsd;
 use crate::pricing::TokenCounts;
@@ -125,20 +125,7 @@ pub(super) async fn pump(
     if client_gone {
         tracing::debug!(request_id = %call.request_id, "client left mid-stream; usage recorded");
     }
-    let a = Answered {
-        model: &c.model,
-        model_name: c.model.id.clone(),
-        content: String::new(),
-        tokens,
-        cost,
-        cached: false,
-    };
-    Ok(GenerateResponse::new(
-        a,
-        &call.request_id,
-        call.started.elapsed(),
-        call.attempts.clone(),
-    ))
+    Ok(call.answer(c, String::new(), tokens, cost))
 }
 
 async fn forward(

@@ -1,9 +1,29 @@
-//! How the engine's failures answer over HTTP: the one mapping from [`GenerateError`] to
-//! a status code and the error envelope.
+//! How the layers' failures answer over HTTP: the mapping of the engine's
+//! [`GenerateError`] and the settings' [`SettingsError`] to status codes and the one
+//! error envelope.
 
 use crate::error::ApiError;
 use crate::generate::{GenerateError, UpstreamFailure};
+use crate::settings::SettingsError;
 use axum::http::StatusCode;
+
+impl From<crate::identity::Forbidden> for ApiError {
+    fn from(_: crate::identity::Forbidden) -> Self {
+        ApiError::Forbidden
+    }
+}
+
+impl From<SettingsError> for ApiError {
+    fn from(e: SettingsError) -> Self {
+        match e {
+            SettingsError::InvalidField { field, message } => {
+                ApiError::InvalidField { field, message }
+            }
+            SettingsError::Conflict(message) => ApiError::Conflict(message),
+            SettingsError::Internal(detail) => ApiError::Internal(detail),
+        }
+    }
+}
 
 impl From<GenerateError> for ApiError {
     fn from(e: GenerateError) -> Self {

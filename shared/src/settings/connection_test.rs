@@ -3,8 +3,8 @@
 //! A provider's refusal is an answer (`success: false` and why), not an error.
 
 use super::SettingsRecord;
+use super::error::SettingsError;
 use super::patch::KeyInput;
-use crate::error::ApiError;
 use crate::pricing::Catalog;
 use crate::provider::Provider;
 use crate::providers::{ProviderApi, Route, key_required};
@@ -50,9 +50,9 @@ fn choose_model(
     catalog: &Catalog,
     provider: Provider,
     model: Option<String>,
-) -> Result<String, ApiError> {
+) -> Result<String, SettingsError> {
     match (provider, model) {
-        (Provider::AzureOpenAi, None) => Err(ApiError::invalid(
+        (Provider::AzureOpenAi, None) => Err(SettingsError::invalid(
             "model",
             "is required for azure_openai: the deployment name",
         )),
@@ -60,7 +60,7 @@ fn choose_model(
             if valid_free_model_name(&m) {
                 Ok(m)
             } else {
-                Err(ApiError::invalid(
+                Err(SettingsError::invalid(
                     "model",
                     "must be 1-128 of A-Z a-z 0-9 . _ - : /",
                 ))
@@ -69,12 +69,14 @@ fn choose_model(
         (_, Some(m)) => catalog
             .find(Some(provider), &m)
             .map(|found| found.id.clone())
-            .ok_or_else(|| ApiError::invalid("model", format!("unknown model for {provider}"))),
+            .ok_or_else(|| {
+                SettingsError::invalid("model", format!("unknown model for {provider}"))
+            }),
         (_, None) => catalog
             .default_model(provider)
             .map(|m| m.id.clone())
             .ok_or_else(|| {
-                ApiError::invalid(
+                SettingsError::invalid(
                     "model",
                     format!("{provider} has no default model; name one"),
                 )
@@ -90,14 +92,14 @@ pub async fn run(
     settings: &SettingsRecord,
     user_id: &str,
     request: TestRequest,
-) -> Result<TestOutcome, ApiError> {
+) -> Result<TestOutcome, SettingsError> {
     let provider = request.provider;
     let model = choose_model(catalog, provider, request.model)?;
     let key: Option<ApiKey> = match request.api_key {
         Some(KeyInput(key)) => {
             provider
                 .check_key_shape(key.expose())
-                .map_err(|msg| ApiError::invalid("apiKey", msg))?;
+                .map_err(|msg| SettingsError::invalid("apiKey", msg))?;
             Some(key)
         }
         None if !provider.takes_key() => None,
@@ -113,7 +115,7 @@ pub async fn run(
                 None => None,
             };
             if saved.is_none() && key_required(provider) {
-                return Err(ApiError::invalid(
+                return Err(SettingsError::invalid(
                     "apiKey",
                     format!("no key is saved for {provider}; send one to test it"),
                 ));
@@ -129,7 +131,7 @@ pub async fn run(
         azure_deployments: Some(&prefs.azure_deployments),
     };
     if let Some(field) = providers.missing_preference(&route) {
-        return Err(ApiError::invalid(
+        return Err(SettingsError::invalid(
             field,
             format!("save your Azure OpenAI resource name before testing {provider}"),
         ));

@@ -3,9 +3,11 @@
 //! `hasApiKeys` never has to ask the vault).
 
 pub mod connection_test;
+mod error;
 mod patch;
 pub mod service;
 
+pub use error::SettingsError;
 pub use patch::{PreferencesPatch, SettingsUpdate};
 
 use crate::money::NanoUsd;
