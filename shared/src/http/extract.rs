@@ -10,16 +10,30 @@ use axum::http::request::Parts;
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
 
+/// A router's state names how callers are identified; that is all [`Caller`] needs, so a
+/// router whose state has no [`AppState`] (llm-usage: no vault, no providers) still
+/// authenticates.
+impl FromRef<AppState> for IdentityMode {
+    fn from_ref(st: &AppState) -> IdentityMode {
+        st.identity.clone()
+    }
+}
+
+impl FromRef<crate::generate::GenerateState> for IdentityMode {
+    fn from_ref(st: &crate::generate::GenerateState) -> IdentityMode {
+        st.app.identity.clone()
+    }
+}
+
 impl<S> FromRequestParts<S> for Caller
 where
-    AppState: FromRef<S>,
+    IdentityMode: FromRef<S>,
     S: Send + Sync,
 {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let state = AppState::from_ref(state);
-        match &state.identity {
+        match &IdentityMode::from_ref(state) {
             IdentityMode::ApiGatewayJwt {
                 admin_claim,
                 admin_group,

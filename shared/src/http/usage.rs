@@ -2,11 +2,10 @@
 //! Handlers check who may ask and which parameters exist, hand the values to `usage/`
 //! (which parses, reads and computes), and write its answer as JSON or a stream.
 
-use super::AppState;
 use super::extract::UserId;
 use crate::error::ApiError;
-use crate::identity::Caller;
-use crate::store::{BudgetStore, UsageStore};
+use crate::identity::{Caller, IdentityMode};
+use crate::store::{BudgetStore, SettingsStore, UsageStore};
 use crate::usage::query::{self, EntriesParams};
 use crate::usage::token::TokenKey;
 use crate::usage::{self, admin, dashboard};
@@ -24,17 +23,21 @@ use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+/// What the usage routes read: reports only, so no vault, no provider transport and no
+/// pricing catalog (costs were priced when the entries were written).
 #[derive(Clone)]
 pub struct UsageState {
-    pub app: AppState,
+    pub identity: IdentityMode,
+    /// Read for the budget limit, a user preference.
+    pub settings: Arc<dyn SettingsStore>,
     pub usage: Arc<dyn UsageStore>,
     pub budgets: Arc<dyn BudgetStore>,
     pub token_key: TokenKey,
 }
 
-impl FromRef<UsageState> for AppState {
-    fn from_ref(st: &UsageState) -> AppState {
-        st.app.clone()
+impl FromRef<UsageState> for IdentityMode {
+    fn from_ref(st: &UsageState) -> IdentityMode {
+        st.identity.clone()
     }
 }
 
@@ -182,7 +185,7 @@ async fn budget(
     caller.authorize_user(&user_id)?;
     params.allow(&[])?;
     let b = dashboard::budget(
-        st.app.settings.as_ref(),
+        st.settings.as_ref(),
         st.budgets.as_ref(),
         &user_id,
         Utc::now(),
