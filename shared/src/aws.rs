@@ -90,7 +90,7 @@ impl UsageTables {
 /// What the settings and generate functions share: settings, users' keys in Secrets
 /// Manager, the pricing catalog and the provider transport and Bedrock client (the
 /// connection test and generation call providers).
-async fn app_state(clients: &Clients) -> Result<AppState, InitError> {
+fn app_state(clients: &Clients) -> Result<AppState, InitError> {
     let table = required("SETTINGS_TABLE")?;
     let prefix = optional("SECRET_PREFIX").unwrap_or_default();
     let kms_key_id = optional("SECRETS_KMS_KEY_ID");
@@ -123,7 +123,7 @@ async fn app_state(clients: &Clients) -> Result<AppState, InitError> {
 /// The settings function's state, from `SETTINGS_TABLE`, `SECRET_PREFIX`,
 /// `SECRETS_KMS_KEY_ID`, `SECRET_RECOVERY_DAYS`, `ADMIN_GROUP_CLAIM`, `ADMIN_GROUP`.
 pub async fn settings_state_from_env() -> Result<AppState, InitError> {
-    app_state(&clients().await).await
+    app_state(&clients().await)
 }
 
 /// The generate function's state: the settings state's variables plus `USAGE_TABLE`,
@@ -134,7 +134,7 @@ pub async fn generate_state_from_env() -> Result<GenerateState, InitError> {
     let tables = UsageTables::from_env()?;
     let topic = optional("BUDGET_ALERT_TOPIC_ARN");
     let clients = clients().await;
-    let app = app_state(&clients).await?;
+    let app = app_state(&clients)?;
     let store = tables.store(clients.dynamodb);
     let mut sinks: Vec<Arc<dyn AlertSink>> = Vec::new();
     if let Some(topic_arn) = topic {
