@@ -190,7 +190,8 @@ async fn serve(addr: SocketAddr, data_dir: &Path) -> Result<(), LocalError> {
     let lifecycle = generate_state.lifecycle.clone();
     let sweep = tokio::spawn(release_expired_reservations(db.clone()));
     let usage_state = UsageState {
-        app: state.clone(),
+        identity: state.identity.clone(),
+        settings: db.clone(),
         usage: db.clone(),
         budgets: db.clone(),
         // Page tokens are signed with a key derived from the master key: stable across

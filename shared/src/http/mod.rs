@@ -47,6 +47,9 @@ pub struct AppState {
     pub key_changes: KeyChanges,
 }
 
+/// A router's state names how callers are identified; that is all [`extract`]'s `Caller`
+/// needs, so a router whose state has no [`AppState`] (llm-usage: no vault, no
+/// providers) still authenticates.
 impl axum::extract::FromRef<AppState> for IdentityMode {
     fn from_ref(st: &AppState) -> IdentityMode {
         st.identity.clone()

@@ -2,9 +2,16 @@
 //! and day (so summaries read one item per day, never every entry) and the monthly
 //! budget counters.
 
+pub mod admin;
+pub mod dashboard;
+mod error;
+pub mod export;
+pub mod query;
 pub mod range;
 pub mod report;
 pub mod token;
+
+pub use error::UsageError;
 
 use crate::money::NanoUsd;
 use crate::provider::Provider;
