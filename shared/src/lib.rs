@@ -7,7 +7,6 @@
 #[cfg(feature = "aws")]
 pub mod aws;
 pub mod context;
-pub mod error;
 pub mod generate;
 pub mod http;
 pub mod identity;
@@ -24,4 +23,4 @@ pub mod store;
 pub mod usage;
 pub mod vault;
 
-pub use error::ApiError;
+pub use http::error::ApiError;

@@ -1,7 +1,7 @@
 //! Extractors that turn every client mistake into a 400 naming the field, and identity
 //! into a [`Caller`], so handlers never parse headers or raw bodies themselves.
 
-use crate::error::ApiError;
+use super::error::ApiError;
 use crate::identity::{self, Caller, IdentityMode};
 use axum::extract::{FromRef, FromRequest, FromRequestParts, Path, Request};
 use axum::http::header::AUTHORIZATION;

@@ -1,8 +1,8 @@
-//! How the layers' failures answer over HTTP: the mapping of the engine's
-//! [`GenerateError`] and the settings' [`SettingsError`] to status codes and the one
-//! error envelope.
+//! How the lower layers' failures answer over HTTP: the one mapping of the engine's
+//! [`GenerateError`], the settings' [`SettingsError`], the usage reports' `UsageError`,
+//! and store and vault failures to status codes and the error envelope.
 
-use crate::error::ApiError;
+use super::error::ApiError;
 use crate::generate::{GenerateError, UpstreamFailure};
 use crate::settings::SettingsError;
 use axum::http::StatusCode;
@@ -64,6 +64,36 @@ impl From<GenerateError> for ApiError {
             | GenerateError::Vault(_)
             | GenerateError::Record(_)
             | GenerateError::Internal(_) => ApiError::internal(e),
+        }
+    }
+}
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> Self {
+        match e {
+            crate::store::StoreError::Conflict => ApiError::Conflict(
+                "settings were changed by another request; reload and retry".into(),
+            ),
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<crate::vault::VaultError> for ApiError {
+    fn from(e: crate::vault::VaultError) -> Self {
+        ApiError::Internal(e.to_string())
+    }
+}
+
+/// The usage layer's errors are all the client's (a 400 naming the parameter) but for
+/// the store's, which map like every other store failure.
+impl From<crate::usage::UsageError> for ApiError {
+    fn from(e: crate::usage::UsageError) -> Self {
+        match e {
+            crate::usage::UsageError::Invalid { field, message } => {
+                ApiError::InvalidField { field, message }
+            }
+            crate::usage::UsageError::Store(e) => ApiError::from(e),
         }
     }
 }

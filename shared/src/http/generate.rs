@@ -1,9 +1,9 @@
 //! The `generate` function's router: `POST /api/llm-generate/{userId}` (JSON or
 //! Server-Sent Events), merged with the OpenAI-compatible face of the same engine.
 
+use super::error::{ApiError, current_request_id};
 use super::extract::{JsonBody, UserId};
 use super::sse::{error_data, events, first_event};
-use crate::error::{ApiError, current_request_id};
 use crate::generate::request::GenerateBody;
 use crate::generate::stream::{self, Event};
 use crate::generate::{GenerateResponse, GenerateState, generate_detached};

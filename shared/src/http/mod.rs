@@ -3,6 +3,7 @@
 //! A Lambda main hands its router to `lambda_http::run`; the local binary merges them
 //! all and serves them on a socket.
 
+pub mod error;
 pub mod extract;
 mod failures;
 pub mod generate;
@@ -11,7 +12,6 @@ pub mod settings;
 mod sse;
 pub mod usage;
 
-use crate::error::{ApiError, REQUEST_ID};
 use crate::identity::IdentityMode;
 use crate::pricing::Catalog;
 use crate::providers::Providers;
@@ -23,6 +23,7 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::HeaderValue;
 use axum::middleware::{self, Next};
 use axum::response::Response;
+use error::{ApiError, REQUEST_ID};
 use std::sync::Arc;
 use std::time::Instant;
 

@@ -3,10 +3,10 @@
 //! OpenAI SDKs work with `base_url` at the gateway and the caller's bearer token as
 //! `api_key`. `model` is a catalog id or `provider/model`.
 
+use super::error::{ApiError, current_request_id};
 use super::extract::JsonBody;
 use super::generate::GenerateApi;
 use super::sse::{error_data, events, first_event};
-use crate::error::{ApiError, current_request_id};
 use crate::generate::request::Generate;
 use crate::generate::stream::{self, Event};
 use crate::generate::{GenerateResponse, GenerateState, generate_detached};

@@ -1,8 +1,8 @@
 //! The `llm-settings` function's router: preferences, keys, the model catalog, health.
 
 use super::AppState;
+use super::error::ApiError;
 use super::extract::{JsonBody, UserId, path_param};
-use crate::error::ApiError;
 use crate::identity::Caller;
 use crate::pricing::ModelPrice;
 use crate::provider::Provider;

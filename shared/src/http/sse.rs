@@ -1,7 +1,7 @@
 //! What both streaming faces share: waiting for a stream's first event (a failure before
 //! any text is an ordinary error response, with its status code) and the events after.
 
-use crate::error::ApiError;
+use super::error::ApiError;
 use crate::generate::stream::Event;
 use futures_util::stream::Stream;
 use tokio::sync::mpsc;

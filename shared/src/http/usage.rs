@@ -2,8 +2,8 @@
 //! Handlers check who may ask and which parameters exist, hand the values to `usage/`
 //! (which parses, reads and computes), and write its answer as JSON or a stream.
 
+use super::error::ApiError;
 use super::extract::UserId;
-use crate::error::ApiError;
 use crate::identity::{Caller, IdentityMode};
 use crate::store::{BudgetStore, SettingsStore, UsageStore};
 use crate::usage::query::{self, EntriesParams};

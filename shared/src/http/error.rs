@@ -109,36 +109,6 @@ impl ApiError {
     }
 }
 
-impl From<crate::store::StoreError> for ApiError {
-    fn from(e: crate::store::StoreError) -> Self {
-        match e {
-            crate::store::StoreError::Conflict => ApiError::Conflict(
-                "settings were changed by another request; reload and retry".into(),
-            ),
-            other => ApiError::Internal(other.to_string()),
-        }
-    }
-}
-
-impl From<crate::vault::VaultError> for ApiError {
-    fn from(e: crate::vault::VaultError) -> Self {
-        ApiError::Internal(e.to_string())
-    }
-}
-
-/// The usage layer's errors are all the client's (a 400 naming the parameter) but for
-/// the store's, which map like every other store failure.
-impl From<crate::usage::UsageError> for ApiError {
-    fn from(e: crate::usage::UsageError) -> Self {
-        match e {
-            crate::usage::UsageError::Invalid { field, message } => {
-                ApiError::InvalidField { field, message }
-            }
-            crate::usage::UsageError::Store(e) => ApiError::from(e),
-        }
-    }
-}
-
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let request_id = current_request_id();
