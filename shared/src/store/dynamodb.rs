@@ -3,9 +3,8 @@
 //! reads. Throttling is retried by the SDK's standard retry strategy, configured once
 //! in [`crate::aws::sdk_config`].
 
-use super::{SettingsStore, StoreError};
+use super::{KeyMeta, Preferences, SettingsRecord, SettingsStore, StoreError};
 use crate::provider::Provider;
-use crate::settings::{KeyMeta, Preferences, SettingsRecord};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};

@@ -23,13 +23,12 @@
 //! write of the reservation's item, whose state says what was applied already. The
 //! counter's `reserved` is always the sum of the month's `held` reservation amounts.
 
-use super::{AuditEvent, AuditStore, BudgetStore, ResponseCache, StoreError, UsageStore};
+use super::{
+    AuditEvent, AuditStore, BudgetStore, DailyRollup, MonthCounters, Reservation, ResponseCache,
+    Settlement, StoreError, Totals, UsageEntry, UsageStore, add_to_groups, rollup_keys,
+};
 use crate::money::NanoUsd;
 use crate::provider::Provider;
-use crate::usage::{
-    DailyRollup, MonthCounters, Reservation, Settlement, Totals, UsageEntry, add_to_groups,
-    rollup_keys,
-};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};

@@ -2,8 +2,7 @@
 //! DynamoDB ones. rusqlite is blocking, so every call runs on the blocking pool and the
 //! async executor never waits on disk.
 
-use super::{SettingsStore, StoreError, TokenRecord, TokenStore};
-use crate::settings::SettingsRecord;
+use super::{SettingsRecord, SettingsStore, StoreError, TokenRecord, TokenStore};
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::Path;

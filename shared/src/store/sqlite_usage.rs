@@ -2,13 +2,12 @@
 //! write is one SQLite transaction, the counterpart of a DynamoDB TransactWriteItems.
 
 use super::sqlite::SqliteStore;
-use super::{AuditEvent, AuditStore, BudgetStore, ResponseCache, StoreError, UsageStore};
+use super::{
+    AuditEvent, AuditStore, BudgetStore, DailyRollup, MonthCounters, Reservation, ResponseCache,
+    Settlement, StoreError, Totals, UsageEntry, UsageStore, add_to_groups, rollup_keys,
+};
 use crate::money::NanoUsd;
 use crate::provider::Provider;
-use crate::usage::{
-    DailyRollup, MonthCounters, Reservation, Settlement, Totals, UsageEntry, add_to_groups,
-    rollup_keys,
-};
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::BTreeMap;
