@@ -7,7 +7,6 @@
 //! (`settings`, `usage`, `generate`, `http`); those re-export the records from here.
 
 pub mod sqlite;
-mod sqlite_usage;
 
 #[cfg(feature = "aws")]
 pub mod dynamodb;
