@@ -9,6 +9,7 @@ mod schema;
 mod settings;
 mod tokens;
 mod usage;
+mod vault;
 
 use crate::store::StoreError;
 use rusqlite::Connection;
