@@ -11,9 +11,7 @@ pub mod sqlite;
 #[cfg(feature = "aws")]
 pub mod dynamodb;
 #[cfg(feature = "aws")]
-mod dynamodb_usage;
-#[cfg(feature = "aws")]
-pub use dynamodb_usage::DynamoUsageStore;
+pub use dynamodb::DynamoUsageStore;
 
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
