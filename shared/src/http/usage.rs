@@ -175,7 +175,7 @@ impl Filters {
 }
 
 fn sort_key(e: &UsageEntry) -> String {
-    format!("{}#{}", e.timestamp, e.request_id)
+    e.sort_key()
 }
 
 async fn entries(

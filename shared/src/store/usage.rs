@@ -54,6 +54,13 @@ pub struct UsageEntry {
 }
 
 impl UsageEntry {
+    /// The entry's key within its user's entries, `<timestamp>#<request_id>`: the sort
+    /// key of the DynamoDB item and of the SQLite row, and the cursor of entry pages
+    /// (which continue below it). Timestamps sort as text, so keys sort by time.
+    pub fn sort_key(&self) -> String {
+        format!("{}#{}", self.timestamp, self.request_id)
+    }
+
     pub fn day(&self) -> &str {
         self.timestamp.get(..10).unwrap_or("")
     }

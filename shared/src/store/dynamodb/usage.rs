@@ -19,10 +19,6 @@ use std::collections::{BTreeMap, HashMap};
 /// Attempts of a usage transaction that lost to a concurrent one or was throttled.
 const TRANSACT_ATTEMPTS: u32 = 5;
 
-fn entry_sort_key(entry: &UsageEntry) -> String {
-    format!("{}#{}", entry.timestamp, entry.request_id)
-}
-
 fn rollup_sort_key(day: &str) -> String {
     format!("rollup#{day}")
 }
@@ -96,7 +92,7 @@ impl DynamoUsageStore {
     /// The entry's conditional Put and its rollup's increments.
     fn entry_writes(&self, entry: &UsageEntry) -> Result<Vec<TransactWriteItem>, StoreError> {
         let mut item: Item = serde_dynamo::to_item(entry).map_err(corrupt)?;
-        item.insert("sk".to_owned(), s(entry_sort_key(entry)));
+        item.insert("sk".to_owned(), s(entry.sort_key()));
         let put = Put::builder()
             .table_name(&self.usage_table)
             .set_item(Some(item))
@@ -138,7 +134,7 @@ impl DynamoUsageStore {
             .client
             .get_item()
             .table_name(&self.usage_table)
-            .set_key(Some(user_key(&entry.user_id, entry_sort_key(entry))))
+            .set_key(Some(user_key(&entry.user_id, entry.sort_key())))
             .projection_expression("sk")
             .consistent_read(true)
             .send()

@@ -12,10 +12,6 @@ use async_trait::async_trait;
 use rusqlite::params;
 use std::collections::BTreeMap;
 
-fn sort_key(entry: &UsageEntry) -> String {
-    format!("{}#{}", entry.timestamp, entry.request_id)
-}
-
 fn to_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
@@ -32,7 +28,7 @@ fn write_entry(
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING",
         params![
             entry.user_id,
-            sort_key(entry),
+            entry.sort_key(),
             entry.timestamp,
             entry.provider.as_str(),
             entry.operation_type,
