@@ -27,14 +27,16 @@
 //! counter's `reserved` is always the sum of the month's `held` reservation amounts.
 //!
 //! One file per store: [`settings`], [`usage`], [`budgets`] (with the item builders of
-//! [`reservations`]), [`cache`], [`audit`]; [`txn`] runs transactions. The helpers
-//! below build and read items.
+//! [`reservations`]), [`cache`], [`audit`]; [`txn`] runs transactions; [`tables`]
+//! defines the tables, as `infra/dynamodb.tf` does (a test holds the two together).
+//! The helpers below build and read items.
 
 mod audit;
 mod budgets;
 mod cache;
 mod reservations;
 mod settings;
+pub mod tables;
 mod txn;
 mod usage;
 
