@@ -1,7 +1,7 @@
 //! DynamoDB backends. Items are (de)serialized with `serde_dynamo`; every write that
 //! must not clobber is a conditional write; reads of one user's item are consistent
 //! reads. Throttling is retried by the SDK's standard retry strategy, configured once
-//! in [`crate::aws::sdk_config`].
+//! in [`crate::sdk::sdk_config`].
 //!
 //! The usage table (pk `user_id`, sk `sk`) holds five kinds of items per user:
 //! - entries, sk `<timestamp>#<request_id>`, with the top-level `provider`,
