@@ -20,9 +20,9 @@ locals {
           # The connection test's upstream call must end (as a "timeout" result) before
           # the function's own 10 s timeout kills it.
           LLM_PROVIDER_TIMEOUT_SECS = "8"
-          RUST_LOG                  = var.log_level
         },
         local.provider_url_env,
+        local.log_filter_env,
       )
     }
     # Generation, the OpenAI-compatible routes, usage, budgets and their alerts. The
@@ -48,9 +48,9 @@ locals {
           BUDGET_ALERT_TOPIC_ARN    = aws_sns_topic.budget_alerts.arn
           USAGE_RETENTION_DAYS      = tostring(var.usage_retention_days)
           LLM_REQUEST_DEADLINE_SECS = "28"
-          RUST_LOG                  = var.log_level
         },
         local.provider_url_env,
+        local.log_filter_env,
       )
     }
     # Usage reports (entries, summary, daily trend, budget, export) and the admin usage
@@ -61,16 +61,18 @@ locals {
       memory_size          = 128
       timeout              = 15
       reserved_concurrency = var.usage_reserved_concurrency
-      environment = {
-        SETTINGS_TABLE             = aws_dynamodb_table.settings.name
-        USAGE_TABLE                = aws_dynamodb_table.usage.name
-        CACHE_TABLE                = aws_dynamodb_table.cache.name
-        AUDIT_TABLE                = aws_dynamodb_table.audit.name
-        USAGE_TOKEN_KEY_SECRET_ARN = aws_secretsmanager_secret.usage_token_key.arn
-        ADMIN_GROUP_CLAIM          = var.admin_group_claim
-        ADMIN_GROUP                = var.admin_group
-        RUST_LOG                   = var.log_level
-      }
+      environment = merge(
+        {
+          SETTINGS_TABLE             = aws_dynamodb_table.settings.name
+          USAGE_TABLE                = aws_dynamodb_table.usage.name
+          CACHE_TABLE                = aws_dynamodb_table.cache.name
+          AUDIT_TABLE                = aws_dynamodb_table.audit.name
+          USAGE_TOKEN_KEY_SECRET_ARN = aws_secretsmanager_secret.usage_token_key.arn
+          ADMIN_GROUP_CLAIM          = var.admin_group_claim
+          ADMIN_GROUP                = var.admin_group
+        },
+        local.log_filter_env,
+      )
     }
   }
 
@@ -106,6 +108,14 @@ resource "aws_lambda_function" "this" {
 
   tracing_config {
     mode = "Active"
+  }
+
+  # Lambda's logging controls: Lambda hands these to the function as
+  # AWS_LAMBDA_LOG_FORMAT and AWS_LAMBDA_LOG_LEVEL, which the functions' log subscriber
+  # (lambda_runtime's default) follows, and drops JSON lines below the level itself.
+  logging_config {
+    log_format            = "JSON"
+    application_log_level = upper(var.log_level)
   }
 
   environment {

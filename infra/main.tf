@@ -21,6 +21,10 @@ locals {
 
   # Operator-set provider base URLs, as the functions read them.
   provider_url_env = { for provider, url in var.provider_url_overrides : "LLM_PROVIDER_URL_${upper(provider)}" => url }
+
+  # RUST_LOG only when the operator asks for per-target directives: when set it, not
+  # the function's application log level, is what the functions filter with.
+  log_filter_env = var.log_filter == "" ? {} : { RUST_LOG = var.log_filter }
 }
 
 # ---------------------------------------------------------------------------------------

@@ -109,9 +109,20 @@ variable "usage_reserved_concurrency" {
 }
 
 variable "log_level" {
-  description = "RUST_LOG filter of the functions (error, warn, info, debug, or a full tracing filter)."
+  description = "Application log level of the functions (Lambda's logging controls): trace, debug, info, warn or error. The AWS SDK, HTTP and TLS crates never log below info, whatever the level."
   type        = string
   default     = "info"
+
+  validation {
+    condition     = contains(["TRACE", "DEBUG", "INFO", "WARN", "ERROR"], upper(var.log_level))
+    error_message = "log_level must be trace, debug, info, warn or error; per-target directives go in log_filter."
+  }
+}
+
+variable "log_filter" {
+  description = "Optional tracing filter with per-target directives (e.g. \"info,shared::generate=debug\"), passed as RUST_LOG. When set, it replaces log_level inside the functions; Lambda still drops lines below log_level."
+  type        = string
+  default     = ""
 }
 
 variable "log_retention_days" {

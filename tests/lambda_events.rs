@@ -1,14 +1,17 @@
 //! The Lambda path, proven before any AWS backend exists: real API Gateway HTTP API
 //! (payload 2.0) events carrying JWT authorizer claims are parsed by `lambda_http` and
-//! served by the same settings router, with identity taken from the claims.
+//! served by the same settings and usage routers, with identity taken from the claims.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
 
 use axum::http::StatusCode;
 use http_body_util::BodyExt;
-use shared::http::{app, settings_router};
+use shared::http::{UsageState, app, settings_router, usage_router};
 use shared::identity::IdentityMode;
+use shared::store::sqlite::SqliteStore;
+use shared::usage::token::TokenKey;
+use std::sync::Arc;
 use tower::ServiceExt;
 
 fn fixture(name: &str) -> String {
@@ -17,7 +20,11 @@ fn fixture(name: &str) -> String {
 }
 
 async fn invoke(router: &axum::Router, name: &str) -> (StatusCode, serde_json::Value) {
-    let request = lambda_http::request::from_str(&fixture(name)).unwrap();
+    invoke_event(router, &fixture(name)).await
+}
+
+async fn invoke_event(router: &axum::Router, event: &str) -> (StatusCode, serde_json::Value) {
+    let request = lambda_http::request::from_str(event).unwrap();
     let response = router.clone().oneshot(request).await.unwrap();
     let status = response.status();
     let bytes = response.into_body().collect().await.unwrap().to_bytes();
@@ -93,4 +100,51 @@ async fn put_through_the_lambda_path_plain_and_base64() {
     assert_eq!(body["preferences"]["temperature"], 0.5);
     assert_eq!(body["preferences"]["maxTokens"], 777);
     assert_eq!(body["version"], 2);
+}
+
+/// The usage router as llm-usage builds it: a state of stores, identity and the
+/// page-token key, with no key vault, provider transport or pricing catalog. Callers
+/// still come from the verified claims.
+#[tokio::test]
+async fn usage_routes_take_the_caller_from_the_claims() {
+    let db = SqliteStore::open_in_memory().unwrap();
+    let router = app(usage_router(UsageState {
+        identity: IdentityMode::api_gateway(None, None),
+        settings: Arc::new(db.clone()),
+        usage: Arc::new(db.clone()),
+        budgets: Arc::new(db),
+        token_key: TokenKey::new(b"lambda-events"),
+    }));
+    // The settings fixtures, sent to a usage route instead.
+    let to = |name: &str, path: &str| {
+        fixture(name)
+            .replace("/api/llm-settings/user-1", path)
+            .replace("/api/llm-settings/user-2", path)
+    };
+    let own = to(
+        "apigw_v2_get_own_settings.json",
+        "/api/llm-usage/user-1/budget",
+    );
+    let (status, body) = invoke_event(&router, &own).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["limit_usd"], serde_json::Value::Null);
+    let other = to("apigw_v2_get_other_settings.json", "/api/llm-usage/user-2");
+    assert_eq!(invoke_event(&router, &other).await.0, StatusCode::FORBIDDEN);
+    let anonymous = to("apigw_v2_no_authorizer.json", "/api/llm-usage/user-1");
+    assert_eq!(
+        invoke_event(&router, &anonymous).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    let admin = to(
+        "apigw_v2_admin_get_other_settings.json",
+        "/api/admin/usage/summary",
+    );
+    let (status, body) = invoke_event(&router, &admin).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["entries_read"], 0);
+    let lookalike = to("apigw_v2_lookalike_group.json", "/api/admin/usage/summary");
+    assert_eq!(
+        invoke_event(&router, &lookalike).await.0,
+        StatusCode::FORBIDDEN
+    );
 }

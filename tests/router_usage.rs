@@ -100,7 +100,8 @@ async fn fixture(seed: u64, n: usize) -> Fixture {
         entries.push(e);
     }
     let state = UsageState {
-        app: d.state.clone(),
+        identity: d.state.identity.clone(),
+        settings: Arc::new(d.db.clone()),
         usage: Arc::new(d.db.clone()),
         budgets: Arc::new(d.db.clone()),
         token_key: TokenKey::new(b"test-key"),
@@ -455,7 +456,8 @@ async fn expired_entries_are_not_read_and_are_purged() {
     d.db.record(&fresh, None).await.unwrap();
     d.db.record(&old, None).await.unwrap();
     let state = UsageState {
-        app: d.state.clone(),
+        identity: d.state.identity.clone(),
+        settings: Arc::new(d.db.clone()),
         usage: Arc::new(d.db.clone()),
         budgets: Arc::new(d.db.clone()),
         token_key: TokenKey::new(b"k"),
@@ -504,7 +506,8 @@ async fn admins_see_every_users_usage_through_the_provider_index() {
         all.push(e);
     }
     let state = UsageState {
-        app: d.state.clone(),
+        identity: d.state.identity.clone(),
+        settings: Arc::new(d.db.clone()),
         usage: Arc::new(d.db.clone()),
         budgets: Arc::new(d.db.clone()),
         token_key: TokenKey::new(b"k"),

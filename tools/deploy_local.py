@@ -307,7 +307,7 @@ class Deployer:
         self.check_args("aws_lambda_function", b, {
             "function_name", "description", "role", "runtime", "handler", "architectures", "filename",
             "source_code_hash", "memory_size", "timeout", "reserved_concurrent_executions",
-            "tracing_config", "environment"})
+            "tracing_config", "logging_config", "environment"})
         lam = self.c("lambda")
         name = self.v(b, "function_name", s)
         zip_path = self.v(b, "filename", s)
@@ -320,6 +320,21 @@ class Deployer:
         self.tf_env[name] = dict(env)
         # The one addition: Rust SDK clients must be pointed at the emulator.
         env["AWS_ENDPOINT_URL"] = self.endpoint
+        # Lambda turns logging_config into AWS_LAMBDA_LOG_FORMAT / AWS_LAMBDA_LOG_LEVEL in
+        # the function's process; ministack stores the config but does not, so they are
+        # set here, as Lambda would, and kept apart from the .tf environment.
+        logging = {}
+        self.runtime_env = getattr(self, "runtime_env", {})
+        self.runtime_env[name] = {}
+        for lc in self.blocks(b, "logging_config"):
+            fmt = self.v(lc, "log_format", s, "Text")
+            logging = {"LogFormat": fmt}
+            self.runtime_env[name]["AWS_LAMBDA_LOG_FORMAT"] = fmt
+            level = self.v(lc, "application_log_level", s, None)
+            if level is not None:
+                logging["ApplicationLogLevel"] = level
+                self.runtime_env[name]["AWS_LAMBDA_LOG_LEVEL"] = level
+        env.update(self.runtime_env[name])
         args = {
             "FunctionName": name, "Role": self.v(b, "role", s), "Runtime": self.v(b, "runtime", s),
             "Handler": self.v(b, "handler", s), "Architectures": self.v(b, "architectures", s),
@@ -329,6 +344,8 @@ class Deployer:
         }
         for t in self.blocks(b, "tracing_config"):
             args["TracingConfig"] = {"Mode": self.v(t, "mode", s)}
+        if logging:
+            args["LoggingConfig"] = logging
         fn = lam.create_function(**args)
         rc = self.v(b, "reserved_concurrent_executions", s, -1)
         if rc is not None and rc >= 0:
@@ -589,8 +606,9 @@ def run_journey(d: Deployer, ev: tfeval.Evaluator, j: Journey, stub: ProviderStu
     # Deployed as declared
     cfg = d.c("lambda").get_function_configuration(FunctionName=fn_name)
     got_env = cfg.get("Environment", {}).get("Variables", {})
-    want_env = dict(d.tf_env[fn_name], AWS_ENDPOINT_URL=d.endpoint)
-    j.check("lambda environment is exactly the .tf environment + AWS_ENDPOINT_URL", got_env == want_env,
+    want_env = dict(d.tf_env[fn_name], **d.runtime_env[fn_name], AWS_ENDPOINT_URL=d.endpoint)
+    j.check("lambda environment is exactly the .tf environment + logging_config's + AWS_ENDPOINT_URL",
+            got_env == want_env,
             f"got {got_env}, want {want_env}")
     j.check("authorizer issuer is the pool's token issuer", alice_claims.get("iss") == d.jwt_config["Issuer"],
             f"token iss {alice_claims.get('iss')} vs authorizer {d.jwt_config['Issuer']}")
@@ -771,8 +789,9 @@ def generate_journey(d: Deployer, ev: tfeval.Evaluator, j: Journey, stub, alice,
     fn_name = ev.resources[("aws_lambda_function", "this")]["generate"]["function_name"]
     cfg = d.c("lambda").get_function_configuration(FunctionName=fn_name)
     got_env = cfg.get("Environment", {}).get("Variables", {})
-    want_env = dict(d.tf_env[fn_name], AWS_ENDPOINT_URL=d.endpoint)
-    j.check("generate environment is exactly the .tf environment + AWS_ENDPOINT_URL", got_env == want_env,
+    want_env = dict(d.tf_env[fn_name], **d.runtime_env[fn_name], AWS_ENDPOINT_URL=d.endpoint)
+    j.check("generate environment is exactly the .tf environment + logging_config's + AWS_ENDPOINT_URL",
+            got_env == want_env,
             f"got {got_env}, want {want_env}")
     topic_arn = ev.resources[("aws_sns_topic", "budget_alerts")]["arn"]
     j.check("generate BUDGET_ALERT_TOPIC_ARN is the .tf topic", got_env.get("BUDGET_ALERT_TOPIC_ARN") == topic_arn,
@@ -915,8 +934,9 @@ def usage_journey(d: Deployer, ev: tfeval.Evaluator, j: Journey, alice, bob, ops
     fn_name = ev.resources[("aws_lambda_function", "this")]["llm-usage"]["function_name"]
     cfg = d.c("lambda").get_function_configuration(FunctionName=fn_name)
     got_env = cfg.get("Environment", {}).get("Variables", {})
-    want_env = dict(d.tf_env[fn_name], AWS_ENDPOINT_URL=d.endpoint)
-    j.check("llm-usage environment is exactly the .tf environment + AWS_ENDPOINT_URL", got_env == want_env,
+    want_env = dict(d.tf_env[fn_name], **d.runtime_env[fn_name], AWS_ENDPOINT_URL=d.endpoint)
+    j.check("llm-usage environment is exactly the .tf environment + logging_config's + AWS_ENDPOINT_URL",
+            got_env == want_env,
             f"got {got_env}, want {want_env}")
     j.check("llm-usage: 128 MB, timeout 15 s", cfg.get("MemorySize") == 128 and cfg.get("Timeout") == 15,
             f"{cfg.get('MemorySize')} MB, {cfg.get('Timeout')} s")

@@ -1,12 +1,13 @@
 //! Start-up of the Lambda shape: the AWS SDK configuration and clients are built once per
-//! cold start from the environment, never per request.
+//! cold start from the environment, never per request, and each function builds only
+//! what its router uses.
 
 use crate::generate::alerts::{AlertSink, Alerts, SnsSink};
 use crate::generate::breaker::Breakers;
 use crate::generate::keys::KeyCache;
 use crate::generate::recorder::{Recorder, Writer};
 use crate::generate::{GenerateConfig, GenerateState, rpm_limiter_from_env};
-use crate::http::{AppState, UsageState};
+use crate::http::{AppState, GenerateApi, UsageState};
 use crate::identity::IdentityMode;
 use crate::providers::Providers;
 use crate::store::DynamoUsageStore;
@@ -44,15 +45,52 @@ fn optional(name: &'static str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
-/// What both functions build from the environment: the SDK configuration and the
-/// DynamoDB client (built once), and the settings state.
-struct Base {
+/// The SDK configuration and the DynamoDB client every function uses, built once per
+/// cold start. Other clients (Secrets Manager, SNS, Bedrock) are built from `config`
+/// only by the functions that call them.
+struct Clients {
     config: aws_config::SdkConfig,
     dynamodb: aws_sdk_dynamodb::Client,
-    app: AppState,
 }
 
-async fn base_from_env() -> Result<Base, InitError> {
+async fn clients() -> Clients {
+    let config = crate::sdk::sdk_config().await;
+    let dynamodb = aws_sdk_dynamodb::Client::new(&config);
+    Clients { config, dynamodb }
+}
+
+/// Callers are who API Gateway's JWT authorizer says: `ADMIN_GROUP_CLAIM`, `ADMIN_GROUP`.
+fn identity_from_env() -> IdentityMode {
+    IdentityMode::api_gateway(optional("ADMIN_GROUP_CLAIM"), optional("ADMIN_GROUP"))
+}
+
+/// The usage store's tables: `USAGE_TABLE`, `CACHE_TABLE`, `AUDIT_TABLE`.
+struct UsageTables {
+    usage: String,
+    cache: String,
+    audit: String,
+}
+
+impl UsageTables {
+    fn from_env() -> Result<Self, InitError> {
+        Ok(UsageTables {
+            usage: required("USAGE_TABLE")?,
+            cache: required("CACHE_TABLE")?,
+            audit: required("AUDIT_TABLE")?,
+        })
+    }
+
+    fn store(self, dynamodb: aws_sdk_dynamodb::Client) -> Arc<DynamoUsageStore> {
+        Arc::new(DynamoUsageStore::new(
+            dynamodb, self.usage, self.cache, self.audit,
+        ))
+    }
+}
+
+/// What the settings and generate functions share: settings, users' keys in Secrets
+/// Manager, the pricing catalog and the provider transport and Bedrock client (the
+/// connection test and generation call providers).
+fn app_state(clients: &Clients) -> Result<AppState, InitError> {
     let table = required("SETTINGS_TABLE")?;
     let prefix = optional("SECRET_PREFIX").unwrap_or_default();
     let kms_key_id = optional("SECRETS_KMS_KEY_ID");
@@ -65,11 +103,9 @@ async fn base_from_env() -> Result<Base, InitError> {
         })?,
         None => 7,
     };
-    let config = crate::sdk::sdk_config().await;
-    let dynamodb = aws_sdk_dynamodb::Client::new(&config);
-    let secrets = aws_sdk_secretsmanager::Client::new(&config);
-    let app = AppState {
-        settings: Arc::new(DynamoSettingsStore::new(dynamodb.clone(), table)),
+    let secrets = aws_sdk_secretsmanager::Client::new(&clients.config);
+    Ok(AppState {
+        settings: Arc::new(DynamoSettingsStore::new(clients.dynamodb.clone(), table)),
         vault: Arc::new(SecretsManagerVault::new(
             secrets,
             prefix,
@@ -77,48 +113,33 @@ async fn base_from_env() -> Result<Base, InitError> {
             recovery_days,
         )?),
         catalog: crate::pricing::catalog()?,
-        identity: IdentityMode::api_gateway(optional("ADMIN_GROUP_CLAIM"), optional("ADMIN_GROUP")),
-        providers: Arc::new(Providers::from_env(config.clone())?),
+        identity: identity_from_env(),
+        providers: Arc::new(Providers::from_env(clients.config.clone())?),
         test_limiter: AppState::default_test_limiter(),
         key_changes: Default::default(),
-    };
-    Ok(Base {
-        config,
-        dynamodb,
-        app,
     })
 }
 
 /// The settings function's state, from `SETTINGS_TABLE`, `SECRET_PREFIX`,
 /// `SECRETS_KMS_KEY_ID`, `SECRET_RECOVERY_DAYS`, `ADMIN_GROUP_CLAIM`, `ADMIN_GROUP`.
 pub async fn settings_state_from_env() -> Result<AppState, InitError> {
-    Ok(base_from_env().await?.app)
+    app_state(&clients().await)
 }
 
 /// The generate function's state: the settings state's variables plus `USAGE_TABLE`,
 /// `CACHE_TABLE`, `AUDIT_TABLE` and, optionally, `BUDGET_ALERT_TOPIC_ARN` (budget alerts
 /// are then also published there). Usage is written inline, before the answer leaves:
 /// a Lambda may be frozen as soon as it has answered.
-pub async fn generate_state_from_env() -> Result<GenerateState, InitError> {
-    let usage_table = required("USAGE_TABLE")?;
-    let cache_table = required("CACHE_TABLE")?;
-    let audit_table = required("AUDIT_TABLE")?;
+pub async fn generate_state_from_env() -> Result<GenerateApi, InitError> {
+    let tables = UsageTables::from_env()?;
     let topic = optional("BUDGET_ALERT_TOPIC_ARN");
-    let Base {
-        config,
-        dynamodb,
-        app,
-    } = base_from_env().await?;
-    let store = Arc::new(DynamoUsageStore::new(
-        dynamodb,
-        usage_table,
-        cache_table,
-        audit_table,
-    ));
+    let clients = clients().await;
+    let app = app_state(&clients)?;
+    let store = tables.store(clients.dynamodb);
     let mut sinks: Vec<Arc<dyn AlertSink>> = Vec::new();
     if let Some(topic_arn) = topic {
         sinks.push(Arc::new(SnsSink {
-            client: aws_sdk_sns::Client::new(&config),
+            client: aws_sdk_sns::Client::new(&clients.config),
             topic_arn,
         }));
     }
@@ -135,10 +156,11 @@ pub async fn generate_state_from_env() -> Result<GenerateState, InitError> {
         std::time::Duration::from_secs(300),
     ));
     app.key_changes.subscribe(keys.clone());
-    Ok(GenerateState {
+    let engine = GenerateState {
+        settings: app.settings.clone(),
+        catalog: app.catalog,
+        providers: app.providers.clone(),
         keys,
-        app,
-        usage: store.clone(),
         budgets: store.clone(),
         cache: store,
         breakers: Arc::new(Breakers::new(5, std::time::Duration::from_secs(30))),
@@ -146,6 +168,10 @@ pub async fn generate_state_from_env() -> Result<GenerateState, InitError> {
         recorder: Recorder::Inline(writer),
         config: GenerateConfig::from_env(),
         lifecycle: Default::default(),
+    };
+    Ok(GenerateApi {
+        engine,
+        identity: app.identity,
     })
 }
 
@@ -180,32 +206,41 @@ async fn token_key_from_secret(
     Ok(TokenKey::new(&key))
 }
 
-/// The llm-usage function's state: the settings state's variables plus `USAGE_TABLE`,
-/// `CACHE_TABLE`, `AUDIT_TABLE` (the usage store's tables; this function only reads the
-/// usage table) and `USAGE_TOKEN_KEY_SECRET_ARN`, the Secrets Manager secret whose string
-/// is the key that signs `nextToken`s (read once here, so every instance shares it).
+/// The llm-usage function's state: `SETTINGS_TABLE` (budget limits are a preference),
+/// `USAGE_TABLE`, `CACHE_TABLE`, `AUDIT_TABLE` (the usage store's tables; this function
+/// only reads the usage table), `ADMIN_GROUP_CLAIM`, `ADMIN_GROUP` and
+/// `USAGE_TOKEN_KEY_SECRET_ARN`, the Secrets Manager secret whose string is the key that
+/// signs `nextToken`s (read once here, so every instance shares it). Reports only: no
+/// key vault, provider transport, Bedrock client or pricing catalog is built.
 pub async fn usage_state_from_env() -> Result<UsageState, InitError> {
-    let usage_table = required("USAGE_TABLE")?;
-    let cache_table = required("CACHE_TABLE")?;
-    let audit_table = required("AUDIT_TABLE")?;
+    let settings_table = required("SETTINGS_TABLE")?;
+    let tables = UsageTables::from_env()?;
     let token_secret_arn = required("USAGE_TOKEN_KEY_SECRET_ARN")?;
-    let Base {
-        config,
-        dynamodb,
-        app,
-    } = base_from_env().await?;
+    let Clients { config, dynamodb } = clients().await;
     let secrets = aws_sdk_secretsmanager::Client::new(&config);
     let token_key = token_key_from_secret(&secrets, &token_secret_arn).await?;
-    let store = Arc::new(DynamoUsageStore::new(
-        dynamodb,
-        usage_table,
-        cache_table,
-        audit_table,
-    ));
+    let store = tables.store(dynamodb.clone());
     Ok(UsageState {
-        app,
+        identity: identity_from_env(),
+        settings: Arc::new(DynamoSettingsStore::new(dynamodb, settings_table)),
         usage: store.clone(),
         budgets: store,
         token_key,
     })
+}
+
+/// A Lambda function's `main`: installs the log subscriber (see
+/// [`crate::logging::init_lambda`]), builds the function's state, and serves `router`
+/// on it behind the layers every deployment shares. A start-up failure is logged and
+/// returned, so the runtime reports the init error.
+pub async fn serve<S>(
+    state: impl Future<Output = Result<S, InitError>>,
+    router: impl FnOnce(S) -> axum::Router,
+) -> Result<(), lambda_http::Error> {
+    crate::logging::init_lambda();
+    let state = state.await.map_err(|e| {
+        tracing::error!(error = %e, "start-up failed");
+        e
+    })?;
+    lambda_http::run(crate::http::app(router(state))).await
 }

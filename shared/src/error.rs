@@ -6,18 +6,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-tokio::task_local! {
-    /// The id of the request being served, set by the request-id middleware so that an
-    /// error built anywhere below it can carry the id without threading it through.
-    pub static REQUEST_ID: String;
-}
-
-/// The current request id, or `-` outside a request (only in unit tests).
-pub fn current_request_id() -> String {
-    REQUEST_ID
-        .try_with(|id| id.clone())
-        .unwrap_or_else(|_| "-".to_string())
-}
+pub use crate::context::{REQUEST_ID, current_request_id};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -103,6 +92,23 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// The one error envelope, in a response body and in a stream's error event alike:
+    /// `{"error": {"code", "message", "requestId"}}`, plus `attempts` when providers
+    /// were tried.
+    pub fn envelope(&self, request_id: &str) -> serde_json::Value {
+        let mut body = json!({"error": {
+            "code": self.code(),
+            "message": self.to_string(),
+            "requestId": request_id,
+        }});
+        if let ApiError::Upstream { attempts, .. } = self {
+            body["error"]["attempts"] = attempts.clone();
+        }
+        body
+    }
+}
+
 impl From<crate::store::StoreError> for ApiError {
     fn from(e: crate::store::StoreError) -> Self {
         match e {
@@ -120,6 +126,19 @@ impl From<crate::vault::VaultError> for ApiError {
     }
 }
 
+/// The usage layer's errors are all the client's (a 400 naming the parameter) but for
+/// the store's, which map like every other store failure.
+impl From<crate::usage::UsageError> for ApiError {
+    fn from(e: crate::usage::UsageError) -> Self {
+        match e {
+            crate::usage::UsageError::Invalid { field, message } => {
+                ApiError::InvalidField { field, message }
+            }
+            crate::usage::UsageError::Store(e) => ApiError::from(e),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let request_id = current_request_id();
@@ -127,14 +146,7 @@ impl IntoResponse for ApiError {
         if let ApiError::Internal(detail) = &self {
             tracing::error!(request_id = %request_id, detail = %detail, "internal error");
         }
-        let mut body = json!({"error": {
-            "code": self.code(),
-            "message": self.to_string(),
-            "requestId": request_id,
-        }});
-        if let ApiError::Upstream { attempts, .. } = &self {
-            body["error"]["attempts"] = attempts.clone();
-        }
+        let body = self.envelope(&request_id);
         let mut response = (status, axum::Json(body)).into_response();
         match &self {
             ApiError::Unauthorized => {

@@ -4,7 +4,6 @@
 //! - locally, a bearer token issued by `llm-local token create`, of which only the
 //!   SHA-256 is stored.
 
-use crate::error::ApiError;
 use crate::store::{StoreError, TokenRecord, TokenStore};
 use base64::Engine;
 use sha2::{Digest, Sha256};
@@ -20,21 +19,26 @@ pub struct Caller {
     pub is_admin: bool,
 }
 
+/// The caller may not act on the resource: answered `403`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("not allowed to act on this resource")]
+pub struct Forbidden;
+
 impl Caller {
     /// A caller may act on `user_id` when it is their own, or when they are admin.
-    pub fn authorize_user(&self, user_id: &str) -> Result<(), ApiError> {
+    pub fn authorize_user(&self, user_id: &str) -> Result<(), Forbidden> {
         if self.is_admin || self.user_id == user_id {
             Ok(())
         } else {
-            Err(ApiError::Forbidden)
+            Err(Forbidden)
         }
     }
 
-    pub fn require_admin(&self) -> Result<(), ApiError> {
+    pub fn require_admin(&self) -> Result<(), Forbidden> {
         if self.is_admin {
             Ok(())
         } else {
-            Err(ApiError::Forbidden)
+            Err(Forbidden)
         }
     }
 }

@@ -6,6 +6,7 @@
 
 #[cfg(feature = "aws")]
 pub mod aws;
+pub mod context;
 pub mod error;
 pub mod generate;
 pub mod http;

@@ -7,19 +7,11 @@
 //! API Gateway HTTP APIs buffer Lambda responses: a streamed (SSE) answer reaches the
 //! client in one piece, after the function has finished.
 
-use shared::http::{app, generate_router};
-
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(shared::logging::env_filter())
-        .with_current_span(false)
-        .without_time()
-        .init();
-    let state = shared::aws::generate_state_from_env().await.map_err(|e| {
-        tracing::error!(error = %e, "start-up failed");
-        e
-    })?;
-    lambda_http::run(app(generate_router(state))).await
+    shared::aws::serve(
+        shared::aws::generate_state_from_env(),
+        shared::http::generate_router,
+    )
+    .await
 }

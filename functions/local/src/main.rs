@@ -10,7 +10,9 @@ use shared::generate::breaker::Breakers;
 use shared::generate::keys::KeyCache;
 use shared::generate::recorder::{Recorder, Writer};
 use shared::generate::{GenerateConfig, GenerateState, rpm_limiter_from_env};
-use shared::http::{AppState, UsageState, app, generate_router, settings_router, usage_router};
+use shared::http::{
+    AppState, GenerateApi, UsageState, app, generate_router, settings_router, usage_router,
+};
 use shared::identity::{CachedTokens, IdentityMode, issue_token};
 use shared::providers::Providers;
 use shared::store::sqlite::SqliteStore;
@@ -188,7 +190,8 @@ async fn serve(addr: SocketAddr, data_dir: &Path) -> Result<(), LocalError> {
     let lifecycle = generate_state.lifecycle.clone();
     let sweep = tokio::spawn(release_expired_reservations(db.clone()));
     let usage_state = UsageState {
-        app: state.clone(),
+        identity: state.identity.clone(),
+        settings: db.clone(),
         usage: db.clone(),
         budgets: db.clone(),
         // Page tokens are signed with a key derived from the master key: stable across
@@ -198,8 +201,12 @@ async fn serve(addr: SocketAddr, data_dir: &Path) -> Result<(), LocalError> {
         )),
     };
     let purge = tokio::spawn(purge_expired_usage(db));
+    let identity = state.identity.clone();
     let router = app(settings_router(state)
-        .merge(generate_router(generate_state))
+        .merge(generate_router(GenerateApi {
+            engine: generate_state,
+            identity,
+        }))
         .merge(usage_router(usage_state)));
 
     let listener = tokio::net::TcpListener::bind(addr)
@@ -333,8 +340,9 @@ async fn generate_state(
     let keys = Arc::new(KeyCache::new(vault, std::time::Duration::from_secs(300)));
     app.key_changes.subscribe(keys.clone());
     let state = GenerateState {
-        app,
-        usage: db.clone(),
+        settings: app.settings.clone(),
+        catalog: app.catalog,
+        providers: app.providers.clone(),
         budgets: db.clone(),
         cache: db,
         keys,

@@ -6,11 +6,10 @@
 //! [`crate::vault::KeyChanges`]) on every key change in this process, so a replaced or
 //! deleted key does not stay in memory; the TTL bounds how long any key lives here.
 
-use crate::error::ApiError;
 use crate::provider::Provider;
 use crate::secret::ApiKey;
 use crate::settings::{KeyMeta, SettingsRecord};
-use crate::vault::{KeyChangeListener, KeyVault, KeyVersion};
+use crate::vault::{KeyChangeListener, KeyVault, KeyVersion, VaultError};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -55,7 +54,7 @@ impl KeyCache {
         user_id: &str,
         settings: &SettingsRecord,
         provider: Provider,
-    ) -> Result<Option<ApiKey>, ApiError> {
+    ) -> Result<Option<ApiKey>, VaultError> {
         let Some(meta) = settings.keys.get(&provider) else {
             return Ok(None);
         };

@@ -7,14 +7,24 @@
 //! tries appended to a journal file that the next start replays: never dropped.
 
 use super::alerts::Alerts;
-use crate::error::ApiError;
 use crate::money::NanoUsd;
-use crate::store::{BudgetStore, UsageStore};
+use crate::store::{BudgetStore, StoreError, UsageStore};
 use crate::usage::{Settlement, UsageEntry};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The background writer is gone (only at shutdown, after the server stopped).
+    #[error("usage writer stopped")]
+    WriterStopped,
+    #[error("usage journal: {0}")]
+    Journal(String),
+}
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct AlertRule {
@@ -47,7 +57,7 @@ pub struct Writer {
 impl Writer {
     /// Applies queued jobs: every usage entry of the batch in one write, then the
     /// settlements, then the alerts, which need the writes to have landed.
-    async fn apply_batch(&self, jobs: &[Job]) -> Result<(), ApiError> {
+    async fn apply_batch(&self, jobs: &[Job]) -> Result<(), RecordError> {
         if jobs.len() == 1 {
             return self.apply_once(&jobs[0]).await;
         }
@@ -101,7 +111,7 @@ impl Writer {
     }
 
     /// Writes a job once, then checks its alerts.
-    async fn apply_once(&self, job: &Job) -> Result<(), ApiError> {
+    async fn apply_once(&self, job: &Job) -> Result<(), RecordError> {
         match job {
             Job::Record {
                 entry, settlement, ..
@@ -119,7 +129,7 @@ impl Writer {
     /// Applies a job, retrying a failing store a few times (about 0.7 s in all) before
     /// giving up loudly. Every write is idempotent, so a retry of one that had landed
     /// changes nothing.
-    async fn apply(&self, job: &Job) -> Result<(), ApiError> {
+    async fn apply(&self, job: &Job) -> Result<(), RecordError> {
         let mut tries = 0u32;
         loop {
             match self.apply_once(job).await {
@@ -191,14 +201,14 @@ impl Writer {
     /// Writes what the journal holds (jobs a previous run could not write) and empties
     /// it. Every job is idempotent (keyed by request and reservation ids), so a job
     /// written twice changes nothing. Returns how many were replayed.
-    pub async fn replay_journal(&self) -> Result<usize, ApiError> {
+    pub async fn replay_journal(&self) -> Result<usize, RecordError> {
         let Some(path) = &self.journal else {
             return Ok(0);
         };
         let text = match std::fs::read_to_string(path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
-            Err(e) => return Err(ApiError::internal(format!("usage journal unreadable: {e}"))),
+            Err(e) => return Err(RecordError::Journal(format!("unreadable: {e}"))),
         };
         let mut replayed = 0;
         let mut unreadable = String::new();
@@ -220,15 +230,13 @@ impl Writer {
                 .and_then(|mut f| std::io::Write::write_all(&mut f, unreadable.as_bytes()));
             if let Err(e) = kept {
                 // Keep the journal itself rather than lose those lines.
-                return Err(ApiError::internal(format!(
-                    "usage journal lines not kept: {e}"
-                )));
+                return Err(RecordError::Journal(format!("lines not kept: {e}")));
             }
         }
 
         let done = path.with_extension("replayed");
         std::fs::rename(path, &done)
-            .map_err(|e| ApiError::internal(format!("usage journal not rotated: {e}")))?;
+            .map_err(|e| RecordError::Journal(format!("not rotated: {e}")))?;
         let _ = std::fs::remove_file(&done);
         Ok(replayed)
     }
@@ -291,17 +299,15 @@ impl Recorder {
     }
 
     /// Returns once the job is durable (written, or journaled by the background writer).
-    pub async fn submit(&self, job: Job) -> Result<(), ApiError> {
+    pub async fn submit(&self, job: Job) -> Result<(), RecordError> {
         match self {
             Recorder::Inline(w) => w.apply(&job).await,
             Recorder::Background(tx) => {
                 let (durable, written) = oneshot::channel();
                 tx.send(Queued { job, durable })
                     .await
-                    .map_err(|_| ApiError::internal("usage writer stopped"))?;
-                written
-                    .await
-                    .map_err(|_| ApiError::internal("usage writer stopped"))
+                    .map_err(|_| RecordError::WriterStopped)?;
+                written.await.map_err(|_| RecordError::WriterStopped)
             }
         }
     }

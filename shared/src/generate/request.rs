@@ -2,7 +2,7 @@
 //! the request's `model`, else the preference for the operation, else the provider's
 //! default model.
 
-use crate::error::ApiError;
+use super::error::GenerateError;
 use crate::pricing::{Catalog, ModelPrice};
 use crate::provider::Provider;
 use crate::providers::{ChatRequest, Message, Role};
@@ -46,7 +46,7 @@ pub struct Generate {
 }
 
 impl GenerateBody {
-    pub fn validate(self, catalog: &Catalog) -> Result<Generate, ApiError> {
+    pub fn validate(self, catalog: &Catalog) -> Result<Generate, GenerateError> {
         let messages = match (self.prompt, self.messages) {
             (Some(p), None) => vec![Message {
                 role: Role::User,
@@ -54,24 +54,27 @@ impl GenerateBody {
             }],
             (None, Some(m)) => m,
             _ => {
-                return Err(ApiError::invalid(
+                return Err(GenerateError::invalid(
                     "prompt",
                     "give exactly one of `prompt` or `messages`",
                 ));
             }
         };
         if messages.is_empty() || messages.len() > MAX_MESSAGES {
-            return Err(ApiError::invalid(
+            return Err(GenerateError::invalid(
                 "messages",
                 format!("must hold 1 to {MAX_MESSAGES} messages"),
             ));
         }
         if !messages.iter().any(|m| m.role == Role::User) {
-            return Err(ApiError::invalid("messages", "must include a user message"));
+            return Err(GenerateError::invalid(
+                "messages",
+                "must include a user message",
+            ));
         }
         let operation_type = self.operation_type.unwrap_or_else(|| "conversation".into());
         if !OPERATION_TYPES.contains(&operation_type.as_str()) {
-            return Err(ApiError::invalid(
+            return Err(GenerateError::invalid(
                 "operationType",
                 format!(
                     "unknown operation type; expected one of: {}",
@@ -81,7 +84,7 @@ impl GenerateBody {
         }
         if let Some(model) = &self.model {
             if catalog.find(self.provider, model).is_none() {
-                return Err(ApiError::invalid(
+                return Err(GenerateError::invalid(
                     "model",
                     "unknown model; GET /api/llm-models lists the models you may pick",
                 ));
@@ -89,12 +92,12 @@ impl GenerateBody {
         }
         if let Some(m) = self.max_tokens {
             if m == 0 {
-                return Err(ApiError::invalid("maxTokens", "must be at least 1"));
+                return Err(GenerateError::invalid("maxTokens", "must be at least 1"));
             }
         }
         if let Some(t) = self.temperature {
             if !(0.0..=2.0).contains(&t) {
-                return Err(ApiError::invalid(
+                return Err(GenerateError::invalid(
                     "temperature",
                     "must be between 0.0 and 2.0",
                 ));
@@ -105,7 +108,7 @@ impl GenerateBody {
             .map(|v| v.len())
             .unwrap_or(usize::MAX);
         if metadata.len() > MAX_METADATA_KEYS || size > MAX_METADATA_BYTES {
-            return Err(ApiError::invalid(
+            return Err(GenerateError::invalid(
                 "metadata",
                 format!("at most {MAX_METADATA_KEYS} keys and {MAX_METADATA_BYTES} bytes"),
             ));
@@ -152,11 +155,11 @@ pub fn primary<'c>(
     catalog: &'c Catalog,
     prefs: &Preferences,
     req: &Generate,
-) -> Result<&'c ModelPrice, ApiError> {
+) -> Result<&'c ModelPrice, GenerateError> {
     if let Some(model) = &req.model {
         return catalog
             .find(req.provider, model)
-            .ok_or_else(|| ApiError::invalid("model", "unknown model"));
+            .ok_or_else(|| GenerateError::invalid("model", "unknown model"));
     }
     if req.provider.is_none() {
         if let Some(m) =
@@ -167,7 +170,7 @@ pub fn primary<'c>(
     }
     let provider = req.provider.unwrap_or(prefs.default_provider);
     model_for(catalog, prefs, provider, &req.operation_type).ok_or_else(|| {
-        ApiError::invalid(
+        GenerateError::invalid(
             "provider",
             format!("{provider} has no model in the catalog"),
         )
@@ -226,7 +229,7 @@ mod tests {
             r#"{"messages": []}"#,
         ] {
             assert!(
-                matches!(body(bad).validate(c), Err(ApiError::InvalidField { .. })),
+                matches!(body(bad).validate(c), Err(GenerateError::Invalid { .. })),
                 "{bad}"
             );
         }

@@ -1,7 +1,6 @@
 //! Extractors that turn every client mistake into a 400 naming the field, and identity
 //! into a [`Caller`], so handlers never parse headers or raw bodies themselves.
 
-use super::AppState;
 use crate::error::ApiError;
 use crate::identity::{self, Caller, IdentityMode};
 use axum::extract::{FromRef, FromRequest, FromRequestParts, Path, Request};
@@ -12,14 +11,13 @@ use serde::de::DeserializeOwned;
 
 impl<S> FromRequestParts<S> for Caller
 where
-    AppState: FromRef<S>,
+    IdentityMode: FromRef<S>,
     S: Send + Sync,
 {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let state = AppState::from_ref(state);
-        match &state.identity {
+        match &IdentityMode::from_ref(state) {
             IdentityMode::ApiGatewayJwt {
                 admin_claim,
                 admin_group,

@@ -4,9 +4,11 @@
 //! all and serves them on a socket.
 
 pub mod extract;
+mod failures;
 pub mod generate;
 pub mod openai;
 pub mod settings;
+mod sse;
 pub mod usage;
 
 use crate::error::{ApiError, REQUEST_ID};
@@ -24,7 +26,7 @@ use axum::response::Response;
 use std::sync::Arc;
 use std::time::Instant;
 
-pub use generate::generate_router;
+pub use generate::{GenerateApi, generate_router};
 pub use settings::settings_router;
 pub use usage::{UsageState, usage_router};
 
@@ -43,6 +45,15 @@ pub struct AppState {
     pub test_limiter: Arc<RateLimiter>,
     /// Key caches of this process, told about every key change.
     pub key_changes: KeyChanges,
+}
+
+/// A router's state names how callers are identified; that is all [`extract`]'s `Caller`
+/// needs, so a router whose state has no [`AppState`] (llm-usage: no vault, no
+/// providers) still authenticates.
+impl axum::extract::FromRef<AppState> for IdentityMode {
+    fn from_ref(st: &AppState) -> IdentityMode {
+        st.identity.clone()
+    }
 }
 
 impl AppState {

@@ -4,7 +4,8 @@
 //! `api_key`. `model` is a catalog id or `provider/model`.
 
 use super::extract::JsonBody;
-use super::generate::{error_payload, events, first_event};
+use super::generate::GenerateApi;
+use super::sse::{error_data, events, first_event};
 use crate::error::{ApiError, current_request_id};
 use crate::generate::request::Generate;
 use crate::generate::stream::{self, Event};
@@ -13,10 +14,11 @@ use crate::identity::Caller;
 use crate::pricing::{Catalog, ModelPrice};
 use crate::provider::Provider;
 use crate::providers::{Message, Role};
-use axum::Json;
 use axum::extract::State;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -149,6 +151,13 @@ impl ChatCompletionBody {
     }
 }
 
+/// `POST /v1/chat/completions` and `GET /v1/models`, on the generate routes' state.
+pub fn openai_routes() -> Router<GenerateApi> {
+    Router::new()
+        .route("/v1/chat/completions", post(chat_completions))
+        .route("/v1/models", get(list_models))
+}
+
 fn created() -> i64 {
     chrono::Utc::now().timestamp()
 }
@@ -176,7 +185,7 @@ pub async fn chat_completions(
         .stream_options
         .as_ref()
         .is_some_and(|o| o.include_usage);
-    let (req, streaming) = body.into_generate(st.app.catalog)?;
+    let (req, streaming) = body.into_generate(st.catalog)?;
     let request_id = current_request_id();
     let user_id = caller.user_id;
     if !streaming {
@@ -236,9 +245,7 @@ pub async fn chat_completions(
                     .data(chunk(Some(json!({})), json!("stop"), Some(usage_json(&r))).to_string())),
                 Ok(SseEvent::default().data("[DONE]")),
             ],
-            Event::Failed(e) => vec![Ok(
-                SseEvent::default().data(error_payload(&e, &request_id).to_string())
-            )],
+            Event::Failed(e) => vec![Ok(SseEvent::default().data(error_data(e, &request_id)))],
         };
         futures_util::stream::iter(items)
     });
@@ -249,7 +256,6 @@ pub async fn chat_completions(
 
 pub async fn list_models(_caller: Caller, State(st): State<GenerateState>) -> Json<Value> {
     let data: Vec<Value> = st
-        .app
         .catalog
         .models
         .iter()

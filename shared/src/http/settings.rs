@@ -123,7 +123,7 @@ async fn test_connection(
     }
     let settings = service::read(state.settings.as_ref(), &user_id).await?;
     let outcome = connection_test::run(
-        &state.providers,
+        state.providers.as_ref(),
         state.vault.as_ref(),
         state.catalog,
         &settings,

@@ -11,6 +11,7 @@ pub mod azure;
 pub mod bedrock;
 pub mod endpoints;
 pub mod error;
+pub mod facade;
 pub mod google;
 pub mod openai;
 pub mod registry;
@@ -21,6 +22,7 @@ pub mod transport;
 pub mod behaviours;
 
 pub use error::{ErrorKind, ProviderError};
+pub use facade::{EventStream, ProviderApi, Route, key_required};
 pub use registry::{Providers, ProvidersInitError};
 
 use crate::pricing::TokenCounts;

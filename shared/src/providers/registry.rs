@@ -1,5 +1,5 @@
 //! Which adapter serves which provider, where it lives, and the one transport and Bedrock
-//! client set they share: built once per process and held in the app state.
+//! client set they share: built once per process. Calls go through [`super::facade`].
 
 use super::anthropic::Anthropic;
 use super::azure::AzureOpenAi;
@@ -10,7 +10,6 @@ use super::openai::OpenAiCompatible;
 use super::transport::{Transport, TransportConfig, TransportInitError};
 use super::{ChatWire, Endpoint, ErrorKind, ProviderError};
 use crate::provider::Provider;
-use crate::secret::ApiKey;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProvidersInitError {
@@ -58,7 +57,7 @@ impl Providers {
         })
     }
 
-    pub fn endpoint(
+    pub(super) fn endpoint(
         &self,
         provider: Provider,
         azure_resource: Option<&str>,
@@ -72,29 +71,6 @@ impl Providers {
                     format!("no endpoint for {provider}"),
                 )
             })
-    }
-
-    /// The cheapest call that proves `key` works for `model`.
-    pub async fn probe(
-        &self,
-        provider: Provider,
-        key: Option<&ApiKey>,
-        model: &str,
-        azure_resource: Option<&str>,
-    ) -> Result<(), ProviderError> {
-        if provider == Provider::Bedrock {
-            return self.bedrock.probe(key, model).await;
-        }
-        let wire = wire(provider).ok_or_else(|| {
-            ProviderError::new(
-                ErrorKind::InvalidRequest,
-                format!("{provider} has no adapter"),
-            )
-        })?;
-        let endpoint = self.endpoint(provider, azure_resource)?;
-        let request = wire.probe_request(&endpoint, key, model)?;
-        let raw = self.transport.send(request).await?;
-        wire.parse_probe(raw.status, &raw.headers, &raw.body, model)
     }
 }
 

@@ -2,12 +2,12 @@
 //! provider offers (a model listing where there is one) with a saved or an unsaved key.
 //! A provider's refusal is an answer (`success: false` and why), not an error.
 
+use super::SettingsRecord;
+use super::error::SettingsError;
 use super::patch::KeyInput;
-use super::{Preferences, SettingsRecord};
-use crate::error::ApiError;
 use crate::pricing::Catalog;
 use crate::provider::Provider;
-use crate::providers::Providers;
+use crate::providers::{ProviderApi, Route, key_required};
 use crate::secret::ApiKey;
 use crate::vault::KeyVault;
 use serde::{Deserialize, Serialize};
@@ -50,9 +50,9 @@ fn choose_model(
     catalog: &Catalog,
     provider: Provider,
     model: Option<String>,
-) -> Result<String, ApiError> {
+) -> Result<String, SettingsError> {
     match (provider, model) {
-        (Provider::AzureOpenAi, None) => Err(ApiError::invalid(
+        (Provider::AzureOpenAi, None) => Err(SettingsError::invalid(
             "model",
             "is required for azure_openai: the deployment name",
         )),
@@ -60,7 +60,7 @@ fn choose_model(
             if valid_free_model_name(&m) {
                 Ok(m)
             } else {
-                Err(ApiError::invalid(
+                Err(SettingsError::invalid(
                     "model",
                     "must be 1-128 of A-Z a-z 0-9 . _ - : /",
                 ))
@@ -69,12 +69,14 @@ fn choose_model(
         (_, Some(m)) => catalog
             .find(Some(provider), &m)
             .map(|found| found.id.clone())
-            .ok_or_else(|| ApiError::invalid("model", format!("unknown model for {provider}"))),
+            .ok_or_else(|| {
+                SettingsError::invalid("model", format!("unknown model for {provider}"))
+            }),
         (_, None) => catalog
             .default_model(provider)
             .map(|m| m.id.clone())
             .ok_or_else(|| {
-                ApiError::invalid(
+                SettingsError::invalid(
                     "model",
                     format!("{provider} has no default model; name one"),
                 )
@@ -84,20 +86,20 @@ fn choose_model(
 
 /// Resolves the key (unsaved, else saved), then probes.
 pub async fn run(
-    providers: &Providers,
+    providers: &dyn ProviderApi,
     vault: &dyn KeyVault,
     catalog: &Catalog,
     settings: &SettingsRecord,
     user_id: &str,
     request: TestRequest,
-) -> Result<TestOutcome, ApiError> {
+) -> Result<TestOutcome, SettingsError> {
     let provider = request.provider;
     let model = choose_model(catalog, provider, request.model)?;
     let key: Option<ApiKey> = match request.api_key {
         Some(KeyInput(key)) => {
             provider
                 .check_key_shape(key.expose())
-                .map_err(|msg| ApiError::invalid("apiKey", msg))?;
+                .map_err(|msg| SettingsError::invalid("apiKey", msg))?;
             Some(key)
         }
         None if !provider.takes_key() => None,
@@ -112,9 +114,8 @@ pub async fn run(
                 }
                 None => None,
             };
-            // Bedrock without a saved pair uses the function's own role.
-            if saved.is_none() && provider != Provider::Bedrock {
-                return Err(ApiError::invalid(
+            if saved.is_none() && key_required(provider) {
+                return Err(SettingsError::invalid(
                     "apiKey",
                     format!("no key is saved for {provider}; send one to test it"),
                 ));
@@ -122,12 +123,22 @@ pub async fn run(
             saved
         }
     };
-    let azure_resource = azure_resource(&settings.preferences, provider, providers)?;
+    let prefs = &settings.preferences;
+    let route = Route {
+        provider,
+        key: key.as_ref(),
+        azure_resource: prefs.azure_resource.as_deref(),
+        azure_deployments: Some(&prefs.azure_deployments),
+    };
+    if let Some(field) = providers.missing_preference(&route) {
+        return Err(SettingsError::invalid(
+            field,
+            format!("save your Azure OpenAI resource name before testing {provider}"),
+        ));
+    }
 
     let started = Instant::now();
-    let result = providers
-        .probe(provider, key.as_ref(), &model, azure_resource.as_deref())
-        .await;
+    let result = providers.probe(&route, &model).await;
     let latency_ms = (started.elapsed().as_secs_f64() * 1000.0 * 100.0).round() / 100.0;
     Ok(match result {
         Ok(()) => {
@@ -157,21 +168,4 @@ pub async fn run(
             }
         }
     })
-}
-
-fn azure_resource(
-    prefs: &Preferences,
-    provider: Provider,
-    providers: &Providers,
-) -> Result<Option<String>, ApiError> {
-    if provider != Provider::AzureOpenAi || providers.urls.overridden(provider).is_some() {
-        return Ok(None);
-    }
-    match &prefs.azure_resource {
-        Some(r) => Ok(Some(r.clone())),
-        None => Err(ApiError::invalid(
-            "preferences.azureResource",
-            "save your Azure OpenAI resource name before testing azure_openai",
-        )),
-    }
 }

@@ -3,9 +3,11 @@
 //! defaults, key metadata) lives with its store in [`crate::store`], re-exported here.
 
 pub mod connection_test;
+mod error;
 mod patch;
 pub mod service;
 
+pub use error::SettingsError;
 pub use patch::{PreferencesPatch, SettingsUpdate};
 
 pub use crate::store::{BudgetAction, KeyMeta, Preferences, SettingsRecord};

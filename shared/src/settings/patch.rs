@@ -2,8 +2,8 @@
 //! fields, wrong types) are caught by serde with the field's path; value rules (ranges,
 //! known models) are checked here, each error naming its field.
 
+use super::error::SettingsError;
 use super::{BudgetAction, OPERATION_TYPES, Preferences};
-use crate::error::ApiError;
 use crate::money::NanoUsd;
 use crate::pricing::Catalog;
 use crate::provider::Provider;
@@ -74,9 +74,9 @@ fn field(name: &str) -> String {
     format!("preferences.{name}")
 }
 
-fn check_model(catalog: &Catalog, name: &str, model: &str) -> Result<(), ApiError> {
+fn check_model(catalog: &Catalog, name: &str, model: &str) -> Result<(), SettingsError> {
     if catalog.find(None, model).is_none() {
-        return Err(ApiError::invalid(
+        return Err(SettingsError::invalid(
             field(name),
             "unknown model; GET /api/llm-models lists the models you may pick",
         ));
@@ -86,7 +86,11 @@ fn check_model(catalog: &Catalog, name: &str, model: &str) -> Result<(), ApiErro
 
 impl PreferencesPatch {
     /// Applies the patch over `current`, validating every given field.
-    pub fn apply(self, current: &Preferences, catalog: &Catalog) -> Result<Preferences, ApiError> {
+    pub fn apply(
+        self,
+        current: &Preferences,
+        catalog: &Catalog,
+    ) -> Result<Preferences, SettingsError> {
         let mut p = current.clone();
         if let Some(v) = self.default_provider {
             p.default_provider = v;
@@ -102,7 +106,7 @@ impl PreferencesPatch {
         if let Some(models) = self.models {
             for (op, model) in &models {
                 if !OPERATION_TYPES.contains(&op.as_str()) {
-                    return Err(ApiError::invalid(
+                    return Err(SettingsError::invalid(
                         field("models"),
                         format!(
                             "unknown operation type; expected one of: {}",
@@ -117,7 +121,7 @@ impl PreferencesPatch {
         if let Some(v) = self.fallback_providers {
             let mut seen = std::collections::BTreeSet::new();
             if !v.iter().all(|provider| seen.insert(*provider)) {
-                return Err(ApiError::invalid(
+                return Err(SettingsError::invalid(
                     field("fallbackProviders"),
                     "must not list a provider twice",
                 ));
@@ -129,7 +133,7 @@ impl PreferencesPatch {
         }
         if let Some(v) = self.max_tokens {
             if !(1..=MAX_TOKENS_LIMIT).contains(&v) {
-                return Err(ApiError::invalid(
+                return Err(SettingsError::invalid(
                     field("maxTokens"),
                     format!("must be between 1 and {MAX_TOKENS_LIMIT}"),
                 ));
@@ -138,7 +142,7 @@ impl PreferencesPatch {
         }
         if let Some(v) = self.temperature {
             if !(0.0..=2.0).contains(&v) {
-                return Err(ApiError::invalid(
+                return Err(SettingsError::invalid(
                     field("temperature"),
                     "must be between 0.0 and 2.0",
                 ));
@@ -155,7 +159,7 @@ impl PreferencesPatch {
             if let Some(budget) = v {
                 let max = NanoUsd(MAX_BUDGET_USD * crate::money::NANOS_PER_USD);
                 if budget < NanoUsd::ZERO || budget > max {
-                    return Err(ApiError::invalid(
+                    return Err(SettingsError::invalid(
                         field("monthlyBudgetUsd"),
                         format!("must be between 0 and {MAX_BUDGET_USD}, or null for no budget"),
                     ));
@@ -168,7 +172,7 @@ impl PreferencesPatch {
         }
         if let Some(mut v) = self.alert_thresholds {
             if v.len() > 10 || v.iter().any(|t| !(1..=100).contains(t)) {
-                return Err(ApiError::invalid(
+                return Err(SettingsError::invalid(
                     field("alertThresholds"),
                     "must be at most 10 percentages between 1 and 100",
                 ));
@@ -181,7 +185,7 @@ impl PreferencesPatch {
             if v.as_deref()
                 .is_some_and(|r| !crate::providers::endpoints::valid_azure_resource(r))
             {
-                return Err(ApiError::invalid(
+                return Err(SettingsError::invalid(
                     field("azureResource"),
                     "must be an Azure resource name: 2-64 lowercase letters, digits and hyphens",
                 ));
@@ -191,7 +195,7 @@ impl PreferencesPatch {
         if let Some(v) = self.azure_deployments {
             for (model, deployment) in &v {
                 if catalog.find(Some(Provider::AzureOpenAi), model).is_none() {
-                    return Err(ApiError::invalid(
+                    return Err(SettingsError::invalid(
                         field("azureDeployments"),
                         "keys must be azure_openai models from GET /api/llm-models",
                     ));
@@ -201,7 +205,7 @@ impl PreferencesPatch {
                         .chars()
                         .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
                 if !ok {
-                    return Err(ApiError::invalid(
+                    return Err(SettingsError::invalid(
                         format!("preferences.azureDeployments.{model}"),
                         "must be 1-64 of A-Z a-z 0-9 . _ -",
                     ));
@@ -266,7 +270,7 @@ mod tests {
             ),
         ] {
             match patch(json).apply(&base, c) {
-                Err(ApiError::InvalidField { field, .. }) => assert_eq!(field, name, "{json}"),
+                Err(SettingsError::InvalidField { field, .. }) => assert_eq!(field, name, "{json}"),
                 other => panic!("{json}: expected a field error, got {other:?}"),
             }
         }

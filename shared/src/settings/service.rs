@@ -32,8 +32,8 @@
 //! another key) until the key is saved again. The embedded vault has one row per version
 //! and no such window.
 
+use super::error::SettingsError;
 use super::{KeyMeta, SettingsRecord, SettingsUpdate};
-use crate::error::ApiError;
 use crate::pricing::Catalog;
 use crate::provider::Provider;
 use crate::secret::ApiKey;
@@ -43,7 +43,10 @@ use crate::vault::{KeyChanges, KeyVault, KeyVersion, Remaining};
 /// How often a write without `version` applies itself before answering `409`.
 pub const ATTEMPTS: usize = 5;
 
-pub async fn read(settings: &dyn SettingsStore, user_id: &str) -> Result<SettingsRecord, ApiError> {
+pub async fn read(
+    settings: &dyn SettingsStore,
+    user_id: &str,
+) -> Result<SettingsRecord, SettingsError> {
     Ok(settings.get_settings(user_id).await?.unwrap_or_default())
 }
 
@@ -60,14 +63,14 @@ pub async fn update(
     catalog: &Catalog,
     user_id: &str,
     update: SettingsUpdate,
-) -> Result<SettingsRecord, ApiError> {
+) -> Result<SettingsRecord, SettingsError> {
     let mut keys: Vec<(Provider, Option<ApiKey>)> = Vec::new();
     for (provider, key) in update.api_keys.unwrap_or_default() {
         let key = key.map(|k| k.0);
         if let Some(k) = &key {
             provider
                 .check_key_shape(k.expose())
-                .map_err(|msg| ApiError::invalid(format!("apiKeys.{provider}"), msg))?;
+                .map_err(|msg| SettingsError::invalid(format!("apiKeys.{provider}"), msg))?;
         }
         keys.push((provider, key));
     }
@@ -148,15 +151,15 @@ pub async fn update(
     }
 }
 
-fn stale(expected: u64) -> ApiError {
-    ApiError::Conflict(format!(
+fn stale(expected: u64) -> SettingsError {
+    SettingsError::Conflict(format!(
         "version {expected} is stale; settings were changed by another request"
     ))
 }
 
-fn check_version(expected: Option<u64>, current: &SettingsRecord) -> Result<(), ApiError> {
+fn check_version(expected: Option<u64>, current: &SettingsRecord) -> Result<(), SettingsError> {
     match expected {
-        Some(v) if v != current.version => Err(ApiError::Conflict(format!(
+        Some(v) if v != current.version => Err(SettingsError::Conflict(format!(
             "version {v} is stale; the current version is {}",
             current.version
         ))),
@@ -473,8 +476,8 @@ mod tests {
             )
             .await;
             match mode {
-                FAIL => assert!(matches!(failed, Err(ApiError::Internal(_)))),
-                _ => assert!(matches!(failed, Err(ApiError::Conflict(_)))),
+                FAIL => assert!(matches!(failed, Err(SettingsError::Internal(_)))),
+                _ => assert!(matches!(failed, Err(SettingsError::Conflict(_)))),
             }
             assert_eq!(
                 saved(&db, &vault, Provider::Anthropic).await,
@@ -532,7 +535,7 @@ mod tests {
             )),
         )
         .await;
-        assert!(matches!(r, Err(ApiError::InvalidField { .. })));
+        assert!(matches!(r, Err(SettingsError::InvalidField { .. })));
         assert_eq!(secret_rows(&db).await, 0);
         // A valid key next to a malformed one: neither is saved.
         let r = update(
@@ -548,7 +551,7 @@ mod tests {
         )
         .await;
         match r {
-            Err(ApiError::InvalidField { field, .. }) => assert_eq!(field, "apiKeys.openai"),
+            Err(SettingsError::InvalidField { field, .. }) => assert_eq!(field, "apiKeys.openai"),
             other => panic!("{:?}", other.err()),
         }
         assert_eq!(secret_rows(&db).await, 0);
@@ -564,7 +567,7 @@ mod tests {
             .await
             .unwrap();
         let r = update(&db, &vault, &changes, c, "u", body(r#"{"version": 0}"#)).await;
-        assert!(matches!(r, Err(ApiError::Conflict(_))));
+        assert!(matches!(r, Err(SettingsError::Conflict(_))));
         update(&db, &vault, &changes, c, "u", body(r#"{"version": 1}"#))
             .await
             .unwrap();
@@ -581,7 +584,7 @@ mod tests {
             .unwrap();
         store.mode.store(CONFLICT, Ordering::SeqCst);
         let r = update(&store, &vault, &changes, c, "u", put_key_body('b')).await;
-        assert!(matches!(r, Err(ApiError::Conflict(_))));
+        assert!(matches!(r, Err(SettingsError::Conflict(_))));
         assert_eq!(
             saved(&db, &vault, Provider::Anthropic).await,
             Some(key('a'))

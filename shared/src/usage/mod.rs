@@ -1,10 +1,18 @@
-//! Usage: what is read back from the usage store (ranges, page tokens, summaries). The
-//! records themselves (entries, rollups, budget counters) live with the traits that
-//! persist them in [`crate::store`] and are re-exported here.
+//! Usage: what the usage routes read back from the usage store (entry pages, dashboard,
+//! admin totals, export; ranges, page tokens, summaries). The records themselves
+//! (entries, rollups, budget counters) live with the traits that persist them in
+//! [`crate::store`] and are re-exported here.
 
+pub mod admin;
+pub mod dashboard;
+mod error;
+pub mod export;
+pub mod query;
 pub mod range;
 pub mod report;
 pub mod token;
+
+pub use error::UsageError;
 
 pub use crate::store::{
     DailyRollup, MonthCounters, Reservation, Settlement, Totals, UsageEntry, UsageStatus,

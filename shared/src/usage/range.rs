@@ -1,7 +1,7 @@
 //! Time ranges of the usage routes: `start` inclusive, `end` exclusive, RFC 3339 or a
 //! bare date (midnight UTC), compared as the text timestamps are stored.
 
-use crate::error::ApiError;
+use super::UsageError;
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -13,7 +13,7 @@ pub struct Range {
 /// The longest range a query may span: the 13 months rollups are kept.
 pub const MAX_RANGE_DAYS: i64 = 400;
 
-pub fn parse_time(field: &str, value: &str) -> Result<DateTime<Utc>, ApiError> {
+pub fn parse_time(field: &str, value: &str) -> Result<DateTime<Utc>, UsageError> {
     if let Ok(t) = DateTime::parse_from_rfc3339(value) {
         return Ok(t.with_timezone(&Utc));
     }
@@ -22,7 +22,7 @@ pub fn parse_time(field: &str, value: &str) -> Result<DateTime<Utc>, ApiError> {
             return Ok(Utc.from_utc_datetime(&t));
         }
     }
-    Err(ApiError::invalid(
+    Err(UsageError::invalid(
         field,
         "must be an RFC 3339 time or a YYYY-MM-DD date",
     ))
@@ -35,7 +35,7 @@ impl Range {
         end: Option<&str>,
         default_days: i64,
         now: DateTime<Utc>,
-    ) -> Result<Range, ApiError> {
+    ) -> Result<Range, UsageError> {
         let end = match end {
             Some(e) => parse_time("end", e)?,
             None => now,
@@ -45,10 +45,10 @@ impl Range {
             None => end - Duration::days(default_days),
         };
         if start >= end {
-            return Err(ApiError::invalid("start", "must be before end"));
+            return Err(UsageError::invalid("start", "must be before end"));
         }
         if end - start > Duration::days(MAX_RANGE_DAYS) {
-            return Err(ApiError::invalid(
+            return Err(UsageError::invalid(
                 "start",
                 format!("the range may span at most {MAX_RANGE_DAYS} days"),
             ));

@@ -129,7 +129,7 @@ pub async fn group_totals(
     Ok((groups, stats))
 }
 
-fn view(t: &Totals) -> GroupView {
+pub(super) fn view(t: &Totals) -> GroupView {
     GroupView {
         requests: t.requests,
         tokens: t.tokens,

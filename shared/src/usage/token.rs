@@ -3,7 +3,7 @@
 //! filters, so a token replayed against another user or another filter, or edited, is
 //! refused (400) instead of silently paging through something else.
 
-use crate::error::ApiError;
+use super::UsageError;
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -36,8 +36,8 @@ impl TokenKey {
         format!("{}.{}", engine.encode(cursor), engine.encode(tag))
     }
 
-    pub fn open(&self, user: &str, query: &str, token: &str) -> Result<String, ApiError> {
-        let bad = || ApiError::invalid("nextToken", "is not a token from this query");
+    pub fn open(&self, user: &str, query: &str, token: &str) -> Result<String, UsageError> {
+        let bad = || UsageError::invalid("nextToken", "is not a token from this query");
         let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
         let (c, t) = token.split_once('.').ok_or_else(bad)?;
         let cursor = String::from_utf8(engine.decode(c).map_err(|_| bad())?).map_err(|_| bad())?;

@@ -1,0 +1,541 @@
+//! A request in flight: its settings, its plan of candidate models, and each step of
+//! trying one (key, circuit, budget reservation, retries within the deadline), up to
+//! the one usage entry it leaves behind.
+
+use super::GenerateState;
+use super::breaker::BreakerKey;
+use super::budget;
+use super::error::{Attempt, AttemptError, GenerateError, UpstreamFailure};
+use super::recorder;
+use super::request::{self, Generate};
+use super::response::{Answered, GenerateResponse, ms};
+use crate::money::NanoUsd;
+use crate::pricing::{ModelPrice, TokenCounts};
+use crate::providers::{ChatRequest, ErrorKind, ProviderError, Route, key_required};
+use crate::settings::{BudgetAction, Preferences, SettingsRecord};
+use crate::usage::{Reservation, Settlement, UsageEntry, UsageStatus};
+use sha2::{Digest, Sha256};
+use std::time::{Duration, Instant};
+
+/// A request in flight: who, what, and everything known so far.
+pub struct Call<'a> {
+    pub st: &'a GenerateState,
+    pub user_id: String,
+    pub request_id: String,
+    pub settings: SettingsRecord,
+    pub req: Generate,
+    pub started: Instant,
+    /// When the request arrived: its usage entry's timestamp and its budget month, so the
+    /// reservation, the settlement and the entry can never fall in different months.
+    pub started_at: chrono::DateTime<chrono::Utc>,
+    pub attempts: Vec<Attempt>,
+    /// `started + deadline`: the answer (and its usage entry) must be out by then.
+    pub deadline_at: Instant,
+    /// How many reservations this request has made: each gets its own id.
+    reservations: u32,
+}
+
+/// One model to try, with its key and its reservation.
+pub struct Candidate {
+    pub model: ModelPrice,
+    pub key: Option<crate::secret::ApiKey>,
+    pub chat: ChatRequest,
+    pub breaker: BreakerKey,
+    pub reserved: NanoUsd,
+    /// The id its settlement carries (also when nothing was reserved).
+    pub reservation_id: String,
+    azure: AzureRouting,
+}
+
+/// A candidate's Azure resource and deployments (other providers carry none).
+type AzureRouting = Option<(Option<String>, std::collections::BTreeMap<String, String>)>;
+
+impl Candidate {
+    /// Where this candidate's calls go, as whom.
+    pub fn route(&self) -> Route<'_> {
+        let mut route = Route::new(self.model.provider, self.key.as_ref());
+        if let Some((resource, deployments)) = &self.azure {
+            route.azure_resource = resource.as_deref();
+            route.azure_deployments = Some(deployments);
+        }
+        route
+    }
+}
+
+impl<'a> Call<'a> {
+    /// Rate limit, settings, validation of the choice: everything before any provider.
+    pub async fn begin(
+        st: &'a GenerateState,
+        user_id: &str,
+        request_id: String,
+        req: Generate,
+    ) -> Result<Call<'a>, GenerateError> {
+        if let Err(wait) = st.rpm.check(user_id) {
+            return Err(GenerateError::RateLimited {
+                retry_after_secs: wait.as_secs().max(1),
+            });
+        }
+        let started = Instant::now();
+        let settings = st.settings.get_settings(user_id).await?.unwrap_or_default();
+        Ok(Call {
+            st,
+            user_id: user_id.to_owned(),
+            request_id,
+            settings,
+            req,
+            started,
+            started_at: chrono::Utc::now(),
+            deadline_at: started + st.config.deadline,
+            attempts: Vec::new(),
+            reservations: 0,
+        })
+    }
+
+    pub fn prefs(&self) -> &Preferences {
+        &self.settings.preferences
+    }
+
+    /// The primary model, then one per fallback provider when failover is on.
+    pub fn plan(&self) -> Result<Vec<ModelPrice>, GenerateError> {
+        let catalog = self.st.catalog;
+        let primary = request::primary(catalog, self.prefs(), &self.req)?.clone();
+        let mut plan = vec![primary];
+        if self.prefs().auto_failover {
+            for p in &self.prefs().fallback_providers {
+                if plan.iter().any(|m| m.provider == *p) {
+                    continue;
+                }
+                if let Some(m) =
+                    request::model_for(catalog, self.prefs(), *p, &self.req.operation_type)
+                {
+                    plan.push(m.clone());
+                }
+            }
+        }
+        Ok(plan)
+    }
+
+    pub fn cache_key(&self, model: &ModelPrice, chat: &ChatRequest) -> Option<String> {
+        let prefs = self.prefs();
+        let wanted = match self.req.cache {
+            Some(explicit) => explicit,
+            None => self.req.temperature(prefs) == 0.0,
+        };
+        if !prefs.enable_caching || !wanted {
+            return None;
+        }
+        let canonical = serde_json::json!({
+            "user": self.user_id, "provider": model.provider, "model": model.id,
+            "system": chat.system, "messages": chat.messages,
+            "max_tokens": chat.max_tokens, "temperature": chat.temperature,
+        });
+        Some(hex::encode(Sha256::digest(
+            canonical.to_string().as_bytes(),
+        )))
+    }
+
+    fn month(&self) -> String {
+        crate::usage::month_of(self.started_at)
+    }
+
+    /// Resolves a candidate's key and reserves its worst-case cost. `Ok(None)` when the
+    /// candidate cannot be used (no key, circuit open, over budget), with an attempt noted.
+    pub async fn prepare(
+        &mut self,
+        model: &ModelPrice,
+        stream: bool,
+    ) -> Result<Option<Candidate>, GenerateError> {
+        let provider = model.provider;
+        let key = self
+            .st
+            .keys
+            .get(&self.user_id, &self.settings, provider)
+            .await?;
+        if key.is_none() && key_required(provider) {
+            self.note(model, AttemptError::NoApiKey, Duration::ZERO);
+            return Ok(None);
+        }
+        let breaker = BreakerKey::new(provider, &self.user_id, key.as_ref());
+        if !self.st.breakers.allows(breaker) {
+            self.note(model, AttemptError::CircuitOpen, Duration::ZERO);
+            return Ok(None);
+        }
+        let chat = self.req.chat_request(model, self.prefs(), stream);
+        // A reservation only matters where a limit can refuse the request; without one
+        // the settlement alone (reserved 0, actual cost) keeps the month's spend, and the
+        // hot path saves a write.
+        let limit = match (self.prefs().monthly_budget_usd, self.prefs().budget_action) {
+            (Some(limit), BudgetAction::Block | BudgetAction::Downgrade) => Some(limit),
+            _ => None,
+        };
+        let mut reserved = NanoUsd::ZERO;
+        let reservation_id = format!("{}#{}", self.request_id, self.reservations);
+        self.reservations += 1;
+        if limit.is_some() {
+            let amount = budget::worst_case(model, &chat).unwrap_or(NanoUsd::ZERO);
+            let now = chrono::Utc::now().timestamp();
+            let lease = Reservation {
+                id: reservation_id.clone(),
+                month: self.month(),
+                amount,
+                expires_unix: now
+                    + i64::try_from(self.st.config.lease.as_secs()).unwrap_or(i64::MAX / 2),
+            };
+            if !self
+                .st
+                .budgets
+                .reserve(&self.user_id, &lease, limit, now)
+                .await?
+            {
+                self.note(model, AttemptError::BudgetExceeded, Duration::ZERO);
+                return Ok(None);
+            }
+            reserved = amount;
+        }
+        Ok(Some(Candidate {
+            model: model.clone(),
+            key,
+            chat,
+            breaker,
+            reserved,
+            reservation_id,
+            azure: (provider == crate::provider::Provider::AzureOpenAi).then(|| {
+                let prefs = self.prefs();
+                (
+                    prefs.azure_resource.clone(),
+                    prefs.azure_deployments.clone(),
+                )
+            }),
+        }))
+    }
+
+    /// For `downgrade`: the cheapest model the user can reach that fits the budget.
+    pub async fn downgrade(&mut self, stream: bool) -> Result<Option<Candidate>, GenerateError> {
+        let catalog = self.st.catalog;
+        let mut options: Vec<(NanoUsd, &ModelPrice)> = catalog
+            .models
+            .iter()
+            // Only providers the user has a key for: the downgrade must be reachable.
+            .filter(|m| self.settings.keys.contains_key(&m.provider))
+            .filter_map(|m| {
+                let chat = self.req.chat_request(m, self.prefs(), stream);
+                budget::worst_case(m, &chat).map(|c| (c, m))
+            })
+            .collect();
+        options.sort_by_key(|(cost, m)| (*cost, m.id.clone()));
+        if let Some((_, cheapest)) = options.first() {
+            let cheapest = (*cheapest).clone();
+            return self.prepare(&cheapest, stream).await;
+        }
+        Ok(None)
+    }
+
+    pub fn note(&mut self, model: &ModelPrice, error: AttemptError, latency: Duration) {
+        self.attempts.push(Attempt {
+            provider: model.provider,
+            model: model.id.clone(),
+            error,
+            latency_ms: ms(latency),
+        });
+    }
+
+    fn backoff(&self, retry: u32, hint: Option<Duration>) -> Duration {
+        let cfg = &self.st.config;
+        let exp = cfg
+            .backoff_base
+            .saturating_mul(1 << retry.min(10))
+            .min(cfg.backoff_cap);
+        // Full jitter: a random point in [exp/2, exp], so retries of many clients spread out.
+        let mut byte = [0u8; 1];
+        let jitter = if getrandom::fill(&mut byte).is_ok() {
+            f64::from(byte[0]) / 255.0
+        } else {
+            0.5
+        };
+        let wait = exp.mul_f64(0.5 + jitter / 2.0);
+        hint.map_or(wait, |h| h.max(wait)).min(cfg.backoff_cap)
+    }
+
+    /// What an attempt starting now may use: the rest of the deadline less the margin
+    /// that recording the outcome and answering need. `None`: no time for another.
+    pub fn attempt_budget(&self) -> Option<Duration> {
+        let margin = (self.st.config.deadline / 4).min(Duration::from_secs(1));
+        self.deadline_at
+            .checked_duration_since(Instant::now())
+            .and_then(|left| left.checked_sub(margin))
+            .filter(|d| *d >= Duration::from_millis(50))
+    }
+
+    /// Runs `op` against one candidate, retrying retryable failures within the deadline;
+    /// every failure is noted as an attempt and told to the circuit breaker. Each
+    /// attempt is cut at the deadline; a timed-out generation is never sent again to
+    /// the same provider (it may have run, and been billed, upstream).
+    pub async fn with_retries<T, F, Fut>(
+        &mut self,
+        c: &Candidate,
+        mut op: F,
+    ) -> Result<T, ProviderError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, ProviderError>>,
+    {
+        let st = self.st;
+        let mut retry = 0;
+        loop {
+            let Some(budget) = self.attempt_budget() else {
+                return Err(ProviderError::new(
+                    ErrorKind::Timeout,
+                    "the request deadline left no time for an attempt",
+                ));
+            };
+            let attempt_started = Instant::now();
+            // Set when the gateway itself cut the attempt (its deadline, shutdown): that
+            // says nothing about the provider, so the breaker is not told.
+            let mut cut_by_us = false;
+            let mut shutting_down = false;
+            let outcome = tokio::select! {
+                r = tokio::time::timeout(budget, op()) => r.unwrap_or_else(|_| {
+                    cut_by_us = true;
+                    Err(ProviderError::new(ErrorKind::Timeout, "the request deadline was reached"))
+                }),
+                () = st.lifecycle.shutdown.cancelled() => {
+                    (cut_by_us, shutting_down) = (true, true);
+                    Err(ProviderError::new(ErrorKind::Timeout, "the gateway is shutting down"))
+                }
+            };
+            match outcome {
+                Ok(v) => {
+                    st.breakers.success(c.breaker);
+                    return Ok(v);
+                }
+                Err(e) => {
+                    if !cut_by_us {
+                        st.breakers.failure(c.breaker, e.kind);
+                    }
+                    self.note(
+                        &c.model,
+                        AttemptError::Provider(e.kind),
+                        attempt_started.elapsed(),
+                    );
+                    tracing::info!(request_id = %self.request_id, provider = %c.model.provider,
+                        model = %c.model.id, kind = e.kind.as_str(), status = ?e.status, detail = %scrub(&e.detail, c),
+                        "attempt failed");
+                    let wait = self.backoff(retry, e.retry_after);
+                    let in_time = self
+                        .attempt_budget()
+                        .is_some_and(|left| left > wait + Duration::from_millis(100));
+                    if !e.kind.retryable()
+                        || e.kind == ErrorKind::Timeout
+                        || retry >= st.config.max_retries
+                        || !in_time
+                        || shutting_down
+                    {
+                        return Err(e);
+                    }
+                    retry += 1;
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        }
+    }
+
+    /// No time left for another candidate (or shutting down): stop failing over.
+    pub fn out_of_time(&self) -> bool {
+        self.attempt_budget().is_none() || self.st.lifecycle.shutdown.is_cancelled()
+    }
+
+    /// The usage entry of this request.
+    pub fn entry(
+        &self,
+        model: &ModelPrice,
+        tokens: TokenCounts,
+        cost: Option<NanoUsd>,
+        status: UsageStatus,
+        error_type: Option<String>,
+    ) -> UsageEntry {
+        let now = self.started_at;
+        UsageEntry {
+            user_id: self.user_id.clone(),
+            timestamp: crate::usage::timestamp(now),
+            request_id: self.request_id.clone(),
+            provider: model.provider,
+            model: model.id.clone(),
+            operation_type: self.req.operation_type.clone(),
+            input_tokens: tokens.input_tokens,
+            output_tokens: tokens.output_tokens,
+            cached_input_tokens: tokens.cached_input_tokens,
+            total_tokens: tokens.input_tokens + tokens.output_tokens,
+            cost_usd: cost,
+            latency_ms: ms(self.started.elapsed()),
+            status,
+            error_type,
+            price_version: self.st.catalog.version.clone(),
+            metadata: self.req.metadata.clone(),
+            ttl: now.timestamp() + self.st.config.retention_days * 86_400,
+        }
+    }
+
+    /// Records the request's one usage entry (carrying the settlement of the winning
+    /// candidate's reservation), or only settles when usage tracking is off. Budget
+    /// alerts are checked once the write has landed.
+    pub async fn finish(
+        &self,
+        entry: UsageEntry,
+        settlement: Option<Settlement>,
+    ) -> Result<(), GenerateError> {
+        let rule = self
+            .prefs()
+            .monthly_budget_usd
+            .map(|limit| recorder::AlertRule {
+                limit,
+                thresholds: self.prefs().alert_thresholds.clone(),
+            });
+        let job = if self.prefs().track_usage {
+            recorder::Job::Record {
+                entry: Box::new(entry),
+                settlement,
+                rule,
+            }
+        } else if let Some(s) = settlement {
+            recorder::Job::Settle {
+                user_id: self.user_id.clone(),
+                settlement: s,
+                rule,
+            }
+        } else {
+            return Ok(());
+        };
+        self.st.recorder.submit(job).await?;
+        Ok(())
+    }
+
+    pub async fn release(&self, c: &Candidate) -> Result<(), GenerateError> {
+        if c.reserved > NanoUsd::ZERO {
+            let settlement = self.settlement(c, NanoUsd::ZERO);
+            self.st
+                .recorder
+                .submit(recorder::Job::Settle {
+                    user_id: self.user_id.clone(),
+                    settlement,
+                    rule: None,
+                })
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// The answer of candidate `c` (a stream's final answer has no `content`: its text
+    /// went out as deltas).
+    pub fn answer(
+        &self,
+        c: &Candidate,
+        content: String,
+        tokens: TokenCounts,
+        cost: Option<NanoUsd>,
+    ) -> GenerateResponse {
+        let a = Answered {
+            model: &c.model,
+            model_name: c.model.id.clone(),
+            content,
+            tokens,
+            cost,
+            cached: false,
+        };
+        GenerateResponse::new(
+            a,
+            &self.request_id,
+            self.started.elapsed(),
+            self.attempts.clone(),
+        )
+    }
+
+    pub fn settlement(&self, c: &Candidate, actual: NanoUsd) -> Settlement {
+        Settlement {
+            month: self.month(),
+            reservation_id: c.reservation_id.clone(),
+            reserved: c.reserved,
+            actual,
+        }
+    }
+
+    /// The client's answer when nothing worked, after its error usage entry.
+    pub async fn fail(
+        &self,
+        last: Option<(&ModelPrice, ProviderError)>,
+        plan: &[ModelPrice],
+    ) -> GenerateError {
+        let (model, kind, retry_after) = match &last {
+            Some((m, e)) => ((*m).clone(), Some(e.kind), e.retry_after),
+            None => (plan[0].clone(), None, None),
+        };
+        let budget_only = last.is_none()
+            && self
+                .attempts
+                .iter()
+                .all(|a| a.error == AttemptError::BudgetExceeded);
+        let error_type = match kind {
+            Some(k) => k.as_str(),
+            None if budget_only => AttemptError::BudgetExceeded.as_str(),
+            None => self
+                .attempts
+                .last()
+                .map_or("no_provider", |a| a.error.as_str()),
+        };
+        let entry = self.entry(
+            &model,
+            TokenCounts::default(),
+            Some(NanoUsd::ZERO),
+            UsageStatus::Error,
+            Some(error_type.to_owned()),
+        );
+        if let Err(e) = self.finish(entry, None).await {
+            tracing::error!(request_id = %self.request_id, error = %e, "error usage entry not written");
+        }
+        let upstream = |failure, message: &str| GenerateError::Upstream {
+            failure,
+            message: message.to_owned(),
+            attempts: self.attempts.clone(),
+        };
+        match kind {
+            None if budget_only => GenerateError::BudgetExceeded,
+            None if self
+                .attempts
+                .iter()
+                .all(|a| a.error == AttemptError::NoApiKey) =>
+            {
+                GenerateError::NoKey(model.provider)
+            }
+            None => upstream(
+                UpstreamFailure::Failed,
+                "no provider could take the request",
+            ),
+            Some(k @ (ErrorKind::InvalidRequest | ErrorKind::ContextLengthExceeded)) => {
+                GenerateError::invalid("messages", k.user_message())
+            }
+            Some(k @ ErrorKind::Timeout) => upstream(UpstreamFailure::Timeout, k.user_message()),
+            Some(k @ ErrorKind::RateLimited) => upstream(
+                UpstreamFailure::RateLimited {
+                    retry_after_secs: retry_after.map_or(1, |d| d.as_secs().max(1)),
+                },
+                k.user_message(),
+            ),
+            Some(k) => upstream(UpstreamFailure::Failed, k.user_message()),
+        }
+    }
+}
+
+/// What a request that ran out of time (or was cut by shutdown) before an attempt could
+/// start failed with: answered `504 provider_timeout`, like a hung upstream.
+pub(crate) fn out_of_time() -> ProviderError {
+    ProviderError::new(
+        ErrorKind::Timeout,
+        "the request deadline left no time for an attempt",
+    )
+}
+
+/// Provider text may quote what it was sent; never let the key through to a log.
+pub(crate) fn scrub(detail: &str, c: &Candidate) -> String {
+    c.key
+        .as_ref()
+        .map_or_else(|| detail.to_owned(), |k| k.scrub(detail))
+}

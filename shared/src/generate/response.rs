@@ -1,0 +1,78 @@
+//! The answer of a generation, built in one place for JSON, streams and cache hits.
+
+use super::error::Attempt;
+use crate::money::NanoUsd;
+use crate::pricing::{ModelPrice, TokenCounts};
+use crate::provider::Provider;
+use serde::Serialize;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct UsageView {
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub total_tokens: u64,
+    pub cached_input_tokens: u64,
+    pub cost_usd: Option<NanoUsd>,
+    pub latency_ms: f64,
+    pub model: String,
+    pub provider: Provider,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GenerateResponse {
+    /// The whole text; empty in a stream's final event (the text went out as deltas).
+    pub content: String,
+    pub provider: Provider,
+    pub model: String,
+    pub usage: UsageView,
+    pub request_id: String,
+    pub cached: bool,
+    /// The candidates that failed before the one that answered.
+    pub attempts: Vec<Attempt>,
+}
+
+/// What a finished generation is made of.
+pub struct Answered<'a> {
+    pub model: &'a ModelPrice,
+    /// The model name reported (a cache hit reports the one it was stored under).
+    pub model_name: String,
+    pub content: String,
+    pub tokens: TokenCounts,
+    pub cost: Option<NanoUsd>,
+    pub cached: bool,
+}
+
+impl GenerateResponse {
+    pub fn new(
+        a: Answered<'_>,
+        request_id: &str,
+        elapsed: Duration,
+        attempts: Vec<Attempt>,
+    ) -> Self {
+        GenerateResponse {
+            content: a.content,
+            provider: a.model.provider,
+            model: a.model_name.clone(),
+            usage: UsageView {
+                input_tokens: a.tokens.input_tokens,
+                output_tokens: a.tokens.output_tokens,
+                total_tokens: a.tokens.input_tokens + a.tokens.output_tokens,
+                cached_input_tokens: a.tokens.cached_input_tokens,
+                cost_usd: a.cost,
+                latency_ms: ms(elapsed),
+                model: a.model_name,
+                provider: a.model.provider,
+            },
+            request_id: request_id.to_owned(),
+            cached: a.cached,
+            attempts,
+        }
+    }
+}
+
+/// Milliseconds with microsecond precision, as every latency is reported.
+pub fn ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1_000_000.0).round() / 1000.0
+}

@@ -1,0 +1,170 @@
+//! The one run loop of a generation, JSON or streamed: the cache (JSON only), then each
+//! candidate of the plan in order (key, circuit, budget, retries) until one answers;
+//! failover is possible until a stream's first byte. Every path ends in exactly one
+//! usage entry and a settled reservation.
+
+use super::call::{Call, Candidate, out_of_time};
+use super::error::{AttemptError, GenerateError};
+use super::response::{Answered, GenerateResponse};
+use super::stream::{Event, pump};
+use crate::money::NanoUsd;
+use crate::pricing::{ModelPrice, TokenCounts};
+use crate::providers::{ErrorKind, Generation, ProviderError};
+use crate::settings::BudgetAction;
+use crate::usage::UsageStatus;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+/// How the answer leaves: whole, or as events on a channel.
+#[derive(Clone, Copy)]
+pub enum Delivery<'t> {
+    Whole,
+    Stream(&'t mpsc::Sender<Event>),
+}
+
+/// The cached part of an answer.
+#[derive(Debug, Deserialize, Serialize)]
+struct CachedAnswer {
+    content: String,
+    model: String,
+}
+
+pub async fn run(
+    call: &mut Call<'_>,
+    delivery: Delivery<'_>,
+) -> Result<GenerateResponse, GenerateError> {
+    let streaming = matches!(delivery, Delivery::Stream(_));
+    let plan = call.plan()?;
+    // The cache answers for the primary choice only, and only whole answers.
+    let cache_key = if streaming {
+        None
+    } else {
+        let primary_chat = call.req.chat_request(&plan[0], call.prefs(), false);
+        call.cache_key(&plan[0], &primary_chat)
+    };
+    if let Some(key) = &cache_key {
+        if let Some(hit) = cached(call, &plan[0], key).await? {
+            return Ok(hit);
+        }
+    }
+
+    let mut last: Option<(ModelPrice, ProviderError)> = None;
+    for (i, model) in plan.iter().enumerate() {
+        if call.out_of_time() {
+            last.get_or_insert_with(|| (model.clone(), out_of_time()));
+            break;
+        }
+        let mut candidate = call.prepare(model, streaming).await?;
+        if candidate.is_none()
+            && i == 0
+            && call.prefs().budget_action == BudgetAction::Downgrade
+            && call
+                .attempts
+                .last()
+                .is_some_and(|a| a.error == AttemptError::BudgetExceeded)
+        {
+            candidate = call.downgrade(streaming).await?;
+        }
+        let Some(c) = candidate else { continue };
+        let st = call.st;
+        let providers = st.providers.as_ref();
+        let route = c.route();
+        let failed = match delivery {
+            Delivery::Whole => {
+                match call
+                    .with_retries(&c, || providers.complete(&route, &c.chat))
+                    .await
+                {
+                    Ok(g) => {
+                        let primary =
+                            c.model.id == plan[0].id && c.model.provider == plan[0].provider;
+                        let key = cache_key.as_deref().filter(|_| primary);
+                        return answered(call, &c, g, key).await;
+                    }
+                    Err(e) => e,
+                }
+            }
+            Delivery::Stream(tx) => {
+                match call
+                    .with_retries(&c, || providers.open_stream(&route, &c.chat))
+                    .await
+                {
+                    Ok(events) => return pump(call, &c, events, tx).await,
+                    Err(e) => e,
+                }
+            }
+        };
+        call.release(&c).await?;
+        let client_fault = matches!(
+            failed.kind,
+            ErrorKind::InvalidRequest | ErrorKind::ContextLengthExceeded
+        );
+        last = Some((c.model.clone(), failed));
+        if client_fault {
+            break; // the same request would be refused by any provider
+        }
+    }
+    Err(call
+        .fail(last.as_ref().map(|(m, e)| (m, e.clone())), &plan)
+        .await)
+}
+
+/// A cache hit: answered at no cost, with its own usage entry.
+async fn cached(
+    call: &Call<'_>,
+    primary: &ModelPrice,
+    key: &str,
+) -> Result<Option<GenerateResponse>, GenerateError> {
+    let now = chrono::Utc::now().timestamp();
+    let Some(hit) = call.st.cache.get_cached(key, now).await? else {
+        return Ok(None);
+    };
+    let Ok(answer) = serde_json::from_str::<CachedAnswer>(&hit) else {
+        return Ok(None);
+    };
+    let entry = call.entry(
+        primary,
+        TokenCounts::default(),
+        Some(NanoUsd::ZERO),
+        UsageStatus::Cached,
+        None,
+    );
+    call.finish(entry, None).await?;
+    let a = Answered {
+        model: primary,
+        model_name: answer.model,
+        content: answer.content,
+        tokens: TokenCounts::default(),
+        cost: Some(NanoUsd::ZERO),
+        cached: true,
+    };
+    Ok(Some(GenerateResponse::new(
+        a,
+        &call.request_id,
+        call.started.elapsed(),
+        Vec::new(),
+    )))
+}
+
+/// A whole answer: its usage entry (carrying the settlement), the cache, the response.
+async fn answered(
+    call: &Call<'_>,
+    c: &Candidate,
+    g: Generation,
+    cache_key: Option<&str>,
+) -> Result<GenerateResponse, GenerateError> {
+    let st = call.st;
+    let cost = st.catalog.cost(c.model.provider, &c.model.id, &g.tokens);
+    let settlement = call.settlement(c, cost.unwrap_or(NanoUsd::ZERO));
+    let entry = call.entry(&c.model, g.tokens, cost, UsageStatus::Success, None);
+    call.finish(entry, Some(settlement)).await?;
+    if let Some(key) = cache_key {
+        let value = serde_json::json!({"content": g.content, "model": g.model}).to_string();
+        let expires = chrono::Utc::now().timestamp()
+            + i64::try_from(st.config.cache_ttl.as_secs()).unwrap_or(3600);
+        if let Err(e) = st.cache.put_cached(key, &value, expires).await {
+            tracing::warn!(error = %e, "cache write failed");
+        }
+    }
+    Ok(call.answer(c, g.content, g.tokens, cost))
+}

@@ -1,0 +1,426 @@
+//! The engine in-process, against a scripted provider backend and the embedded store:
+//! failover, retries, budgets, streams and their failures, without a socket.
+
+use super::breaker::Breakers;
+use super::keys::KeyCache;
+use super::recorder::{Recorder, Writer};
+use super::request::GenerateBody;
+use super::stream::{self, Event};
+use super::*;
+use crate::money::NanoUsd;
+use crate::pricing::TokenCounts;
+use crate::provider::Provider;
+use crate::providers::{
+    ChatRequest, ErrorKind, EventStream, Generation, ProviderError, Route, StreamEvent,
+};
+use crate::secret::ApiKey;
+use crate::settings::{BudgetAction, KeyMeta, SettingsRecord};
+use crate::store::sqlite::SqliteStore;
+use crate::store::{BudgetStore, SettingsStore, UsageStore};
+use crate::usage::UsageStatus;
+use crate::vault::{KeyVault, KeyVersion, Remaining, VaultError};
+use async_trait::async_trait;
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// What the fake provider does on its next call.
+#[derive(Clone)]
+enum Step {
+    Answer(&'static str),
+    Fail(ErrorKind),
+    Hang,
+    /// Streams these deltas, then breaks off (`true`) or ends with usage (`false`).
+    Stream(Vec<&'static str>, bool),
+}
+
+#[derive(Default)]
+struct Script {
+    steps: Mutex<HashMap<Provider, VecDeque<Step>>>,
+    /// (provider, model, whether a key came along) per call.
+    calls: Mutex<Vec<(Provider, String, bool)>>,
+}
+
+impl Script {
+    fn then(&self, provider: Provider, step: Step) -> &Self {
+        let mut steps = self.steps.lock().unwrap();
+        steps.entry(provider).or_default().push_back(step);
+        self
+    }
+
+    fn next(&self, route: &Route<'_>, chat: &ChatRequest) -> Step {
+        let mut calls = self.calls.lock().unwrap();
+        calls.push((route.provider, chat.model.clone(), route.key.is_some()));
+        let mut steps = self.steps.lock().unwrap();
+        steps
+            .get_mut(&route.provider)
+            .and_then(VecDeque::pop_front)
+            .unwrap_or(Step::Fail(ErrorKind::ServerError))
+    }
+
+    fn calls(&self) -> Vec<(Provider, String, bool)> {
+        self.calls.lock().unwrap().clone()
+    }
+}
+
+const TOKENS: TokenCounts = TokenCounts {
+    input_tokens: 1000,
+    output_tokens: 500,
+    cached_input_tokens: 0,
+    cache_write_tokens: 0,
+};
+
+struct Scripted(VecDeque<Result<Option<Vec<StreamEvent>>, ProviderError>>);
+
+#[async_trait]
+impl EventStream for Scripted {
+    async fn next_events(&mut self) -> Result<Option<Vec<StreamEvent>>, ProviderError> {
+        self.0.pop_front().unwrap_or(Ok(None))
+    }
+}
+
+#[async_trait]
+impl ProviderApi for Script {
+    async fn complete(
+        &self,
+        route: &Route<'_>,
+        chat: &ChatRequest,
+    ) -> Result<Generation, ProviderError> {
+        match self.next(route, chat) {
+            Step::Answer(text) => Ok(Generation {
+                content: text.into(),
+                model: chat.model.clone(),
+                tokens: TOKENS,
+                finish_reason: Some("stop".into()),
+            }),
+            Step::Fail(kind) => Err(ProviderError::new(kind, "scripted")),
+            Step::Hang => std::future::pending().await,
+            Step::Stream(..) => Err(ProviderError::new(ErrorKind::ServerError, "a stream")),
+        }
+    }
+
+    async fn open_stream(
+        &self,
+        route: &Route<'_>,
+        chat: &ChatRequest,
+    ) -> Result<Box<dyn EventStream>, ProviderError> {
+        match self.next(route, chat) {
+            Step::Stream(deltas, breaks) => {
+                let mut events: VecDeque<_> = deltas
+                    .into_iter()
+                    .map(|d| Ok(Some(vec![StreamEvent::Delta(d.into())])))
+                    .collect();
+                if breaks {
+                    events.push_back(Err(ProviderError::new(ErrorKind::Network, "cut")));
+                } else {
+                    events.push_back(Ok(Some(vec![
+                        StreamEvent::Usage(TOKENS),
+                        StreamEvent::Done {
+                            finish_reason: None,
+                        },
+                    ])));
+                }
+                Ok(Box::new(Scripted(events)))
+            }
+            Step::Fail(kind) => Err(ProviderError::new(kind, "scripted")),
+            Step::Hang => std::future::pending().await,
+            Step::Answer(_) => Err(ProviderError::new(ErrorKind::ServerError, "whole")),
+        }
+    }
+
+    async fn probe(&self, _route: &Route<'_>, _model: &str) -> Result<(), ProviderError> {
+        Ok(())
+    }
+
+    fn missing_preference(&self, _route: &Route<'_>) -> Option<&'static str> {
+        None
+    }
+}
+
+/// Keys in memory, every version readable.
+#[derive(Default)]
+struct MapVault(Mutex<HashMap<(String, Provider), ApiKey>>);
+
+#[async_trait]
+impl KeyVault for MapVault {
+    async fn put_key(
+        &self,
+        user_id: &str,
+        provider: Provider,
+        _version: &KeyVersion,
+        key: &ApiKey,
+    ) -> Result<(), VaultError> {
+        let mut keys = self.0.lock().unwrap();
+        keys.insert((user_id.into(), provider), key.clone());
+        Ok(())
+    }
+
+    async fn get_key(
+        &self,
+        user_id: &str,
+        provider: Provider,
+        _version: Option<&KeyVersion>,
+    ) -> Result<Option<ApiKey>, VaultError> {
+        Ok(self
+            .0
+            .lock()
+            .unwrap()
+            .get(&(user_id.into(), provider))
+            .cloned())
+    }
+
+    async fn delete_key(
+        &self,
+        _user_id: &str,
+        _provider: Provider,
+        _version: Option<&KeyVersion>,
+        _remaining: Remaining,
+    ) -> Result<(), VaultError> {
+        Ok(())
+    }
+}
+
+struct Engine {
+    st: GenerateState,
+    script: Arc<Script>,
+    db: Arc<SqliteStore>,
+}
+
+const USER: &str = "u1";
+
+/// An engine whose user has keys for `providers` (the first is the default), failover
+/// to the others, and `budget` as a blocking monthly limit.
+async fn engine(providers: &[Provider], budget: Option<NanoUsd>) -> Engine {
+    let db = Arc::new(SqliteStore::open_in_memory().unwrap());
+    let vault = Arc::new(MapVault::default());
+    let mut record = SettingsRecord::default();
+    for p in providers {
+        let key = ApiKey::new(format!("sk-test-key-for-{p}-0123456789abcdef"));
+        let version = KeyVersion::fresh();
+        vault.put_key(USER, *p, &version, &key).await.unwrap();
+        record.keys.insert(
+            *p,
+            KeyMeta {
+                hint: key.hint(),
+                updated_at: chrono::Utc::now(),
+                version: Some(version),
+            },
+        );
+    }
+    let prefs = &mut record.preferences;
+    prefs.default_provider = providers[0];
+    prefs.fallback_providers = providers[1..].to_vec();
+    prefs.auto_failover = true;
+    prefs.enable_caching = false;
+    prefs.monthly_budget_usd = budget;
+    prefs.budget_action = BudgetAction::Block;
+    db.put_settings(USER, &record, 0).await.unwrap();
+    let script = Arc::new(Script::default());
+    let writer = Arc::new(Writer {
+        usage: db.clone(),
+        budgets: db.clone(),
+        alerts: Arc::new(alerts::Alerts::new(db.clone(), Vec::new())),
+        journal: None,
+    });
+    let config = GenerateConfig {
+        backoff_base: Duration::from_millis(1),
+        backoff_cap: Duration::from_millis(5),
+        deadline: Duration::from_secs(2),
+        lease: Duration::from_secs(10),
+        ..GenerateConfig::default()
+    };
+    let st = GenerateState {
+        settings: db.clone(),
+        catalog: crate::pricing::catalog().unwrap(),
+        providers: script.clone(),
+        budgets: db.clone(),
+        cache: db.clone(),
+        keys: Arc::new(KeyCache::new(vault, Duration::from_secs(60))),
+        breakers: Arc::new(Breakers::new(100, Duration::from_secs(30))),
+        rpm: Arc::new(crate::ratelimit::RateLimiter::new(
+            1000,
+            Duration::from_secs(60),
+        )),
+        recorder: Recorder::Inline(writer),
+        config,
+        lifecycle: Lifecycle::default(),
+    };
+    Engine { st, script, db }
+}
+
+fn prompt(extra: &str) -> request::Generate {
+    let body: GenerateBody =
+        serde_json::from_str(&format!(r#"{{"prompt": "hello"{extra}}}"#)).unwrap();
+    body.validate(crate::pricing::catalog().unwrap()).unwrap()
+}
+
+impl Engine {
+    async fn entries(&self) -> Vec<crate::usage::UsageEntry> {
+        let (entries, _) = self.db.entries(USER, "0", "9", 100, None).await.unwrap();
+        entries
+    }
+
+    async fn spent(&self) -> NanoUsd {
+        let month = crate::usage::month_of(chrono::Utc::now());
+        let now = chrono::Utc::now().timestamp();
+        let m = self.db.month(USER, &month, now).await.unwrap();
+        assert_eq!(m.reserved, NanoUsd::ZERO, "a reservation was left held");
+        m.spent
+    }
+}
+
+#[tokio::test]
+async fn a_failing_provider_is_retried_then_failed_over_with_every_attempt_told() {
+    let e = engine(&[Provider::OpenAi, Provider::Anthropic], None).await;
+    e.script
+        .then(Provider::OpenAi, Step::Fail(ErrorKind::ServerError))
+        .then(Provider::OpenAi, Step::Fail(ErrorKind::ServerError))
+        .then(Provider::OpenAi, Step::Fail(ErrorKind::ServerError))
+        .then(Provider::Anthropic, Step::Answer("from claude"));
+    let r = generate(&e.st, USER, "req-1".into(), prompt(""))
+        .await
+        .unwrap();
+    assert_eq!(r.content, "from claude");
+    assert_eq!(r.provider, Provider::Anthropic);
+    // 1 + max_retries (2) tries of OpenAI, then Anthropic; every call carried a key.
+    let calls = e.script.calls();
+    assert_eq!(calls.len(), 4);
+    assert!(calls.iter().all(|(_, _, keyed)| *keyed));
+    assert_eq!(r.attempts.len(), 3);
+    assert!(r.attempts.iter().all(|a| a.provider == Provider::OpenAi
+        && a.error == AttemptError::Provider(ErrorKind::ServerError)));
+    let entries = e.entries().await;
+    assert_eq!(entries.len(), 1, "exactly one usage entry");
+    assert_eq!(entries[0].status, UsageStatus::Success);
+    assert_eq!(entries[0].provider, Provider::Anthropic);
+    let cost = r.usage.cost_usd.unwrap();
+    assert!(cost > NanoUsd::ZERO);
+    assert_eq!(e.spent().await, cost);
+}
+
+#[tokio::test]
+async fn a_request_the_provider_refuses_is_not_failed_over() {
+    let e = engine(&[Provider::OpenAi, Provider::Anthropic], None).await;
+    e.script
+        .then(Provider::OpenAi, Step::Fail(ErrorKind::InvalidRequest));
+    let err = generate(&e.st, USER, "req-1".into(), prompt(""))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, GenerateError::Invalid { ref field, .. } if field == "messages"));
+    assert_eq!(e.script.calls().len(), 1);
+    let entries = e.entries().await;
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].status, UsageStatus::Error);
+    assert_eq!(entries[0].error_type.as_deref(), Some("invalid_request"));
+}
+
+#[tokio::test]
+async fn a_hung_provider_times_out_once_and_is_never_resent() {
+    let e = engine(&[Provider::OpenAi], None).await;
+    e.script.then(Provider::OpenAi, Step::Hang);
+    let err = generate(&e.st, USER, "req-1".into(), prompt(""))
+        .await
+        .unwrap_err();
+    let GenerateError::Upstream {
+        failure, attempts, ..
+    } = err
+    else {
+        panic!("expected an upstream failure, got {err:?}");
+    };
+    assert_eq!(failure, UpstreamFailure::Timeout);
+    assert_eq!(attempts.len(), 1);
+    assert_eq!(
+        e.script.calls().len(),
+        1,
+        "a timed-out call is not sent again"
+    );
+}
+
+#[tokio::test]
+async fn without_a_key_nothing_is_called() {
+    let e = engine(&[Provider::OpenAi], None).await;
+    let err = generate(
+        &e.st,
+        USER,
+        "req-1".into(),
+        prompt(r#", "provider": "anthropic""#),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(err, GenerateError::NoKey(Provider::Anthropic)),
+        "{err:?}"
+    );
+    assert!(e.script.calls().is_empty());
+}
+
+#[tokio::test]
+async fn a_budget_that_cannot_cover_the_worst_case_refuses_before_any_call() {
+    let e = engine(&[Provider::OpenAi], Some(NanoUsd(1))).await;
+    let err = generate(&e.st, USER, "req-1".into(), prompt(""))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, GenerateError::BudgetExceeded), "{err:?}");
+    assert!(e.script.calls().is_empty());
+    assert_eq!(e.spent().await, NanoUsd::ZERO);
+}
+
+async fn collect(mut rx: tokio::sync::mpsc::Receiver<Event>) -> (String, Option<Event>) {
+    let mut text = String::new();
+    while let Some(event) = rx.recv().await {
+        match event {
+            Event::Delta(d) => text.push_str(&d),
+            last => return (text, Some(last)),
+        }
+    }
+    (text, None)
+}
+
+#[tokio::test]
+async fn a_stream_fails_over_before_its_first_byte_and_settles_its_cost() {
+    let e = engine(&[Provider::OpenAi, Provider::Anthropic], None).await;
+    e.script
+        .then(Provider::OpenAi, Step::Fail(ErrorKind::InvalidKey))
+        .then(Provider::Anthropic, Step::Stream(vec!["he", "llo"], false));
+    let rx = stream::start(e.st.clone(), USER.into(), "req-1".into(), prompt(""));
+    let (text, last) = collect(rx).await;
+    assert_eq!(text, "hello");
+    let Some(Event::Done(done)) = last else {
+        panic!("expected the final event");
+    };
+    assert_eq!(done.provider, Provider::Anthropic);
+    assert_eq!(done.usage.input_tokens, 1000);
+    assert_eq!(done.attempts.len(), 1);
+    e.st.lifecycle.tasks.close();
+    e.st.lifecycle.tasks.wait().await;
+    let entries = e.entries().await;
+    assert_eq!(entries.len(), 1);
+    assert_eq!(e.spent().await, done.usage.cost_usd.unwrap());
+}
+
+#[tokio::test]
+async fn a_stream_that_breaks_ends_in_an_error_event_with_its_attempts() {
+    let e = engine(&[Provider::OpenAi], None).await;
+    e.script
+        .then(Provider::OpenAi, Step::Stream(vec!["par"], true));
+    let rx = stream::start(e.st.clone(), USER.into(), "req-1".into(), prompt(""));
+    let (text, last) = collect(rx).await;
+    assert_eq!(text, "par");
+    let Some(Event::Failed(GenerateError::Upstream {
+        failure, attempts, ..
+    })) = last
+    else {
+        panic!("expected a failure event");
+    };
+    assert_eq!(failure, UpstreamFailure::StreamBroke);
+    assert_eq!(
+        attempts[0].error,
+        AttemptError::Provider(ErrorKind::Network)
+    );
+    e.st.lifecycle.tasks.close();
+    e.st.lifecycle.tasks.wait().await;
+    let entries = e.entries().await;
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].status, UsageStatus::Error);
+    assert_eq!(e.spent().await, NanoUsd::ZERO);
+}

@@ -1,0 +1,122 @@
+//! How the layers' failures answer over HTTP: the mapping of the engine's
+//! [`GenerateError`] and the settings' [`SettingsError`] to status codes and the one
+//! error envelope.
+
+use crate::error::ApiError;
+use crate::generate::{GenerateError, UpstreamFailure};
+use crate::settings::SettingsError;
+use axum::http::StatusCode;
+
+impl From<crate::identity::Forbidden> for ApiError {
+    fn from(_: crate::identity::Forbidden) -> Self {
+        ApiError::Forbidden
+    }
+}
+
+impl From<SettingsError> for ApiError {
+    fn from(e: SettingsError) -> Self {
+        match e {
+            SettingsError::InvalidField { field, message } => {
+                ApiError::InvalidField { field, message }
+            }
+            SettingsError::Conflict(message) => ApiError::Conflict(message),
+            SettingsError::Internal(detail) => ApiError::Internal(detail),
+        }
+    }
+}
+
+impl From<GenerateError> for ApiError {
+    fn from(e: GenerateError) -> Self {
+        match e {
+            GenerateError::RateLimited { retry_after_secs } => {
+                ApiError::RateLimited { retry_after_secs }
+            }
+            GenerateError::BudgetExceeded => ApiError::BudgetExceeded(e.to_string()),
+            GenerateError::NoKey(_) => ApiError::invalid("provider", e.to_string()),
+            GenerateError::Invalid { field, message } => ApiError::InvalidField { field, message },
+            GenerateError::Upstream {
+                failure,
+                message,
+                attempts,
+            } => {
+                let (status, code, retry_after_secs) = match failure {
+                    UpstreamFailure::Timeout => {
+                        (StatusCode::GATEWAY_TIMEOUT, "provider_timeout", None)
+                    }
+                    UpstreamFailure::RateLimited { retry_after_secs } => (
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "rate_limited",
+                        Some(retry_after_secs),
+                    ),
+                    UpstreamFailure::Failed | UpstreamFailure::StreamBroke => {
+                        (StatusCode::BAD_GATEWAY, "provider_error", None)
+                    }
+                };
+                ApiError::Upstream {
+                    status,
+                    code,
+                    message,
+                    retry_after_secs,
+                    attempts: serde_json::to_value(&attempts).unwrap_or_default(),
+                }
+            }
+            GenerateError::Store(_)
+            | GenerateError::Vault(_)
+            | GenerateError::Record(_)
+            | GenerateError::Internal(_) => ApiError::internal(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::generate::{Attempt, AttemptError};
+    use crate::provider::Provider;
+    use crate::providers::ErrorKind;
+
+    fn upstream(failure: UpstreamFailure) -> ApiError {
+        ApiError::from(GenerateError::Upstream {
+            failure,
+            message: "m".into(),
+            attempts: vec![Attempt {
+                provider: Provider::OpenAi,
+                model: "gpt-4o".into(),
+                error: AttemptError::Provider(ErrorKind::RateLimited),
+                latency_ms: 1.0,
+            }],
+        })
+    }
+
+    #[test]
+    fn each_failure_has_its_status_code_and_keeps_its_attempts() {
+        let timeout = upstream(UpstreamFailure::Timeout);
+        assert_eq!(timeout.status(), StatusCode::GATEWAY_TIMEOUT);
+        assert_eq!(timeout.code(), "provider_timeout");
+        let limited = upstream(UpstreamFailure::RateLimited {
+            retry_after_secs: 7,
+        });
+        assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+        let broke = upstream(UpstreamFailure::StreamBroke);
+        assert_eq!(broke.status(), StatusCode::BAD_GATEWAY);
+        let envelope = broke.envelope("req-1");
+        assert_eq!(envelope["error"]["attempts"][0]["error"], "rate_limited");
+        assert_eq!(envelope["error"]["requestId"], "req-1");
+        let budget = ApiError::from(GenerateError::BudgetExceeded);
+        assert_eq!(budget.status(), StatusCode::PAYMENT_REQUIRED);
+        let no_key = ApiError::from(GenerateError::NoKey(Provider::Anthropic));
+        assert_eq!(no_key.status(), StatusCode::BAD_REQUEST);
+        assert!(
+            no_key
+                .to_string()
+                .starts_with("provider: no API key is saved for anthropic")
+        );
+    }
+
+    #[test]
+    fn internal_failures_say_nothing_to_the_client() {
+        let e = ApiError::from(GenerateError::Internal("task at /x panicked".into()));
+        assert_eq!(e.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(!e.envelope("r").to_string().contains("/x"));
+    }
+}

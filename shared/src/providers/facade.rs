@@ -1,0 +1,263 @@
+//! The one way to call a provider (the rust-genai shape): adapters stay pure, and this
+//! facade joins them to the transport once. It owns everything between "this model,
+//! this key" and an answer: the wire format, the endpoint (Azure's resource and
+//! deployment), the transport, the Bedrock SDK branch, and which providers need a key.
+//! The engine and the connection test only see [`ProviderApi`], so the engine is tested
+//! in-process against a fake backend.
+
+use super::registry::{Providers, wire};
+use super::transport::Transport;
+use super::{
+    ChatRequest, ChatWire, ErrorKind, Generation, ProviderError, StreamEvent, StreamParser,
+};
+use crate::provider::Provider;
+use crate::secret::ApiKey;
+use async_trait::async_trait;
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+/// Where a call goes and as whom: the provider, the caller's key (none for Ollama, or for
+/// Bedrock on the function's role), and the caller's Azure resource and deployments.
+#[derive(Clone, Copy)]
+pub struct Route<'a> {
+    pub provider: Provider,
+    pub key: Option<&'a ApiKey>,
+    pub azure_resource: Option<&'a str>,
+    /// Catalog model id -> Azure deployment name.
+    pub azure_deployments: Option<&'a BTreeMap<String, String>>,
+}
+
+impl<'a> Route<'a> {
+    pub fn new(provider: Provider, key: Option<&'a ApiKey>) -> Self {
+        Route {
+            provider,
+            key,
+            azure_resource: None,
+            azure_deployments: None,
+        }
+    }
+
+    /// The model name the provider is sent: Azure calls a model by its deployment.
+    fn model_name<'m>(&self, model: &'m str) -> &'m str
+    where
+        'a: 'm,
+    {
+        if self.provider != Provider::AzureOpenAi {
+            return model;
+        }
+        self.azure_deployments
+            .and_then(|d| d.get(model))
+            .map_or(model, String::as_str)
+    }
+}
+
+/// Whether a call to `provider` needs a key of the caller's own. Ollama takes none;
+/// Bedrock falls back to the function's own role.
+pub fn key_required(provider: Provider) -> bool {
+    provider.takes_key() && provider != Provider::Bedrock
+}
+
+/// A streamed answer, read event batch by event batch.
+#[async_trait]
+pub trait EventStream: Send {
+    /// The events that arrived next (possibly none); `Ok(None)` once the stream ended
+    /// with its terminal event. A cut stream is an error.
+    async fn next_events(&mut self) -> Result<Option<Vec<StreamEvent>>, ProviderError>;
+}
+
+/// Calls to providers. Implemented by [`Providers`]; tests implement it with scripts.
+#[async_trait]
+pub trait ProviderApi: Send + Sync {
+    /// Sends `chat` and reads the whole answer.
+    async fn complete(
+        &self,
+        route: &Route<'_>,
+        chat: &ChatRequest,
+    ) -> Result<Generation, ProviderError>;
+
+    /// Sends `chat` and returns once the answer's head arrived: a non-2xx answer is an
+    /// error here, before any event.
+    async fn open_stream(
+        &self,
+        route: &Route<'_>,
+        chat: &ChatRequest,
+    ) -> Result<Box<dyn EventStream>, ProviderError>;
+
+    /// The cheapest call that proves the route's key works for `model`.
+    async fn probe(&self, route: &Route<'_>, model: &str) -> Result<(), ProviderError>;
+
+    /// The preference a route cannot do without before any call (so a connection test
+    /// can name the field): Azure needs a resource unless the operator pinned its URL.
+    fn missing_preference(&self, route: &Route<'_>) -> Option<&'static str>;
+}
+
+/// `chat` as the provider is sent it (only Azure renames the model).
+fn for_route<'c>(route: &Route<'_>, chat: &'c ChatRequest) -> Cow<'c, ChatRequest> {
+    let name = route.model_name(&chat.model);
+    if name == chat.model {
+        return Cow::Borrowed(chat);
+    }
+    let mut renamed = chat.clone();
+    renamed.model = name.to_owned();
+    Cow::Owned(renamed)
+}
+
+impl Providers {
+    fn http_wire(
+        &self,
+        route: &Route<'_>,
+    ) -> Result<(Box<dyn ChatWire>, super::Endpoint), ProviderError> {
+        let wire = wire(route.provider).ok_or_else(|| {
+            ProviderError::new(
+                ErrorKind::InvalidRequest,
+                format!("{} has no adapter", route.provider),
+            )
+        })?;
+        let endpoint = self.endpoint(route.provider, route.azure_resource)?;
+        Ok((wire, endpoint))
+    }
+}
+
+#[async_trait]
+impl ProviderApi for Providers {
+    async fn complete(
+        &self,
+        route: &Route<'_>,
+        chat: &ChatRequest,
+    ) -> Result<Generation, ProviderError> {
+        let chat = for_route(route, chat);
+        if route.provider == Provider::Bedrock {
+            return self.bedrock.converse(route.key, &chat).await;
+        }
+        let (wire, endpoint) = self.http_wire(route)?;
+        let request = wire.chat_request(&endpoint, route.key, &chat)?;
+        let raw = self.transport.send(request).await?;
+        wire.parse_chat(raw.status, &raw.headers, &raw.body)
+    }
+
+    async fn open_stream(
+        &self,
+        route: &Route<'_>,
+        chat: &ChatRequest,
+    ) -> Result<Box<dyn EventStream>, ProviderError> {
+        let chat = for_route(route, chat);
+        if route.provider == Provider::Bedrock {
+            // ConverseStream is not wired yet: the whole answer is one delta.
+            let whole = self.bedrock.converse(route.key, &chat).await?;
+            return Ok(Box::new(WholeAnswer(Some(whole))));
+        }
+        let (wire, endpoint) = self.http_wire(route)?;
+        let request = wire.chat_request(&endpoint, route.key, &chat)?;
+        let response = self.transport.open_stream(request).await?;
+        let status = response.status().as_u16();
+        if !(200..300).contains(&status) {
+            let headers = response.headers().clone();
+            let body = response.bytes().await.unwrap_or_default();
+            return Err(wire.classify_error(status, &headers, &body));
+        }
+        Ok(Box::new(HttpStream {
+            response,
+            parser: wire.stream_parser(),
+            transport: self.transport.clone(),
+            ended: false,
+        }))
+    }
+
+    async fn probe(&self, route: &Route<'_>, model: &str) -> Result<(), ProviderError> {
+        let model = route.model_name(model);
+        if route.provider == Provider::Bedrock {
+            return self.bedrock.probe(route.key, model).await;
+        }
+        let (wire, endpoint) = self.http_wire(route)?;
+        let request = wire.probe_request(&endpoint, route.key, model)?;
+        let raw = self.transport.send(request).await?;
+        wire.parse_probe(raw.status, &raw.headers, &raw.body, model)
+    }
+
+    fn missing_preference(&self, route: &Route<'_>) -> Option<&'static str> {
+        let needs_resource = route.provider == Provider::AzureOpenAi
+            && self.urls.overridden(route.provider).is_none()
+            && route.azure_resource.is_none();
+        needs_resource.then_some("preferences.azureResource")
+    }
+}
+
+/// A streamed HTTP body and its wire format's parser.
+struct HttpStream {
+    response: reqwest::Response,
+    parser: Box<dyn StreamParser>,
+    transport: Transport,
+    ended: bool,
+}
+
+#[async_trait]
+impl EventStream for HttpStream {
+    async fn next_events(&mut self) -> Result<Option<Vec<StreamEvent>>, ProviderError> {
+        if self.ended {
+            return Ok(None);
+        }
+        match self.transport.next_chunk(&mut self.response).await? {
+            Some(chunk) => self.parser.feed(&chunk).map(Some),
+            None => {
+                self.ended = true;
+                self.parser.finish().map(Some)
+            }
+        }
+    }
+}
+
+/// A whole answer told as a stream: its text, its usage, its end.
+pub struct WholeAnswer(pub Option<Generation>);
+
+#[async_trait]
+impl EventStream for WholeAnswer {
+    async fn next_events(&mut self) -> Result<Option<Vec<StreamEvent>>, ProviderError> {
+        Ok(self.0.take().map(|g| {
+            vec![
+                StreamEvent::Delta(g.content),
+                StreamEvent::Usage(g.tokens),
+                StreamEvent::Done {
+                    finish_reason: g.finish_reason,
+                },
+            ]
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn azure_calls_a_model_by_its_deployment_and_nobody_else_does() {
+        let deployments = BTreeMap::from([("gpt-4o".to_owned(), "prod-4o".to_owned())]);
+        let mut route = Route::new(Provider::AzureOpenAi, None);
+        route.azure_deployments = Some(&deployments);
+        assert_eq!(route.model_name("gpt-4o"), "prod-4o");
+        assert_eq!(route.model_name("gpt-4o-mini"), "gpt-4o-mini");
+        route.provider = Provider::OpenAi;
+        assert_eq!(route.model_name("gpt-4o"), "gpt-4o");
+    }
+
+    #[test]
+    fn only_bedrock_and_ollama_go_without_a_key() {
+        for p in Provider::ALL {
+            let expected = !matches!(p, Provider::Bedrock | Provider::Ollama);
+            assert_eq!(key_required(p), expected, "{p}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_whole_answer_streams_as_text_usage_end() {
+        let mut s = WholeAnswer(Some(Generation {
+            content: "hi".into(),
+            model: "m".into(),
+            tokens: Default::default(),
+            finish_reason: Some("stop".into()),
+        }));
+        let first = s.next_events().await.unwrap().unwrap();
+        assert_eq!(first[0], StreamEvent::Delta("hi".into()));
+        assert_eq!(first.len(), 3);
+        assert!(s.next_events().await.unwrap().is_none());
+    }
+}
