@@ -1,3 +1,7 @@
+# The keys, attributes, GSIs and TTLs below are also defined in
+# shared/src/store/dynamodb/tables.rs (what the emulator tests create); a unit test there
+# fails when the two disagree.
+
 # Settings: one item per user and setting type (llm_preferences), with a `version` for
 # conditional writes.
 resource "aws_dynamodb_table" "settings" {

@@ -30,6 +30,10 @@ import zipfile
 
 import boto3
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import tfeval  # noqa: E402  (reads infra/*.tf, as tools/deploy_local.py does)
+
+INFRA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "infra")
 COLD_STARTS = 7
 BURST = 300
 TARGET_ZIP_MB, TARGET_COLD_MS, TARGET_RSS_MB = 8, 30, 40
@@ -100,6 +104,21 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.server.responses.put((arrived, self.path, payload))
 
 
+def settings_table_args(name):
+    """CreateTable arguments of the settings table as infra/dynamodb.tf declares it (the
+    key schema; the Rust tests build theirs from shared/src/store/dynamodb/tables.rs,
+    which a unit test holds to the same .tf)."""
+    ev = tfeval.Evaluator(INFRA)
+    body = ev.module["resource"][("aws_dynamodb_table", "settings")]
+    ks = [{"AttributeName": ev.value(body["hash_key"], {}), "KeyType": "HASH"}]
+    if "range_key" in body:
+        ks.append({"AttributeName": ev.value(body["range_key"], {}), "KeyType": "RANGE"})
+    attrs = [{"AttributeName": ev.value(a["name"], {}), "AttributeType": ev.value(a["type"], {})}
+             for a in body.get("attribute", [])]
+    return {"TableName": name, "BillingMode": "PAY_PER_REQUEST", "KeySchema": ks,
+            "AttributeDefinitions": attrs}
+
+
 def run_bootstrap(bootstrap, api, env):
     env = dict(env, AWS_LAMBDA_RUNTIME_API=f"127.0.0.1:{api.server_address[1]}")
     started = time.perf_counter()
@@ -123,12 +142,7 @@ def main():
 
     table = f"bench-settings-{uuid.uuid4().hex[:8]}"
     ddb = boto3.client("dynamodb", endpoint_url=endpoint, region_name="us-east-1")
-    ddb.create_table(
-        TableName=table, BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[{"AttributeName": "user_id", "AttributeType": "S"},
-                              {"AttributeName": "setting_type", "AttributeType": "S"}],
-        KeySchema=[{"AttributeName": "user_id", "KeyType": "HASH"},
-                   {"AttributeName": "setting_type", "KeyType": "RANGE"}])
+    ddb.create_table(**settings_table_args(table))
 
     work = tempfile.mkdtemp(prefix="bench-lambda-")
     with zipfile.ZipFile(zip_path) as z:

@@ -125,9 +125,7 @@ async fn main() {
 
 #[cfg(feature = "aws")]
 async fn dynamodb() {
-    use aws_sdk_dynamodb::types::{
-        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-    };
+    use shared::store::dynamodb::tables::{TableNames, create_tables};
     let endpoint = std::env::var("AWS_ENDPOINT_URL").expect("run under tools/with_ministack.sh");
     assert!(
         endpoint.starts_with("http://127.0.0.1:"),
@@ -135,33 +133,10 @@ async fn dynamodb() {
     );
     let config = shared::sdk::sdk_config().await;
     let client = aws_sdk_dynamodb::Client::new(&config);
-    let table = format!("bench-usage-{}", uuid::Uuid::new_v4().simple());
-    let attr = |n: &str| {
-        AttributeDefinition::builder()
-            .attribute_name(n)
-            .attribute_type(ScalarAttributeType::S)
-            .build()
-            .unwrap()
-    };
-    let key = |n: &str, t| {
-        KeySchemaElement::builder()
-            .attribute_name(n)
-            .key_type(t)
-            .build()
-            .unwrap()
-    };
-    client
-        .create_table()
-        .table_name(&table)
-        .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(attr("user_id"))
-        .attribute_definitions(attr("sk"))
-        .key_schema(key("user_id", KeyType::Hash))
-        .key_schema(key("sk", KeyType::Range))
-        .send()
-        .await
-        .unwrap();
-    let store = shared::store::DynamoUsageStore::new(client, table.clone(), table.clone(), table);
+    // The tables as infra/ deploys them, from the one definition in store/dynamodb.
+    let names = TableNames::with_prefix(&format!("bench-{}", uuid::Uuid::new_v4().simple()));
+    create_tables(&client, &names).await.unwrap();
+    let store = shared::store::DynamoUsageStore::new(client, names.usage, names.cache, names.audit);
     println!("\nthe same query shape on DynamoDB (emulator): items read against volume");
     for (user, n) in [("small", 600), ("large", 3000)] {
         for e in entries(user, n, 30) {

@@ -3,11 +3,10 @@
 //! Test code: it asserts, so the no-panic lints do not apply.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use super::{SettingsStore, StoreError, TokenRecord, TokenStore};
+use super::{KeyMeta, SettingsRecord, SettingsStore, StoreError, TokenRecord, TokenStore};
 use crate::money::NanoUsd;
 use crate::provider::Provider;
 use crate::secret::ApiKey;
-use crate::settings::{KeyMeta, SettingsRecord};
 use crate::vault::KeyVault;
 use std::sync::Arc;
 
@@ -232,8 +231,10 @@ pub async fn vault_suite(vault: &dyn KeyVault) {
     assert_eq!(vault.get_key(&user, ant, Some(&v4)).await.unwrap(), None);
 }
 
-use super::{AuditEvent, AuditStore, BudgetStore, ResponseCache, UsageStore};
-use crate::usage::{Reservation, Settlement, UsageEntry, UsageStatus};
+use super::{
+    AuditEvent, AuditStore, BudgetStore, Reservation, ResponseCache, Settlement, UsageEntry,
+    UsageStatus, UsageStore,
+};
 
 pub fn usage_entry(
     user: &str,

@@ -103,8 +103,8 @@ async fn fill_page(
         let read = page.len();
         let mut filled_at = None;
         for (i, e) in page.into_iter().enumerate() {
-            // The store's sort key. TODO(merge): `UsageEntry::sort_key()` once it lands.
-            cursor = Some(format!("{}#{}", e.timestamp, e.request_id));
+            // The store's sort key: the next page continues below it.
+            cursor = Some(e.sort_key());
             if e.ttl > now_unix && filters.matches(&e) {
                 out.push(e);
                 if out.len() == limit {

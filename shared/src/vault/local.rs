@@ -5,32 +5,60 @@
 //!
 //! The KEK comes from `LLM_LOCAL_MASTER_KEY` (64 hex characters or base64 of 32 bytes)
 //! or from `master.key` in the data directory, created with mode 0600 on first start.
+//!
+//! The vault seals and opens; where the sealed bytes are kept is a [`SealedStore`] (the
+//! embedded database implements it), so the store never sees a key and the vault never
+//! sees SQL.
 
 use super::{KeyVault, KeyVersion, Remaining, VaultError, secret_name};
 use crate::provider::Provider;
 use crate::secret::ApiKey;
-use crate::store::StoreError;
-use crate::store::sqlite::SqliteStore;
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use async_trait::async_trait;
 use base64::Engine;
-use rusqlite::{OptionalExtension, params};
 use std::path::Path;
+use std::sync::Arc;
 use zeroize::Zeroizing;
 
 pub const MASTER_KEY_ENV: &str = "LLM_LOCAL_MASTER_KEY";
 const MASTER_KEY_FILE: &str = "master.key";
 
-pub struct LocalVault {
-    db: SqliteStore,
-    cipher: Aes256Gcm,
+/// One sealed version of a key: the nonce and the AES-GCM ciphertext (tag included).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sealed {
+    pub nonce: Vec<u8>,
+    pub ciphertext: Vec<u8>,
 }
 
-impl From<StoreError> for VaultError {
-    fn from(e: StoreError) -> Self {
-        VaultError::Backend(e.to_string())
-    }
+/// Where the local vault keeps sealed keys, one slot per (secret name, version). The
+/// version `None` is the legacy unversioned slot of records written before versions.
+#[async_trait]
+pub trait SealedStore: Send + Sync {
+    /// Stores `sealed` as `version` of `name`, replacing what that version held (a
+    /// retried or repaired write of the same version).
+    async fn put_sealed(
+        &self,
+        name: &str,
+        version: &KeyVersion,
+        sealed: Sealed,
+    ) -> Result<(), VaultError>;
+    async fn get_sealed(
+        &self,
+        name: &str,
+        version: Option<&KeyVersion>,
+    ) -> Result<Option<Sealed>, VaultError>;
+    /// Removes that one slot; removing one that is not there succeeds.
+    async fn delete_sealed(
+        &self,
+        name: &str,
+        version: Option<&KeyVersion>,
+    ) -> Result<(), VaultError>;
+}
+
+pub struct LocalVault {
+    sealed: Arc<dyn SealedStore>,
+    cipher: Aes256Gcm,
 }
 
 /// Decodes a master key given as 64 hex characters or base64 of 32 bytes.
@@ -105,16 +133,17 @@ fn check_private(path: &Path) -> std::io::Result<()> {
 }
 
 impl LocalVault {
-    pub fn new(db: SqliteStore, master_key: &[u8; 32]) -> Result<Self, VaultError> {
+    pub fn new(
+        sealed: impl SealedStore + 'static,
+        master_key: &[u8; 32],
+    ) -> Result<Self, VaultError> {
         let cipher = Aes256Gcm::new_from_slice(master_key)
             .map_err(|_| VaultError::Config("master key must be 32 bytes".into()))?;
-        Ok(LocalVault { db, cipher })
+        Ok(LocalVault {
+            sealed: Arc::new(sealed),
+            cipher,
+        })
     }
-}
-
-/// The row's version column: the legacy key is the empty version.
-fn version_column(version: Option<&KeyVersion>) -> String {
-    version.map(|v| v.as_str().to_owned()).unwrap_or_default()
 }
 
 /// The associated data a row is sealed with. A legacy row keeps the name alone (how rows
@@ -150,22 +179,11 @@ impl KeyVault for LocalVault {
                 },
             )
             .map_err(|_| VaultError::Backend("encryption failed".into()))?;
-        let now = chrono::Utc::now().to_rfc3339();
-        let version = version.as_str().to_owned();
-        self.db
-            .call(move |c| {
-                // A version id is fresh per write; the upsert only makes a retried or
-                // repaired write of the same version succeed.
-                c.execute(
-                    "INSERT INTO secrets (name, version, nonce, ciphertext, updated_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5)
-                     ON CONFLICT (name, version) DO UPDATE SET nonce = ?3, ciphertext = ?4, updated_at = ?5",
-                    params![name, version, nonce.to_vec(), ciphertext, now],
-                )?;
-                Ok(())
-            })
-            .await?;
-        Ok(())
+        let sealed = Sealed {
+            nonce: nonce.to_vec(),
+            ciphertext,
+        };
+        self.sealed.put_sealed(&name, version, sealed).await
     }
 
     async fn get_key(
@@ -176,19 +194,8 @@ impl KeyVault for LocalVault {
     ) -> Result<Option<ApiKey>, VaultError> {
         let name = secret_name("", user_id, provider);
         let aad = associated_data(&name, version);
-        let lookup = (name.clone(), version_column(version));
-        let row: Option<(Vec<u8>, Vec<u8>)> = self
-            .db
-            .call(move |c| {
-                Ok(c.query_row(
-                    "SELECT nonce, ciphertext FROM secrets WHERE name = ?1 AND version = ?2",
-                    params![lookup.0, lookup.1],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .optional()?)
-            })
-            .await?;
-        let Some((nonce, ciphertext)) = row else {
+        let Some(Sealed { nonce, ciphertext }) = self.sealed.get_sealed(&name, version).await?
+        else {
             return Ok(None);
         };
         if nonce.len() != 12 {
@@ -220,161 +227,13 @@ impl KeyVault for LocalVault {
         _remaining: Remaining,
     ) -> Result<(), VaultError> {
         let name = secret_name("", user_id, provider);
-        let version = version_column(version);
-        self.db
-            .call(move |c| {
-                c.execute(
-                    "DELETE FROM secrets WHERE name = ?1 AND version = ?2",
-                    params![name, version],
-                )?;
-                Ok(())
-            })
-            .await?;
-        Ok(())
+        self.sealed.delete_sealed(&name, version).await
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::conformance;
-
-    fn vault() -> (LocalVault, SqliteStore) {
-        let db = SqliteStore::open_in_memory().unwrap();
-        (LocalVault::new(db.clone(), &[7u8; 32]).unwrap(), db)
-    }
-
-    #[tokio::test]
-    async fn vault_conformance() {
-        conformance::vault_suite(&vault().0).await;
-    }
-
-    #[tokio::test]
-    async fn plaintext_never_reaches_the_database() {
-        let (v, db) = vault();
-        let key = ApiKey::new("sk-ant-api03-PLAINTEXT-MARKER-0000000000000".into());
-        v.put_key("u1", Provider::Anthropic, &KeyVersion::fresh(), &key)
-            .await
-            .unwrap();
-        let raw: Vec<u8> = db
-            .call(|c| Ok(c.query_row("SELECT ciphertext FROM secrets", [], |r| r.get(0))?))
-            .await
-            .unwrap();
-        assert!(!String::from_utf8_lossy(&raw).contains("PLAINTEXT-MARKER"));
-    }
-
-    #[tokio::test]
-    async fn wrong_master_key_or_moved_ciphertext_does_not_decrypt() {
-        let (v, db) = vault();
-        let key = ApiKey::new("sk-ant-api03-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx".into());
-        let ver = KeyVersion::fresh();
-        v.put_key("u1", Provider::Anthropic, &ver, &key)
-            .await
-            .unwrap();
-        let other = LocalVault::new(db.clone(), &[8u8; 32]).unwrap();
-        assert!(matches!(
-            other.get_key("u1", Provider::Anthropic, Some(&ver)).await,
-            Err(VaultError::Undecryptable(_))
-        ));
-        // Copy u1's ciphertext into u2's slot, and into another version of u1's: the name
-        // and the version are bound as associated data.
-        let moved = KeyVersion::fresh();
-        let moved_id = moved.as_str().to_owned();
-        db.call(move |c| {
-            c.execute(
-                "INSERT INTO secrets SELECT 'users/u2/llm/anthropic', version, nonce, ciphertext, updated_at FROM secrets",
-                [],
-            )?;
-            c.execute(
-                "INSERT INTO secrets SELECT name, ?1, nonce, ciphertext, updated_at FROM secrets WHERE name = 'users/u1/llm/anthropic'",
-                [moved_id],
-            )?;
-            Ok(())
-        })
-        .await
-        .unwrap();
-        assert!(
-            v.get_key("u2", Provider::Anthropic, Some(&ver))
-                .await
-                .is_err()
-        );
-        assert!(
-            v.get_key("u1", Provider::Anthropic, Some(&moved))
-                .await
-                .is_err()
-        );
-        assert!(
-            v.get_key("u1", Provider::Anthropic, Some(&ver))
-                .await
-                .is_ok()
-        );
-    }
-
-    /// A database from before key versions: its one row per name is still readable as
-    /// the legacy key after the migration, and new versions live next to it.
-    #[tokio::test]
-    async fn unversioned_rows_survive_the_migration_as_the_legacy_key() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("old.sqlite");
-        let master = [7u8; 32];
-        let name = "users/u1/llm/anthropic";
-        let old_key = format!("sk-ant-api03-{}", "o".repeat(40));
-        {
-            let cipher = Aes256Gcm::new_from_slice(&master).unwrap();
-            let nonce = [3u8; 12];
-            let ciphertext = cipher
-                .encrypt(
-                    Nonce::from_slice(&nonce),
-                    Payload {
-                        msg: old_key.as_bytes(),
-                        aad: name.as_bytes(),
-                    },
-                )
-                .unwrap();
-            let c = rusqlite::Connection::open(&path).unwrap();
-            c.execute_batch(
-                "CREATE TABLE secrets (name TEXT PRIMARY KEY, nonce BLOB NOT NULL,
-                 ciphertext BLOB NOT NULL, updated_at TEXT NOT NULL);",
-            )
-            .unwrap();
-            c.execute(
-                "INSERT INTO secrets VALUES (?1, ?2, ?3, '2025-01-01T00:00:00Z')",
-                params![name, nonce.to_vec(), ciphertext],
-            )
-            .unwrap();
-        }
-        let db = SqliteStore::open(&path).unwrap();
-        // Opening twice migrates once.
-        let db2 = SqliteStore::open(&path).unwrap();
-        let v = LocalVault::new(db, &master).unwrap();
-        let legacy = v.get_key("u1", Provider::Anthropic, None).await.unwrap();
-        assert_eq!(legacy.unwrap().expose(), old_key);
-        let ver = KeyVersion::fresh();
-        let new_key = ApiKey::new(format!("sk-ant-api03-{}", "n".repeat(40)));
-        v.put_key("u1", Provider::Anthropic, &ver, &new_key)
-            .await
-            .unwrap();
-        let v2 = LocalVault::new(db2, &master).unwrap();
-        assert_eq!(
-            v2.get_key("u1", Provider::Anthropic, Some(&ver))
-                .await
-                .unwrap(),
-            Some(new_key)
-        );
-        v.delete_key("u1", Provider::Anthropic, None, Remaining::Named)
-            .await
-            .unwrap();
-        assert_eq!(
-            v.get_key("u1", Provider::Anthropic, None).await.unwrap(),
-            None
-        );
-        assert!(
-            v.get_key("u1", Provider::Anthropic, Some(&ver))
-                .await
-                .unwrap()
-                .is_some()
-        );
-    }
 
     #[test]
     fn master_key_file_is_created_private_and_reused() {

@@ -1,6 +1,7 @@
 //! Where provider API keys live. Keys go in as [`ApiKey`] and come out as [`ApiKey`];
-//! nothing here logs or formats one. Backends: [`local::LocalVault`] (AES-256-GCM in the
-//! embedded database); Secrets Manager on AWS.
+//! nothing here logs or formats one. Backends: [`local::LocalVault`] (AES-256-GCM; the
+//! sealed bytes are kept by a [`local::SealedStore`], which the embedded database
+//! implements, so the vault never imports the store); Secrets Manager on AWS.
 //!
 //! Every write stores a new *version* of a user's key for a provider, under a fresh
 //! [`KeyVersion`] the caller chose; the settings record names the one version in use.

@@ -1,14 +1,12 @@
-//! DynamoDB backends. Items are (de)serialized with `serde_dynamo`; every write that
-//! must not clobber is a conditional write; reads of one user's item are consistent
-//! reads. Throttling is retried by the SDK's standard retry strategy, configured once
-//! in [`crate::aws::sdk_config`].
+//! The settings table: pk `user_id`, sk `setting_type`, one preferences item per user,
+//! written conditionally on its version.
 
-use super::{SettingsStore, StoreError};
+use super::backend;
 use crate::provider::Provider;
-use crate::settings::{KeyMeta, Preferences, SettingsRecord};
+use crate::store::{KeyMeta, Preferences, SettingsRecord, SettingsStore, StoreError};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
+use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
@@ -43,10 +41,6 @@ struct SettingsItem {
     preferences: Preferences,
     keys: BTreeMap<Provider, KeyMeta>,
     updated_at: Option<DateTime<Utc>>,
-}
-
-fn backend<E: std::error::Error + 'static, R: std::fmt::Debug>(e: SdkError<E, R>) -> StoreError {
-    StoreError::Backend(DisplayErrorContext(e).to_string())
 }
 
 #[async_trait]
