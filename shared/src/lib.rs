@@ -2,7 +2,8 @@
 //!
 //! The same routers run inside the Lambda functions (`functions/llm-settings`, ...) and
 //! inside the single local binary (`functions/local`); only the store, vault and identity
-//! backends handed to [`http::AppState`] differ between the two shapes.
+//! backends handed to the routers' states ([`http::AppState`], [`generate::GenerateState`],
+//! [`http::UsageState`]) differ between the two shapes.
 
 #[cfg(feature = "aws")]
 pub mod aws;

@@ -51,6 +51,7 @@ pub fn writable(meta: &Metadata<'_>) -> bool {
 /// directives, and then it decides alone) on stdout, through [`writable`]. A wire
 /// crate's debug event is still formatted before it is dropped; that costs only when an
 /// operator asked for `debug`.
+#[cfg(feature = "aws")]
 pub fn init_lambda() {
     lambda_http::tracing::init_default_subscriber_with_writer(
         std::io::stdout.with_filter(writable),

@@ -20,7 +20,7 @@
 
 use axum::Router;
 use axum::body::Body;
-use axum::http::{HeaderValue, Request, Response, StatusCode, header};
+use axum::http::{HeaderValue, Request, Response, header};
 use bytes::Bytes;
 use hyper::body::{Frame, Incoming, SizeHint};
 use hyper::server::conn::http1;
@@ -338,13 +338,10 @@ fn body_timeout_response(handled: &Response<Body>, limit: Duration) -> Response<
         limit_secs = limit.as_secs(),
         "request body not received in time; answered 408"
     );
-    let body = serde_json::json!({"error": {
-        "code": "request_timeout",
-        "message": format!("the request body was not received within {} s", limit.as_secs()),
-        "requestId": request_id,
-    }});
+    let error = shared::ApiError::RequestTimeout(limit.as_secs());
+    let body = error.envelope(&request_id);
     let mut response = Response::new(Body::from(body.to_string()));
-    *response.status_mut() = StatusCode::REQUEST_TIMEOUT;
+    *response.status_mut() = error.status();
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,

@@ -76,7 +76,7 @@ impl<'a> Call<'a> {
             });
         }
         let started = Instant::now();
-        let settings = st.settings.get_settings(user_id).await?.unwrap_or_default();
+        let settings = st.settings.settings_or_default(user_id).await?;
         Ok(Call {
             st,
             user_id: user_id.to_owned(),

@@ -94,7 +94,11 @@ pub async fn run(
                 }
             }
         };
-        call.release(&c).await?;
+        // A release that cannot be written only delays the budget: the lease ends it.
+        // Failing over (and the request's one usage entry) matter more.
+        if let Err(e) = call.release(&c).await {
+            tracing::error!(request_id = %call.request_id, error = %e, "reservation not released");
+        }
         let client_fault = matches!(
             failed.kind,
             ErrorKind::InvalidRequest | ErrorKind::ContextLengthExceeded

@@ -424,3 +424,82 @@ async fn a_stream_that_breaks_ends_in_an_error_event_with_its_attempts() {
     assert_eq!(entries[0].status, UsageStatus::Error);
     assert_eq!(e.spent().await, NanoUsd::ZERO);
 }
+
+/// The embedded store, except that settling a reservation without a usage entry fails.
+struct SettleFails(Arc<SqliteStore>);
+
+#[async_trait]
+impl BudgetStore for SettleFails {
+    async fn reserve(
+        &self,
+        user_id: &str,
+        r: &crate::usage::Reservation,
+        limit: Option<NanoUsd>,
+        now_unix: i64,
+    ) -> Result<bool, crate::store::StoreError> {
+        self.0.reserve(user_id, r, limit, now_unix).await
+    }
+    async fn settle(
+        &self,
+        _user_id: &str,
+        _settlement: &crate::usage::Settlement,
+    ) -> Result<(), crate::store::StoreError> {
+        Err(crate::store::StoreError::Backend("injected".into()))
+    }
+    async fn month(
+        &self,
+        user_id: &str,
+        month: &str,
+        now_unix: i64,
+    ) -> Result<crate::usage::MonthCounters, crate::store::StoreError> {
+        self.0.month(user_id, month, now_unix).await
+    }
+    async fn release_expired(
+        &self,
+        user_id: &str,
+        month: &str,
+        now_unix: i64,
+    ) -> Result<u64, crate::store::StoreError> {
+        self.0.release_expired(user_id, month, now_unix).await
+    }
+    async fn mark_alerted(
+        &self,
+        user_id: &str,
+        month: &str,
+        threshold: u32,
+    ) -> Result<bool, crate::store::StoreError> {
+        self.0.mark_alerted(user_id, month, threshold).await
+    }
+    async fn alerted(
+        &self,
+        user_id: &str,
+        month: &str,
+    ) -> Result<Vec<u32>, crate::store::StoreError> {
+        self.0.alerted(user_id, month).await
+    }
+}
+
+#[tokio::test]
+async fn a_release_that_cannot_be_written_still_fails_over_to_an_answer() {
+    let mut e = engine(
+        &[Provider::OpenAi, Provider::Anthropic],
+        Some(NanoUsd(1_000_000_000)),
+    )
+    .await;
+    e.st.recorder = Recorder::Inline(Arc::new(Writer {
+        usage: e.db.clone(),
+        budgets: Arc::new(SettleFails(e.db.clone())),
+        alerts: Arc::new(alerts::Alerts::new(e.db.clone(), Vec::new())),
+        journal: None,
+    }));
+    e.script
+        .then(Provider::OpenAi, Step::Fail(ErrorKind::InvalidKey))
+        .then(Provider::Anthropic, Step::Answer("still answered"));
+    let r = generate(&e.st, USER, "req-1".into(), prompt(""))
+        .await
+        .unwrap();
+    assert_eq!(r.content, "still answered");
+    let entries = e.entries().await;
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].status, UsageStatus::Success);
+}

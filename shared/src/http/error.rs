@@ -1,5 +1,7 @@
-//! `ApiError` is the one place that maps failures to HTTP. Every non-2xx response has the
-//! body `{"error": {"code", "message", "requestId"}}`. Internal details go to the log,
+//! `ApiError`: every failure as a status code and the one error envelope. Every non-2xx
+//! response (and a stream's error event) has the body `{"error": {"code", "message",
+//! "requestId"}}`, plus `attempts` when providers were tried; `failures.rs` maps the lower
+//! layers' errors to it. Internal details go to the log,
 //! keyed by the request id that the client also sees; the client gets a generic message.
 
 use axum::http::{HeaderValue, StatusCode, header};
@@ -18,6 +20,9 @@ pub enum ApiError {
     MalformedJson(String),
     #[error("request body is larger than 1 MiB")]
     PayloadTooLarge,
+    /// The body did not arrive within the server's body timeout (local server only).
+    #[error("the request body was not received within {0} s")]
+    RequestTimeout(u64),
     #[error("authentication required")]
     Unauthorized,
     #[error("not allowed to act on this resource")]
@@ -62,6 +67,7 @@ impl ApiError {
         match self {
             ApiError::InvalidField { .. } | ApiError::MalformedJson(_) => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden => StatusCode::FORBIDDEN,
             ApiError::NotFound => StatusCode::NOT_FOUND,
@@ -79,6 +85,7 @@ impl ApiError {
             ApiError::InvalidField { .. } => "invalid_request",
             ApiError::MalformedJson(_) => "malformed_json",
             ApiError::PayloadTooLarge => "payload_too_large",
+            ApiError::RequestTimeout(_) => "request_timeout",
             ApiError::Unauthorized => "unauthorized",
             ApiError::Forbidden => "forbidden",
             ApiError::NotFound => "not_found",

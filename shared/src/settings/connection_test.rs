@@ -128,7 +128,8 @@ pub async fn run(
         provider,
         key: key.as_ref(),
         azure_resource: prefs.azure_resource.as_deref(),
-        azure_deployments: Some(&prefs.azure_deployments),
+        // The test's `model` is already the deployment name for Azure: probed as typed.
+        azure_deployments: None,
     };
     if let Some(field) = providers.missing_preference(&route) {
         return Err(SettingsError::invalid(

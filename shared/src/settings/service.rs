@@ -47,7 +47,7 @@ pub async fn read(
     settings: &dyn SettingsStore,
     user_id: &str,
 ) -> Result<SettingsRecord, SettingsError> {
-    Ok(settings.get_settings(user_id).await?.unwrap_or_default())
+    Ok(settings.settings_or_default(user_id).await?)
 }
 
 /// One key change of a request: the new key and the version it was written as, or `None`

@@ -96,6 +96,11 @@ pub struct SettingsRecord {
 pub trait SettingsStore: Send + Sync {
     async fn get_settings(&self, user_id: &str) -> Result<Option<SettingsRecord>, StoreError>;
 
+    /// The user's settings, or the defaults (version 0) for a user who saved none.
+    async fn settings_or_default(&self, user_id: &str) -> Result<SettingsRecord, StoreError> {
+        Ok(self.get_settings(user_id).await?.unwrap_or_default())
+    }
+
     /// Writes `record` only if the stored version is still `expected_version` (0 meaning
     /// "no item yet"); otherwise [`StoreError::Conflict`].
     async fn put_settings(

@@ -78,7 +78,7 @@ pub async fn budget(
 ) -> Result<BudgetReport, UsageError> {
     let month = month_of(now);
     // A user who never saved settings has the defaults: no limit.
-    let record = settings.get_settings(user_id).await?.unwrap_or_default();
+    let record = settings.settings_or_default(user_id).await?;
     let counters = budgets.month(user_id, &month, now.timestamp()).await?;
     let limit = record.preferences.monthly_budget_usd;
     let remaining = limit.map(|l| NanoUsd((l.0 - counters.spent.0 - counters.reserved.0).max(0)));
