@@ -5,6 +5,7 @@
 
 pub mod sqlite;
 mod sqlite_usage;
+pub mod warm;
 
 #[cfg(feature = "aws")]
 pub mod dynamodb;
