@@ -54,7 +54,7 @@ test-sdk: check-tools venv
 ## test-aws: the store conformance suite on DynamoDB and Secrets Manager in ministack
 test-aws: check-tools venv
 	@echo "==> conformance suite on the AWS backends (ministack on loopback)"
-	$(WITH_EMULATOR) $(CARGO) test --locked -p shared --features aws,conformance --test aws_conformance -- --include-ignored
+	$(WITH_EMULATOR) $(CARGO) test --locked -p shared --features aws,conformance --test aws_conformance --test aws_round_trips -- --include-ignored --nocapture
 
 ## lint: rustfmt check and clippy with warnings as errors
 lint: check-tools

@@ -48,6 +48,7 @@ locals {
           BUDGET_ALERT_TOPIC_ARN    = aws_sns_topic.budget_alerts.arn
           USAGE_RETENTION_DAYS      = tostring(var.usage_retention_days)
           LLM_REQUEST_DEADLINE_SECS = "28"
+          LLM_SETTINGS_CACHE_SECS   = tostring(var.settings_cache_seconds)
         },
         local.provider_url_env,
         local.log_filter_env,

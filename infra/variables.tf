@@ -212,6 +212,17 @@ variable "usage_retention_days" {
   }
 }
 
+variable "settings_cache_seconds" {
+  description = "How old the generate function's view of a user's settings (preferences, key versions, budget limit) and of the month's spend that budget alerts compare against may be, in seconds. A change saved through llm-settings applies to generation within this; reservations never use it (each is a conditional write). 0 reads both on every request (two more DynamoDB round trips)."
+  type        = number
+  default     = 5
+
+  validation {
+    condition     = var.settings_cache_seconds >= 0 && var.settings_cache_seconds <= 60
+    error_message = "settings_cache_seconds must be between 0 and 60."
+  }
+}
+
 # ---------------------------------------------------------------------------------------
 # API Gateway and alarms
 # ---------------------------------------------------------------------------------------

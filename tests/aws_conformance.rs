@@ -4,30 +4,15 @@
 //! an emulator they cannot run.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod aws_support;
+
+use aws_support::{config, settings_table, usage_store};
 use shared::store::conformance;
 use shared::store::dynamodb::DynamoSettingsStore;
-use shared::store::dynamodb::tables;
 use shared::store::{BudgetStore, DynamoUsageStore};
 use shared::vault::secrets_manager::SecretsManagerVault;
 use shared::vault::{KeyVersion, Remaining};
 use std::sync::Arc;
-
-async fn config() -> aws_config::SdkConfig {
-    let endpoint = std::env::var("AWS_ENDPOINT_URL")
-        .expect("AWS_ENDPOINT_URL must point at the emulator (make test sets it)");
-    assert!(
-        endpoint.starts_with("http://127.0.0.1:") || endpoint.starts_with("http://localhost:"),
-        "conformance runs only against a loopback emulator, not {endpoint}"
-    );
-    shared::sdk::sdk_config().await
-}
-
-/// A settings table as `infra/dynamodb.tf` declares it.
-async fn settings_table(client: &aws_sdk_dynamodb::Client) -> String {
-    let name = format!("conformance-settings-{}", uuid::Uuid::new_v4().simple());
-    tables::SETTINGS.create(client, &name).await.unwrap();
-    name
-}
 
 #[tokio::test]
 #[ignore = "needs the AWS emulator; run by `make test`"]
@@ -275,19 +260,6 @@ async fn bedrock_unreachable_is_a_network_error() {
         .await
         .unwrap_err();
     assert_eq!(err.kind, ErrorKind::Network, "{err:?}");
-}
-
-/// The usage, cache and audit tables as `infra/dynamodb.tf` declares them (keys, GSIs,
-/// TTLs).
-async fn usage_store(client: &aws_sdk_dynamodb::Client) -> DynamoUsageStore {
-    let id = uuid::Uuid::new_v4().simple().to_string();
-    let usage = format!("conformance-usage-{id}");
-    tables::USAGE.create(client, &usage).await.unwrap();
-    let cache = format!("conformance-cache-{id}");
-    tables::CACHE.create(client, &cache).await.unwrap();
-    let audit = format!("conformance-audit-{id}");
-    tables::AUDIT.create(client, &audit).await.unwrap();
-    DynamoUsageStore::new(client.clone(), usage, cache, audit)
 }
 
 #[tokio::test]

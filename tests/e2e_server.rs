@@ -563,3 +563,46 @@ async fn sigterm_lets_an_in_flight_stream_finish() {
     assert_eq!(entries.len(), 1, "usage entries after shutdown");
     assert_eq!(entries[0].output_tokens, 15);
 }
+
+#[tokio::test]
+async fn a_second_serve_on_the_same_data_directory_refuses_to_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let first = local_support::start(&data, &tmp.path().join("first.log"));
+    // Tokens can still be made while it serves (the CLI takes no lock) and work at once.
+    let token = token(&data, "alice", false);
+    let second = Command::new(BIN)
+        .args(["serve", "--addr", "127.0.0.1:0", "--data-dir"])
+        .arg(&data)
+        .env_remove("LLM_LOCAL_MASTER_KEY")
+        .output()
+        .unwrap();
+    assert!(!second.status.success(), "the second serve must not start");
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        stderr.contains("already served") && stderr.contains(&data.display().to_string()),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("pid {}", first.child.id())),
+        "names the owner: {stderr}"
+    );
+    assert!(second.stdout.is_empty(), "it never listened");
+    let r = reqwest::Client::new()
+        .get(format!("{}/api/llm-settings/alice", first.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "the first one still serves");
+    // Killed (SIGKILL: no clean-up of its own), the directory is free again.
+    drop(first);
+    let again = local_support::start(&data, &tmp.path().join("again.log"));
+    let r = reqwest::Client::new()
+        .get(format!("{}/api/llm-settings/alice", again.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}

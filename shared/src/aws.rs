@@ -12,6 +12,8 @@ use crate::identity::IdentityMode;
 use crate::providers::Providers;
 use crate::store::DynamoUsageStore;
 use crate::store::dynamodb::DynamoSettingsStore;
+use crate::store::warm::settings::SettingsCache;
+use crate::store::warm::spend::SpendWindow;
 use crate::usage::token::TokenKey;
 use crate::vault::secrets_manager::SecretsManagerVault;
 use std::sync::Arc;
@@ -127,15 +129,22 @@ pub async fn settings_state_from_env() -> Result<AppState, InitError> {
 }
 
 /// The generate function's state: the settings state's variables plus `USAGE_TABLE`,
-/// `CACHE_TABLE`, `AUDIT_TABLE` and, optionally, `BUDGET_ALERT_TOPIC_ARN` (budget alerts
-/// are then also published there). Usage is written inline, before the answer leaves:
-/// a Lambda may be frozen as soon as it has answered.
+/// `CACHE_TABLE`, `AUDIT_TABLE`, optionally `BUDGET_ALERT_TOPIC_ARN` (budget alerts
+/// are then also published there) and `LLM_SETTINGS_CACHE_SECS` (default 5). Usage is
+/// written inline, before the answer leaves: a Lambda may be frozen as soon as it has
+/// answered.
 pub async fn generate_state_from_env() -> Result<GenerateApi, InitError> {
     let tables = UsageTables::from_env()?;
     let topic = optional("BUDGET_ALERT_TOPIC_ARN");
     let clients = clients().await;
-    let app = app_state(&clients)?;
+    let mut app = app_state(&clients)?;
+    // The warm path: settings (written by llm-settings) may be a few seconds old here,
+    // and budget alerts compare against a spend read at most that often. Reservations
+    // are still one conditional write each. See store::warm.
+    let window = crate::store::warm::settings::window_from_env();
+    app.settings = Arc::new(SettingsCache::window(app.settings.clone(), window));
     let store = tables.store(clients.dynamodb);
+    let written = Arc::new(SpendWindow::new(store.clone(), store.clone(), window));
     let mut sinks: Vec<Arc<dyn AlertSink>> = Vec::new();
     if let Some(topic_arn) = topic {
         sinks.push(Arc::new(SnsSink {
@@ -145,8 +154,8 @@ pub async fn generate_state_from_env() -> Result<GenerateApi, InitError> {
     }
     let alerts = Arc::new(Alerts::new(store.clone(), sinks));
     let writer = Arc::new(Writer {
-        usage: store.clone(),
-        budgets: store.clone(),
+        usage: written.clone(),
+        budgets: written,
         alerts,
         // A Lambda writes inline before answering; it has no disk that outlives it.
         journal: None,

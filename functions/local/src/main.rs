@@ -1,6 +1,7 @@
 //! `llm-local`: the single-machine shape of the gateway. Every router on one socket, on
 //! an embedded SQLite store, keys sealed with a local master key; plus the token CLI.
 
+mod owner;
 mod server;
 
 use clap::{Parser, Subcommand};
@@ -16,6 +17,8 @@ use shared::http::{
 use shared::identity::{CachedTokens, IdentityMode, issue_token};
 use shared::providers::Providers;
 use shared::store::sqlite::SqliteStore;
+use shared::store::warm::budget::OwnedBudgets;
+use shared::store::warm::settings::SettingsCache;
 use shared::usage::token::TokenKey;
 use shared::vault::local::{LocalVault, MASTER_KEY_ENV, load_master_key};
 use std::net::SocketAddr;
@@ -67,6 +70,8 @@ enum TokenCommand {
 enum LocalError {
     #[error("data directory {0}: {1}")]
     DataDir(PathBuf, std::io::Error),
+    #[error(transparent)]
+    Owner(#[from] owner::OwnerError),
     #[error(transparent)]
     Store(#[from] shared::store::StoreError),
     #[error(transparent)]
@@ -130,15 +135,19 @@ async fn run(command: Command) -> Result<(), LocalError> {
 
 /// Creates the data directory (0700) on first start and opens the database in it.
 fn open_store(data_dir: &Path) -> Result<SqliteStore, LocalError> {
-    let err = |e| LocalError::DataDir(data_dir.to_path_buf(), e);
+    create_data_dir(data_dir)?;
+    Ok(SqliteStore::open(&data_dir.join(DB_FILE))?)
+}
+
+fn create_data_dir(data_dir: &Path) -> Result<(), LocalError> {
     if !data_dir.exists() {
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode_private()
             .create(data_dir)
-            .map_err(err)?;
+            .map_err(|e| LocalError::DataDir(data_dir.to_path_buf(), e))?;
     }
-    Ok(SqliteStore::open(&data_dir.join(DB_FILE))?)
+    Ok(())
 }
 
 trait PrivateDir {
@@ -157,14 +166,22 @@ impl PrivateDir for std::fs::DirBuilder {
 }
 
 async fn serve(addr: SocketAddr, data_dir: &Path) -> Result<(), LocalError> {
+    create_data_dir(data_dir)?;
+    // Before anything is read: what this process keeps in memory is exact only while it
+    // is the one serving this directory. Held until serve returns.
+    let _owner = owner::take(data_dir)?;
     let db = open_store(data_dir)?;
     let master_key = load_master_key(std::env::var(MASTER_KEY_ENV).ok(), data_dir)?;
     let vault = LocalVault::new(db.clone(), &master_key)?;
     let db = Arc::new(db);
     let vault: Arc<dyn shared::vault::KeyVault> = Arc::new(vault);
     let providers = Arc::new(Providers::from_env(shared::sdk::local_sdk_config().await)?);
+    // The warm path (the directory is ours): settings and budget counters served from
+    // memory, every write to SQLite before it is acknowledged.
+    let settings = Arc::new(SettingsCache::owned(db.clone()));
+    let budgets = Arc::new(OwnedBudgets::new(db.clone(), db.clone()));
     let state = AppState {
-        settings: db.clone(),
+        settings,
         vault: vault.clone(),
         catalog: shared::pricing::catalog()?,
         identity: IdentityMode::LocalTokens(Arc::new(CachedTokens::new(
@@ -175,25 +192,30 @@ async fn serve(addr: SocketAddr, data_dir: &Path) -> Result<(), LocalError> {
         test_limiter: AppState::default_test_limiter(),
         key_changes: Default::default(),
     };
-    // Reservations of a process that died are released once their lease has ended: now
-    // for those already past it, by the sweep below for the rest.
-    match db.release_all_expired(chrono::Utc::now().timestamp()).await {
+    // Reservations live in this process's memory; any the database still holds belong to
+    // requests of a process that is gone (the lock says so, and older versions kept them
+    // there): all released now, whatever their lease.
+    match shared::store::warm::adopt::release_every_held(&db).await {
         Ok(0) => {}
-        Ok(n) => tracing::info!(
-            released = n,
-            "expired reservations of an earlier run released"
-        ),
-        Err(e) => tracing::error!(error = %e, "expired reservations not released"),
+        Ok(n) => tracing::info!(released = n, "reservations of an earlier run released"),
+        Err(e) => tracing::error!(error = %e, "reservations of an earlier run not released"),
     }
-    let (generate_state, usage_writer) =
-        generate_state(state.clone(), db.clone(), vault, &providers, data_dir).await;
+    let (generate_state, usage_writer) = generate_state(
+        state.clone(),
+        db.clone(),
+        budgets.clone(),
+        vault,
+        &providers,
+        data_dir,
+    )
+    .await;
     let lifecycle = generate_state.lifecycle.clone();
-    let sweep = tokio::spawn(release_expired_reservations(db.clone()));
+    let sweep = tokio::spawn(release_expired_reservations(db.clone(), budgets.clone()));
     let usage_state = UsageState {
         identity: state.identity.clone(),
-        settings: db.clone(),
-        usage: db.clone(),
-        budgets: db.clone(),
+        settings: state.settings.clone(),
+        usage: budgets.clone(),
+        budgets,
         // Page tokens are signed with a key derived from the master key: stable across
         // restarts, different per installation.
         token_key: TokenKey::new(&Sha256::digest(
@@ -294,13 +316,20 @@ async fn purge_expired_usage(db: Arc<SqliteStore>) {
 /// left (twice: before and after cutting them short).
 const GENERATIONS_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// Releases reservations whose lease ended (a request that never settled) every 15 s.
-async fn release_expired_reservations(db: Arc<SqliteStore>) {
+/// Every 15 s: releases reservations whose lease ended (a request that never settled)
+/// and forgets their markers in memory, and purges settled markers older than a day
+/// from the database.
+async fn release_expired_reservations(db: Arc<SqliteStore>, budgets: Arc<OwnedBudgets>) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(15));
     loop {
         tick.tick().await;
-        if let Err(e) = db.release_all_expired(chrono::Utc::now().timestamp()).await {
-            tracing::error!(error = %e, "expired reservations not released");
+        let now = chrono::Utc::now().timestamp();
+        let released = budgets.sweep(now);
+        if released > 0 {
+            tracing::info!(released, "expired reservations released");
+        }
+        if let Err(e) = db.release_all_expired(now).await {
+            tracing::error!(error = %e, "old reservation markers not purged");
         }
     }
 }
@@ -311,6 +340,7 @@ async fn release_expired_reservations(db: Arc<SqliteStore>) {
 async fn generate_state(
     app: AppState,
     db: Arc<SqliteStore>,
+    budgets: Arc<OwnedBudgets>,
     vault: Arc<dyn shared::vault::KeyVault>,
     providers: &Providers,
     data_dir: &Path,
@@ -324,8 +354,8 @@ async fn generate_state(
     }
     let alerts = Arc::new(Alerts::new(db.clone(), sinks));
     let writer = Arc::new(Writer {
-        usage: db.clone(),
-        budgets: db.clone(),
+        usage: budgets.clone(),
+        budgets: budgets.clone(),
         alerts,
         journal: Some(data_dir.join(JOURNAL_FILE)),
     });
@@ -343,7 +373,7 @@ async fn generate_state(
         settings: app.settings.clone(),
         catalog: app.catalog,
         providers: app.providers.clone(),
-        budgets: db.clone(),
+        budgets,
         cache: db,
         keys,
         breakers: Arc::new(Breakers::new(5, std::time::Duration::from_secs(30))),

@@ -7,6 +7,7 @@
 //! (`settings`, `usage`, `generate`, `http`); those re-export the records from here.
 
 pub mod sqlite;
+pub mod warm;
 
 #[cfg(feature = "aws")]
 pub mod dynamodb;

@@ -37,8 +37,10 @@ fn move_counters(
 /// Settles by reservation id, once: a held reservation (even one whose lease ended but
 /// was not swept yet) gives back its amount and adds the actual cost; one already
 /// released by its lease only adds the cost; a settled one changes nothing. Without a
-/// reservation row (nothing was reserved) the cost is added and, when `mark`, a settled
-/// row is left so that a repeat changes nothing (a usage entry is its own marker).
+/// reservation row the cost is added and, when `mark` or when something was reserved, a
+/// settled row is left so that a repeat changes nothing (a usage entry is its own
+/// marker, but only for a repeat of itself: a reservation held in memory, which has no
+/// row here, needs the marker against a later `settle` of it, as on DynamoDB).
 pub(super) fn apply_settlement(
     c: &Connection,
     user: &str,
@@ -57,7 +59,7 @@ pub(super) fn apply_settlement(
         Some((amount, "held")) => amount,
         Some(_) => 0,
         None => {
-            if mark {
+            if mark || s.reserved.0 > 0 {
                 c.execute(
                     "INSERT INTO reservations (user_id, id, month, amount, expires_at, state)
                      VALUES (?1, ?2, ?3, 0, ?4, 'settled')",
