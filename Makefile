@@ -12,7 +12,7 @@ LAMBDAS := llm-settings generate llm-usage
 VENV_BIN := $(CURDIR)/.venv/bin
 WITH_EMULATOR := tools/with_ministack.sh
 
-.PHONY: run token test test-unit test-aws lint fmt venv build infra-check deploy-local bench check-tools clean
+.PHONY: run token test test-unit test-aws lint fmt venv build infra-check deploy-local bench bench-profile check-tools clean
 
 check-tools:
 	@command -v $(CARGO) >/dev/null || { echo "make: cargo not found; install Rust (https://rustup.rs) and retry"; exit 1; }
@@ -97,10 +97,22 @@ bench: build
 	@command -v wrk >/dev/null && command -v nginx >/dev/null || { echo "installing wrk and nginx (apt-get)"; apt-get install -y -q wrk nginx >/dev/null; }
 	$(CARGO) build --release --locked -p llm-local
 	$(VENV_BIN)/python tools/bench_gateway.py
+	@echo "==> benchmark: what the durable usage write costs a request (the write path alone)"
+	$(CARGO) run --release --locked -p shared --example bench_write
 	@echo "==> benchmark: usage analytics, 1,000,000 entries on the embedded store"
 	$(CARGO) run --release --locked -p shared --example bench_usage
 	@echo "==> benchmark: the same query shape on DynamoDB (emulator): items read vs volume"
 	$(WITH_EMULATOR) $(CARGO) run --release --locked -p shared --features aws --example bench_usage -- --dynamodb
+
+## bench-profile: where llm-local's time goes: perf on a release build with symbols,
+## grouped by tools/perf_categories.py into target/bench-profile.txt
+bench-profile: check-tools venv
+	@command -v wrk >/dev/null && command -v nginx >/dev/null || { echo "installing wrk and nginx (apt-get)"; apt-get install -y -q wrk nginx >/dev/null; }
+	@command -v perf >/dev/null || { echo "installing perf (apt-get)"; apt-get install -y -q linux-perf >/dev/null; }
+	$(CARGO) build --profile profiling --locked -p llm-local
+	rm -f target/bench-profile.txt
+	$(VENV_BIN)/python tools/bench_gateway.py --bin target/profiling/llm-local --perf target/bench-profile.txt
+	@cat target/bench-profile.txt
 
 clean:
 	$(CARGO) clean

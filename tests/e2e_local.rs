@@ -10,7 +10,7 @@ use std::process::Command;
 
 mod local_support;
 
-use local_support::{BIN, Client, start, start_with_env, token};
+use local_support::{BIN, Client, start_with_env, token};
 
 const KEY: &str = "sk-ant-api03-E2ESECRETMARKER-0123456789abcdefghijklmnopqrstuvwxyzQ9Zk";
 
@@ -34,7 +34,10 @@ async fn settings_journey_over_a_socket() {
     let bob = token(&data, "bob", false);
     let admin = token(&data, "ops", true);
 
-    let server = start(&data, &log);
+    // The access log is at debug (nothing per request above it); turned on here so that
+    // every line a request can produce is checked for secrets below.
+    let access_log = [("RUST_LOG", "info,access=debug".to_owned())];
+    let server = start_with_env(&data, &log, &access_log);
     let mut c = Client {
         http: reqwest::Client::new(),
         base: server.base.clone(),
@@ -118,7 +121,7 @@ async fn settings_journey_over_a_socket() {
 
     // The key survives a restart (the master key file is reused), then is deleted.
     drop(server);
-    let server = start(&data, &log.with_extension("2.log"));
+    let server = start_with_env(&data, &log.with_extension("2.log"), &access_log);
     c.base = server.base.clone();
     let (s, v) = c
         .call(M::GET, "/api/llm-settings/alice", Some(&alice), None)

@@ -10,19 +10,30 @@ In one run, on 127.0.0.1 only:
   * a load generator: wrk (compiled; a Lua script sends the POST body and prints exact
     percentiles) when installed, else a Python asyncio/aiohttp client, which is itself
     likely the bottleneck (the report says which one was used).
-For each target, (a) the upstream directly, (b) llm-local's `POST /v1/chat/completions` and
-(c) llm-local's `POST /api/llm-generate/{user}`: p50/p99 latency at concurrency 1 and
-requests/s at concurrency 32, each for --duration seconds after a short warm-up. Then the
-gateway's peak RSS (VmHWM from /proc). Prints the figures beside the targets:
-added p50 <= 0.1 ms, throughput >= 25% of direct at c=32, RSS < 50 MB.
+For each target, (a) the upstream directly, (b) llm-local's `POST /api/llm-generate/{user}`,
+(c) its `POST /v1/chat/completions`: p50/p99 latency at concurrency 1 and requests/s at concurrency 32, each for --duration
+seconds after a short warm-up, and CPU time per request of the serving process (utime +
+stime from /proc/<pid>/stat over the measurement, divided by its requests). Then the
+gateway's peak RSS (VmHWM). Prints the figures beside the targets: added p50 <= 0.1 ms,
+added p99 <= 1 ms, throughput >= 25% of direct at c=32, RSS < 50 MB.
+
+--baseline-bin OTHER measures a second llm-local build (e.g. the previous commit's) the
+same way in the same run, after the first, against the same upstream and client.
+--perf FILE profiles the gateway with `perf record` during one more c=1 and c=32 run of
+generate and writes where the time goes (tools/perf_categories.py: self time grouped into
+kernel scheduling, TCP, file writes, SQLite, allocation, HTTP, ... and the top symbols) to
+FILE; give it a binary with symbols (cargo build --profile profiling -p llm-local, then
+--bin target/profiling/llm-local). What the durable usage write alone costs is measured
+by shared/examples/bench_write.rs (also run by `make bench`).
 
 Not a test: exits 0 whether or not the targets are met (--strict: 1 when one is missed),
 non-zero when the setup fails. Everything started is stopped by PID on exit.
 
 Usage: .venv/bin/python tools/bench_gateway.py [--duration 3] [--upstream auto|nginx|python]
                                               [--client auto|wrk|python] [--json FILE]
+                                              [--baseline-bin BIN] [--perf FILE]
 Needs target/release/llm-local (cargo build --release -p llm-local); optional:
-apt-get install -y wrk nginx.
+apt-get install -y wrk nginx (and linux-perf for --perf).
 """
 
 import argparse
@@ -41,6 +52,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import load_test as lt  # noqa: E402  (shared upstream body, process helpers)
 
 TARGET_ADDED_P50_MS = 0.1
+TARGET_ADDED_P99_MS = 1.0
 TARGET_THROUGHPUT_RATIO = 0.25
 TARGET_RSS_MB = 50.0
 
@@ -209,6 +221,112 @@ def vm_status(pid):
     return out
 
 
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pids):
+    """utime + stime of the processes (and their threads), in seconds."""
+    total = 0
+    for pid in pids:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
+    return total / CLK_TCK
+
+
+def children(pid):
+    out = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                out += [int(c) for c in f.read().split()]
+        except OSError:
+            pass
+    return out
+
+
+def measured(client, url, body, token, concurrency, seconds, tmp, pids):
+    """One measurement, with the CPU the processes in `pids` spent per request."""
+    before = cpu_seconds(pids)
+    r = client(url, body, token, concurrency, seconds, tmp)
+    spent = cpu_seconds(pids) - before
+    r["cpu_us_per_req"] = spent * 1e6 / r["requests"] if r["requests"] else float("nan")
+    return r
+
+
+class Gateway:
+    """An llm-local with the two benchmark users (see the module docstring)."""
+
+    def __init__(self, binary, tmp, name, up_url):
+        self.binary, self.name = binary, name
+        self.dir = os.path.join(tmp, name)
+        os.makedirs(self.dir)
+        data_dir = os.path.join(self.dir, "data")
+        self.data_dir = data_dir
+        self.user = "bench-user"
+        self.token = lt.create_token(binary, data_dir, self.user)
+        self.proc, self.url = lt.start_gateway(binary, data_dir, up_url, self.dir)
+        self.pid = self.proc.pid
+        lt.save_openai_key(self.url, self.token, self.user, {"trackUsage": True, "enableCaching": False, "monthlyBudgetUsd": 1000.0, "budgetAction": "block"})
+        self.rss_idle = vm_status(self.pid)
+
+    def targets(self, label):
+        g = self.url
+        return [
+            (f"{label} /api/llm-generate", f"{g}/api/llm-generate/{self.user}", GENERATE_BODY, self.token),
+            (f"{label} /v1/chat/completions", f"{g}/v1/chat/completions", CHAT_BODY, self.token),
+        ]
+
+    def check(self, up_text):
+        chat = lt.http_json("POST", f"{self.url}/v1/chat/completions", self.token, CHAT_BODY)
+        gen = lt.http_json("POST", f"{self.url}/api/llm-generate/{self.user}", self.token, GENERATE_BODY)
+        assert chat["choices"][0]["message"]["content"] == up_text, chat
+        assert gen["content"] == up_text, gen
+
+    def stop(self):
+        rss = vm_status(self.pid)
+        time.sleep(0.5)
+        self.proc.stop()
+        rows = lt.usage_rows(self.data_dir)
+        return rss, rows
+
+
+def perf_profile(gw, client, args, tmp, out_path):
+    """perf record (self time, no call graphs) on the gateway during one c=1 and one c=32
+    run of generate; the flat report, grouped by binary and symbol, goes to out_path."""
+    if not shutil.which("perf"):
+        print("bench: perf not installed (apt-get install linux-perf); no profile", file=sys.stderr)
+        return
+    name, url, body, tok = gw.targets("profile")[0]
+    for conc in (1, args.concurrency):
+        data = os.path.join(tmp, f"perf-c{conc}.data")
+        rec = subprocess.Popen(["perf", "record", "-F", "1999", "-p", str(gw.pid), "-o", data, "--", "sleep", str(args.duration + 0.5)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(0.2)
+        r = client(url, body, tok, conc, args.duration, tmp)
+        rec.wait(args.duration + 30)
+        rep = subprocess.run(["perf", "report", "-i", data, "--stdio", "--no-children", "--sort", "dso,symbol", "--percent-limit", "0"],
+                             capture_output=True, text=True, timeout=300)
+        cats = subprocess.run([sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "perf_categories.py")],
+                              input=rep.stdout, capture_output=True, text=True, timeout=60)
+        with open(out_path, "a") as f:
+            f.write(f"# generate at concurrency {conc}: {r['requests']} requests, {r['rps']:.0f} req/s, {r['p50_ms']:.3f} ms p50\n")
+            f.write(cats.stdout)
+            f.write("\n")
+    print(f"bench: profile written to {out_path}")
+
+
+def measure_all(gw, label, client, args, tmp, pids):
+    rows = []
+    for name, url, body, tok in gw.targets(label):
+        client(url, body, tok, args.concurrency, args.warmup, tmp)
+        one = measured(client, url, body, tok, 1, args.duration, tmp, pids)
+        many = measured(client, url, body, tok, args.concurrency, args.duration, tmp, pids)
+        rows.append({"target": name, "c1": one, "cN": many})
+        print(f"bench:   measured {name}", flush=True)
+    return rows
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--duration", type=float, default=3.0, help="seconds per measurement (max 10)")
@@ -217,13 +335,16 @@ def main():
     ap.add_argument("--upstream", choices=["auto", "nginx", "python"], default="auto")
     ap.add_argument("--client", choices=["auto", "wrk", "python"], default="auto")
     ap.add_argument("--bin", default=os.environ.get("LLM_LOCAL_BIN", lt.DEFAULT_BIN))
+    ap.add_argument("--baseline-bin", help="another llm-local build to measure the same way in the same run")
+    ap.add_argument("--perf", help="write a perf profile of the gateway (generate, c=1 and c=N) to this file")
     ap.add_argument("--json", help="also write the figures to this file")
     ap.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     args = ap.parse_args()
     args.duration = max(1.0, min(args.duration, 10.0))
-    if not os.access(args.bin, os.X_OK):
-        print(f"bench: {args.bin} not found; run: cargo build --release -p llm-local", file=sys.stderr)
-        return 2
+    for b in [args.bin] + ([args.baseline_bin] if args.baseline_bin else []):
+        if not os.access(b, os.X_OK):
+            print(f"bench: {b} not found; run: cargo build --release -p llm-local", file=sys.stderr)
+            return 2
     use_nginx = args.upstream == "nginx" or (args.upstream == "auto" and shutil.which("nginx"))
     use_wrk = args.client == "wrk" or (args.client == "auto" and shutil.which("wrk"))
     if not use_wrk:
@@ -238,49 +359,43 @@ def main():
     tmp = tempfile.mkdtemp(prefix="llm_bench_")
     procs = []
     rows = []
-    summary = {}
+    gateways = {}
     try:
         if use_nginx:
             up = Nginx(tmp)
             up_url = up.url()
             up_name = "nginx (static body)"
+            up_pids = [up.pid] + children(up.pid)
         else:
             up, up_url = lt.start_upstream(tmp)
             up_name = "python asyncio upstream"
+            up_pids = [up.pid]
         procs.append(up)
-        data_dir = os.path.join(tmp, "data")
-        user = "bench-user"
-        token = lt.create_token(args.bin, data_dir, user)
-        gw, gw_url = lt.start_gateway(args.bin, data_dir, up_url, tmp)
-        procs.append(gw)
-        lt.save_openai_key(gw_url, token, user, {"trackUsage": True, "enableCaching": False, "monthlyBudgetUsd": 1000.0, "budgetAction": "block"})
-        # sanity: each target answers 200 with the upstream's text
         direct = lt.http_json("POST", f"{up_url}/v1/chat/completions", "", CHAT_BODY)
-        chat = lt.http_json("POST", f"{gw_url}/v1/chat/completions", token, CHAT_BODY)
-        gen = lt.http_json("POST", f"{gw_url}/api/llm-generate/{user}", token, GENERATE_BODY)
         text = direct["choices"][0]["message"]["content"]
-        assert chat["choices"][0]["message"]["content"] == text, chat
-        assert gen["content"] == text, gen
-        rss_idle = vm_status(gw.pid)
+        print(f"bench: upstream {up_name} at {up_url}; load generator {client_name}; "
+              f"{args.duration:g} s per measurement; {os.cpu_count()} CPUs shared by all processes")
+        name = "direct upstream"
+        target = f"{up_url}/v1/chat/completions"
+        client(target, CHAT_BODY, None, args.concurrency, args.warmup, tmp)
+        one = measured(client, target, CHAT_BODY, None, 1, args.duration, tmp, up_pids)
+        many = measured(client, target, CHAT_BODY, None, args.concurrency, args.duration, tmp, up_pids)
+        rows.append({"target": name, "c1": one, "cN": many})
+        print(f"bench:   measured {name}", flush=True)
 
-        print(f"bench: upstream {up_name} at {up_url}; llm-local pid {gw.pid} at {gw_url}")
-        print(f"bench: load generator {client_name}; {args.duration:g} s per measurement; {os.cpu_count()} CPUs shared by all processes")
-        targets = [
-            ("direct upstream", f"{up_url}/v1/chat/completions", CHAT_BODY, None),
-            ("llm-local /v1/chat/completions", f"{gw_url}/v1/chat/completions", CHAT_BODY, token),
-            ("llm-local /api/llm-generate", f"{gw_url}/api/llm-generate/{user}", GENERATE_BODY, token),
-        ]
-        for name, url, body, tok in targets:
-            client(url, body, tok, args.concurrency, args.warmup, tmp)
-            one = client(url, body, tok, 1, args.duration, tmp)
-            many = client(url, body, tok, args.concurrency, args.duration, tmp)
-            rows.append({"target": name, "c1": one, "cN": many})
-            print(f"bench:   measured {name}", flush=True)
-        rss = vm_status(gw.pid)
-        time.sleep(0.5)
-        gw.stop()
-        procs.remove(gw)
-        n_usage = len(lt.usage_rows(data_dir))
+        builds = [("baseline", args.baseline_bin)] if args.baseline_bin else []
+        builds.append(("llm-local", args.bin))
+        for label, binary in builds:
+            gw = Gateway(binary, tmp, label, up_url)
+            procs.append(gw.proc)
+            gw.check(text)
+            print(f"bench: {label} ({binary}) pid {gw.pid} at {gw.url}")
+            rows += measure_all(gw, label, client, args, tmp, [gw.pid])
+            if args.perf and label == "llm-local":
+                perf_profile(gw, client, args, tmp, args.perf)
+            rss, usage = gw.stop()
+            procs.remove(gw.proc)
+            gateways[label] = {"rss_mib": rss, "rss_idle_mib": gw.rss_idle["VmRSS"], "usage_entries": len(usage)}
     except BaseException:
         print(f"bench: failed; logs kept in {tmp}", file=sys.stderr)
         raise
@@ -290,34 +405,40 @@ def main():
 
     d = rows[0]
     print()
-    print(f"{'target':32} {'p50 c=1':>10} {'p99 c=1':>10} {'req/s c=' + str(args.concurrency):>12} {'p50 c=' + str(args.concurrency):>10} {'p99 c=' + str(args.concurrency):>10} {'errors':>7}")
+    hdr = f"{'target':40} {'p50 c=1':>10} {'p99 c=1':>10} {'CPU/req c=1':>12} {'req/s c=' + str(args.concurrency):>12} {'p99 c=' + str(args.concurrency):>10} {'CPU/req c=' + str(args.concurrency):>13} {'errors':>7}"
+    print(hdr)
     for r in rows:
-        print(f"{r['target']:32} {r['c1']['p50_ms']:8.3f}ms {r['c1']['p99_ms']:8.3f}ms {r['cN']['rps']:12.0f} "
-              f"{r['cN']['p50_ms']:8.3f}ms {r['cN']['p99_ms']:8.3f}ms {r['c1']['errors'] + r['cN']['errors']:7d}")
+        print(f"{r['target']:40} {r['c1']['p50_ms']:8.3f}ms {r['c1']['p99_ms']:8.3f}ms {r['c1']['cpu_us_per_req']:10.1f}us {r['cN']['rps']:12.0f} "
+              f"{r['cN']['p99_ms']:8.3f}ms {r['cN']['cpu_us_per_req']:11.1f}us {r['c1']['errors'] + r['cN']['errors']:7d}")
+    print("(CPU/req: the upstream's for the direct row, the gateway's otherwise; the gateway rows' upstream CPU is not included)")
     print()
     ok_all = True
+    summary = {}
     for r in rows[1:]:
         added50 = r["c1"]["p50_ms"] - d["c1"]["p50_ms"]
         added99 = r["c1"]["p99_ms"] - d["c1"]["p99_ms"]
         ratio = r["cN"]["rps"] / d["cN"]["rps"] if d["cN"]["rps"] else float("nan")
-        ok50 = added50 <= TARGET_ADDED_P50_MS
-        okr = ratio >= TARGET_THROUGHPUT_RATIO
-        ok_all &= ok50 and okr
+        ok50, ok99, okr = added50 <= TARGET_ADDED_P50_MS, added99 <= TARGET_ADDED_P99_MS, ratio >= TARGET_THROUGHPUT_RATIO
+        if r["target"].startswith("llm-local"):
+            ok_all &= ok50 and ok99 and okr
         summary[r["target"]] = {"added_p50_ms": added50, "added_p99_ms": added99, "throughput_ratio": ratio}
         print(f"{r['target']}:")
         print(f"  added latency p50 (c=1)    {added50:8.3f} ms   target <= {TARGET_ADDED_P50_MS} ms   {'MET' if ok50 else 'MISSED'}")
-        print(f"  added latency p99 (c=1)    {added99:8.3f} ms")
+        print(f"  added latency p99 (c=1)    {added99:8.3f} ms   target <= {TARGET_ADDED_P99_MS} ms     {'MET' if ok99 else 'MISSED'}")
         print(f"  throughput vs direct       {ratio * 100:7.1f} %    target >= {TARGET_THROUGHPUT_RATIO * 100:.0f} %      {'MET' if okr else 'MISSED'}")
-    okm = rss["VmHWM"] < TARGET_RSS_MB
-    ok_all &= okm
-    print(f"llm-local RSS: peak (VmHWM) {rss['VmHWM']:.1f} MiB, now {rss['VmRSS']:.1f} MiB, idle after start {rss_idle['VmRSS']:.1f} MiB   "
-          f"target < {TARGET_RSS_MB:.0f} MB   {'MET' if okm else 'MISSED'}")
-    total = sum(r["c1"]["requests"] + r["cN"]["requests"] for r in rows[1:])
-    print(f"usage entries written: {n_usage} (>= {total} measured gateway requests + warm-ups and requests in flight at each cut-off)")
+    for label, g in gateways.items():
+        okm = g["rss_mib"]["VmHWM"] < TARGET_RSS_MB
+        if label == "llm-local":
+            ok_all &= okm
+        print(f"{label} RSS: peak (VmHWM) {g['rss_mib']['VmHWM']:.1f} MiB, at the end {g['rss_mib']['VmRSS']:.1f} MiB, idle after start "
+              f"{g['rss_idle_mib']:.1f} MiB   target < {TARGET_RSS_MB:.0f} MB   {'MET' if okm else 'MISSED'}")
+        mine = [r for r in rows if r["target"].startswith(label + " ")]
+        written = sum(r["c1"]["requests"] + r["cN"]["requests"] for r in mine)
+        print(f"{label} usage entries written: {g['usage_entries']} (>= {written} measured requests + warm-ups and requests in flight at each cut-off)")
     print(f"load generator: {client_name}; upstream: {up_name}")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"client": client_name, "upstream": up_name, "rows": rows, "summary": summary, "rss_mib": rss, "usage_entries": n_usage}, f, indent=2)
+            json.dump({"client": client_name, "upstream": up_name, "rows": rows, "summary": summary, "gateways": gateways}, f, indent=2)
     shutil.rmtree(tmp, ignore_errors=True)
     return 1 if (args.strict and not ok_all) else 0
 

@@ -23,10 +23,12 @@ fn write_entry(
     body: &str,
     settlement: Option<&Settlement>,
 ) -> Result<(), StoreError> {
-    let inserted = tx.execute(
-        "INSERT INTO usage (user_id, sk, timestamp, provider, operation_type, ttl, body)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING",
-        params![
+    let inserted = tx
+        .prepare_cached(
+            "INSERT INTO usage (user_id, sk, timestamp, provider, operation_type, ttl, body)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING",
+        )?
+        .execute(params![
             entry.user_id,
             entry.sort_key(),
             entry.timestamp,
@@ -34,27 +36,33 @@ fn write_entry(
             entry.operation_type,
             entry.ttl,
             body
-        ],
-    )?;
+        ])?;
     if inserted == 0 {
         // Already recorded: the rollup and settlement were applied with it.
         return Ok(());
     }
     let t = Totals::of(entry);
+    let mut rollup = tx.prepare_cached(
+        "INSERT INTO rollups (user_id, day, grp, requests, tokens, cost_nanos, errors, cached, latency_us, unpriced)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+         ON CONFLICT (user_id, day, grp) DO UPDATE SET
+           requests = requests + ?4, tokens = tokens + ?5, cost_nanos = cost_nanos + ?6,
+           errors = errors + ?7, cached = cached + ?8, latency_us = latency_us + ?9,
+           unpriced = unpriced + ?10",
+    )?;
     for group in rollup_keys(entry) {
-        tx.execute(
-            "INSERT INTO rollups (user_id, day, grp, requests, tokens, cost_nanos, errors, cached, latency_us, unpriced)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
-             ON CONFLICT (user_id, day, grp) DO UPDATE SET
-               requests = requests + ?4, tokens = tokens + ?5, cost_nanos = cost_nanos + ?6,
-               errors = errors + ?7, cached = cached + ?8, latency_us = latency_us + ?9,
-               unpriced = unpriced + ?10",
-            params![
-                entry.user_id, entry.day(), group, to_i64(t.requests), to_i64(t.tokens),
-                t.cost_nanos, to_i64(t.errors), to_i64(t.cached), to_i64(t.latency_us),
-                to_i64(t.unpriced)
-            ],
-        )?;
+        rollup.execute(params![
+            entry.user_id,
+            entry.day(),
+            group,
+            to_i64(t.requests),
+            to_i64(t.tokens),
+            t.cost_nanos,
+            to_i64(t.errors),
+            to_i64(t.cached),
+            to_i64(t.latency_us),
+            to_i64(t.unpriced)
+        ])?;
     }
     if let Some(s) = settlement {
         apply_settlement(tx, &entry.user_id, s, false)?;
