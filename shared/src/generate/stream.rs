@@ -37,19 +37,22 @@ pub fn start(
     let (tx, rx) = mpsc::channel(64);
     let lifecycle = st.lifecycle.clone();
     let id = request_id.clone();
-    lifecycle.spawn(&id, async move {
-        let outcome = async {
-            let mut call = Call::begin(&st, &user_id, request_id, req).await?;
-            run(&mut call, Delivery::Stream(&tx)).await
-        }
-        .await;
-        let last = match outcome {
-            Ok(done) => Event::Done(Box::new(done)),
-            Err(e) => Event::Failed(e),
-        };
-        // A client that left no longer reads: nothing to tell it.
-        let _ = tx.send(last).await;
-    });
+    lifecycle.spawn(
+        &id,
+        Box::pin(async move {
+            let outcome = async {
+                let mut call = Call::begin(&st, &user_id, request_id, req).await?;
+                run(&mut call, Delivery::Stream(&tx)).await
+            }
+            .await;
+            let last = match outcome {
+                Ok(done) => Event::Done(Box::new(done)),
+                Err(e) => Event::Failed(e),
+            };
+            // A client that left no longer reads: nothing to tell it.
+            let _ = tx.send(last).await;
+        }),
+    );
     rx
 }
 
