@@ -13,6 +13,7 @@
 
 use tracing::{Level, Metadata};
 use tracing_subscriber::EnvFilter;
+#[cfg(feature = "aws")]
 use tracing_subscriber::fmt::writer::MakeWriterExt;
 
 /// Target prefixes (EnvFilter matches targets by prefix) capped at `info`.
