@@ -1101,6 +1101,9 @@ def main():
     for kv in a.var:
         k, _, v = kv.partition("=")
         overrides[k] = v
+    # The access log is at debug (nothing per request at info); the journey turns it on so
+    # that every function logs a line per request and each one is searched for keys.
+    overrides.setdefault("log_filter", "info,access=debug")
     stub = None
     if "provider_url_overrides" not in overrides and not a.deploy_only and not a.no_test_route:
         stub = ProviderStub()
