@@ -6,9 +6,9 @@
 
 mod aws_support;
 
-use aws_support::{config, settings_table, usage_store};
+use aws_support::{audit_table, config, settings_table, usage_store};
 use shared::store::conformance;
-use shared::store::dynamodb::DynamoSettingsStore;
+use shared::store::dynamodb::{DynamoAuditStore, DynamoSettingsStore};
 use shared::store::{BudgetStore, DynamoUsageStore};
 use shared::vault::secrets_manager::SecretsManagerVault;
 use shared::vault::{KeyVersion, Remaining};
@@ -20,7 +20,9 @@ async fn dynamodb_settings_conformance() {
     let config = config().await;
     let client = aws_sdk_dynamodb::Client::new(&config);
     let table = settings_table(&client).await;
-    conformance::settings_suite(Arc::new(DynamoSettingsStore::new(client, table))).await;
+    let audit = audit_table(&client).await;
+    let store = DynamoSettingsStore::new(client.clone(), table, audit.clone());
+    conformance::settings_suite(Arc::new(store), &DynamoAuditStore::new(client, audit)).await;
 }
 
 #[tokio::test]
@@ -795,7 +797,9 @@ async fn concurrent_rotation_on_dynamodb_and_secrets_manager() {
     let config = config().await;
     let dynamodb = aws_sdk_dynamodb::Client::new(&config);
     let table = settings_table(&dynamodb).await;
-    let settings: Arc<dyn SettingsStore> = Arc::new(DynamoSettingsStore::new(dynamodb, table));
+    let audit = audit_table(&dynamodb).await;
+    let settings: Arc<dyn SettingsStore> =
+        Arc::new(DynamoSettingsStore::new(dynamodb, table, audit));
     let sm = aws_sdk_secretsmanager::Client::new(&config);
     let vault: Arc<dyn KeyVault> =
         Arc::new(SecretsManagerVault::new(sm.clone(), "rotation/", None, 0).unwrap());
@@ -827,6 +831,7 @@ async fn concurrent_rotation_on_dynamodb_and_secrets_manager() {
                     vault.as_ref(),
                     &changes,
                     catalog,
+                    &user,
                     &user,
                     body,
                 )

@@ -275,8 +275,13 @@ async fn a_warm_generate_with_a_budget_makes_two_dynamodb_round_trips() {
             .build(),
     );
     let (usage, cache, audit) = usage_tables(&plain).await;
-    let store = Arc::new(DynamoUsageStore::new(counted.clone(), usage, cache, audit));
-    let settings = Arc::new(DynamoSettingsStore::new(counted, settings_name));
+    let store = Arc::new(DynamoUsageStore::new(
+        counted.clone(),
+        usage,
+        cache,
+        audit.clone(),
+    ));
+    let settings = Arc::new(DynamoSettingsStore::new(counted, settings_name, audit));
 
     let mut record = SettingsRecord {
         version: 1,
@@ -288,7 +293,7 @@ async fn a_warm_generate_with_a_budget_makes_two_dynamodb_round_trips() {
     prefs.enable_caching = false;
     prefs.monthly_budget_usd = Some(NanoUsd(1_000_000_000_000));
     prefs.budget_action = BudgetAction::Block;
-    settings.put_settings(USER, &record, 0).await.unwrap();
+    settings.put_settings(USER, &record, 0, &[]).await.unwrap();
 
     // Before the warm path: every read goes to the table.
     let (cold_router, token) = router(

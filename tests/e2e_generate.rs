@@ -468,12 +468,17 @@ async fn budget_holds_under_200_concurrent_requests() {
     // The 50% and 80% thresholds alerted once each: in the log and the audit store.
     let log = std::fs::read_to_string(&g.log).unwrap();
     assert_eq!(log.matches("budget threshold reached").count(), 2, "{log}");
-    let audit = shared::store::AuditStore::list(&store, "2000", "9999", 100)
-        .await
-        .unwrap();
+    let q = shared::store::AuditQuery {
+        action: Some("budget_alert".into()),
+        start: "2000".into(),
+        end: "9999".into(),
+        limit: 100,
+        ..Default::default()
+    };
+    let (audit, _) = shared::store::AuditStore::query(&store, &q).await.unwrap();
     let mut thresholds: Vec<i64> = audit
         .iter()
-        .map(|e| e.detail["threshold"].as_i64().unwrap())
+        .map(|e| e.after.as_ref().unwrap()["threshold"].as_i64().unwrap())
         .collect();
     thresholds.sort();
     assert_eq!(thresholds, vec![50, 80]);

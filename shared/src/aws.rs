@@ -94,6 +94,7 @@ impl UsageTables {
 /// connection test and generation call providers).
 fn app_state(clients: &Clients) -> Result<AppState, InitError> {
     let table = required("SETTINGS_TABLE")?;
+    let audit_table = required("AUDIT_TABLE")?;
     let prefix = optional("SECRET_PREFIX").unwrap_or_default();
     let kms_key_id = optional("SECRETS_KMS_KEY_ID");
     let recovery_days = match optional("SECRET_RECOVERY_DAYS") {
@@ -107,7 +108,11 @@ fn app_state(clients: &Clients) -> Result<AppState, InitError> {
     };
     let secrets = aws_sdk_secretsmanager::Client::new(&clients.config);
     Ok(AppState {
-        settings: Arc::new(DynamoSettingsStore::new(clients.dynamodb.clone(), table)),
+        settings: Arc::new(DynamoSettingsStore::new(
+            clients.dynamodb.clone(),
+            table,
+            audit_table,
+        )),
         vault: Arc::new(SecretsManagerVault::new(
             secrets,
             prefix,
@@ -224,6 +229,7 @@ async fn token_key_from_secret(
 pub async fn usage_state_from_env() -> Result<UsageState, InitError> {
     let settings_table = required("SETTINGS_TABLE")?;
     let tables = UsageTables::from_env()?;
+    let tables_audit = tables.audit.clone();
     let token_secret_arn = required("USAGE_TOKEN_KEY_SECRET_ARN")?;
     let Clients { config, dynamodb } = clients().await;
     let secrets = aws_sdk_secretsmanager::Client::new(&config);
@@ -231,7 +237,12 @@ pub async fn usage_state_from_env() -> Result<UsageState, InitError> {
     let store = tables.store(dynamodb.clone());
     Ok(UsageState {
         identity: identity_from_env(),
-        settings: Arc::new(DynamoSettingsStore::new(dynamodb, settings_table)),
+        // Reads only: the audit table is named for the type's sake.
+        settings: Arc::new(DynamoSettingsStore::new(
+            dynamodb,
+            settings_table,
+            tables_audit,
+        )),
         usage: store.clone(),
         budgets: store,
         token_key,

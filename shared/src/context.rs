@@ -6,6 +6,11 @@ tokio::task_local! {
     pub static REQUEST_ID: String;
 }
 
+/// The current request id, if running inside a request.
+pub fn request_id() -> Option<String> {
+    REQUEST_ID.try_with(|id| id.clone()).ok()
+}
+
 /// The current request id, or `-` outside a request (only in unit tests).
 pub fn current_request_id() -> String {
     REQUEST_ID

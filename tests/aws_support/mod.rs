@@ -22,6 +22,13 @@ pub async fn settings_table(client: &aws_sdk_dynamodb::Client) -> String {
     name
 }
 
+/// A fresh audit table as `infra/dynamodb.tf` declares it.
+pub async fn audit_table(client: &aws_sdk_dynamodb::Client) -> String {
+    let name = format!("conformance-audit-{}", uuid::Uuid::new_v4().simple());
+    tables::AUDIT.create(client, &name).await.unwrap();
+    name
+}
+
 /// Fresh usage, cache and audit tables as `infra/dynamodb.tf` declares them (keys, GSIs,
 /// TTLs).
 pub async fn usage_store(client: &aws_sdk_dynamodb::Client) -> DynamoUsageStore {

@@ -155,15 +155,8 @@ impl Alerts {
             spent_nanos = alert.spent_usd.0, limit_nanos = alert.limit_usd.0,
             "budget threshold reached"
         );
-        let now = chrono::Utc::now();
-        let event = AuditEvent {
-            timestamp: crate::usage::timestamp(now),
-            id: uuid::Uuid::new_v4().to_string(),
-            actor: "system".into(),
-            target: alert.user_id.clone(),
-            action: "budget_alert".into(),
-            detail: serde_json::to_value(&alert).unwrap_or_default(),
-        };
+        let event = AuditEvent::now("system", format!("user:{}", alert.user_id), "budget_alert")
+            .with_change(None, serde_json::to_value(&alert).ok());
         if let Err(e) = self.audit.append(&event).await {
             tracing::error!(error = %e, "budget alert not written to the audit store");
         }

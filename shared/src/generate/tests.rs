@@ -214,7 +214,7 @@ async fn engine(providers: &[Provider], budget: Option<NanoUsd>) -> Engine {
     prefs.enable_caching = false;
     prefs.monthly_budget_usd = budget;
     prefs.budget_action = BudgetAction::Block;
-    db.put_settings(USER, &record, 0).await.unwrap();
+    db.put_settings(USER, &record, 0, &[]).await.unwrap();
     let script = Arc::new(Script::default());
     let writer = Arc::new(Writer {
         usage: db.clone(),

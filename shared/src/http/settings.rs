@@ -59,6 +59,7 @@ async fn put_settings(
         state.vault.as_ref(),
         &state.key_changes,
         state.catalog,
+        &caller.user_id,
         &user_id,
         body,
     )
@@ -101,6 +102,7 @@ async fn delete_key(
         state.vault.as_ref(),
         &state.key_changes,
         state.catalog,
+        &caller.user_id,
         &user_id,
         update,
     )

@@ -119,6 +119,19 @@ pub fn catalog() -> Result<&'static Catalog, PricingError> {
         .map_err(|e| PricingError::Invalid(e.clone()))
 }
 
+/// Where a model id is looked up: the compiled-in catalog, or the registry's enabled
+/// entries (what users may pick).
+pub trait ModelLookup: Send + Sync {
+    /// A model users may pick, by id, optionally within one provider.
+    fn find_model(&self, provider: Option<Provider>, model: &str) -> Option<&ModelPrice>;
+}
+
+impl ModelLookup for Catalog {
+    fn find_model(&self, provider: Option<Provider>, model: &str) -> Option<&ModelPrice> {
+        self.find(provider, model)
+    }
+}
+
 impl Catalog {
     /// Looks a model up by id, optionally within one provider.
     pub fn find(&self, provider: Option<Provider>, model: &str) -> Option<&ModelPrice> {

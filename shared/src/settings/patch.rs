@@ -5,7 +5,7 @@
 use super::error::SettingsError;
 use super::{BudgetAction, OPERATION_TYPES, Preferences};
 use crate::money::NanoUsd;
-use crate::pricing::Catalog;
+use crate::pricing::ModelLookup;
 use crate::provider::Provider;
 use crate::secret::ApiKey;
 use serde::{Deserialize, Deserializer};
@@ -74,11 +74,11 @@ fn field(name: &str) -> String {
     format!("preferences.{name}")
 }
 
-fn check_model(catalog: &Catalog, name: &str, model: &str) -> Result<(), SettingsError> {
-    if catalog.find(None, model).is_none() {
+fn check_model(catalog: &dyn ModelLookup, name: &str, model: &str) -> Result<(), SettingsError> {
+    if catalog.find_model(None, model).is_none() {
         return Err(SettingsError::invalid(
             field(name),
-            "unknown model; GET /api/llm-models lists the models you may pick",
+            "unknown or disabled model; GET /api/llm-models lists the models you may pick",
         ));
     }
     Ok(())
@@ -89,7 +89,7 @@ impl PreferencesPatch {
     pub fn apply(
         self,
         current: &Preferences,
-        catalog: &Catalog,
+        catalog: &dyn ModelLookup,
     ) -> Result<Preferences, SettingsError> {
         let mut p = current.clone();
         if let Some(v) = self.default_provider {
@@ -194,7 +194,10 @@ impl PreferencesPatch {
         }
         if let Some(v) = self.azure_deployments {
             for (model, deployment) in &v {
-                if catalog.find(Some(Provider::AzureOpenAi), model).is_none() {
+                if catalog
+                    .find_model(Some(Provider::AzureOpenAi), model)
+                    .is_none()
+                {
                     return Err(SettingsError::invalid(
                         field("azureDeployments"),
                         "keys must be azure_openai models from GET /api/llm-models",

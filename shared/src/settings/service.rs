@@ -34,10 +34,10 @@
 
 use super::error::SettingsError;
 use super::{KeyMeta, SettingsRecord, SettingsUpdate};
-use crate::pricing::Catalog;
+use crate::pricing::ModelLookup;
 use crate::provider::Provider;
 use crate::secret::ApiKey;
-use crate::store::{SettingsStore, StoreError};
+use crate::store::{AuditEvent, SettingsStore, StoreError};
 use crate::vault::{KeyChanges, KeyVault, KeyVersion, Remaining};
 
 /// How often a write without `version` applies itself before answering `409`.
@@ -60,7 +60,8 @@ pub async fn update(
     settings: &dyn SettingsStore,
     vault: &dyn KeyVault,
     changes: &KeyChanges,
-    catalog: &Catalog,
+    catalog: &dyn ModelLookup,
+    actor: &str,
     user_id: &str,
     update: SettingsUpdate,
 ) -> Result<SettingsRecord, SettingsError> {
@@ -106,7 +107,11 @@ pub async fn update(
     let mut attempt = 1;
     loop {
         let next = next_record(&current, preferences.take(), &edits);
-        match settings.put_settings(user_id, &next, current.version).await {
+        let audit = audit_events(actor, user_id, &current, &next, &edits);
+        match settings
+            .put_settings(user_id, &next, current.version, &audit)
+            .await
+        {
             Ok(()) => {
                 after_commit(settings, vault, changes, user_id, &current, &next, &edits).await;
                 return Ok(next);
@@ -149,6 +154,47 @@ pub async fn update(
             }
         }
     }
+}
+
+/// The audit events of a commit from `current` to `next`: one for changed preferences
+/// (before and after, which hold no secret), one per key set or removed, naming the
+/// provider and the hint only.
+fn audit_events(
+    actor: &str,
+    user_id: &str,
+    current: &SettingsRecord,
+    next: &SettingsRecord,
+    edits: &[Edit],
+) -> Vec<AuditEvent> {
+    let target = format!("user:{user_id}");
+    let mut events = Vec::new();
+    if current.preferences != next.preferences {
+        events.push(
+            AuditEvent::now(actor, target.clone(), "settings_update").with_change(
+                serde_json::to_value(&current.preferences).ok(),
+                serde_json::to_value(&next.preferences).ok(),
+            ),
+        );
+    }
+    let hint = |r: &SettingsRecord, p: &Provider| {
+        r.keys
+            .get(p)
+            .map(|m| serde_json::json!({"provider": p, "hint": m.hint}))
+    };
+    for (provider, edit) in edits {
+        let action = if edit.is_some() {
+            "key_set"
+        } else if current.keys.contains_key(provider) {
+            "key_delete"
+        } else {
+            continue; // removing a key that was never saved changes nothing
+        };
+        events.push(
+            AuditEvent::now(actor, target.clone(), action)
+                .with_change(hint(current, provider), hint(next, provider)),
+        );
+    }
+    events
 }
 
 fn stale(expected: u64) -> SettingsError {
@@ -369,15 +415,16 @@ mod tests {
             u: &str,
             r: &SettingsRecord,
             v: u64,
+            a: &[AuditEvent],
         ) -> Result<(), StoreError> {
             match self.mode.load(Ordering::SeqCst) {
                 FAIL => Err(StoreError::Backend("injected".into())),
                 CONFLICT => Err(StoreError::Conflict),
                 LAND_THEN_FAIL => {
-                    self.inner.put_settings(u, r, v).await?;
+                    self.inner.put_settings(u, r, v, a).await?;
                     Err(StoreError::Backend("injected after the write".into()))
                 }
-                _ => self.inner.put_settings(u, r, v).await,
+                _ => self.inner.put_settings(u, r, v, a).await,
             }
         }
     }
@@ -446,12 +493,7 @@ mod tests {
         let c = catalog().unwrap();
         let changes = KeyChanges::default();
         let openai = format!("sk-proj-{}", "o".repeat(40));
-        update(
-            &store,
-            &vault,
-            &changes,
-            c,
-            "u",
+        update(&store, &vault, &changes, c, "u", "u",
             body(&format!(
                 r#"{{"apiKeys": {{"anthropic": "{}", "openai": "{openai}"}}, "preferences": {{"maxTokens": 10}}}}"#,
                 key('a')
@@ -462,12 +504,7 @@ mod tests {
 
         for mode in [FAIL, CONFLICT] {
             store.mode.store(mode, Ordering::SeqCst);
-            let failed = update(
-                &store,
-                &vault,
-                &changes,
-                c,
-                "u",
+            let failed = update(&store, &vault, &changes, c, "u", "u",
                 body(&format!(
                     r#"{{"apiKeys": {{"anthropic": "{}", "openai": null, "google": "AIza{}"}}, "preferences": {{"maxTokens": 20}}}}"#,
                     key('b'),
@@ -502,11 +539,11 @@ mod tests {
         let store = flaky(&db);
         let c = catalog().unwrap();
         let changes = KeyChanges::default();
-        update(&store, &vault, &changes, c, "u", put_key_body('a'))
+        update(&store, &vault, &changes, c, "u", "u", put_key_body('a'))
             .await
             .unwrap();
         store.mode.store(LAND_THEN_FAIL, Ordering::SeqCst);
-        let rec = update(&store, &vault, &changes, c, "u", put_key_body('b'))
+        let rec = update(&store, &vault, &changes, c, "u", "u", put_key_body('b'))
             .await
             .unwrap();
         assert_eq!(rec.version, 2);
@@ -529,6 +566,7 @@ mod tests {
             &changes,
             c,
             "u",
+            "u",
             body(&format!(
                 r#"{{"apiKeys": {{"anthropic": "{}"}}, "preferences": {{"maxTokens": 0}}}}"#,
                 key('a')
@@ -543,6 +581,7 @@ mod tests {
             &vault,
             &changes,
             c,
+            "u",
             "u",
             body(&format!(
                 r#"{{"apiKeys": {{"anthropic": "{}", "openai": "nope"}}}}"#,
@@ -563,14 +602,39 @@ mod tests {
         let (db, vault) = setup();
         let c = catalog().unwrap();
         let changes = KeyChanges::default();
-        update(&db, &vault, &changes, c, "u", body(r#"{"version": 0}"#))
-            .await
-            .unwrap();
-        let r = update(&db, &vault, &changes, c, "u", body(r#"{"version": 0}"#)).await;
+        update(
+            &db,
+            &vault,
+            &changes,
+            c,
+            "u",
+            "u",
+            body(r#"{"version": 0}"#),
+        )
+        .await
+        .unwrap();
+        let r = update(
+            &db,
+            &vault,
+            &changes,
+            c,
+            "u",
+            "u",
+            body(r#"{"version": 0}"#),
+        )
+        .await;
         assert!(matches!(r, Err(SettingsError::Conflict(_))));
-        update(&db, &vault, &changes, c, "u", body(r#"{"version": 1}"#))
-            .await
-            .unwrap();
+        update(
+            &db,
+            &vault,
+            &changes,
+            c,
+            "u",
+            "u",
+            body(r#"{"version": 1}"#),
+        )
+        .await
+        .unwrap();
     }
 
     #[tokio::test]
@@ -579,11 +643,11 @@ mod tests {
         let store = flaky(&db);
         let c = catalog().unwrap();
         let changes = KeyChanges::default();
-        update(&store, &vault, &changes, c, "u", put_key_body('a'))
+        update(&store, &vault, &changes, c, "u", "u", put_key_body('a'))
             .await
             .unwrap();
         store.mode.store(CONFLICT, Ordering::SeqCst);
-        let r = update(&store, &vault, &changes, c, "u", put_key_body('b')).await;
+        let r = update(&store, &vault, &changes, c, "u", "u", put_key_body('b')).await;
         assert!(matches!(r, Err(SettingsError::Conflict(_))));
         assert_eq!(
             saved(&db, &vault, Provider::Anthropic).await,
@@ -617,6 +681,7 @@ mod tests {
                         vault.as_ref(),
                         &changes,
                         catalog().unwrap(),
+                        "u",
                         "u",
                         b,
                     )

@@ -3,7 +3,10 @@
 //! Test code: it asserts, so the no-panic lints do not apply.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use super::{KeyMeta, SettingsRecord, SettingsStore, StoreError, TokenRecord, TokenStore};
+use super::{
+    AuditEvent, AuditQuery, AuditStore, KeyMeta, SettingsRecord, SettingsStore, StoreError,
+    TokenRecord, TokenStore,
+};
 use crate::money::NanoUsd;
 use crate::provider::Provider;
 use crate::secret::ApiKey;
@@ -43,7 +46,26 @@ fn record(version: u64, max_tokens: u32) -> SettingsRecord {
     r
 }
 
-pub async fn settings_suite(store: Arc<dyn SettingsStore>) {
+/// An audit event by `actor` (a fresh user id), stamped now.
+fn event(actor: &str, action: &str) -> AuditEvent {
+    AuditEvent::now(actor, format!("user:{actor}"), action)
+        .with_change(None, Some(serde_json::json!({"maxTokens": 400})))
+}
+
+/// Every event `actor` made in the last day, newest first.
+async fn events_of(audit: &dyn AuditStore, actor: &str) -> Vec<AuditEvent> {
+    let now = chrono::Utc::now();
+    let q = AuditQuery {
+        actor: Some(actor.to_owned()),
+        start: super::timestamp(now - chrono::Duration::days(1)),
+        end: super::timestamp(now + chrono::Duration::minutes(1)),
+        limit: 100,
+        ..Default::default()
+    };
+    audit.query(&q).await.unwrap().0
+}
+
+pub async fn settings_suite(store: Arc<dyn SettingsStore>, audit: &dyn AuditStore) {
     let user = fresh_user("settings");
 
     // A user with nothing saved has no item.
@@ -51,7 +73,7 @@ pub async fn settings_suite(store: Arc<dyn SettingsStore>) {
 
     // First write expects version 0; it round-trips exactly.
     let v1 = record(1, 100);
-    store.put_settings(&user, &v1, 0).await.unwrap();
+    store.put_settings(&user, &v1, 0, &[]).await.unwrap();
     let got = store.get_settings(&user).await.unwrap().unwrap();
     assert_eq!(got.version, 1);
     assert_eq!(got.preferences, v1.preferences);
@@ -59,14 +81,18 @@ pub async fn settings_suite(store: Arc<dyn SettingsStore>) {
 
     // A second "first write" loses.
     assert!(matches!(
-        store.put_settings(&user, &record(1, 200), 0).await,
+        store.put_settings(&user, &record(1, 200), 0, &[]).await,
         Err(StoreError::Conflict)
     ));
     // A write on a stale version loses and changes nothing.
     assert!(matches!(
-        store.put_settings(&user, &record(6, 300), 5).await,
+        store
+            .put_settings(&user, &record(6, 300), 5, &[event(&user, "lost")])
+            .await,
         Err(StoreError::Conflict)
     ));
+    // A write that lost wrote no audit event either; one that won wrote its own.
+    assert!(events_of(audit, &user).await.is_empty());
     assert_eq!(
         store
             .get_settings(&user)
@@ -78,8 +104,13 @@ pub async fn settings_suite(store: Arc<dyn SettingsStore>) {
         100
     );
     // The current version wins.
-    store.put_settings(&user, &record(2, 400), 1).await.unwrap();
+    let won = event(&user, "settings_update");
+    store
+        .put_settings(&user, &record(2, 400), 1, std::slice::from_ref(&won))
+        .await
+        .unwrap();
     assert_eq!(store.get_settings(&user).await.unwrap().unwrap().version, 2);
+    assert_eq!(events_of(audit, &user).await, vec![won]);
 
     // Users are isolated.
     let other = fresh_user("settings-other");
@@ -91,7 +122,9 @@ pub async fn settings_suite(store: Arc<dyn SettingsStore>) {
         let store = store.clone();
         let user = user.clone();
         tasks.push(tokio::spawn(async move {
-            store.put_settings(&user, &record(3, 1000 + i), 2).await
+            store
+                .put_settings(&user, &record(3, 1000 + i), 2, &[])
+                .await
         }));
     }
     let mut wins = 0;
@@ -232,8 +265,7 @@ pub async fn vault_suite(vault: &dyn KeyVault) {
 }
 
 use super::{
-    AuditEvent, AuditStore, BudgetStore, Reservation, ResponseCache, Settlement, UsageEntry,
-    UsageStatus, UsageStore,
+    BudgetStore, Reservation, ResponseCache, Settlement, UsageEntry, UsageStatus, UsageStore,
 };
 
 pub fn usage_entry(
@@ -582,32 +614,373 @@ pub async fn cache_suite(cache: &dyn ResponseCache) {
 
 pub async fn audit_suite(audit: &dyn AuditStore) {
     let actor = fresh_user("audit");
-    let event = |ts: &str, action: &str| AuditEvent {
+    let other = fresh_user("audit-other");
+    let at = |ts: &str, who: &str, action: &str| AuditEvent {
         timestamp: ts.into(),
         id: uuid::Uuid::new_v4().to_string(),
-        actor: actor.clone(),
-        target: actor.clone(),
+        actor: who.to_owned(),
+        target: format!("llm:{who}"),
         action: action.into(),
-        detail: serde_json::json!({"threshold": 50}),
+        before: Some(serde_json::json!({"enabled": true})),
+        after: Some(serde_json::json!({"enabled": false})),
+        request_id: Some("req-1".into()),
     };
-    let a = event("2031-01-02T00:00:00.000Z", "budget_alert");
-    let b = event("2031-01-03T00:00:00.000Z", "key_set");
-    audit.append(&b).await.unwrap();
+    // Spread over two months, appended out of order.
+    let a = at("2031-01-02T00:00:00.000Z", &actor, "budget_alert");
+    let b = at("2031-01-03T00:00:00.000Z", &actor, "llm_update");
+    let c = at("2031-02-01T00:00:00.000Z", &actor, "llm_update");
+    let d = at("2031-02-02T00:00:00.000Z", &other, "llm_update");
+    for e in [&c, &a, &d, &b] {
+        audit.append(e).await.unwrap();
+    }
+    // Appending again changes nothing.
     audit.append(&a).await.unwrap();
-    let got: Vec<AuditEvent> = audit
-        .list("2031-01-01", "2031-01-04", 100)
+    let q = |actor: Option<&str>, action: Option<&str>, end: &str, limit| AuditQuery {
+        actor: actor.map(str::to_owned),
+        action: action.map(str::to_owned),
+        start: "2031-01-01".into(),
+        end: end.into(),
+        limit,
+        ..Default::default()
+    };
+    // Newest first, across months, only this actor's, within the range.
+    let (got, next) = audit
+        .query(&q(Some(&actor), None, "2031-03-01", 100))
         .await
-        .unwrap()
-        .into_iter()
-        .filter(|e| e.actor == actor)
-        .collect();
-    assert_eq!(got, vec![a.clone(), b]);
-    let first: Vec<AuditEvent> = audit
-        .list("2031-01-01", "2031-01-03", 100)
+        .unwrap();
+    assert_eq!(got, vec![c.clone(), b.clone(), a.clone()]);
+    assert_eq!(next, None);
+    let (got, _) = audit
+        .query(&q(Some(&actor), None, "2031-01-03", 100))
         .await
-        .unwrap()
-        .into_iter()
-        .filter(|e| e.actor == actor)
-        .collect();
-    assert_eq!(first, vec![a]);
+        .unwrap();
+    assert_eq!(got, vec![a.clone()], "end is exclusive");
+    // Pages: two, then the rest below the cursor.
+    let (page, next) = audit
+        .query(&q(Some(&actor), None, "2031-03-01", 2))
+        .await
+        .unwrap();
+    assert_eq!(page, vec![c.clone(), b.clone()]);
+    let cursor = next.expect("a second page");
+    let mut rest = q(Some(&actor), None, "2031-03-01", 2);
+    rest.before = Some(cursor);
+    let (page, next) = audit.query(&rest).await.unwrap();
+    assert_eq!(page, vec![a.clone()]);
+    assert_eq!(next, None);
+    // Filters by action and target.
+    let (got, _) = audit
+        .query(&q(Some(&actor), Some("llm_update"), "2031-03-01", 100))
+        .await
+        .unwrap();
+    assert_eq!(got, vec![c.clone(), b.clone()]);
+    let mut by_target = q(None, None, "2031-03-01", 100);
+    by_target.target = Some(format!("llm:{other}"));
+    assert_eq!(audit.query(&by_target).await.unwrap().0, vec![d]);
+}
+
+/// A registry entry with a name and id unique to this run.
+pub fn llm_entry(tag: &str, priority: i64) -> super::LlmEntry {
+    let now = chrono::Utc::now();
+    super::LlmEntry {
+        id: format!("conf-{tag}-{}", uuid::Uuid::new_v4().simple()),
+        name: format!("conf {tag} {}", uuid::Uuid::new_v4().simple()),
+        provider: Provider::OpenAi,
+        model_name: "gpt-4o-mini".into(),
+        description: "a conformance entry".into(),
+        config: super::EntryConfig {
+            temperature: Some(0.25),
+            max_tokens: Some(512),
+        },
+        auth_meta: Some(super::AuthMeta {
+            api_key_env: Some("CONF_OPENAI_KEY".into()),
+            api_key_secret: None,
+        }),
+        enabled: true,
+        default_for: Vec::new(),
+        priority,
+        scope: super::GLOBAL_SCOPE.into(),
+        capabilities: vec!["chat".into(), "tools".into()],
+        price: Some(super::PriceOverride {
+            input: "0.15".parse().unwrap(),
+            output: "0.6".parse().unwrap(),
+            cached_read: Some("0.075".parse().unwrap()),
+            cache_write: None,
+        }),
+        created_at: now,
+        updated_at: now,
+        version: 1,
+    }
+}
+
+pub async fn registry_suite(store: &dyn super::RegistryStore, audit: &dyn AuditStore) {
+    use super::RegistryWrite::{Delete, Put};
+    let actor = fresh_user("registry");
+    let a = llm_entry("a", 10);
+    assert_eq!(store.get_llm(&a.id).await.unwrap(), None);
+
+    // A create round-trips exactly, with its audit event.
+    let created = event(&actor, "llm_create");
+    store
+        .write_llms(
+            &[Put {
+                entry: a.clone(),
+                previous: None,
+            }],
+            std::slice::from_ref(&created),
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.get_llm(&a.id).await.unwrap(), Some(a.clone()));
+    assert!(store.list_llms().await.unwrap().contains(&a));
+    assert_eq!(events_of(audit, &actor).await, vec![created.clone()]);
+
+    // The id and the name are each unique.
+    let mut same_id = llm_entry("same-id", 20);
+    same_id.id = a.id.clone();
+    let mut same_name = llm_entry("same-name", 20);
+    same_name.name = a.name.clone();
+    for taken in [same_id, same_name] {
+        let put = Put {
+            entry: taken.clone(),
+            previous: None,
+        };
+        assert!(matches!(
+            store.write_llms(&[put], &[event(&actor, "lost")]).await,
+            Err(StoreError::Conflict)
+        ));
+        assert_eq!(store.get_llm(&taken.id).await.unwrap().as_ref(), {
+            if taken.id == a.id { Some(&a) } else { None }
+        });
+    }
+    assert_eq!(events_of(audit, &actor).await, vec![created.clone()]);
+
+    // An update on the current version wins and frees the old name; a stale one loses.
+    let mut a2 = a.clone();
+    a2.name = format!("{} renamed", a.name);
+    a2.enabled = false;
+    a2.version = 2;
+    let stale = Put {
+        entry: a2.clone(),
+        previous: Some(super::LlmEntry {
+            version: 7,
+            ..a.clone()
+        }),
+    };
+    assert!(matches!(
+        store.write_llms(&[stale], &[]).await,
+        Err(StoreError::Conflict)
+    ));
+    store
+        .write_llms(
+            &[Put {
+                entry: a2.clone(),
+                previous: Some(a.clone()),
+            }],
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.get_llm(&a.id).await.unwrap(), Some(a2.clone()));
+    let mut reuses_name = llm_entry("reuse", 30);
+    reuses_name.name = a.name.clone();
+    store
+        .write_llms(
+            &[Put {
+                entry: reuses_name.clone(),
+                previous: None,
+            }],
+            &[],
+        )
+        .await
+        .unwrap();
+
+    // Several writes are all or nothing: a move of the default with one stale half
+    // changes neither entry.
+    let mut b = llm_entry("b", 40);
+    b.default_for = vec!["conversation".into()];
+    store
+        .write_llms(
+            &[Put {
+                entry: b.clone(),
+                previous: None,
+            }],
+            &[],
+        )
+        .await
+        .unwrap();
+    let mut b_cleared = b.clone();
+    b_cleared.default_for.clear();
+    b_cleared.version = 2;
+    let mut a3 = a2.clone();
+    a3.default_for = vec!["conversation".into()];
+    a3.version = 3;
+    let half_stale = [
+        Put {
+            entry: b_cleared.clone(),
+            previous: Some(b.clone()),
+        },
+        Put {
+            entry: a3.clone(),
+            previous: Some(a.clone()), // version 1: stale
+        },
+    ];
+    assert!(matches!(
+        store
+            .write_llms(&half_stale, &[event(&actor, "lost")])
+            .await,
+        Err(StoreError::Conflict)
+    ));
+    assert_eq!(store.get_llm(&b.id).await.unwrap(), Some(b.clone()));
+    assert_eq!(store.get_llm(&a.id).await.unwrap(), Some(a2.clone()));
+    let moved = event(&actor, "llm_set_default");
+    store
+        .write_llms(
+            &[
+                Put {
+                    entry: b_cleared.clone(),
+                    previous: Some(b.clone()),
+                },
+                Put {
+                    entry: a3.clone(),
+                    previous: Some(a2.clone()),
+                },
+            ],
+            std::slice::from_ref(&moved),
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.get_llm(&a.id).await.unwrap(), Some(a3.clone()));
+    assert_eq!(store.get_llm(&b.id).await.unwrap(), Some(b_cleared.clone()));
+
+    // A delete on the current version removes the entry and frees its name.
+    assert!(matches!(
+        store
+            .write_llms(
+                &[Delete {
+                    previous: a2.clone()
+                }],
+                &[]
+            )
+            .await,
+        Err(StoreError::Conflict)
+    ));
+    store
+        .write_llms(
+            &[Delete {
+                previous: a3.clone(),
+            }],
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.get_llm(&a.id).await.unwrap(), None);
+    let mut c = llm_entry("c", 50);
+    c.name = a3.name.clone();
+    store
+        .write_llms(
+            &[Put {
+                entry: c.clone(),
+                previous: None,
+            }],
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        events_of(audit, &actor).await,
+        vec![moved, created],
+        "only the writes that landed were audited"
+    );
+    for e in [reuses_name, b_cleared, c] {
+        store
+            .write_llms(&[Delete { previous: e }], &[])
+            .await
+            .unwrap();
+    }
+}
+
+/// Seeding happens once in a store's life, even after its entries are deleted. Run it
+/// on a store of its own: it seeds that store's registry.
+pub async fn registry_seed_suite(store: &dyn super::RegistryStore) {
+    let seeds = [llm_entry("seed-a", 1), llm_entry("seed-b", 2)];
+    assert!(store.seed_llms(&seeds).await.unwrap());
+    let listed = store.list_llms().await.unwrap();
+    for s in &seeds {
+        assert!(listed.contains(s));
+    }
+    store
+        .write_llms(
+            &[super::RegistryWrite::Delete {
+                previous: seeds[0].clone(),
+            }],
+            &[],
+        )
+        .await
+        .unwrap();
+    assert!(!store.seed_llms(&seeds).await.unwrap());
+    assert_eq!(store.get_llm(&seeds[0].id).await.unwrap(), None);
+}
+
+pub async fn limits_suite(store: &dyn super::LimitsStore, audit: &dyn AuditStore) {
+    let user = fresh_user("limits");
+    assert_eq!(store.get_limits(&user).await.unwrap(), None);
+    let v1 = super::UserLimits {
+        monthly_budget_usd: Some(NanoUsd(100_000_000_001)),
+        requests_per_minute: Some(60),
+        updated_at: Some(chrono::Utc::now()),
+        version: 1,
+    };
+    let set = event(&user, "limits_update");
+    store.put_limits(&user, &v1, 0, &set).await.unwrap();
+    assert_eq!(store.get_limits(&user).await.unwrap(), Some(v1.clone()));
+    // A second first write, and a stale one, lose and audit nothing.
+    assert!(matches!(
+        store.put_limits(&user, &v1, 0, &event(&user, "lost")).await,
+        Err(StoreError::Conflict)
+    ));
+    let v2 = super::UserLimits {
+        monthly_budget_usd: None,
+        requests_per_minute: Some(5),
+        version: 2,
+        ..v1.clone()
+    };
+    assert!(matches!(
+        store.put_limits(&user, &v2, 9, &event(&user, "lost")).await,
+        Err(StoreError::Conflict)
+    ));
+    assert_eq!(events_of(audit, &user).await, vec![set.clone()]);
+    let lifted = event(&user, "limits_update");
+    store.put_limits(&user, &v2, 1, &lifted).await.unwrap();
+    assert_eq!(store.get_limits(&user).await.unwrap(), Some(v2));
+    assert_eq!(events_of(audit, &user).await, vec![lifted, set]);
+}
+
+pub async fn counters_suite(counters: Arc<dyn super::RateCounters>) {
+    let key = fresh_user("rate");
+    let window = 1_900_000_020;
+    // 20 concurrent hits on a limit of 7: exactly 7 counted.
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let (c, k) = (counters.clone(), key.clone());
+        tasks.push(tokio::spawn(async move { c.hit(&k, window, 60, 7).await }));
+    }
+    let mut allowed = 0;
+    for t in tasks {
+        allowed += u32::from(t.await.unwrap().unwrap());
+    }
+    assert_eq!(allowed, 7);
+    // The next window starts from zero; other keys are apart.
+    assert!(counters.hit(&key, window + 60, 60, 7).await.unwrap());
+    assert!(
+        counters
+            .hit(&format!("{key}-b"), window, 60, 1)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !counters
+            .hit(&format!("{key}-b"), window, 60, 1)
+            .await
+            .unwrap()
+    );
 }

@@ -20,18 +20,30 @@ pub mod conformance;
 mod audit;
 mod budget;
 mod cache;
+mod limits;
+mod registry;
 mod settings;
 mod tokens;
 mod usage;
 
-pub use audit::{AuditEvent, AuditStore};
+pub use audit::{AUDIT_RETENTION_DAYS, AuditEvent, AuditQuery, AuditStore};
 pub use budget::{BudgetStore, MonthCounters, Reservation, Settlement};
 pub use cache::ResponseCache;
+pub use limits::{LimitsStore, RateCounters, UserLimits};
+pub use registry::{
+    ANY_OPERATION, AuthMeta, EntryConfig, GLOBAL_SCOPE, LlmEntry, PriceOverride, RegistryStore,
+    RegistryWrite,
+};
 pub use settings::{BudgetAction, KeyMeta, Preferences, SettingsRecord, SettingsStore};
 pub use tokens::{TokenRecord, TokenStore};
 pub use usage::{
     DailyRollup, Totals, UsageEntry, UsageStatus, UsageStore, add_to_groups, rollup_keys,
 };
+
+/// A stored time: RFC 3339 UTC with milliseconds, which sorts as text.
+pub fn timestamp(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -3,6 +3,7 @@
 //! ask the vault). The settings service above builds on these; nothing here knows HTTP.
 
 use super::StoreError;
+use super::audit::AuditEvent;
 use crate::money::NanoUsd;
 use crate::provider::Provider;
 use crate::vault::KeyVersion;
@@ -101,13 +102,15 @@ pub trait SettingsStore: Send + Sync {
         Ok(self.get_settings(user_id).await?.unwrap_or_default())
     }
 
-    /// Writes `record` only if the stored version is still `expected_version` (0 meaning
-    /// "no item yet"); otherwise [`StoreError::Conflict`].
+    /// Writes `record`, with its audit events, as one atomic write, only if the stored
+    /// version is still `expected_version` (0 meaning "no item yet"); otherwise
+    /// [`StoreError::Conflict`] and nothing is written.
     async fn put_settings(
         &self,
         user_id: &str,
         record: &SettingsRecord,
         expected_version: u64,
+        audit: &[AuditEvent],
     ) -> Result<(), StoreError>;
 }
 

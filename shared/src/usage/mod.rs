@@ -16,14 +16,10 @@ pub use error::UsageError;
 
 pub use crate::store::{
     DailyRollup, MonthCounters, Reservation, Settlement, Totals, UsageEntry, UsageStatus,
-    add_to_groups, rollup_keys,
+    add_to_groups, rollup_keys, timestamp,
 };
 
 use chrono::{DateTime, Utc};
-
-pub fn timestamp(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
 
 /// The month of a time, `YYYY-MM`: the budget period.
 pub fn month_of(t: DateTime<Utc>) -> String {

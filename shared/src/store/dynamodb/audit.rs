@@ -1,10 +1,13 @@
 //! The audit table: pk `month` (`YYYY-MM` of the event), sk `<timestamp>#<id>`; a range
 //! is listed by querying each month's partition in order.
 
-use super::{DynamoUsageStore, Item, backend, corrupt, names, query_all, s, string, values};
-use crate::store::{AuditEvent, AuditStore, StoreError};
+use super::{
+    DynamoUsageStore, Item, backend, build_error, corrupt, n, names, query_all, s, string, values,
+};
+use crate::store::{AuditEvent, AuditQuery, AuditStore, StoreError};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
 use chrono::{Datelike, NaiveDate};
 
 /// The audit table.
@@ -42,65 +45,98 @@ fn months_between(start: &str, end: &str) -> Result<Vec<String>, StoreError> {
     Ok(months)
 }
 
+/// The item of an event: the event's fields, its partition `month`, its sort key, and
+/// the TTL that ends it after the retention.
+pub(super) fn audit_item(event: &AuditEvent) -> Result<Item, StoreError> {
+    let mut item: Item = serde_dynamo::to_item(event).map_err(corrupt)?;
+    item.insert(
+        "month".to_owned(),
+        s(event.timestamp.get(..7).unwrap_or("")),
+    );
+    item.insert("sk".to_owned(), s(event.sort_key()));
+    item.insert("ttl".to_owned(), n(event.expires_unix()));
+    Ok(item)
+}
+
+/// Audit events as `Put`s of a caller's transaction (the change they describe).
+pub(super) fn audit_puts(
+    table: &str,
+    events: &[AuditEvent],
+) -> Result<Vec<TransactWriteItem>, StoreError> {
+    events
+        .iter()
+        .map(|e| {
+            let put = Put::builder()
+                .table_name(table)
+                .set_item(Some(audit_item(e)?))
+                .build()
+                .map_err(build_error)?;
+            Ok(TransactWriteItem::builder().put(put).build())
+        })
+        .collect()
+}
+
 #[async_trait]
 impl AuditStore for DynamoAuditStore {
     async fn append(&self, event: &AuditEvent) -> Result<(), StoreError> {
-        let mut item: Item = serde_dynamo::to_item(event).map_err(corrupt)?;
-        item.insert(
-            "month".to_owned(),
-            s(event.timestamp.get(..7).unwrap_or("")),
-        );
-        item.insert(
-            "sk".to_owned(),
-            s(format!("{}#{}", event.timestamp, event.id)),
-        );
         self.client
             .put_item()
             .table_name(&self.table)
-            .set_item(Some(item))
+            .set_item(Some(audit_item(event)?))
             .send()
             .await
             .map_err(backend)?;
         Ok(())
     }
 
-    async fn list(
-        &self,
-        start: &str,
-        end: &str,
-        limit: usize,
-    ) -> Result<Vec<AuditEvent>, StoreError> {
-        if limit == 0 || start >= end {
-            return Ok(Vec::new());
+    async fn query(&self, q: &AuditQuery) -> Result<(Vec<AuditEvent>, Option<String>), StoreError> {
+        if q.limit == 0 || q.start >= q.end {
+            return Ok((Vec::new(), None));
         }
+        // The upper bound: below the cursor when there is one, else below `end`.
+        let upper = match &q.before {
+            Some(b) if b.as_str() < q.end.as_str() => b.clone(),
+            _ => q.end.clone(),
+        };
+        let filtered = q.actor.is_some() || q.target.is_some() || q.action.is_some();
         let mut events = Vec::new();
-        for month in months_between(start, end)? {
-            // BETWEEN is inclusive: an item whose sk is exactly `end` is dropped below.
+        let mut months = months_between(&q.start, &upper)?;
+        months.reverse();
+        for month in months {
+            // BETWEEN is inclusive: an item whose sk is exactly `upper` is dropped below.
+            // Filters are applied here, so a filtered page reads its months whole.
+            let want = (!filtered).then(|| q.limit + 1 - events.len());
             let items = query_all(
                 &self.client,
                 &self.table,
-                "#pk = :m AND #sk BETWEEN :start AND :end",
+                "#pk = :m AND #sk BETWEEN :start AND :upper",
                 &names(&[("#pk", "month"), ("#sk", "sk")]),
                 &values(vec![
                     (":m", s(month)),
-                    (":start", s(start)),
-                    (":end", s(end)),
+                    (":start", s(q.start.as_str())),
+                    (":upper", s(upper.as_str())),
                 ]),
-                true,
-                Some(limit - events.len() + 1),
+                false,
+                want,
             )
             .await?;
             for item in items {
-                if string(&item, "sk")? >= end {
+                if string(&item, "sk")? >= upper.as_str() {
                     continue;
                 }
-                events.push(serde_dynamo::from_item::<_, AuditEvent>(item).map_err(corrupt)?);
-                if events.len() == limit {
-                    return Ok(events);
+                let event = serde_dynamo::from_item::<_, AuditEvent>(item).map_err(corrupt)?;
+                if !event.matches(q) {
+                    continue;
+                }
+                events.push(event);
+                if events.len() > q.limit {
+                    events.truncate(q.limit);
+                    let next = events.last().map(AuditEvent::sort_key);
+                    return Ok((events, next));
                 }
             }
         }
-        Ok(events)
+        Ok((events, None))
     }
 }
 
@@ -111,13 +147,8 @@ impl AuditStore for DynamoUsageStore {
         self.audit.append(event).await
     }
 
-    async fn list(
-        &self,
-        start: &str,
-        end: &str,
-        limit: usize,
-    ) -> Result<Vec<AuditEvent>, StoreError> {
-        self.audit.list(start, end, limit).await
+    async fn query(&self, q: &AuditQuery) -> Result<(Vec<AuditEvent>, Option<String>), StoreError> {
+        self.audit.query(q).await
     }
 }
 

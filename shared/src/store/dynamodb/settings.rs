@@ -1,14 +1,16 @@
 //! The settings table: pk `user_id`, sk `setting_type`, one preferences item per user,
 //! written conditionally on its version.
 
-use super::backend;
+use super::audit::audit_puts;
+use super::txn::{Txn, failed, transact};
+use super::{Item, backend, build_error};
 use crate::provider::Provider;
-use crate::store::{KeyMeta, Preferences, SettingsRecord, SettingsStore, StoreError};
+use crate::store::{AuditEvent, KeyMeta, Preferences, SettingsRecord, SettingsStore, StoreError};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -17,18 +19,54 @@ use std::collections::BTreeMap;
 /// types per user).
 pub const SETTING_TYPE: &str = "llm_preferences";
 
-/// The settings table: pk `user_id`, sk `setting_type`.
+/// The settings table: pk `user_id`, sk `setting_type`; a change's audit events go to
+/// the audit table in the same transaction.
 #[derive(Clone)]
 pub struct DynamoSettingsStore {
     client: Client,
     table: String,
+    audit_table: String,
 }
 
 impl DynamoSettingsStore {
-    pub fn new(client: Client, table: impl Into<String>) -> Self {
+    pub fn new(client: Client, table: impl Into<String>, audit_table: impl Into<String>) -> Self {
         DynamoSettingsStore {
             client,
             table: table.into(),
+            audit_table: audit_table.into(),
+        }
+    }
+
+    /// The conditional write with its audit events, as one transaction.
+    async fn put_audited(
+        &self,
+        item: Item,
+        condition: (&str, Option<AttributeValue>),
+        audit: &[AuditEvent],
+    ) -> Result<(), StoreError> {
+        let mut put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression(condition.0);
+        if let Some(expected) = condition.1 {
+            put = put
+                .expression_attribute_names("#version", "version")
+                .expression_attribute_values(":expected", expected);
+        }
+        let mut items = vec![
+            TransactWriteItem::builder()
+                .put(put.build().map_err(build_error)?)
+                .build(),
+        ];
+        items.extend(audit_puts(&self.audit_table, audit)?);
+        match transact(&self.client, &items, 4).await? {
+            Txn::Committed => Ok(()),
+            Txn::Cancelled(codes) if codes.is_empty() || failed(&codes, 0) => {
+                Err(StoreError::Conflict)
+            }
+            Txn::Cancelled(codes) => Err(StoreError::Backend(format!(
+                "settings transaction cancelled: {codes:?}"
+            ))),
         }
     }
 }
@@ -74,6 +112,7 @@ impl SettingsStore for DynamoSettingsStore {
         user_id: &str,
         record: &SettingsRecord,
         expected_version: u64,
+        audit: &[AuditEvent],
     ) -> Result<(), StoreError> {
         let item = SettingsItem {
             user_id: user_id.to_owned(),
@@ -83,7 +122,19 @@ impl SettingsStore for DynamoSettingsStore {
             keys: record.keys.clone(),
             updated_at: record.updated_at,
         };
-        let item = serde_dynamo::to_item(item).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let item: Item =
+            serde_dynamo::to_item(item).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        if !audit.is_empty() {
+            let condition = if expected_version == 0 {
+                ("attribute_not_exists(user_id)", None)
+            } else {
+                (
+                    "#version = :expected",
+                    Some(AttributeValue::N(expected_version.to_string())),
+                )
+            };
+            return self.put_audited(item, condition, audit).await;
+        }
         let request = self
             .client
             .put_item()

@@ -4,6 +4,7 @@
 
 use super::{DynamoUsageStore, backend};
 use crate::store::StoreError;
+use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::TransactWriteItem;
@@ -74,11 +75,21 @@ impl DynamoUsageStore {
         items: &[TransactWriteItem],
         attempts: u32,
     ) -> Result<Txn, StoreError> {
+        transact(&self.client, items, attempts).await
+    }
+}
+
+/// Runs one transaction, retrying conflicts and throttling up to `attempts` times.
+pub(super) async fn transact(
+    client: &Client,
+    items: &[TransactWriteItem],
+    attempts: u32,
+) -> Result<Txn, StoreError> {
+    {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let result = self
-                .client
+            let result = client
                 .transact_write_items()
                 .set_transact_items(Some(items.to_vec()))
                 // The SDK resends this token when it retries a call that timed out, and

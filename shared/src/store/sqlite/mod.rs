@@ -5,6 +5,8 @@
 mod audit;
 mod budgets;
 mod cache;
+mod limits;
+mod registry;
 mod schema;
 mod settings;
 mod tokens;
@@ -128,7 +130,7 @@ mod tests {
     #[tokio::test]
     async fn settings_conformance() {
         let store = SqliteStore::open_in_memory().unwrap();
-        conformance::settings_suite(Arc::new(store)).await;
+        conformance::settings_suite(Arc::new(store.clone()), &store).await;
     }
 
     #[tokio::test]
@@ -144,6 +146,18 @@ mod tests {
         conformance::budget_suite(Arc::new(store.clone())).await;
         conformance::cache_suite(&store).await;
         conformance::audit_suite(&store).await;
+    }
+
+    #[tokio::test]
+    async fn registry_limits_counters_conformance() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        conformance::registry_suite(&store, &store).await;
+        conformance::registry_seed_suite(&SqliteStore::open_in_memory().unwrap()).await;
+        conformance::limits_suite(&store, &store).await;
+        conformance::counters_suite(Arc::new(
+            crate::store::warm::counters::MemoryCounters::default(),
+        ))
+        .await;
     }
 
     #[tokio::test]
@@ -201,7 +215,7 @@ mod tests {
         };
         SqliteStore::open(&path)
             .unwrap()
-            .put_settings("u1", &record, 0)
+            .put_settings("u1", &record, 0, &[])
             .await
             .unwrap();
         let again = SqliteStore::open(&path).unwrap();

@@ -96,6 +96,23 @@ CREATE TABLE IF NOT EXISTS secrets (
     updated_at TEXT NOT NULL,
     PRIMARY KEY (name, version)
 );
+-- The model registry: the name is unique, as the DynamoDB table's name-lock items make it.
+CREATE TABLE IF NOT EXISTS llms (
+    id      TEXT PRIMARY KEY,
+    name    TEXT NOT NULL UNIQUE,
+    version INTEGER NOT NULL,
+    body    TEXT NOT NULL
+);
+-- Markers that something happened once in the store's life (`llms_seeded`).
+CREATE TABLE IF NOT EXISTS markers (
+    name TEXT PRIMARY KEY,
+    at   TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS user_limits (
+    user_id TEXT PRIMARY KEY,
+    version INTEGER NOT NULL,
+    body    TEXT NOT NULL
+);
 ";
 
 /// Databases made before key versions had one `secrets` row per name. Their rows become

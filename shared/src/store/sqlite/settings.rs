@@ -2,7 +2,8 @@
 //! version like the DynamoDB item.
 
 use super::SqliteStore;
-use crate::store::{SettingsRecord, SettingsStore, StoreError};
+use super::audit::insert_events;
+use crate::store::{AuditEvent, SettingsRecord, SettingsStore, StoreError};
 use async_trait::async_trait;
 use rusqlite::{OptionalExtension, params};
 
@@ -31,30 +32,34 @@ impl SettingsStore for SqliteStore {
         user_id: &str,
         record: &SettingsRecord,
         expected_version: u64,
+        audit: &[AuditEvent],
     ) -> Result<(), StoreError> {
+        let audit = audit.to_vec();
         let body = serde_json::to_string(record).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let user_id = user_id.to_owned();
         let version = to_i64(record.version)?;
         let expected = to_i64(expected_version)?;
         self.call(move |c| {
+            let tx = c.transaction()?;
             let changed = if expected == 0 {
-                c.execute(
+                tx.execute(
                     "INSERT INTO settings (user_id, setting_type, version, body)
                      VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
                     params![user_id, SETTING_TYPE, version, body],
                 )?
             } else {
-                c.execute(
+                tx.execute(
                     "UPDATE settings SET version = ?3, body = ?4
                      WHERE user_id = ?1 AND setting_type = ?2 AND version = ?5",
                     params![user_id, SETTING_TYPE, version, body, expected],
                 )?
             };
-            if changed == 1 {
-                Ok(())
-            } else {
-                Err(StoreError::Conflict)
+            if changed != 1 {
+                return Err(StoreError::Conflict);
             }
+            insert_events(&tx, &audit)?;
+            tx.commit()?;
+            Ok(())
         })
         .await
     }

@@ -7,9 +7,11 @@
 //!   store's owner only; settlements and usage written through.
 //! - [`spend::SpendWindow`]: on AWS, the month's spend that budget alerts compare
 //!   against, read at most once per window; reservations stay one conditional write.
+//! - [`counters::MemoryCounters`]: per-user request rates, for the store's owner.
 
 pub mod adopt;
 pub mod budget;
+pub mod counters;
 pub mod settings;
 pub mod spend;
 

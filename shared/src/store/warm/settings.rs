@@ -9,7 +9,7 @@
 //!   then read again. A change made elsewhere applies within the window.
 
 use crate::settings::SettingsRecord;
-use crate::store::{SettingsStore, StoreError};
+use crate::store::{AuditEvent, SettingsStore, StoreError};
 use async_trait::async_trait;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -116,10 +116,11 @@ impl SettingsStore for SettingsCache {
         user_id: &str,
         record: &SettingsRecord,
         expected_version: u64,
+        audit: &[AuditEvent],
     ) -> Result<(), StoreError> {
         match self
             .inner
-            .put_settings(user_id, record, expected_version)
+            .put_settings(user_id, record, expected_version, audit)
             .await
         {
             Ok(()) => {
@@ -166,13 +167,18 @@ mod tests {
     #[tokio::test]
     async fn both_kinds_pass_the_settings_conformance_suite() {
         let db = Arc::new(SqliteStore::open_in_memory().unwrap());
-        conformance::settings_suite(Arc::new(SettingsCache::owned(db.clone()))).await;
-        conformance::settings_suite(Arc::new(SettingsCache::window(
-            db.clone(),
-            Duration::from_secs(5),
-        )))
+        let audit = db.as_ref();
+        conformance::settings_suite(Arc::new(SettingsCache::owned(db.clone())), audit).await;
+        conformance::settings_suite(
+            Arc::new(SettingsCache::window(db.clone(), Duration::from_secs(5))),
+            audit,
+        )
         .await;
-        conformance::settings_suite(Arc::new(SettingsCache::window(db, Duration::ZERO))).await;
+        conformance::settings_suite(
+            Arc::new(SettingsCache::window(db.clone(), Duration::ZERO)),
+            audit,
+        )
+        .await;
     }
 
     #[tokio::test]
@@ -180,10 +186,13 @@ mod tests {
         let db = Arc::new(SqliteStore::open_in_memory().unwrap());
         let cache = SettingsCache::owned(db.clone());
         assert_eq!(cache.get_settings("u").await.unwrap(), None);
-        cache.put_settings("u", &record(1, 100), 0).await.unwrap();
+        cache
+            .put_settings("u", &record(1, 100), 0, &[])
+            .await
+            .unwrap();
         // Written behind the cache's back (only a test does that to an owned store):
         // the cache still answers what it wrote, proving the read never reached SQLite.
-        db.put_settings("u", &record(2, 200), 1).await.unwrap();
+        db.put_settings("u", &record(2, 200), 1, &[]).await.unwrap();
         let got = cache.get_settings("u").await.unwrap().unwrap();
         assert_eq!((got.version, got.preferences.max_tokens), (1, 100));
     }
@@ -192,9 +201,9 @@ mod tests {
     async fn a_window_reads_again_once_it_has_passed() {
         let db = Arc::new(SqliteStore::open_in_memory().unwrap());
         let cache = SettingsCache::window(db.clone(), Duration::from_millis(50));
-        db.put_settings("u", &record(1, 100), 0).await.unwrap();
+        db.put_settings("u", &record(1, 100), 0, &[]).await.unwrap();
         assert_eq!(cache.get_settings("u").await.unwrap().unwrap().version, 1);
-        db.put_settings("u", &record(2, 200), 1).await.unwrap();
+        db.put_settings("u", &record(2, 200), 1, &[]).await.unwrap();
         assert_eq!(cache.get_settings("u").await.unwrap().unwrap().version, 1);
         tokio::time::sleep(Duration::from_millis(60)).await;
         assert_eq!(cache.get_settings("u").await.unwrap().unwrap().version, 2);
