@@ -128,7 +128,8 @@ resource "aws_dynamodb_table" "cache" {
 }
 
 # Audit log: pk = month ("YYYY-MM" of the event), sk = "<timestamp>#<id>"; listed by
-# querying each month's partition in order.
+# querying each month's partition in order. Each event carries a `ttl` 13 months
+# (396 days) after its timestamp, and DynamoDB expires it then.
 resource "aws_dynamodb_table" "audit" {
   name                        = "${var.name_prefix}-audit"
   billing_mode                = "PAY_PER_REQUEST"
@@ -144,6 +145,11 @@ resource "aws_dynamodb_table" "audit" {
   attribute {
     name = "sk"
     type = "S"
+  }
+
+  ttl {
+    attribute_name = "ttl"
+    enabled        = true
   }
 
   point_in_time_recovery {

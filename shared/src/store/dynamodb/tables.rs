@@ -102,14 +102,15 @@ pub const CACHE: Table = Table {
     ttl: Some("expires_at"),
 };
 
-/// The audit log: pk `month`, sk `<timestamp>#<id>`.
+/// The audit log: pk `month`, sk `<timestamp>#<id>`, each event expired by its `ttl`
+/// after [`crate::store::AUDIT_RETENTION_DAYS`].
 pub const AUDIT: Table = Table {
     resource: "audit",
     hash_key: "month",
     range_key: Some("sk"),
     attributes: &[("month", AttrType::S), ("sk", AttrType::S)],
     indexes: &[],
-    ttl: None,
+    ttl: Some("ttl"),
 };
 
 pub const ALL: [Table; 4] = [SETTINGS, USAGE, CACHE, AUDIT];
