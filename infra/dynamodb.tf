@@ -2,8 +2,8 @@
 # shared/src/store/dynamodb/tables.rs (what the emulator tests create); a unit test there
 # fails when the two disagree.
 
-# Settings: one item per user and setting type (llm_preferences), with a `version` for
-# conditional writes.
+# Settings: one item per user and setting type (llm_preferences; admin_limits, the
+# budget and rate an admin sets), with a `version` for conditional writes.
 resource "aws_dynamodb_table" "settings" {
   name                        = "${var.name_prefix}-settings"
   billing_mode                = "PAY_PER_REQUEST"
@@ -37,6 +37,9 @@ resource "aws_dynamodb_table" "settings" {
 # alert markers (sk "alert#<YYYY-MM>#<threshold>"), each with a `ttl` about 13 months out.
 # Entry sort keys start with a digit, the others with a letter, so timestamp range
 # queries only ever return entries; only entries carry the GSI keys (sparse indexes).
+# Rate-limit counters (generate's requests per minute across instances) are items of
+# partitions "/rate/<key>", sk "rate#<window start>", with a `ttl` a few windows out: no
+# user id contains "/", so no user's partition holds them, and they carry no GSI key.
 resource "aws_dynamodb_table" "usage" {
   name                        = "${var.name_prefix}-usage"
   billing_mode                = "PAY_PER_REQUEST"
@@ -150,6 +153,38 @@ resource "aws_dynamodb_table" "audit" {
   ttl {
     attribute_name = "ttl"
     enabled        = true
+  }
+
+  point_in_time_recovery {
+    enabled = true
+  }
+
+  server_side_encryption {
+    enabled     = true
+    kms_key_arn = aws_kms_key.this.arn
+  }
+}
+
+# Model registry: one partition (pk = "registry", a registry holds hundreds of entries at
+# most). sk = "llm#<id>" for entries, "name#<name>" for the lock that keeps names unique
+# (DynamoDB has no unique constraint on other attributes), "meta#seeded" for the marker
+# of the one-time seed. Every change is one TransactWriteItems of entries, locks and
+# audit events. Written by llm-settings only; generate reads it.
+resource "aws_dynamodb_table" "registry" {
+  name                        = "${var.name_prefix}-registry"
+  billing_mode                = "PAY_PER_REQUEST"
+  hash_key                    = "pk"
+  range_key                   = "sk"
+  deletion_protection_enabled = var.deletion_protection
+
+  attribute {
+    name = "pk"
+    type = "S"
+  }
+
+  attribute {
+    name = "sk"
+    type = "S"
   }
 
   point_in_time_recovery {

@@ -43,6 +43,11 @@ output "audit_table_name" {
   value       = aws_dynamodb_table.audit.name
 }
 
+output "registry_table_name" {
+  description = "Name of the model registry DynamoDB table."
+  value       = aws_dynamodb_table.registry.name
+}
+
 output "kms_key_arn" {
   description = "ARN of the customer managed KMS key (tables, secrets, logs)."
   value       = aws_kms_key.this.arn

@@ -4,11 +4,15 @@
 //! an emulator they cannot run.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod aws_registry;
 mod aws_support;
 
-use aws_support::{audit_table, config, settings_table, usage_store};
+use aws_support::{audit_table, config, registry_table, settings_table, usage_store, usage_table};
 use shared::store::conformance;
-use shared::store::dynamodb::{DynamoAuditStore, DynamoSettingsStore};
+use shared::store::dynamodb::{
+    DynamoAuditStore, DynamoLimitsStore, DynamoRateCounters, DynamoRegistryStore,
+    DynamoSettingsStore,
+};
 use shared::store::{BudgetStore, DynamoUsageStore};
 use shared::vault::secrets_manager::SecretsManagerVault;
 use shared::vault::{KeyVersion, Remaining};
@@ -23,6 +27,40 @@ async fn dynamodb_settings_conformance() {
     let audit = audit_table(&client).await;
     let store = DynamoSettingsStore::new(client.clone(), table, audit.clone());
     conformance::settings_suite(Arc::new(store), &DynamoAuditStore::new(client, audit)).await;
+}
+
+#[tokio::test]
+#[ignore = "needs the AWS emulator; run by `make test`"]
+async fn dynamodb_registry_conformance() {
+    let client = aws_sdk_dynamodb::Client::new(&config().await);
+    let (table, audit) = (registry_table(&client).await, audit_table(&client).await);
+    let store = DynamoRegistryStore::new(client.clone(), table, audit.clone());
+    conformance::registry_suite(&store, &DynamoAuditStore::new(client, audit)).await;
+}
+
+#[tokio::test]
+#[ignore = "needs the AWS emulator; run by `make test`"]
+async fn dynamodb_registry_seed_conformance() {
+    let client = aws_sdk_dynamodb::Client::new(&config().await);
+    let (table, audit) = (registry_table(&client).await, audit_table(&client).await);
+    conformance::registry_seed_suite(&DynamoRegistryStore::new(client, table, audit)).await;
+}
+
+#[tokio::test]
+#[ignore = "needs the AWS emulator; run by `make test`"]
+async fn dynamodb_limits_conformance() {
+    let client = aws_sdk_dynamodb::Client::new(&config().await);
+    let (table, audit) = (settings_table(&client).await, audit_table(&client).await);
+    let store = DynamoLimitsStore::new(client.clone(), table, audit.clone());
+    conformance::limits_suite(&store, &DynamoAuditStore::new(client, audit)).await;
+}
+
+#[tokio::test]
+#[ignore = "needs the AWS emulator; run by `make test`"]
+async fn dynamodb_rate_counters_conformance() {
+    let client = aws_sdk_dynamodb::Client::new(&config().await);
+    let table = usage_table(&client).await;
+    conformance::counters_suite(Arc::new(DynamoRateCounters::new(client, table))).await;
 }
 
 #[tokio::test]

@@ -47,3 +47,17 @@ pub async fn usage_tables(client: &aws_sdk_dynamodb::Client) -> (String, String,
     tables::AUDIT.create(client, &audit).await.unwrap();
     (usage, cache, audit)
 }
+
+/// A fresh registry table as `infra/dynamodb.tf` declares it.
+pub async fn registry_table(client: &aws_sdk_dynamodb::Client) -> String {
+    let name = format!("conformance-registry-{}", uuid::Uuid::new_v4().simple());
+    tables::REGISTRY.create(client, &name).await.unwrap();
+    name
+}
+
+/// A fresh usage table as `infra/dynamodb.tf` declares it (keys, GSIs, TTL).
+pub async fn usage_table(client: &aws_sdk_dynamodb::Client) -> String {
+    let name = format!("conformance-usage-{}", uuid::Uuid::new_v4().simple());
+    tables::USAGE.create(client, &name).await.unwrap();
+    name
+}

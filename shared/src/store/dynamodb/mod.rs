@@ -15,7 +15,8 @@
 //!
 //! Entry sort keys start with a digit and every other kind with a letter, so a range
 //! query on timestamps never returns anything but entries. Only entries carry the GSI
-//! key attributes, so the indexes stay sparse.
+//! key attributes, so the indexes stay sparse. Beside the users' partitions, the rate
+//! counters of [`counters`] live in partitions `/rate/<key>`, which no user id can name.
 //!
 //! An entry, its rollup and its settlement are written in one `TransactWriteItems`
 //! whose Put is conditional on the entry not existing: recording twice changes nothing.
@@ -26,14 +27,19 @@
 //! write of the reservation's item, whose state says what was applied already. The
 //! counter's `reserved` is always the sum of the month's `held` reservation amounts.
 //!
-//! One file per store: [`settings`], [`usage`], [`budgets`] (with the item builders of
-//! [`reservations`]), [`cache`], [`audit`]; [`txn`] runs transactions; [`tables`]
-//! defines the tables, as `infra/dynamodb.tf` does (a test holds the two together).
-//! The helpers below build and read items.
+//! One file per store: [`settings`] and [`limits`] (the settings table), [`usage`],
+//! [`budgets`] (with the item builders of [`reservations`]), [`counters`], [`cache`],
+//! [`audit`], [`registry`] (with [`registry_seed`]); [`txn`] runs transactions;
+//! [`tables`] defines the tables, as `infra/dynamodb.tf` does (a test holds the two
+//! together). The helpers below build and read items.
 
 mod audit;
 mod budgets;
 mod cache;
+mod counters;
+mod limits;
+mod registry;
+mod registry_seed;
 mod reservations;
 mod settings;
 pub mod tables;
@@ -42,6 +48,10 @@ mod usage;
 
 pub use audit::DynamoAuditStore;
 pub use cache::DynamoCacheStore;
+pub use counters::{DynamoRateCounters, RATE_PARTITION_PREFIX};
+pub use limits::{DynamoLimitsStore, LIMITS_TYPE};
+pub use registry::DynamoRegistryStore;
+pub use registry_seed::SEED_LEASE_SECS;
 pub use settings::{DynamoSettingsStore, SETTING_TYPE};
 
 use crate::store::StoreError;

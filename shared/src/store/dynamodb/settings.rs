@@ -41,33 +41,53 @@ impl DynamoSettingsStore {
     async fn put_audited(
         &self,
         item: Item,
-        condition: (&str, Option<AttributeValue>),
+        expected_version: u64,
         audit: &[AuditEvent],
     ) -> Result<(), StoreError> {
-        let mut put = Put::builder()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression(condition.0);
-        if let Some(expected) = condition.1 {
-            put = put
-                .expression_attribute_names("#version", "version")
-                .expression_attribute_values(":expected", expected);
-        }
-        let mut items = vec![
-            TransactWriteItem::builder()
-                .put(put.build().map_err(build_error)?)
-                .build(),
-        ];
-        items.extend(audit_puts(&self.audit_table, audit)?);
-        match transact(&self.client, &items, 4).await? {
-            Txn::Committed => Ok(()),
-            Txn::Cancelled(codes) if codes.is_empty() || failed(&codes, 0) => {
-                Err(StoreError::Conflict)
-            }
-            Txn::Cancelled(codes) => Err(StoreError::Backend(format!(
-                "settings transaction cancelled: {codes:?}"
-            ))),
-        }
+        put_versioned(
+            &self.client,
+            (&self.table, &self.audit_table),
+            item,
+            expected_version,
+            audit,
+        )
+        .await
+    }
+}
+
+/// Puts a settings-table item (a user's preferences, or their admin limits) with its
+/// audit events as one transaction, only if the stored item is still
+/// `expected_version` (0: there is none); else [`StoreError::Conflict`].
+pub(super) async fn put_versioned(
+    client: &Client,
+    (table, audit_table): (&str, &str),
+    item: Item,
+    expected_version: u64,
+    audit: &[AuditEvent],
+) -> Result<(), StoreError> {
+    let put = Put::builder().table_name(table).set_item(Some(item));
+    let put = if expected_version == 0 {
+        put.condition_expression("attribute_not_exists(user_id)")
+    } else {
+        put.condition_expression("#version = :expected")
+            .expression_attribute_names("#version", "version")
+            .expression_attribute_values(
+                ":expected",
+                AttributeValue::N(expected_version.to_string()),
+            )
+    };
+    let mut items = vec![
+        TransactWriteItem::builder()
+            .put(put.build().map_err(build_error)?)
+            .build(),
+    ];
+    items.extend(audit_puts(audit_table, audit)?);
+    match transact(client, &items, 4).await? {
+        Txn::Committed => Ok(()),
+        Txn::Cancelled(codes) if codes.is_empty() || failed(&codes, 0) => Err(StoreError::Conflict),
+        Txn::Cancelled(codes) => Err(StoreError::Backend(format!(
+            "settings transaction cancelled: {codes:?}"
+        ))),
     }
 }
 
@@ -125,15 +145,7 @@ impl SettingsStore for DynamoSettingsStore {
         let item: Item =
             serde_dynamo::to_item(item).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         if !audit.is_empty() {
-            let condition = if expected_version == 0 {
-                ("attribute_not_exists(user_id)", None)
-            } else {
-                (
-                    "#version = :expected",
-                    Some(AttributeValue::N(expected_version.to_string())),
-                )
-            };
-            return self.put_audited(item, condition, audit).await;
+            return self.put_audited(item, expected_version, audit).await;
         }
         let request = self
             .client

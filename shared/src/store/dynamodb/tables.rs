@@ -1,4 +1,4 @@
-//! The four DynamoDB tables, defined once: what `infra/dynamodb.tf` declares (a unit
+//! The five DynamoDB tables, defined once: what `infra/dynamodb.tf` declares (a unit
 //! test reads the Terraform and fails when the two disagree), and what the emulator
 //! tests and the benchmark create. Keys, attribute types, indexes and TTL attributes
 //! only; encryption, backups and deletion protection are deployment concerns and stay
@@ -113,7 +113,18 @@ pub const AUDIT: Table = Table {
     ttl: Some("ttl"),
 };
 
-pub const ALL: [Table; 4] = [SETTINGS, USAGE, CACHE, AUDIT];
+/// The model registry: one partition, pk `pk` = `registry`, sk `llm#<id>` (entries),
+/// `name#<name>` (name locks), `meta#seeded` (see [`super::registry`]).
+pub const REGISTRY: Table = Table {
+    resource: "registry",
+    hash_key: "pk",
+    range_key: Some("sk"),
+    attributes: &[("pk", AttrType::S), ("sk", AttrType::S)],
+    indexes: &[],
+    ttl: None,
+};
+
+pub const ALL: [Table; 5] = [SETTINGS, USAGE, CACHE, AUDIT, REGISTRY];
 
 fn key_schema(hash: &str, range: Option<&str>) -> Result<Vec<KeySchemaElement>, StoreError> {
     let element = |name: &str, key_type| {
@@ -181,13 +192,14 @@ impl Table {
     }
 }
 
-/// The deployed names of the four tables.
+/// The deployed names of the five tables.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TableNames {
     pub settings: String,
     pub usage: String,
     pub cache: String,
     pub audit: String,
+    pub registry: String,
 }
 
 impl TableNames {
@@ -200,15 +212,17 @@ impl TableNames {
             usage: name(USAGE),
             cache: name(CACHE),
             audit: name(AUDIT),
+            registry: name(REGISTRY),
         }
     }
 }
 
-/// Creates all four tables (tests and benchmarks against an emulator; a deployment's
+/// Creates all five tables (tests and benchmarks against an emulator; a deployment's
 /// tables come from `infra/`).
 pub async fn create_tables(client: &Client, names: &TableNames) -> Result<(), StoreError> {
     SETTINGS.create(client, &names.settings).await?;
     USAGE.create(client, &names.usage).await?;
     CACHE.create(client, &names.cache).await?;
-    AUDIT.create(client, &names.audit).await
+    AUDIT.create(client, &names.audit).await?;
+    REGISTRY.create(client, &names.registry).await
 }
