@@ -198,6 +198,7 @@ async fn router(
     sdk: &aws_config::SdkConfig,
     store: Arc<DynamoUsageStore>,
     settings: Arc<DynamoSettingsStore>,
+    admin: &AdminTables,
     window: std::time::Duration,
 ) -> (axum::Router, String) {
     let tokens = Arc::new(SqliteStore::open_in_memory().unwrap());
@@ -214,6 +215,20 @@ async fn router(
         providers: Arc::new(shared::providers::Providers::from_env(sdk.clone()).unwrap()),
         test_limiter: AppState::default_test_limiter(),
         key_changes: Default::default(),
+        registry: Arc::new(
+            shared::registry::RegistryCache::load(
+                admin.registry.clone(),
+                shared::pricing::catalog().unwrap(),
+                window,
+            )
+            .await
+            .unwrap(),
+        ),
+        operator_keys: Arc::new(shared::vault::operator::EnvOperatorKeys),
+        limits: Arc::new(shared::store::warm::limits::LimitsCache::new(
+            admin.limits.clone(),
+            window,
+        )),
     };
     let written = Arc::new(SpendWindow::new(store.clone(), store.clone(), window));
     let writer = Arc::new(Writer {
@@ -234,12 +249,23 @@ async fn router(
         recorder: Recorder::Inline(writer),
         config: GenerateConfig::default(),
         lifecycle: Default::default(),
+        registry: app_state.registry.clone(),
+        limits: app_state.limits.clone(),
+        counters: admin.counters.clone(),
+        operator_keys: app_state.operator_keys.clone(),
     };
     let api = GenerateApi {
         engine: state,
         identity: app_state.identity,
     };
     (app(generate_router(api)), token)
+}
+
+/// The registry and limits the generate function reads, through the counted client.
+struct AdminTables {
+    registry: Arc<dyn shared::store::RegistryStore>,
+    limits: Arc<dyn shared::store::LimitsStore>,
+    counters: Arc<dyn shared::store::RateCounters>,
 }
 
 /// One request to warm the caches, then `n` measured ones.
@@ -281,7 +307,33 @@ async fn a_warm_generate_with_a_budget_makes_two_dynamodb_round_trips() {
         cache,
         audit.clone(),
     ));
-    let settings = Arc::new(DynamoSettingsStore::new(counted, settings_name, audit));
+    let settings = Arc::new(DynamoSettingsStore::new(
+        counted.clone(),
+        settings_name.clone(),
+        audit.clone(),
+    ));
+    let registry_name = aws_support::registry_table(&plain).await;
+    let registry = Arc::new(shared::store::dynamodb::DynamoRegistryStore::new(
+        counted.clone(),
+        registry_name,
+        audit.clone(),
+    ));
+    let seeds = shared::registry::seed::seed_entries(shared::pricing::catalog().unwrap());
+    shared::store::RegistryStore::seed_llms(registry.as_ref(), &seeds)
+        .await
+        .unwrap();
+    let admin = AdminTables {
+        registry,
+        limits: Arc::new(shared::store::dynamodb::DynamoLimitsStore::new(
+            counted.clone(),
+            settings_name,
+            audit,
+        )),
+        counters: Arc::new(shared::store::dynamodb::DynamoRateCounters::new(
+            counted,
+            store.usage_table().to_owned(),
+        )),
+    };
 
     let mut record = SettingsRecord {
         version: 1,
@@ -300,6 +352,7 @@ async fn a_warm_generate_with_a_budget_makes_two_dynamodb_round_trips() {
         &sdk,
         store.clone(),
         settings.clone(),
+        &admin,
         std::time::Duration::ZERO,
     )
     .await;
@@ -315,6 +368,7 @@ async fn a_warm_generate_with_a_budget_makes_two_dynamodb_round_trips() {
         &sdk,
         store.clone(),
         settings,
+        &admin,
         std::time::Duration::from_secs(60),
     )
     .await;

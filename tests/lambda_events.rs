@@ -114,6 +114,8 @@ async fn usage_routes_take_the_caller_from_the_claims() {
         usage: Arc::new(db.clone()),
         budgets: Arc::new(db),
         token_key: TokenKey::new(b"lambda-events"),
+        limits: Arc::new(SqliteStore::open_in_memory().unwrap()),
+        audit: Arc::new(SqliteStore::open_in_memory().unwrap()),
     }));
     // The settings fixtures, sent to a usage route instead.
     let to = |name: &str, path: &str| {

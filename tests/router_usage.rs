@@ -69,6 +69,7 @@ fn random_entry(rng: &mut Lcg, user: &str, now: DateTime<Utc>, i: usize) -> Usag
         error_type: (status == UsageStatus::Error).then(|| "server_error".into()),
         price_version: "test".into(),
         metadata: BTreeMap::from([("n".to_string(), serde_json::json!(i))]),
+        key_source: None,
         ttl: now.timestamp() + 86_400 * 365,
     }
 }
@@ -105,6 +106,8 @@ async fn fixture(seed: u64, n: usize) -> Fixture {
         usage: Arc::new(d.db.clone()),
         budgets: Arc::new(d.db.clone()),
         token_key: TokenKey::new(b"test-key"),
+        limits: Arc::new(d.db.clone()),
+        audit: Arc::new(d.db.clone()),
     };
     Fixture {
         router: app(usage_router(state)),
@@ -461,6 +464,8 @@ async fn expired_entries_are_not_read_and_are_purged() {
         usage: Arc::new(d.db.clone()),
         budgets: Arc::new(d.db.clone()),
         token_key: TokenKey::new(b"k"),
+        limits: Arc::new(d.db.clone()),
+        audit: Arc::new(d.db.clone()),
     };
     let router = app(usage_router(state));
     let r = send(
@@ -511,6 +516,8 @@ async fn admins_see_every_users_usage_through_the_provider_index() {
         usage: Arc::new(d.db.clone()),
         budgets: Arc::new(d.db.clone()),
         token_key: TokenKey::new(b"k"),
+        limits: Arc::new(d.db.clone()),
+        audit: Arc::new(d.db.clone()),
     };
     let router = app(usage_router(state));
     let start = timestamp(now - Duration::days(41));

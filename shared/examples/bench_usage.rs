@@ -42,6 +42,7 @@ fn entries(user: &str, n: usize, days: i64) -> impl Iterator<Item = UsageEntry> 
             error_type: None,
             price_version: "bench".into(),
             metadata: Default::default(),
+            key_source: None,
             ttl: now.timestamp() + 91 * 86_400,
         }
     })

@@ -40,6 +40,7 @@ fn entry(i: u64) -> UsageEntry {
         error_type: None,
         price_version: "bench".into(),
         metadata: Default::default(),
+        key_source: None,
         ttl: now.timestamp() + 90 * 86_400,
     }
 }

@@ -10,11 +10,16 @@ use crate::generate::{GenerateConfig, GenerateState, rpm_limiter_from_env};
 use crate::http::{AppState, GenerateApi, UsageState};
 use crate::identity::IdentityMode;
 use crate::providers::Providers;
+use crate::registry::RegistryCache;
 use crate::store::DynamoUsageStore;
-use crate::store::dynamodb::DynamoSettingsStore;
+use crate::store::dynamodb::{
+    DynamoLimitsStore, DynamoRateCounters, DynamoRegistryStore, DynamoSettingsStore,
+};
+use crate::store::warm::limits::LimitsCache;
 use crate::store::warm::settings::SettingsCache;
 use crate::store::warm::spend::SpendWindow;
 use crate::usage::token::TokenKey;
+use crate::vault::operator::SecretsOperatorKeys;
 use crate::vault::secrets_manager::SecretsManagerVault;
 use std::sync::Arc;
 
@@ -34,6 +39,8 @@ pub enum InitError {
     /// error, never the key material.
     #[error("page-token key secret {0}: {1}")]
     TokenKey(String, String),
+    #[error("model registry: {0}")]
+    Registry(#[from] crate::store::StoreError),
 }
 
 fn required(name: &'static str) -> Result<String, InitError> {
@@ -89,12 +96,42 @@ impl UsageTables {
     }
 }
 
+/// Where operator credentials named by registry entries must live.
+const DEFAULT_OPERATOR_SECRET_PREFIX: &str = "operator/llm/";
+
 /// What the settings and generate functions share: settings, users' keys in Secrets
-/// Manager, the pricing catalog and the provider transport and Bedrock client (the
-/// connection test and generation call providers).
-fn app_state(clients: &Clients) -> Result<AppState, InitError> {
+/// Manager, the pricing catalog, the model registry (`REGISTRY_TABLE`; changes made by
+/// other instances show within `LLM_SETTINGS_CACHE_SECS`), admin limits, operator
+/// credentials under `OPERATOR_SECRET_PREFIX`, and the provider transport and Bedrock
+/// client (the connection test and generation call providers).
+async fn app_state(clients: &Clients) -> Result<AppState, InitError> {
     let table = required("SETTINGS_TABLE")?;
     let audit_table = required("AUDIT_TABLE")?;
+    let registry_table = required("REGISTRY_TABLE")?;
+    let operator_prefix = optional("OPERATOR_SECRET_PREFIX")
+        .unwrap_or_else(|| DEFAULT_OPERATOR_SECRET_PREFIX.to_owned());
+    let window = crate::store::warm::settings::window_from_env();
+    let catalog = crate::pricing::catalog()?;
+    let registry = Arc::new(
+        RegistryCache::load(
+            Arc::new(DynamoRegistryStore::new(
+                clients.dynamodb.clone(),
+                registry_table,
+                audit_table.clone(),
+            )),
+            catalog,
+            window,
+        )
+        .await?,
+    );
+    let limits = Arc::new(LimitsCache::new(
+        Arc::new(DynamoLimitsStore::new(
+            clients.dynamodb.clone(),
+            table.clone(),
+            audit_table.clone(),
+        )),
+        window,
+    ));
     let prefix = optional("SECRET_PREFIX").unwrap_or_default();
     let kms_key_id = optional("SECRETS_KMS_KEY_ID");
     let recovery_days = match optional("SECRET_RECOVERY_DAYS") {
@@ -114,23 +151,37 @@ fn app_state(clients: &Clients) -> Result<AppState, InitError> {
             audit_table,
         )),
         vault: Arc::new(SecretsManagerVault::new(
-            secrets,
+            secrets.clone(),
             prefix,
             kms_key_id,
             recovery_days,
         )?),
-        catalog: crate::pricing::catalog()?,
+        catalog,
         identity: identity_from_env(),
         providers: Arc::new(Providers::from_env(clients.config.clone())?),
         test_limiter: AppState::default_test_limiter(),
         key_changes: Default::default(),
+        registry,
+        operator_keys: Arc::new(SecretsOperatorKeys::new(secrets, operator_prefix)),
+        limits,
     })
 }
 
 /// The settings function's state, from `SETTINGS_TABLE`, `SECRET_PREFIX`,
 /// `SECRETS_KMS_KEY_ID`, `SECRET_RECOVERY_DAYS`, `ADMIN_GROUP_CLAIM`, `ADMIN_GROUP`.
+/// The settings function serves the admin routes and alone may write the registry: it
+/// seeds it from the catalog on its first start.
 pub async fn settings_state_from_env() -> Result<AppState, InitError> {
-    app_state(&clients().await)
+    let state = app_state(&clients().await).await?;
+    let seeds = crate::registry::seed::seed_entries(state.catalog);
+    if state.registry.store().seed_llms(&seeds).await? {
+        tracing::info!(
+            entries = seeds.len(),
+            "model registry seeded from the catalog"
+        );
+        state.registry.refresh().await?;
+    }
+    Ok(state)
 }
 
 /// The generate function's state: the settings state's variables plus `USAGE_TABLE`,
@@ -142,12 +193,16 @@ pub async fn generate_state_from_env() -> Result<GenerateApi, InitError> {
     let tables = UsageTables::from_env()?;
     let topic = optional("BUDGET_ALERT_TOPIC_ARN");
     let clients = clients().await;
-    let mut app = app_state(&clients)?;
+    let mut app = app_state(&clients).await?;
     // The warm path: settings (written by llm-settings) may be a few seconds old here,
     // and budget alerts compare against a spend read at most that often. Reservations
     // are still one conditional write each. See store::warm.
     let window = crate::store::warm::settings::window_from_env();
     app.settings = Arc::new(SettingsCache::window(app.settings.clone(), window));
+    let counters = Arc::new(DynamoRateCounters::new(
+        clients.dynamodb.clone(),
+        tables.usage.clone(),
+    ));
     let store = tables.store(clients.dynamodb);
     let written = Arc::new(SpendWindow::new(store.clone(), store.clone(), window));
     let mut sinks: Vec<Arc<dyn AlertSink>> = Vec::new();
@@ -182,6 +237,10 @@ pub async fn generate_state_from_env() -> Result<GenerateApi, InitError> {
         recorder: Recorder::Inline(writer),
         config: GenerateConfig::from_env(),
         lifecycle: Default::default(),
+        registry: app.registry.clone(),
+        limits: app.limits.clone(),
+        counters,
+        operator_keys: app.operator_keys.clone(),
     };
     Ok(GenerateApi {
         engine,
@@ -235,6 +294,15 @@ pub async fn usage_state_from_env() -> Result<UsageState, InitError> {
     let secrets = aws_sdk_secretsmanager::Client::new(&config);
     let token_key = token_key_from_secret(&secrets, &token_secret_arn).await?;
     let store = tables.store(dynamodb.clone());
+    let window = crate::store::warm::settings::window_from_env();
+    let limits = Arc::new(LimitsCache::new(
+        Arc::new(DynamoLimitsStore::new(
+            dynamodb.clone(),
+            settings_table.clone(),
+            tables_audit.clone(),
+        )),
+        window,
+    ));
     Ok(UsageState {
         identity: identity_from_env(),
         // Reads only: the audit table is named for the type's sake.
@@ -244,8 +312,10 @@ pub async fn usage_state_from_env() -> Result<UsageState, InitError> {
             tables_audit,
         )),
         usage: store.clone(),
-        budgets: store,
+        budgets: store.clone(),
         token_key,
+        limits,
+        audit: store,
     })
 }
 

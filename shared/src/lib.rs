@@ -17,6 +17,7 @@ pub mod pricing;
 pub mod provider;
 pub mod providers;
 pub mod ratelimit;
+pub mod registry;
 pub mod sdk;
 pub mod secret;
 pub mod settings;

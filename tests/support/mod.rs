@@ -43,6 +43,13 @@ fn deployment_with(db: SqliteStore, identity: IdentityMode) -> Deployment {
             ),
             test_limiter: AppState::default_test_limiter(),
             key_changes: Default::default(),
+            registry: Arc::new(shared::registry::RegistryCache::new(
+                Arc::new(db.clone()),
+                shared::pricing::catalog().unwrap(),
+                std::time::Duration::ZERO,
+            )),
+            operator_keys: Arc::new(shared::vault::operator::EnvOperatorKeys),
+            limits: Arc::new(db.clone()),
         },
         db,
     }

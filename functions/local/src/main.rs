@@ -1,6 +1,7 @@
 //! `llm-local`: the single-machine shape of the gateway. Every router on one socket, on
 //! an embedded SQLite store, keys sealed with a local master key; plus the token CLI.
 
+mod admin_cli;
 mod owner;
 mod server;
 
@@ -16,11 +17,16 @@ use shared::http::{
 };
 use shared::identity::{CachedTokens, IdentityMode, issue_token};
 use shared::providers::Providers;
+use shared::registry::RegistryCache;
+use shared::store::LimitsStore;
 use shared::store::sqlite::SqliteStore;
 use shared::store::warm::budget::OwnedBudgets;
+use shared::store::warm::counters::MemoryCounters;
+use shared::store::warm::limits::LimitsCache;
 use shared::store::warm::settings::SettingsCache;
 use shared::usage::token::TokenKey;
 use shared::vault::local::{LocalVault, MASTER_KEY_ENV, load_master_key};
+use shared::vault::operator::EnvOperatorKeys;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -50,6 +56,42 @@ enum Command {
     Token {
         #[command(subcommand)]
         command: TokenCommand,
+    },
+    /// The model registry: list, enable, disable, set-default, priority.
+    Llms {
+        #[command(subcommand)]
+        command: admin_cli::LlmsCommand,
+        #[arg(
+            long,
+            env = "LLM_LOCAL_DATA_DIR",
+            default_value = ".llm-local",
+            global = true
+        )]
+        data_dir: PathBuf,
+    },
+    /// Per-user hard limits.
+    Limits {
+        #[command(subcommand)]
+        command: admin_cli::LimitsCommand,
+        #[arg(
+            long,
+            env = "LLM_LOCAL_DATA_DIR",
+            default_value = ".llm-local",
+            global = true
+        )]
+        data_dir: PathBuf,
+    },
+    /// The audit log.
+    Audit {
+        #[command(subcommand)]
+        command: admin_cli::AuditCommand,
+        #[arg(
+            long,
+            env = "LLM_LOCAL_DATA_DIR",
+            default_value = ".llm-local",
+            global = true
+        )]
+        data_dir: PathBuf,
     },
 }
 
@@ -86,6 +128,8 @@ enum LocalError {
     Bind(SocketAddr, std::io::Error),
     #[error("server failed: {0}")]
     Serve(std::io::Error),
+    #[error(transparent)]
+    Cli(#[from] admin_cli::CliError),
 }
 
 fn main() -> ExitCode {
@@ -142,7 +186,35 @@ async fn run(command: Command) -> Result<(), LocalError> {
             say(&token);
             Ok(())
         }
+        Command::Llms { command, data_dir } => {
+            admin_cli::llms(Arc::new(open_store(&data_dir)?), command).await
+        }
+        Command::Limits { command, data_dir } => {
+            admin_cli::limits(Arc::new(open_store(&data_dir)?), command).await
+        }
+        Command::Audit { command, data_dir } => {
+            admin_cli::audit(Arc::new(open_store(&data_dir)?), command).await
+        }
     }
+}
+
+/// How soon a running server sees registry and limit changes made beside it (the CLI);
+/// its own admin routes' changes it sees at once.
+const SHARED_WINDOW: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Seeds the registry from the catalog the first time a data directory is used.
+pub(crate) async fn seed_registry(
+    db: &SqliteStore,
+    catalog: &shared::pricing::Catalog,
+) -> Result<(), LocalError> {
+    let seeds = shared::registry::seed::seed_entries(catalog);
+    if shared::store::RegistryStore::seed_llms(db, &seeds).await? {
+        tracing::info!(
+            entries = seeds.len(),
+            "model registry seeded from the catalog"
+        );
+    }
+    Ok(())
 }
 
 /// Creates the data directory (0700) on first start and opens the database in it.
@@ -192,10 +264,14 @@ async fn serve(addr: SocketAddr, data_dir: &Path) -> Result<(), LocalError> {
     // memory, every write to SQLite before it is acknowledged.
     let settings = Arc::new(SettingsCache::owned(db.clone()));
     let budgets = Arc::new(OwnedBudgets::new(db.clone(), db.clone()));
+    let catalog = shared::pricing::catalog()?;
+    seed_registry(&db, catalog).await?;
+    let registry = Arc::new(RegistryCache::load(db.clone(), catalog, SHARED_WINDOW).await?);
+    let limits: Arc<dyn LimitsStore> = Arc::new(LimitsCache::new(db.clone(), SHARED_WINDOW));
     let state = AppState {
         settings,
         vault: vault.clone(),
-        catalog: shared::pricing::catalog()?,
+        catalog,
         identity: IdentityMode::LocalTokens(Arc::new(CachedTokens::new(
             db.clone(),
             std::time::Duration::from_secs(300),
@@ -203,6 +279,9 @@ async fn serve(addr: SocketAddr, data_dir: &Path) -> Result<(), LocalError> {
         providers: providers.clone(),
         test_limiter: AppState::default_test_limiter(),
         key_changes: Default::default(),
+        registry,
+        operator_keys: Arc::new(EnvOperatorKeys),
+        limits,
     };
     // Reservations live in this process's memory; any the database still holds belong to
     // requests of a process that is gone (the lock says so, and older versions kept them
@@ -228,6 +307,8 @@ async fn serve(addr: SocketAddr, data_dir: &Path) -> Result<(), LocalError> {
         settings: state.settings.clone(),
         usage: budgets.clone(),
         budgets,
+        limits: state.limits.clone(),
+        audit: db.clone(),
         // Page tokens are signed with a key derived from the master key: stable across
         // restarts, different per installation.
         token_key: TokenKey::new(&Sha256::digest(
@@ -320,6 +401,14 @@ async fn purge_expired_usage(db: Arc<SqliteStore>) {
             Ok(n) => tracing::info!(deleted = n, "expired usage purged"),
             Err(e) => tracing::error!(error = %e, "usage purge failed"),
         }
+        let audit_from = shared::store::timestamp(
+            now - chrono::Duration::days(shared::store::AUDIT_RETENTION_DAYS),
+        );
+        match shared::store::AuditStore::purge_audit(db.as_ref(), &audit_from).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(deleted = n, "audit events past retention purged"),
+            Err(e) => tracing::error!(error = %e, "audit purge failed"),
+        }
     }
 }
 
@@ -393,11 +482,15 @@ async fn generate_state(
         recorder,
         config: GenerateConfig::from_env(),
         lifecycle: Default::default(),
+        registry: app.registry.clone(),
+        limits: app.limits.clone(),
+        counters: Arc::new(MemoryCounters::default()),
+        operator_keys: app.operator_keys.clone(),
     };
     (state, handle)
 }
 
-fn say(line: &str) {
+pub(crate) fn say(line: &str) {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{line}");

@@ -12,9 +12,11 @@ use super::response::{Answered, GenerateResponse, ms};
 use crate::money::NanoUsd;
 use crate::pricing::{ModelPrice, TokenCounts};
 use crate::providers::{ChatRequest, ErrorKind, ProviderError, Route, key_required};
+use crate::registry::{RegistryView, Resolved};
 use crate::settings::{BudgetAction, Preferences, SettingsRecord};
-use crate::usage::{Reservation, Settlement, UsageEntry, UsageStatus};
+use crate::usage::{KeySource, Reservation, Settlement, UsageEntry, UsageStatus};
 use sha2::{Digest, Sha256};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// A request in flight: who, what, and everything known so far.
@@ -33,11 +35,16 @@ pub struct Call<'a> {
     pub deadline_at: Instant,
     /// How many reservations this request has made: each gets its own id.
     reservations: u32,
+    /// The registry as it was when the request arrived: one request routes on one view.
+    pub view: Arc<RegistryView>,
 }
 
 /// One model to try, with its key and its reservation.
 pub struct Candidate {
+    pub llm: Arc<Resolved>,
     pub model: ModelPrice,
+    /// Whose key the call uses.
+    pub key_source: KeySource,
     pub key: Option<crate::secret::ApiKey>,
     pub chat: ChatRequest,
     pub breaker: BreakerKey,
@@ -76,7 +83,19 @@ impl<'a> Call<'a> {
             });
         }
         let started = Instant::now();
-        let settings = st.settings.settings_or_default(user_id).await?;
+        let mut settings = st.settings.settings_or_default(user_id).await?;
+        let limits = st.limits.get_limits(user_id).await?;
+        if let Some(rpm) = limits.as_ref().and_then(|l| l.requests_per_minute) {
+            let now = chrono::Utc::now().timestamp();
+            let window = now - now.rem_euclid(60);
+            if !st.counters.hit(user_id, window, 60, rpm).await? {
+                return Err(GenerateError::RateLimited {
+                    retry_after_secs: u64::try_from(window + 60 - now).unwrap_or(1).max(1),
+                });
+            }
+        }
+        crate::store::capped(&mut settings.preferences, limits.as_ref());
+        let view = st.registry.view().await;
         Ok(Call {
             st,
             user_id: user_id.to_owned(),
@@ -88,6 +107,7 @@ impl<'a> Call<'a> {
             deadline_at: started + st.config.deadline,
             attempts: Vec::new(),
             reservations: 0,
+            view,
         })
     }
 
@@ -95,31 +115,53 @@ impl<'a> Call<'a> {
         &self.settings.preferences
     }
 
-    /// The primary model, then one per fallback provider when failover is on.
-    pub fn plan(&self) -> Result<Vec<ModelPrice>, GenerateError> {
-        let catalog = self.st.catalog;
-        let primary = request::primary(catalog, self.prefs(), &self.req)?.clone();
+    /// The primary entry, then, with failover on, one per fallback provider the user
+    /// named, or (naming none, for a request that does not name its model) every other
+    /// enabled registry entry the user can reach, in priority order: the registry's
+    /// failover chain.
+    pub fn plan(&self) -> Result<Vec<Arc<Resolved>>, GenerateError> {
+        let view = self.view.as_ref();
+        let prefs = self.prefs();
+        let primary = request::primary(view, prefs, &self.req)?.clone();
         let mut plan = vec![primary];
-        if self.prefs().auto_failover {
-            for p in &self.prefs().fallback_providers {
-                if plan.iter().any(|m| m.provider == *p) {
-                    continue;
+        if !prefs.auto_failover {
+            return Ok(plan);
+        }
+        if prefs.fallback_providers.is_empty() {
+            // A request that names its model (`llmId`, `model`, `provider`) gets that
+            // model: the registry's chain is for requests that leave the choice to it.
+            let pinned = self.req.llm_id.is_some()
+                || self.req.model.is_some()
+                || self.req.provider.is_some();
+            if pinned {
+                return Ok(plan);
+            }
+            for r in view.usable(None) {
+                let reachable = self.settings.keys.contains_key(&r.entry.provider)
+                    || r.entry.auth_meta.is_some();
+                if reachable && !plan.iter().any(|p| p.entry.id == r.entry.id) {
+                    plan.push(r.clone());
                 }
-                if let Some(m) =
-                    request::model_for(catalog, self.prefs(), *p, &self.req.operation_type)
-                {
-                    plan.push(m.clone());
-                }
+            }
+            return Ok(plan);
+        }
+        for p in &prefs.fallback_providers {
+            if plan.iter().any(|m| m.model.provider == *p) {
+                continue;
+            }
+            if let Some(m) = request::model_for(view, prefs, *p, &self.req.operation_type) {
+                plan.push(m.clone());
             }
         }
         Ok(plan)
     }
 
-    pub fn cache_key(&self, model: &ModelPrice, chat: &ChatRequest) -> Option<String> {
+    pub fn cache_key(&self, llm: &Resolved, chat: &ChatRequest) -> Option<String> {
         let prefs = self.prefs();
+        let model = &llm.model;
         let wanted = match self.req.cache {
             Some(explicit) => explicit,
-            None => self.req.temperature(prefs) == 0.0,
+            None => self.req.temperature(llm, prefs) == 0.0,
         };
         if !prefs.enable_caching || !wanted {
             return None;
@@ -142,15 +184,24 @@ impl<'a> Call<'a> {
     /// candidate cannot be used (no key, circuit open, over budget), with an attempt noted.
     pub async fn prepare(
         &mut self,
-        model: &ModelPrice,
+        llm: &Arc<Resolved>,
         stream: bool,
     ) -> Result<Option<Candidate>, GenerateError> {
+        let model = &llm.model;
         let provider = model.provider;
-        let key = self
+        let mut key_source = KeySource::User;
+        let mut key = self
             .st
             .keys
             .get(&self.user_id, &self.settings, provider)
             .await?;
+        if key.is_none() {
+            // An entry with operator credentials serves users without a key of their own.
+            if let Some(meta) = &llm.entry.auth_meta {
+                key = self.st.operator_keys.key(meta).await?;
+                key_source = KeySource::Operator;
+            }
+        }
         if key.is_none() && key_required(provider) {
             self.note(model, AttemptError::NoApiKey, Duration::ZERO);
             return Ok(None);
@@ -160,7 +211,7 @@ impl<'a> Call<'a> {
             self.note(model, AttemptError::CircuitOpen, Duration::ZERO);
             return Ok(None);
         }
-        let chat = self.req.chat_request(model, self.prefs(), stream);
+        let chat = self.req.chat_request(llm, self.prefs(), stream);
         // A reservation only matters where a limit can refuse the request; without one
         // the settlement alone (reserved 0, actual cost) keeps the month's spend, and the
         // hot path saves a write.
@@ -193,7 +244,9 @@ impl<'a> Call<'a> {
             reserved = amount;
         }
         Ok(Some(Candidate {
+            llm: llm.clone(),
             model: model.clone(),
+            key_source,
             key,
             chat,
             breaker,
@@ -209,20 +262,19 @@ impl<'a> Call<'a> {
         }))
     }
 
-    /// For `downgrade`: the cheapest model the user can reach that fits the budget.
+    /// For `downgrade`: the cheapest enabled model the user can reach that fits the budget.
     pub async fn downgrade(&mut self, stream: bool) -> Result<Option<Candidate>, GenerateError> {
-        let catalog = self.st.catalog;
-        let mut options: Vec<(NanoUsd, &ModelPrice)> = catalog
-            .models
-            .iter()
+        let view = self.view.clone();
+        let mut options: Vec<(NanoUsd, &Arc<Resolved>)> = view
+            .usable(None)
             // Only providers the user has a key for: the downgrade must be reachable.
-            .filter(|m| self.settings.keys.contains_key(&m.provider))
-            .filter_map(|m| {
-                let chat = self.req.chat_request(m, self.prefs(), stream);
-                budget::worst_case(m, &chat).map(|c| (c, m))
+            .filter(|r| self.settings.keys.contains_key(&r.model.provider))
+            .filter_map(|r| {
+                let chat = self.req.chat_request(r, self.prefs(), stream);
+                budget::worst_case(&r.model, &chat).map(|c| (c, r))
             })
             .collect();
-        options.sort_by_key(|(cost, m)| (*cost, m.id.clone()));
+        options.sort_by_key(|(cost, r)| (*cost, r.model.id.clone()));
         if let Some((_, cheapest)) = options.first() {
             let cheapest = (*cheapest).clone();
             return self.prepare(&cheapest, stream).await;
@@ -347,13 +399,14 @@ impl<'a> Call<'a> {
     /// The usage entry of this request.
     pub fn entry(
         &self,
-        model: &ModelPrice,
+        llm: &Resolved,
         tokens: TokenCounts,
         cost: Option<NanoUsd>,
         status: UsageStatus,
         error_type: Option<String>,
     ) -> UsageEntry {
         let now = self.started_at;
+        let model = &llm.model;
         UsageEntry {
             user_id: self.user_id.clone(),
             timestamp: crate::usage::timestamp(now),
@@ -369,9 +422,25 @@ impl<'a> Call<'a> {
             latency_ms: ms(self.started.elapsed()),
             status,
             error_type,
-            price_version: self.st.catalog.version.clone(),
+            price_version: llm.price_version.clone(),
             metadata: self.req.metadata.clone(),
             ttl: now.timestamp() + self.st.config.retention_days * 86_400,
+            key_source: None,
+        }
+    }
+
+    /// The usage entry of a call candidate `c` made.
+    pub fn entry_for(
+        &self,
+        c: &Candidate,
+        tokens: TokenCounts,
+        cost: Option<NanoUsd>,
+        status: UsageStatus,
+        error_type: Option<String>,
+    ) -> UsageEntry {
+        UsageEntry {
+            key_source: Some(c.key_source),
+            ..self.entry(&c.llm, tokens, cost, status, error_type)
         }
     }
 
@@ -461,13 +530,14 @@ impl<'a> Call<'a> {
     /// The client's answer when nothing worked, after its error usage entry.
     pub async fn fail(
         &self,
-        last: Option<(&ModelPrice, ProviderError)>,
-        plan: &[ModelPrice],
+        last: Option<(&Arc<Resolved>, ProviderError)>,
+        plan: &[Arc<Resolved>],
     ) -> GenerateError {
-        let (model, kind, retry_after) = match &last {
+        let (llm, kind, retry_after) = match &last {
             Some((m, e)) => ((*m).clone(), Some(e.kind), e.retry_after),
             None => (plan[0].clone(), None, None),
         };
+        let model = &llm.model;
         let budget_only = last.is_none()
             && self
                 .attempts
@@ -482,7 +552,7 @@ impl<'a> Call<'a> {
                 .map_or("no_provider", |a| a.error.as_str()),
         };
         let entry = self.entry(
-            &model,
+            &llm,
             TokenCounts::default(),
             Some(NanoUsd::ZERO),
             UsageStatus::Error,

@@ -29,7 +29,9 @@ pub use response::{GenerateResponse, UsageView};
 use crate::pricing::Catalog;
 use crate::providers::ProviderApi;
 use crate::ratelimit::RateLimiter;
-use crate::store::{BudgetStore, ResponseCache, SettingsStore};
+use crate::registry::RegistryCache;
+use crate::store::{BudgetStore, LimitsStore, RateCounters, ResponseCache, SettingsStore};
+use crate::vault::operator::OperatorKeys;
 use breaker::Breakers;
 use keys::KeyCache;
 use recorder::Recorder;
@@ -52,6 +54,14 @@ pub struct GenerateState {
     pub recorder: Recorder,
     pub config: GenerateConfig,
     pub lifecycle: Lifecycle,
+    /// The model registry routing reads (from memory).
+    pub registry: Arc<RegistryCache>,
+    /// Per-user admin limits (from memory, within a window).
+    pub limits: Arc<dyn LimitsStore>,
+    /// Counts requests against per-user rate limits, across every process.
+    pub counters: Arc<dyn RateCounters>,
+    /// Resolves registry entries' operator credentials.
+    pub operator_keys: Arc<dyn OperatorKeys>,
 }
 
 /// Generations run on tasks of their own, so that a client leaving changes nothing about

@@ -3,12 +3,13 @@
 //! default model.
 
 use super::error::GenerateError;
-use crate::pricing::{Catalog, ModelPrice};
 use crate::provider::Provider;
 use crate::providers::{ChatRequest, Message, Role};
+use crate::registry::{RegistryView, Resolved};
 use crate::settings::{OPERATION_TYPES, Preferences};
 use serde::Deserialize;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 const MAX_METADATA_KEYS: usize = 16;
 const MAX_METADATA_BYTES: usize = 4096;
@@ -23,6 +24,8 @@ pub struct GenerateBody {
     pub operation_type: Option<String>,
     pub provider: Option<Provider>,
     pub model: Option<String>,
+    /// A registry entry id: routes to exactly that entry.
+    pub llm_id: Option<String>,
     pub max_tokens: Option<u32>,
     pub temperature: Option<f64>,
     pub stream: Option<bool>,
@@ -38,6 +41,7 @@ pub struct Generate {
     pub operation_type: String,
     pub provider: Option<Provider>,
     pub model: Option<String>,
+    pub llm_id: Option<String>,
     pub max_tokens: Option<u32>,
     pub temperature: Option<f64>,
     pub stream: bool,
@@ -46,7 +50,7 @@ pub struct Generate {
 }
 
 impl GenerateBody {
-    pub fn validate(self, catalog: &Catalog) -> Result<Generate, GenerateError> {
+    pub fn validate(self, models: &RegistryView) -> Result<Generate, GenerateError> {
         let messages = match (self.prompt, self.messages) {
             (Some(p), None) => vec![Message {
                 role: Role::User,
@@ -82,11 +86,25 @@ impl GenerateBody {
                 ),
             ));
         }
+        if let Some(id) = &self.llm_id {
+            if self.model.is_some() || self.provider.is_some() {
+                return Err(GenerateError::invalid(
+                    "llmId",
+                    "names the model already: give llmId, or provider and model, not both",
+                ));
+            }
+            if !models.by_id(id).is_some_and(|r| r.usable_by(None)) {
+                return Err(GenerateError::invalid(
+                    "llmId",
+                    "unknown or disabled registry entry; GET /api/llm-models lists the entries you may pick",
+                ));
+            }
+        }
         if let Some(model) = &self.model {
-            if catalog.find(self.provider, model).is_none() {
+            if models.find(None, self.provider, model).is_none() {
                 return Err(GenerateError::invalid(
                     "model",
-                    "unknown model; GET /api/llm-models lists the models you may pick",
+                    "unknown or disabled model; GET /api/llm-models lists the models you may pick",
                 ));
             }
         }
@@ -119,6 +137,7 @@ impl GenerateBody {
             operation_type,
             provider: self.provider,
             model: self.model,
+            llm_id: self.llm_id,
             max_tokens: self.max_tokens,
             temperature: self.temperature,
             stream: self.stream.unwrap_or(false),
@@ -138,55 +157,71 @@ pub fn preferred_model<'a>(prefs: &'a Preferences, operation: &str) -> Option<&'
 }
 
 /// The model a provider should use for an operation: the user's preference when it
-/// belongs to that provider, else the provider's default.
-pub fn model_for<'c>(
-    catalog: &'c Catalog,
+/// belongs to that provider and is enabled, else the provider's default in the registry.
+pub fn model_for<'v>(
+    view: &'v RegistryView,
     prefs: &Preferences,
     provider: Provider,
     operation: &str,
-) -> Option<&'c ModelPrice> {
+) -> Option<&'v Arc<Resolved>> {
     preferred_model(prefs, operation)
-        .and_then(|m| catalog.find(Some(provider), m))
-        .or_else(|| catalog.default_model(provider))
+        .and_then(|m| view.find(None, Some(provider), m))
+        .or_else(|| view.provider_default(None, provider, operation))
 }
 
-/// The first choice for a request.
-pub fn primary<'c>(
-    catalog: &'c Catalog,
+/// The first choice for a request: the entry it names (`llmId`, or `model`); else, for
+/// a request naming a provider, that provider's model; else the user's preference for
+/// the operation, when enabled; else the registry's default for the operation (or, with
+/// none set for it, the default provider's model, then the registry's general default).
+/// A disabled or unknown preference falls through to the defaults, so a model an admin
+/// switches off never breaks the requests of users who preferred it.
+pub fn primary<'v>(
+    view: &'v RegistryView,
     prefs: &Preferences,
     req: &Generate,
-) -> Result<&'c ModelPrice, GenerateError> {
+) -> Result<&'v Arc<Resolved>, GenerateError> {
+    if let Some(id) = &req.llm_id {
+        return view
+            .by_id(id)
+            .filter(|r| r.usable_by(None))
+            .ok_or_else(|| GenerateError::invalid("llmId", "unknown or disabled registry entry"));
+    }
     if let Some(model) = &req.model {
-        return catalog
-            .find(req.provider, model)
-            .ok_or_else(|| GenerateError::invalid("model", "unknown model"));
+        return view
+            .find(None, req.provider, model)
+            .ok_or_else(|| GenerateError::invalid("model", "unknown or disabled model"));
     }
-    if req.provider.is_none() {
-        if let Some(m) =
-            preferred_model(prefs, &req.operation_type).and_then(|m| catalog.find(None, m))
-        {
-            return Ok(m);
-        }
-    }
-    let provider = req.provider.unwrap_or(prefs.default_provider);
-    model_for(catalog, prefs, provider, &req.operation_type).ok_or_else(|| {
+    let op = req.operation_type.as_str();
+    let chosen = match req.provider {
+        Some(p) => model_for(view, prefs, p, op),
+        None => preferred_model(prefs, op)
+            .and_then(|m| view.find(None, None, m))
+            .or_else(|| view.explicit_default(None, op))
+            .or_else(|| model_for(view, prefs, prefs.default_provider, op))
+            .or_else(|| view.default_for(None, op))
+            .or_else(|| view.usable(None).next()),
+    };
+    chosen.ok_or_else(|| {
         GenerateError::invalid(
             "provider",
-            format!("{provider} has no model in the catalog"),
+            format!(
+                "no enabled model for {}",
+                req.provider.unwrap_or(prefs.default_provider)
+            ),
         )
     })
 }
 
 impl Generate {
     /// The provider-neutral request for one candidate model.
-    pub fn chat_request(
-        &self,
-        model: &ModelPrice,
-        prefs: &Preferences,
-        stream: bool,
-    ) -> ChatRequest {
+    /// What the request leaves out comes from the entry's config, then the user's
+    /// preferences.
+    pub fn chat_request(&self, llm: &Resolved, prefs: &Preferences, stream: bool) -> ChatRequest {
+        let model = &llm.model;
+        let config = &llm.entry.config;
         let max_tokens = self
             .max_tokens
+            .or(config.max_tokens)
             .unwrap_or(prefs.max_tokens)
             .min(u32::try_from(model.max_output_tokens).unwrap_or(u32::MAX))
             .max(1);
@@ -195,13 +230,15 @@ impl Generate {
             system: self.system.clone(),
             messages: self.messages.clone(),
             max_tokens,
-            temperature: Some(self.temperature.unwrap_or(prefs.temperature)),
+            temperature: Some(self.temperature(llm, prefs)),
             stream,
         }
     }
 
-    pub fn temperature(&self, prefs: &Preferences) -> f64 {
-        self.temperature.unwrap_or(prefs.temperature)
+    pub fn temperature(&self, llm: &Resolved, prefs: &Preferences) -> f64 {
+        self.temperature
+            .or(llm.entry.config.temperature)
+            .unwrap_or(prefs.temperature)
     }
 }
 
@@ -209,6 +246,11 @@ impl Generate {
 mod tests {
     use super::*;
     use crate::pricing::catalog;
+    use crate::registry::seed::seed_entries;
+
+    fn seeded() -> RegistryView {
+        RegistryView::build(seed_entries(catalog().unwrap()), catalog().unwrap(), false)
+    }
 
     fn body(json: &str) -> GenerateBody {
         serde_json::from_str(json).unwrap()
@@ -216,7 +258,7 @@ mod tests {
 
     #[test]
     fn exactly_one_of_prompt_or_messages() {
-        let c = catalog().unwrap();
+        let c = &seeded();
         assert!(body(r#"{"prompt": "hi"}"#).validate(c).is_ok());
         assert!(
             body(r#"{"messages": [{"role": "user", "content": "hi"}]}"#)
@@ -237,35 +279,81 @@ mod tests {
 
     #[test]
     fn model_choice_order() {
-        let c = catalog().unwrap();
+        let c = &seeded();
         let mut prefs = Preferences::default();
         prefs.models.insert("conversation".into(), "gpt-4".into());
         // 1. the request's model
         let r = body(r#"{"prompt": "x", "model": "gpt-3.5-turbo"}"#)
             .validate(c)
             .unwrap();
-        assert_eq!(primary(c, &prefs, &r).unwrap().id, "gpt-3.5-turbo");
+        assert_eq!(primary(c, &prefs, &r).unwrap().model.id, "gpt-3.5-turbo");
         // 2. the preference for the operation
         let r = body(r#"{"prompt": "x"}"#).validate(c).unwrap();
-        assert_eq!(primary(c, &prefs, &r).unwrap().id, "gpt-4");
+        assert_eq!(primary(c, &prefs, &r).unwrap().model.id, "gpt-4");
         let r = body(r#"{"prompt": "x", "operationType": "query_generation"}"#)
             .validate(c)
             .unwrap();
         assert_eq!(
-            primary(c, &prefs, &r).unwrap().id,
+            primary(c, &prefs, &r).unwrap().model.id,
             "claude-3-5-sonnet-20241022"
         );
         // 3. the provider's default when the preference is another provider's
         let r = body(r#"{"prompt": "x", "provider": "google"}"#)
             .validate(c)
             .unwrap();
-        assert_eq!(primary(c, &prefs, &r).unwrap().id, "gemini-1.5-pro");
+        assert_eq!(primary(c, &prefs, &r).unwrap().model.id, "gemini-1.5-pro");
         let r = body(r#"{"prompt": "x", "operationType": "rule_enrichment"}"#)
             .validate(c)
             .unwrap();
         assert_eq!(
-            primary(c, &prefs, &r).unwrap().id,
+            primary(c, &prefs, &r).unwrap().model.id,
             "claude-3-5-sonnet-20241022"
+        );
+    }
+
+    #[test]
+    fn a_disabled_preference_falls_back_and_llm_id_picks_an_entry() {
+        let cat = catalog().unwrap();
+        let mut entries = seed_entries(cat);
+        entries
+            .iter_mut()
+            .find(|e| e.model_name == "gpt-4")
+            .unwrap()
+            .enabled = false;
+        let view = RegistryView::build(entries, cat, false);
+        let mut prefs = Preferences::default();
+        prefs.models.insert("conversation".into(), "gpt-4".into());
+        let r = body(r#"{"prompt": "x"}"#).validate(&view).unwrap();
+        assert_eq!(
+            primary(&view, &prefs, &r).unwrap().model.id,
+            "claude-3-5-sonnet-20241022",
+            "the registry default for the operation"
+        );
+        // Named explicitly, a disabled model is refused.
+        assert!(
+            body(r#"{"prompt": "x", "model": "gpt-4"}"#)
+                .validate(&view)
+                .is_err()
+        );
+        let id = crate::registry::seed::seed_id(Provider::Google, "gemini-1.5-flash");
+        let r = body(&format!(r#"{{"prompt": "x", "llmId": "{id}"}}"#))
+            .validate(&view)
+            .unwrap();
+        assert_eq!(
+            primary(&view, &prefs, &r).unwrap().model.id,
+            "gemini-1.5-flash"
+        );
+        assert!(
+            body(r#"{"prompt": "x", "llmId": "nope"}"#)
+                .validate(&view)
+                .is_err()
+        );
+        assert!(
+            body(&format!(
+                r#"{{"prompt": "x", "llmId": "{id}", "model": "gpt-4o"}}"#
+            ))
+            .validate(&view)
+            .is_err()
         );
     }
 }

@@ -8,11 +8,14 @@ use super::error::{AttemptError, GenerateError};
 use super::response::{Answered, GenerateResponse};
 use super::stream::{Event, pump};
 use crate::money::NanoUsd;
-use crate::pricing::{ModelPrice, TokenCounts};
+use crate::pricing::TokenCounts;
+use crate::provider::Provider;
 use crate::providers::{ErrorKind, Generation, ProviderError};
+use crate::registry::Resolved;
 use crate::settings::BudgetAction;
 use crate::usage::UsageStatus;
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 use tokio::sync::mpsc;
 
 /// How the answer leaves: whole, or as events on a channel.
@@ -48,13 +51,20 @@ pub async fn run(
         }
     }
 
-    let mut last: Option<(ModelPrice, ProviderError)> = None;
-    for (i, model) in plan.iter().enumerate() {
+    let mut last: Option<(Arc<Resolved>, ProviderError)> = None;
+    // Providers that failed for a reason that is not the model's (the key, the service,
+    // the network): the chain moves on to the next provider instead of trying each of
+    // their other models in turn.
+    let mut left: Vec<Provider> = Vec::new();
+    for (i, llm) in plan.iter().enumerate() {
         if call.out_of_time() {
-            last.get_or_insert_with(|| (model.clone(), out_of_time()));
+            last.get_or_insert_with(|| (llm.clone(), out_of_time()));
             break;
         }
-        let mut candidate = call.prepare(model, streaming).await?;
+        if left.contains(&llm.model.provider) {
+            continue;
+        }
+        let mut candidate = call.prepare(llm, streaming).await?;
         if candidate.is_none()
             && i == 0
             && call.prefs().budget_action == BudgetAction::Downgrade
@@ -65,7 +75,20 @@ pub async fn run(
         {
             candidate = call.downgrade(streaming).await?;
         }
-        let Some(c) = candidate else { continue };
+        let Some(c) = candidate else {
+            // Unusable here (no key, circuit open, over budget): so are the provider's
+            // other entries. Over budget, the registry's chain stops: the limit is the
+            // user's, whatever the provider (`downgrade` is the way to a cheaper model).
+            left.push(llm.model.provider);
+            let over_budget = call
+                .attempts
+                .last()
+                .is_some_and(|a| a.error == AttemptError::BudgetExceeded);
+            if over_budget && call.prefs().fallback_providers.is_empty() {
+                break;
+            }
+            continue;
+        };
         let st = call.st;
         let providers = st.providers.as_ref();
         let route = c.route();
@@ -76,8 +99,7 @@ pub async fn run(
                     .await
                 {
                     Ok(g) => {
-                        let primary =
-                            c.model.id == plan[0].id && c.model.provider == plan[0].provider;
+                        let primary = c.llm.entry.id == plan[0].entry.id;
                         let key = cache_key.as_deref().filter(|_| primary);
                         return answered(call, &c, g, key).await;
                     }
@@ -103,7 +125,14 @@ pub async fn run(
             failed.kind,
             ErrorKind::InvalidRequest | ErrorKind::ContextLengthExceeded
         );
-        last = Some((c.model.clone(), failed));
+        let models_fault = matches!(
+            failed.kind,
+            ErrorKind::ModelNotFound | ErrorKind::PermissionDenied
+        );
+        if !models_fault {
+            left.push(c.model.provider);
+        }
+        last = Some((c.llm.clone(), failed));
         if client_fault {
             break; // the same request would be refused by any provider
         }
@@ -116,7 +145,7 @@ pub async fn run(
 /// A cache hit: answered at no cost, with its own usage entry.
 async fn cached(
     call: &Call<'_>,
-    primary: &ModelPrice,
+    primary: &Resolved,
     key: &str,
 ) -> Result<Option<GenerateResponse>, GenerateError> {
     let now = chrono::Utc::now().timestamp();
@@ -135,7 +164,7 @@ async fn cached(
     );
     call.finish(entry, None).await?;
     let a = Answered {
-        model: primary,
+        model: &primary.model,
         model_name: answer.model,
         content: answer.content,
         tokens: TokenCounts::default(),
@@ -158,9 +187,9 @@ async fn answered(
     cache_key: Option<&str>,
 ) -> Result<GenerateResponse, GenerateError> {
     let st = call.st;
-    let cost = st.catalog.cost(c.model.provider, &c.model.id, &g.tokens);
+    let cost = c.model.cost(&g.tokens);
     let settlement = call.settlement(c, cost.unwrap_or(NanoUsd::ZERO));
-    let entry = call.entry(&c.model, g.tokens, cost, UsageStatus::Success, None);
+    let entry = call.entry_for(c, g.tokens, cost, UsageStatus::Success, None);
     call.finish(entry, Some(settlement)).await?;
     if let Some(key) = cache_key {
         let value = serde_json::json!({"content": g.content, "model": g.model}).to_string();

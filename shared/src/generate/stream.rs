@@ -101,8 +101,8 @@ pub(super) async fn pump(
         // The provider's counts never arrived; the reservation is released and the
         // entry says what happened.
         let settlement = call.settlement(c, NanoUsd::ZERO);
-        let entry = call.entry(
-            &c.model,
+        let entry = call.entry_for(
+            c,
             TokenCounts::default(),
             Some(NanoUsd::ZERO),
             UsageStatus::Error,
@@ -118,10 +118,10 @@ pub(super) async fn pump(
         });
     }
     let tokens = tokens.unwrap_or_default();
-    let cost = call.st.catalog.cost(c.model.provider, &c.model.id, &tokens);
+    let cost = c.model.cost(&tokens);
     let settlement = call.settlement(c, cost.unwrap_or(NanoUsd::ZERO));
     let error_type = client_gone.then(|| "client_disconnected".to_owned());
-    let entry = call.entry(&c.model, tokens, cost, UsageStatus::Success, error_type);
+    let entry = call.entry_for(c, tokens, cost, UsageStatus::Success, error_type);
     if let Err(err) = call.finish(entry, Some(settlement)).await {
         tracing::error!(error = %err, "usage entry of a stream not written");
     }

@@ -244,6 +244,18 @@ async fn engine(providers: &[Provider], budget: Option<NanoUsd>) -> Engine {
         recorder: Recorder::Inline(writer),
         config,
         lifecycle: Lifecycle::default(),
+        registry: Arc::new(
+            crate::registry::RegistryCache::load(
+                db.clone(),
+                crate::pricing::catalog().unwrap(),
+                Duration::from_secs(3600),
+            )
+            .await
+            .unwrap(),
+        ),
+        limits: db.clone(),
+        counters: Arc::new(crate::store::warm::counters::MemoryCounters::default()),
+        operator_keys: Arc::new(crate::vault::operator::EnvOperatorKeys),
     };
     Engine { st, script, db }
 }
@@ -251,7 +263,12 @@ async fn engine(providers: &[Provider], budget: Option<NanoUsd>) -> Engine {
 fn prompt(extra: &str) -> request::Generate {
     let body: GenerateBody =
         serde_json::from_str(&format!(r#"{{"prompt": "hello"{extra}}}"#)).unwrap();
-    body.validate(crate::pricing::catalog().unwrap()).unwrap()
+    let view = crate::registry::RegistryView::build(
+        crate::registry::seed::seed_entries(crate::pricing::catalog().unwrap()),
+        crate::pricing::catalog().unwrap(),
+        false,
+    );
+    body.validate(&view).unwrap()
 }
 
 impl Engine {

@@ -33,6 +33,12 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("{0}")]
     Conflict(String),
+    /// A unique name is held by another resource.
+    #[error("{0}")]
+    NameTaken(String),
+    /// The route exists; the resource it names does not.
+    #[error("{0}")]
+    Missing(String),
     #[error("too many requests; retry after {retry_after_secs} s")]
     RateLimited { retry_after_secs: u64 },
     #[error("{0}")]
@@ -72,7 +78,8 @@ impl ApiError {
             ApiError::Forbidden => StatusCode::FORBIDDEN,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Conflict(_) | ApiError::NameTaken(_) => StatusCode::CONFLICT,
+            ApiError::Missing(_) => StatusCode::NOT_FOUND,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::BudgetExceeded(_) => StatusCode::PAYMENT_REQUIRED,
             ApiError::Upstream { status, .. } => *status,
@@ -91,6 +98,8 @@ impl ApiError {
             ApiError::NotFound => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::Conflict(_) => "version_conflict",
+            ApiError::NameTaken(_) => "name_taken",
+            ApiError::Missing(_) => "not_found",
             ApiError::RateLimited { .. } => "rate_limited",
             ApiError::BudgetExceeded(_) => "budget_exceeded",
             ApiError::Upstream { code, .. } => code,

@@ -13,6 +13,19 @@ impl From<crate::identity::Forbidden> for ApiError {
     }
 }
 
+impl From<crate::registry::RegistryError> for ApiError {
+    fn from(e: crate::registry::RegistryError) -> Self {
+        use crate::registry::RegistryError as R;
+        match e {
+            R::Invalid { field, message } => ApiError::InvalidField { field, message },
+            R::NotFound => ApiError::Missing(e.to_string()),
+            R::Conflict(m) => ApiError::Conflict(m),
+            R::NameTaken(m) => ApiError::NameTaken(m),
+            R::Store(s) => s.into(),
+        }
+    }
+}
+
 impl From<SettingsError> for ApiError {
     fn from(e: SettingsError) -> Self {
         match e {

@@ -3,6 +3,7 @@
 //! A Lambda main hands its router to `lambda_http::run`; the local binary merges them
 //! all and serves them on a socket.
 
+pub mod admin;
 pub mod error;
 pub mod extract;
 mod failures;
@@ -46,6 +47,12 @@ pub struct AppState {
     pub test_limiter: Arc<RateLimiter>,
     /// Key caches of this process, told about every key change.
     pub key_changes: KeyChanges,
+    /// The model registry: what users may pick, and the admin routes' store.
+    pub registry: Arc<crate::registry::RegistryCache>,
+    /// Checks the operator-credential references registry entries carry.
+    pub operator_keys: Arc<dyn crate::vault::operator::OperatorKeys>,
+    /// Per-user admin limits.
+    pub limits: Arc<dyn crate::store::LimitsStore>,
 }
 
 /// A router's state names how callers are identified; that is all [`extract`]'s `Caller`

@@ -11,9 +11,10 @@ use crate::generate::request::Generate;
 use crate::generate::stream::{self, Event};
 use crate::generate::{GenerateResponse, GenerateState, generate_detached};
 use crate::identity::Caller;
-use crate::pricing::{Catalog, ModelPrice};
+use crate::pricing::{ModelLookup, ModelPrice};
 use crate::provider::Provider;
 use crate::providers::{Message, Role};
+use crate::registry::RegistryView;
 use axum::extract::State;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -83,25 +84,28 @@ struct Part {
 
 /// `provider/model` first (so `openai/gpt-4o-mini` is OpenAI's model), then a plain
 /// catalog id (which may itself contain a `/`, like OpenRouter's).
-fn resolve_model<'c>(catalog: &'c Catalog, model: &str) -> Option<&'c ModelPrice> {
+fn resolve_model<'v>(view: &'v RegistryView, model: &str) -> Option<&'v ModelPrice> {
     if let Some((p, rest)) = model.split_once('/') {
         if let Ok(provider) = p.parse::<Provider>() {
-            if let Some(m) = catalog.find(Some(provider), rest) {
+            if let Some(m) = view.find_model(Some(provider), rest) {
                 return Some(m);
             }
         }
     }
-    catalog.find(None, model)
+    view.find_model(None, model)
 }
 
 impl ChatCompletionBody {
-    fn into_generate(self, catalog: &Catalog) -> Result<(Generate, bool), ApiError> {
+    fn into_generate(self, catalog: &RegistryView) -> Result<(Generate, bool), ApiError> {
         let _ = self.user;
         if self.n.is_some_and(|n| n != 1) {
             return Err(ApiError::invalid("n", "only 1 choice is supported"));
         }
         let model = resolve_model(catalog, &self.model).ok_or_else(|| {
-            ApiError::invalid("model", "unknown model; GET /v1/models lists them")
+            ApiError::invalid(
+                "model",
+                "unknown or disabled model; GET /v1/models lists them",
+            )
         })?;
         let mut messages = Vec::with_capacity(self.messages.len());
         for (i, m) in self.messages.into_iter().enumerate() {
@@ -185,7 +189,7 @@ pub async fn chat_completions(
         .stream_options
         .as_ref()
         .is_some_and(|o| o.include_usage);
-    let (req, streaming) = body.into_generate(st.catalog)?;
+    let (req, streaming) = body.into_generate(&*st.registry.view().await)?;
     let request_id = current_request_id();
     let user_id = caller.user_id;
     if !streaming {
@@ -254,11 +258,12 @@ pub async fn chat_completions(
         .into_response())
 }
 
+/// The enabled registry entries, in priority order.
 pub async fn list_models(_caller: Caller, State(st): State<GenerateState>) -> Json<Value> {
-    let data: Vec<Value> = st
-        .catalog
-        .models
-        .iter()
+    let view = st.registry.view().await;
+    let data: Vec<Value> = view
+        .usable(None)
+        .map(|r| &r.model)
         .map(|m| json!({"id": format!("{}/{}", m.provider, m.id), "object": "model", "created": 0, "owned_by": m.provider}))
         .collect();
     Json(json!({"object": "list", "data": data}))

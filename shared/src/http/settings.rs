@@ -4,8 +4,8 @@ use super::AppState;
 use super::error::ApiError;
 use super::extract::{JsonBody, UserId, path_param};
 use crate::identity::Caller;
-use crate::pricing::ModelPrice;
 use crate::provider::Provider;
+use crate::registry::Resolved;
 use crate::settings::connection_test::{self, TestOutcome, TestRequest};
 use crate::settings::{SettingsUpdate, SettingsView, service};
 use axum::extract::{FromRequestParts, State};
@@ -30,6 +30,7 @@ pub fn settings_router(state: AppState) -> Router {
             delete(delete_key),
         )
         .route("/api/llm-settings/{user_id}/test", post(test_connection))
+        .merge(super::admin::admin_routes())
         .with_state(state)
 }
 
@@ -54,11 +55,13 @@ async fn put_settings(
     JsonBody(body): JsonBody<SettingsUpdate>,
 ) -> Result<Json<SettingsView>, ApiError> {
     caller.authorize_user(&user_id)?;
+    // Preferences may name only models the registry has enabled.
+    let models = state.registry.view().await;
     let record = service::update(
         state.settings.as_ref(),
         state.vault.as_ref(),
         &state.key_changes,
-        state.catalog,
+        models.as_ref(),
         &caller.user_id,
         &user_id,
         body,
@@ -97,11 +100,12 @@ async fn delete_key(
         api_keys: Some([(provider, None)].into()),
         ..Default::default()
     };
+    let models = state.registry.view().await;
     service::update(
         state.settings.as_ref(),
         state.vault.as_ref(),
         &state.key_changes,
-        state.catalog,
+        models.as_ref(),
         &caller.user_id,
         &user_id,
         update,
@@ -138,6 +142,10 @@ async fn test_connection(
 
 #[derive(Serialize)]
 struct ModelView {
+    /// The registry entry: `llmId` on a generate request picks it.
+    llm_id: String,
+    name: String,
+    priority: i64,
     provider: Provider,
     id: String,
     display_name: String,
@@ -158,9 +166,13 @@ fn display(rate: Decimal) -> Option<f64> {
     rate.to_f64()
 }
 
-impl From<&ModelPrice> for ModelView {
-    fn from(m: &ModelPrice) -> Self {
+impl From<&Resolved> for ModelView {
+    fn from(r: &Resolved) -> Self {
+        let m = &r.model;
         ModelView {
+            llm_id: r.entry.id.clone(),
+            name: r.entry.name.clone(),
+            priority: r.entry.priority,
             provider: m.provider,
             id: m.id.clone(),
             display_name: m.display_name.clone(),
@@ -171,14 +183,19 @@ impl From<&ModelPrice> for ModelView {
             context_window: m.context_window,
             max_output_tokens: m.max_output_tokens,
             capabilities: m.capabilities.clone(),
-            enabled: true,
-            is_default: m.default,
+            enabled: r.entry.enabled,
+            is_default: r.entry.is_default(),
             effective_date: m.effective_date.clone(),
         }
     }
 }
 
+/// The enabled registry entries the caller may use, in priority order.
 async fn list_models(_caller: Caller, State(state): State<AppState>) -> Json<serde_json::Value> {
-    let models: Vec<ModelView> = state.catalog.models.iter().map(ModelView::from).collect();
+    let view = state.registry.view().await;
+    let models: Vec<ModelView> = view
+        .usable(None)
+        .map(|r| ModelView::from(r.as_ref()))
+        .collect();
     Json(serde_json::json!({"models": models, "priceVersion": state.catalog.version}))
 }

@@ -5,7 +5,7 @@
 use super::error::ApiError;
 use super::extract::UserId;
 use crate::identity::{Caller, IdentityMode};
-use crate::store::{BudgetStore, SettingsStore, UsageStore};
+use crate::store::{AuditStore, BudgetStore, LimitsStore, SettingsStore, UsageStore};
 use crate::usage::query::{self, EntriesParams};
 use crate::usage::token::TokenKey;
 use crate::usage::{self, admin, dashboard};
@@ -33,6 +33,10 @@ pub struct UsageState {
     pub usage: Arc<dyn UsageStore>,
     pub budgets: Arc<dyn BudgetStore>,
     pub token_key: TokenKey,
+    /// Admin limits: the budget `/budget` reports is the user's, capped by them.
+    pub limits: Arc<dyn LimitsStore>,
+    /// The audit log `GET /api/admin/audit` reads.
+    pub audit: Arc<dyn AuditStore>,
 }
 
 impl FromRef<UsageState> for IdentityMode {
@@ -49,11 +53,12 @@ pub fn usage_router(state: UsageState) -> Router {
         .route("/api/llm-usage/{user_id}/budget", get(budget))
         .route("/api/llm-usage/{user_id}/export", get(export))
         .route("/api/admin/usage/summary", get(admin_summary))
+        .route("/api/admin/audit", get(audit_log))
         .with_state(state)
 }
 
 /// Query parameters, each checked by name: an unknown one is a 400, not ignored.
-struct Params(BTreeMap<String, String>);
+pub(super) struct Params(BTreeMap<String, String>);
 
 impl<S: Send + Sync> FromRequestParts<S> for Params {
     type Rejection = ApiError;
@@ -81,7 +86,7 @@ fn serde_urlencoded_pairs(query: &str) -> Result<Vec<(String, String)>, ApiError
 }
 
 impl Params {
-    fn allow(&self, names: &[&str]) -> Result<(), ApiError> {
+    pub(super) fn allow(&self, names: &[&str]) -> Result<(), ApiError> {
         match self.0.keys().find(|k| !names.contains(&k.as_str())) {
             Some(k) => Err(ApiError::invalid(
                 k.clone(),
@@ -92,7 +97,7 @@ impl Params {
     }
 
     /// A parameter's value; an empty one counts as absent.
-    fn get(&self, name: &str) -> Option<&str> {
+    pub(super) fn get(&self, name: &str) -> Option<&str> {
         self.0
             .get(name)
             .map(String::as_str)
@@ -186,6 +191,7 @@ async fn budget(
     params.allow(&[])?;
     let b = dashboard::budget(
         st.settings.as_ref(),
+        st.limits.as_ref(),
         st.budgets.as_ref(),
         &user_id,
         Utc::now(),
@@ -200,6 +206,35 @@ async fn budget(
         "projected_usd": b.projected,
         "alerted_thresholds": b.alerted_thresholds,
     })))
+}
+
+async fn audit_log(
+    caller: Caller,
+    State(st): State<UsageState>,
+    params: Params,
+) -> Result<Json<Value>, ApiError> {
+    caller.require_admin()?;
+    params.allow(&[
+        "actor",
+        "target",
+        "action",
+        "start",
+        "end",
+        "limit",
+        "nextToken",
+    ])?;
+    let p = usage::audit::AuditParams {
+        actor: params.get("actor"),
+        target: params.get("target"),
+        action: params.get("action"),
+        start: params.get("start"),
+        end: params.get("end"),
+        limit: params.get("limit"),
+        next_token: params.get("nextToken"),
+    };
+    let (events, next) =
+        usage::audit::page(st.audit.as_ref(), &st.token_key, &p, Utc::now()).await?;
+    Ok(Json(json!({"events": events, "nextToken": next})))
 }
 
 async fn admin_summary(

@@ -4,11 +4,12 @@
 
 pub mod connection_test;
 mod error;
+pub mod limits;
 mod patch;
 pub mod service;
 
 pub use error::SettingsError;
-pub use patch::{PreferencesPatch, SettingsUpdate};
+pub use patch::{PreferencesPatch, SettingsUpdate, present};
 
 pub use crate::store::{BudgetAction, KeyMeta, Preferences, SettingsRecord};
 

@@ -296,6 +296,7 @@ pub fn usage_entry(
         error_type: (status == UsageStatus::Error).then(|| "rate_limited".to_owned()),
         price_version: "2026-11-22".into(),
         metadata: [("table".to_string(), serde_json::json!("cloudtrail"))].into(),
+        key_source: None,
         ttl: 1_900_000_000,
     }
 }
@@ -700,7 +701,7 @@ pub fn llm_entry(tag: &str, priority: i64) -> super::LlmEntry {
         priority,
         scope: super::GLOBAL_SCOPE.into(),
         capabilities: vec!["chat".into(), "tools".into()],
-        price: Some(super::PriceOverride {
+        price_override: Some(super::PriceOverride {
             input: "0.15".parse().unwrap(),
             output: "0.6".parse().unwrap(),
             cached_read: Some("0.075".parse().unwrap()),

@@ -4,6 +4,7 @@
 
 use super::StoreError;
 use super::audit::AuditEvent;
+use super::settings::{BudgetAction, Preferences};
 use crate::money::NanoUsd;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -50,4 +51,56 @@ pub trait RateCounters: Send + Sync {
         window_secs: i64,
         limit: u32,
     ) -> Result<bool, StoreError>;
+}
+
+/// The preferences generation works with: the user's own, with the admin's cap over
+/// the budget. A cap always holds: under it `alert_only` becomes `block` (the user's
+/// `downgrade` still downgrades, within the cap).
+pub fn capped(prefs: &mut Preferences, limits: Option<&UserLimits>) {
+    let Some(cap) = limits.and_then(|l| l.monthly_budget_usd) else {
+        return;
+    };
+    prefs.monthly_budget_usd = Some(match prefs.monthly_budget_usd {
+        Some(own) if own.0 <= cap.0 => own,
+        _ => cap,
+    });
+    if prefs.budget_action == BudgetAction::AlertOnly {
+        prefs.budget_action = BudgetAction::Block;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::money::NanoUsd;
+    use crate::store::{BudgetAction, Preferences};
+
+    #[test]
+    fn a_cap_lowers_the_budget_and_blocks() {
+        let limits = UserLimits {
+            monthly_budget_usd: Some(NanoUsd(10)),
+            ..Default::default()
+        };
+        let mut p = Preferences {
+            monthly_budget_usd: Some(NanoUsd(50)),
+            budget_action: BudgetAction::AlertOnly,
+            ..Default::default()
+        };
+        capped(&mut p, Some(&limits));
+        assert_eq!(p.monthly_budget_usd, Some(NanoUsd(10)));
+        assert_eq!(p.budget_action, BudgetAction::Block);
+        // A lower budget of the user's own stays; no budget at all gets the cap.
+        let mut p = Preferences {
+            monthly_budget_usd: Some(NanoUsd(3)),
+            ..Default::default()
+        };
+        capped(&mut p, Some(&limits));
+        assert_eq!(p.monthly_budget_usd, Some(NanoUsd(3)));
+        let mut p = Preferences::default();
+        capped(&mut p, Some(&limits));
+        assert_eq!(p.monthly_budget_usd, Some(NanoUsd(10)));
+        let mut p = Preferences::default();
+        capped(&mut p, None);
+        assert_eq!(p.monthly_budget_usd, None);
+    }
 }

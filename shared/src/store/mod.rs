@@ -29,7 +29,7 @@ mod usage;
 pub use audit::{AUDIT_RETENTION_DAYS, AuditEvent, AuditQuery, AuditStore};
 pub use budget::{BudgetStore, MonthCounters, Reservation, Settlement};
 pub use cache::ResponseCache;
-pub use limits::{LimitsStore, RateCounters, UserLimits};
+pub use limits::{LimitsStore, RateCounters, UserLimits, capped};
 pub use registry::{
     ANY_OPERATION, AuthMeta, EntryConfig, GLOBAL_SCOPE, LlmEntry, PriceOverride, RegistryStore,
     RegistryWrite,
@@ -37,7 +37,7 @@ pub use registry::{
 pub use settings::{BudgetAction, KeyMeta, Preferences, SettingsRecord, SettingsStore};
 pub use tokens::{TokenRecord, TokenStore};
 pub use usage::{
-    DailyRollup, Totals, UsageEntry, UsageStatus, UsageStore, add_to_groups, rollup_keys,
+    DailyRollup, KeySource, Totals, UsageEntry, UsageStatus, UsageStore, add_to_groups, rollup_keys,
 };
 
 /// A stored time: RFC 3339 UTC with milliseconds, which sorts as text.

@@ -77,7 +77,7 @@ pub struct LlmEntry {
     #[serde(default)]
     pub capabilities: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub price: Option<PriceOverride>,
+    pub price_override: Option<PriceOverride>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     /// Grows by one on every write; writes are conditional on it.

@@ -28,6 +28,16 @@ impl UsageStatus {
     }
 }
 
+/// Whose key a call used: the user's own, their tenant's, or an operator's (a registry
+/// entry's credentials).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeySource {
+    User,
+    Tenant,
+    Operator,
+}
+
 /// One request's usage, exactly as `GET /api/llm-usage/{userId}` returns it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct UsageEntry {
@@ -51,6 +61,10 @@ pub struct UsageEntry {
     pub metadata: BTreeMap<String, serde_json::Value>,
     /// When the entry expires (Unix seconds): the DynamoDB TTL attribute.
     pub ttl: i64,
+    /// Whose key the answering call used; absent when no call was made (a cache hit,
+    /// a refusal) and on entries written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_source: Option<KeySource>,
 }
 
 impl UsageEntry {

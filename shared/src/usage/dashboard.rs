@@ -8,7 +8,7 @@ use super::report::{
 };
 use super::{UsageError, month_of};
 use crate::money::NanoUsd;
-use crate::store::{BudgetStore, SettingsStore, UsageStore};
+use crate::store::{BudgetStore, LimitsStore, SettingsStore, UsageStore};
 use chrono::{DateTime, Utc};
 
 /// The summary of a range, and what was read to answer it.
@@ -72,13 +72,19 @@ pub struct BudgetReport {
 
 pub async fn budget(
     settings: &dyn SettingsStore,
+    limits: &dyn LimitsStore,
     budgets: &dyn BudgetStore,
     user_id: &str,
     now: DateTime<Utc>,
 ) -> Result<BudgetReport, UsageError> {
     let month = month_of(now);
     // A user who never saved settings has the defaults: no limit.
-    let record = settings.settings_or_default(user_id).await?;
+    let mut record = settings.settings_or_default(user_id).await?;
+    // The limit that holds: the user's own, capped by the admin's.
+    crate::store::capped(
+        &mut record.preferences,
+        limits.get_limits(user_id).await?.as_ref(),
+    );
     let counters = budgets.month(user_id, &month, now.timestamp()).await?;
     let limit = record.preferences.monthly_budget_usd;
     let remaining = limit.map(|l| NanoUsd((l.0 - counters.spent.0 - counters.reserved.0).max(0)));

@@ -4,6 +4,7 @@
 //! [`crate::store`] and are re-exported here.
 
 pub mod admin;
+pub mod audit;
 pub mod dashboard;
 mod error;
 pub mod export;
@@ -15,8 +16,8 @@ pub mod token;
 pub use error::UsageError;
 
 pub use crate::store::{
-    DailyRollup, MonthCounters, Reservation, Settlement, Totals, UsageEntry, UsageStatus,
-    add_to_groups, rollup_keys, timestamp,
+    DailyRollup, KeySource, MonthCounters, Reservation, Settlement, Totals, UsageEntry,
+    UsageStatus, add_to_groups, rollup_keys, timestamp,
 };
 
 use chrono::{DateTime, Utc};

@@ -236,6 +236,7 @@ mod tests {
             error_type: None,
             price_version: "test".into(),
             metadata: Default::default(),
+            key_source: None,
             ttl: now.timestamp() + 3600,
         }
     }

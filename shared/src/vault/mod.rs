@@ -10,6 +10,7 @@
 //! before versions existed names none: that reads the *legacy* unversioned key.
 
 pub mod local;
+pub mod operator;
 
 #[cfg(feature = "aws")]
 pub mod secrets_manager;

@@ -8,10 +8,12 @@
 //! - [`spend::SpendWindow`]: on AWS, the month's spend that budget alerts compare
 //!   against, read at most once per window; reservations stay one conditional write.
 //! - [`counters::MemoryCounters`]: per-user request rates, for the store's owner.
+//! - [`limits::LimitsCache`]: per-user admin limits, within a window.
 
 pub mod adopt;
 pub mod budget;
 pub mod counters;
+pub mod limits;
 pub mod settings;
 pub mod spend;
 
