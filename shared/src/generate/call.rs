@@ -122,7 +122,10 @@ impl<'a> Call<'a> {
     pub fn plan(&self) -> Result<Vec<Arc<Resolved>>, GenerateError> {
         let view = self.view.as_ref();
         let prefs = self.prefs();
-        let primary = request::primary(view, prefs, &self.req)?.clone();
+        let reachable = |r: &Resolved| {
+            self.settings.keys.contains_key(&r.entry.provider) || r.entry.auth_meta.is_some()
+        };
+        let primary = request::primary(view, prefs, &self.req, &reachable)?.clone();
         let mut plan = vec![primary];
         if !prefs.auto_failover {
             return Ok(plan);
@@ -137,9 +140,7 @@ impl<'a> Call<'a> {
                 return Ok(plan);
             }
             for r in view.usable(None) {
-                let reachable = self.settings.keys.contains_key(&r.entry.provider)
-                    || r.entry.auth_meta.is_some();
-                if reachable && !plan.iter().any(|p| p.entry.id == r.entry.id) {
+                if reachable(r) && !plan.iter().any(|p| p.entry.id == r.entry.id) {
                     plan.push(r.clone());
                 }
             }

@@ -179,6 +179,7 @@ pub fn primary<'v>(
     view: &'v RegistryView,
     prefs: &Preferences,
     req: &Generate,
+    reachable: &dyn Fn(&Resolved) -> bool,
 ) -> Result<&'v Arc<Resolved>, GenerateError> {
     if let Some(id) = &req.llm_id {
         return view
@@ -194,8 +195,19 @@ pub fn primary<'v>(
     let op = req.operation_type.as_str();
     let chosen = match req.provider {
         Some(p) => model_for(view, prefs, p, op),
+        // A model id several providers serve (gpt-4o: OpenAI and Azure) is taken from
+        // one the user can reach.
         None => preferred_model(prefs, op)
-            .and_then(|m| view.find(None, None, m))
+            .and_then(|m| {
+                let mut serving = view.usable(None).filter(|r| r.entry.model_name == m);
+                let first = serving.next()?;
+                Some(
+                    std::iter::once(first)
+                        .chain(serving)
+                        .find(|r| reachable(r))
+                        .unwrap_or(first),
+                )
+            })
             .or_else(|| view.explicit_default(None, op))
             .or_else(|| model_for(view, prefs, prefs.default_provider, op))
             .or_else(|| view.default_for(None, op))
@@ -286,27 +298,33 @@ mod tests {
         let r = body(r#"{"prompt": "x", "model": "gpt-3.5-turbo"}"#)
             .validate(c)
             .unwrap();
-        assert_eq!(primary(c, &prefs, &r).unwrap().model.id, "gpt-3.5-turbo");
+        assert_eq!(
+            primary(c, &prefs, &r, &|_| true).unwrap().model.id,
+            "gpt-3.5-turbo"
+        );
         // 2. the preference for the operation
         let r = body(r#"{"prompt": "x"}"#).validate(c).unwrap();
-        assert_eq!(primary(c, &prefs, &r).unwrap().model.id, "gpt-4");
+        assert_eq!(primary(c, &prefs, &r, &|_| true).unwrap().model.id, "gpt-4");
         let r = body(r#"{"prompt": "x", "operationType": "query_generation"}"#)
             .validate(c)
             .unwrap();
         assert_eq!(
-            primary(c, &prefs, &r).unwrap().model.id,
+            primary(c, &prefs, &r, &|_| true).unwrap().model.id,
             "claude-3-5-sonnet-20241022"
         );
         // 3. the provider's default when the preference is another provider's
         let r = body(r#"{"prompt": "x", "provider": "google"}"#)
             .validate(c)
             .unwrap();
-        assert_eq!(primary(c, &prefs, &r).unwrap().model.id, "gemini-1.5-pro");
+        assert_eq!(
+            primary(c, &prefs, &r, &|_| true).unwrap().model.id,
+            "gemini-1.5-pro"
+        );
         let r = body(r#"{"prompt": "x", "operationType": "rule_enrichment"}"#)
             .validate(c)
             .unwrap();
         assert_eq!(
-            primary(c, &prefs, &r).unwrap().model.id,
+            primary(c, &prefs, &r, &|_| true).unwrap().model.id,
             "claude-3-5-sonnet-20241022"
         );
     }
@@ -325,7 +343,7 @@ mod tests {
         prefs.models.insert("conversation".into(), "gpt-4".into());
         let r = body(r#"{"prompt": "x"}"#).validate(&view).unwrap();
         assert_eq!(
-            primary(&view, &prefs, &r).unwrap().model.id,
+            primary(&view, &prefs, &r, &|_| true).unwrap().model.id,
             "claude-3-5-sonnet-20241022",
             "the registry default for the operation"
         );
@@ -340,7 +358,7 @@ mod tests {
             .validate(&view)
             .unwrap();
         assert_eq!(
-            primary(&view, &prefs, &r).unwrap().model.id,
+            primary(&view, &prefs, &r, &|_| true).unwrap().model.id,
             "gemini-1.5-flash"
         );
         assert!(
