@@ -31,6 +31,7 @@ from botocore.config import Config  # noqa: E402
 from botocore.exceptions import ClientError  # noqa: E402
 
 import tfeval  # noqa: E402
+from admin_journey import admin_journey  # noqa: E402
 from tfeval import EvalError, NotCreated, Unsupported, body_items  # noqa: E402
 
 # Arguments that do not change what ministack runs; named per resource type so that any
@@ -719,6 +720,10 @@ def run_journey(d: Deployer, ev: tfeval.Evaluator, j: Journey, stub: ProviderStu
 
     request_ids = generate_journey(d, ev, j, stub, alice, bob, sub, key)
     usage_journey(d, ev, j, alice, bob, ops, sub, request_ids)
+    d.ops_sub = ops_claims["sub"]
+    catalog = Path(__file__).resolve().parent.parent / "shared" / "src" / "pricing" / "catalog.toml"
+    d.catalog_models = sum(1 for line in catalog.read_text().splitlines() if line.strip() == "[[model]]")
+    admin_journey(d, ev, j, alice, ops, sub, key, emulator_policy)
 
     j.check("the key appears in no response body", all(key not in b for b in j.bodies),
             "a response contained the key")

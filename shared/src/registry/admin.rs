@@ -155,10 +155,6 @@ impl Admin<'_> {
                 })
             })
             .collect();
-        // The view leaves out entries it cannot price; the admin sees every stored one.
-        if view.all().len() < self.entries().await.map(|v| v.len()).unwrap_or(0) {
-            tracing::warn!("registry holds entries routing cannot price");
-        }
         hits.sort_by(|a, b| (a.priority, &a.name).cmp(&(b.priority, &b.name)));
         let total = hits.len();
         let llms: Vec<LlmView> = hits
