@@ -20,6 +20,7 @@ pub mod conformance;
 mod audit;
 mod budget;
 mod cache;
+pub mod health;
 mod settings;
 mod tokens;
 mod usage;
@@ -27,6 +28,7 @@ mod usage;
 pub use audit::{AuditEvent, AuditStore};
 pub use budget::{BudgetStore, MonthCounters, Reservation, Settlement};
 pub use cache::ResponseCache;
+pub use health::{Granularity, HealthCounters};
 pub use settings::{BudgetAction, KeyMeta, Preferences, SettingsRecord, SettingsStore};
 pub use tokens::{TokenRecord, TokenStore};
 pub use usage::{

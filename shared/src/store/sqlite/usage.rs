@@ -1,10 +1,12 @@
-//! Usage entries and their daily rollups. An entry, its rollup increments and its
-//! settlement are one SQLite transaction, the counterpart of a DynamoDB
-//! TransactWriteItems.
+//! Usage entries, their daily rollups and the provider health buckets. An entry, its
+//! rollup increments, its health increments and its settlement are one SQLite
+//! transaction (the DynamoDB backend writes health after its transaction instead: one
+//! process owns this file, so there is no cross-request contention to avoid here).
 
 use super::budgets::apply_settlement;
 use super::{SqliteStore, corrupt};
 use crate::provider::Provider;
+use crate::store::health::{Granularity, HealthCounters, entry_unix, health_groups};
 use crate::store::{
     DailyRollup, Settlement, StoreError, Totals, UsageEntry, UsageStore, add_to_groups, rollup_keys,
 };
@@ -64,8 +66,35 @@ fn write_entry(
             to_i64(t.unpriced)
         ])?;
     }
+    add_health(tx, entry)?;
     if let Some(s) = settlement {
         apply_settlement(tx, &entry.user_id, s, false)?;
+    }
+    Ok(())
+}
+
+/// Adds a newly inserted entry to its minute and hour health buckets.
+fn add_health(tx: &rusqlite::Transaction<'_>, entry: &UsageEntry) -> Result<(), StoreError> {
+    let Some(at) = entry_unix(entry) else {
+        return Ok(());
+    };
+    let counters = HealthCounters::of(entry).named();
+    let mut add = tx.prepare_cached(
+        "INSERT INTO health (granularity, bucket, grp, counter, value) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (granularity, bucket, grp, counter) DO UPDATE SET value = value + ?5",
+    )?;
+    for g in Granularity::ALL {
+        for group in health_groups(entry) {
+            for (counter, value) in &counters {
+                add.execute(params![
+                    g.as_str(),
+                    g.bucket_start(at),
+                    group,
+                    counter,
+                    to_i64(*value)
+                ])?;
+            }
+        }
     }
     Ok(())
 }
@@ -242,17 +271,51 @@ impl UsageStore for SqliteStore {
         Ok((groups, bodies.len()))
     }
 
+    async fn health(
+        &self,
+        granularity: Granularity,
+        from: i64,
+        to: i64,
+    ) -> Result<BTreeMap<String, HealthCounters>, StoreError> {
+        let (first, last) = (granularity.bucket_start(from), granularity.bucket_start(to));
+        self.call(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT grp, counter, SUM(value) FROM health
+                 WHERE granularity = ?1 AND bucket >= ?2 AND bucket <= ?3 GROUP BY grp, counter",
+            )?;
+            let mut groups: BTreeMap<String, HealthCounters> = BTreeMap::new();
+            let mut rows = stmt.query(params![granularity.as_str(), first, last])?;
+            while let Some(r) = rows.next()? {
+                let value = u64::try_from(r.get::<_, i64>(2)?).unwrap_or(0);
+                let counter: String = r.get(1)?;
+                groups
+                    .entry(r.get(0)?)
+                    .or_default()
+                    .add_named(&counter, value);
+            }
+            Ok(groups)
+        })
+        .await
+    }
+
     async fn purge_expired(&self, now_unix: i64, rollups_before: &str) -> Result<u64, StoreError> {
         let before = rollups_before.to_owned();
         self.call(move |c| {
             let entries = c.execute("DELETE FROM usage WHERE ttl <= ?1", params![now_unix])?;
             let rollups = c.execute("DELETE FROM rollups WHERE day < ?1", params![before])?;
+            let mut health = 0;
+            for g in Granularity::ALL {
+                health += c.execute(
+                    "DELETE FROM health WHERE granularity = ?1 AND bucket < ?2",
+                    params![g.as_str(), now_unix - g.retention_secs()],
+                )?;
+            }
             // Expired cache entries are misses already; this gives their space back.
             let cached = c.execute(
                 "DELETE FROM response_cache WHERE expires_at <= ?1",
                 params![now_unix],
             )?;
-            Ok(u64::try_from(entries + rollups + cached).unwrap_or(0))
+            Ok(u64::try_from(entries + rollups + health + cached).unwrap_or(0))
         })
         .await
     }
