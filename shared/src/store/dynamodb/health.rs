@@ -5,10 +5,11 @@
 //! one touching it, and usage (money) must not fail or retry for monitoring. Instead,
 //! once the entry's transaction has committed (and only then, so a repeat adds nothing),
 //! one `UpdateItem ADD` per granularity goes to one of [`SHARDS`] counter items, chosen
-//! by the request id. That write is best effort: a failure is logged at warn and the
-//! request goes on, so health may undercount (never overcount) a bucket; an entry whose
-//! write landed but whose answer was lost is recorded again by the writer, finds the
-//! entry there, and adds nothing.
+//! by the request id. That write is best effort and sent once (no SDK retry: an `ADD`
+//! is not idempotent): a failure is logged at warn and the request goes on, so health
+//! may undercount a bucket, never overcount it. An entry whose transaction landed but
+//! whose answer was lost is recorded again by the writer, finds the entry there, and
+//! adds nothing (and so is not counted either).
 //!
 //! Items: pk `health/<minute|hour>/<shard>` (a `/` is never in a user id, see
 //! `identity::valid_user_id`, so no user's partition, and so no per-user query, ever
@@ -20,6 +21,7 @@ use super::{DynamoUsageStore, Item, backend, n, names, query_all, s, user_key, v
 use crate::store::StoreError;
 use crate::store::health::{Granularity, HealthCounters, entry_unix, health_groups};
 use crate::store::usage::UsageEntry;
+use aws_sdk_dynamodb::config::retry::RetryConfig;
 use aws_sdk_dynamodb::types::AttributeValue;
 use std::collections::{BTreeMap, HashMap};
 
@@ -109,6 +111,8 @@ impl DynamoUsageStore {
             &partition(g, shard_of(&entry.request_id)),
             bucket_key(start),
         );
+        // Sent once: an ADD is not idempotent, and the SDK's retry of an attempt whose
+        // answer was lost (a timeout) would count the request twice.
         self.client
             .update_item()
             .table_name(&self.usage_table)
@@ -116,6 +120,10 @@ impl DynamoUsageStore {
             .update_expression(format!("SET #ttl = :ttl ADD {}", adds.join(", ")))
             .set_expression_attribute_names(Some(names))
             .set_expression_attribute_values(Some(vals))
+            .customize()
+            .config_override(
+                aws_sdk_dynamodb::config::Builder::default().retry_config(RetryConfig::disabled()),
+            )
             .send()
             .await
             .map_err(backend)?;
