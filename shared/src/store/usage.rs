@@ -210,8 +210,10 @@ pub trait UsageStore: Send + Sync {
     ) -> Result<BTreeMap<String, HealthCounters>, StoreError>;
 
     /// Deletes entries whose TTL has passed, rollups of days before `rollups_before` and
-    /// health buckets past their retention. DynamoDB's TTL does this by itself, so a backend with native expiry keeps this
-    /// default; readers filter expired entries either way, since expiry is lazy.
+    /// health buckets past their retention; returns how many entries and rollups (and,
+    /// for a backend that keeps one, expired cache rows) went. DynamoDB's TTL does this
+    /// by itself, so a backend with native expiry keeps this default; readers filter
+    /// expired entries either way, since expiry is lazy.
     async fn purge_expired(
         &self,
         _now_unix: i64,
