@@ -439,22 +439,17 @@ pub async fn health_suite(usage: &dyn UsageStore) {
     let mut timeout_23h = entry(-23 * 3600, anthropic, err, 25_000.0);
     timeout_23h.error_type = Some("timeout".into());
     let ok_24h = entry(-24 * 3600, anthropic, ok, 12.5);
-    for e in [
-        &ok_now,
-        &ok_5m,
-        &limited_14m,
-        &unclassified_15m,
-        &hit_1m,
-        &ahead,
-        &ok_3h,
-        &timeout_23h,
-        &ok_24h,
-    ] {
+    // Four in one batch (one transaction where the backend has them: they share buckets
+    // and groups), the rest one by one.
+    let batch = [&ok_now, &ok_5m, &limited_14m, &unclassified_15m].map(|e| (e.clone(), None));
+    usage.record_batch(&batch).await.unwrap();
+    for e in [&hit_1m, &ahead, &ok_3h, &timeout_23h, &ok_24h] {
         usage.record(e, None).await.unwrap();
     }
-    // Recorded again, alone or in a batch: counted once.
+    // Recorded again, alone or in a batch (twice in it): counted once.
     usage.record(&ok_now, None).await.unwrap();
-    usage.record_batch(&[(ok_5m.clone(), None)]).await.unwrap();
+    let again = (ok_5m.clone(), None);
+    usage.record_batch(&[again.clone(), again]).await.unwrap();
 
     let bins = |ms: &[f64]| {
         let mut latency = [0; super::health::LATENCY_BINS];

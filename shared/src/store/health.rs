@@ -23,7 +23,7 @@ pub const UNKNOWN_ERROR: &str = "unknown";
 
 /// How long a bucket is. Minute buckets serve the 15-minute window, hour buckets the
 /// 24-hour one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Granularity {
     Minute,
     Hour,

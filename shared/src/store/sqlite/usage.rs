@@ -18,12 +18,14 @@ fn to_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-/// Inserts one entry with its rollup increments and settlement, unless already there.
+/// Inserts one entry with its rollup increments and settlement, unless already there;
+/// a new entry's health increments go to `health`, written before the commit.
 fn write_entry(
     tx: &rusqlite::Transaction<'_>,
     entry: &UsageEntry,
     body: &str,
     settlement: Option<&Settlement>,
+    health: &mut HealthBatch,
 ) -> Result<(), StoreError> {
     let inserted = tx
         .prepare_cached(
@@ -66,37 +68,47 @@ fn write_entry(
             to_i64(t.unpriced)
         ])?;
     }
-    add_health(tx, entry)?;
+    health.add(entry);
     if let Some(s) = settlement {
         apply_settlement(tx, &entry.user_id, s, false)?;
     }
     Ok(())
 }
 
-/// Adds a newly inserted entry to its minute and hour health buckets.
-fn add_health(tx: &rusqlite::Transaction<'_>, entry: &UsageEntry) -> Result<(), StoreError> {
-    let Some(at) = entry_unix(entry) else {
-        return Ok(());
-    };
-    let counters = HealthCounters::of(entry).named();
-    let mut add = tx.prepare_cached(
-        "INSERT INTO health (granularity, bucket, grp, counter, value) VALUES (?1, ?2, ?3, ?4, ?5)
-         ON CONFLICT (granularity, bucket, grp, counter) DO UPDATE SET value = value + ?5",
-    )?;
-    for g in Granularity::ALL {
-        for group in health_groups(entry) {
-            for (counter, value) in &counters {
-                add.execute(params![
-                    g.as_str(),
-                    g.bucket_start(at),
-                    group,
-                    counter,
-                    to_i64(*value)
-                ])?;
+/// The health increments of a transaction's new entries, summed per bucket and group
+/// before they are written: the entries of a batch mostly share their buckets and
+/// groups, so a batch of 32 writes about as many rows as one entry.
+#[derive(Default)]
+struct HealthBatch(BTreeMap<(Granularity, i64, String), HealthCounters>);
+
+impl HealthBatch {
+    fn add(&mut self, entry: &UsageEntry) {
+        let Some(at) = entry_unix(entry) else {
+            return;
+        };
+        let counters = HealthCounters::of(entry);
+        for g in Granularity::ALL {
+            for group in health_groups(entry) {
+                self.0
+                    .entry((g, g.bucket_start(at), group))
+                    .or_default()
+                    .add(&counters);
             }
         }
     }
-    Ok(())
+
+    fn write(&self, tx: &rusqlite::Transaction<'_>) -> Result<(), StoreError> {
+        let mut add = tx.prepare_cached(
+            "INSERT INTO health (granularity, bucket, grp, counter, value) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (granularity, bucket, grp, counter) DO UPDATE SET value = value + ?5",
+        )?;
+        for ((g, bucket, group), counters) in &self.0 {
+            for (counter, value) in counters.named() {
+                add.execute(params![g.as_str(), bucket, group, counter, to_i64(value)])?;
+            }
+        }
+        Ok(())
+    }
 }
 
 impl SqliteStore {
@@ -105,10 +117,12 @@ impl SqliteStore {
     pub async fn record_many(&self, entries: Vec<UsageEntry>) -> Result<(), StoreError> {
         self.call(move |c| {
             let tx = c.transaction()?;
+            let mut health = HealthBatch::default();
             for e in &entries {
                 let body = serde_json::to_string(e).map_err(corrupt)?;
-                write_entry(&tx, e, &body, None)?;
+                write_entry(&tx, e, &body, None, &mut health)?;
             }
+            health.write(&tx)?;
             tx.commit()?;
             Ok(())
         })
@@ -128,7 +142,9 @@ impl UsageStore for SqliteStore {
         let settlement = settlement.cloned();
         self.call(move |c| {
             let tx = c.transaction()?;
-            write_entry(&tx, &entry, &body, settlement.as_ref())?;
+            let mut health = HealthBatch::default();
+            write_entry(&tx, &entry, &body, settlement.as_ref(), &mut health)?;
+            health.write(&tx)?;
             tx.commit()?;
             Ok(())
         })
@@ -234,9 +250,11 @@ impl UsageStore for SqliteStore {
         }
         self.call(move |c| {
             let tx = c.transaction()?;
+            let mut health = HealthBatch::default();
             for (entry, body, settlement) in &rows {
-                write_entry(&tx, entry, body, settlement.as_ref())?;
+                write_entry(&tx, entry, body, settlement.as_ref(), &mut health)?;
             }
+            health.write(&tx)?;
             tx.commit()?;
             Ok(())
         })
