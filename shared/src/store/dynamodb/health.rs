@@ -25,8 +25,9 @@ use aws_sdk_dynamodb::config::retry::RetryConfig;
 use aws_sdk_dynamodb::types::AttributeValue;
 use std::collections::{BTreeMap, HashMap};
 
-/// Counter items per bucket: writes to one bucket spread over this many items (a single
-/// item takes about 1,000 writes a second); a read queries each.
+/// Counter items per bucket: writes to one bucket spread over this many items (one item
+/// takes at most 1,000 write units a second, and a bucket item holding many models costs
+/// a unit per started KB); a read queries each.
 pub const SHARDS: u64 = 8;
 
 fn partition(g: Granularity, shard: u64) -> String {

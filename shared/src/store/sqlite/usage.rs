@@ -42,7 +42,7 @@ fn write_entry(
             body
         ])?;
     if inserted == 0 {
-        // Already recorded: the rollup and settlement were applied with it.
+        // Already recorded: its rollup, health and settlement were applied with it.
         return Ok(());
     }
     let t = Totals::of(entry);
