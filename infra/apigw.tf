@@ -17,6 +17,7 @@ locals {
     "GET /api/llm-usage/{userId}/budget"                = "llm-usage"
     "GET /api/llm-usage/{userId}/export"                = "llm-usage"
     "GET /api/admin/usage/summary"                      = "llm-usage"
+    "GET /api/admin/providers/health"                   = "llm-usage"
   }
 
   # Public: no authorizer. Only the liveness probe.

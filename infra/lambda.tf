@@ -54,8 +54,8 @@ locals {
         local.log_filter_env,
       )
     }
-    # Usage reports (entries, summary, daily trend, budget, export) and the admin usage
-    # summary. Read-only: its role has no write action on any table (iam.tf). The
+    # Usage reports (entries, summary, daily trend, budget, export), the admin usage
+    # summary and provider health. Read-only: its role has no write action on any table (iam.tf). The
     # page-token key is read once per cold start from the secret in secrets.tf.
     "llm-usage" = {
       zip_path             = var.usage_zip_path

@@ -312,6 +312,13 @@ async fn dynamodb_usage_conformance() {
 
 #[tokio::test]
 #[ignore = "needs the AWS emulator; run by `make test`"]
+async fn dynamodb_health_conformance() {
+    let client = aws_sdk_dynamodb::Client::new(&config().await);
+    conformance::health_suite(&usage_store(&client).await).await;
+}
+
+#[tokio::test]
+#[ignore = "needs the AWS emulator; run by `make test`"]
 async fn dynamodb_budget_conformance() {
     let client = aws_sdk_dynamodb::Client::new(&config().await);
     let store: Arc<dyn BudgetStore> = Arc::new(usage_store(&client).await);
@@ -443,6 +450,83 @@ async fn dynamodb_usage_record_is_idempotent_under_concurrency() {
     assert_eq!(days[0].groups["all"].cost_nanos, 7);
     let (entries, next) = store
         .entries(&user, "2026-11-01", "2026-12-01", 10, None)
+        .await
+        .unwrap();
+    assert_eq!((entries, next), (vec![e], None));
+}
+
+/// Provider health on DynamoDB: the same request recorded by 8 concurrent writers adds to
+/// its buckets once (only the writer whose transaction committed adds), and the bucket
+/// items sit outside every user's partition and every index, with a TTL.
+#[tokio::test]
+#[ignore = "needs the AWS emulator; run by `make test`"]
+async fn dynamodb_health_counts_a_raced_entry_once_outside_the_indexes() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    use shared::provider::Provider;
+    use shared::store::{Granularity, UsageStore};
+    use shared::usage::UsageStatus;
+    let client = aws_sdk_dynamodb::Client::new(&config().await);
+    let store = Arc::new(usage_store(&client).await);
+    let user = format!("health-{}", uuid::Uuid::new_v4().simple());
+    // In the future: the emulator reaps items whose TTL has passed.
+    let at = 1_938_340_800; // 2031-06-04T12:00:00Z
+    let e = conformance::usage_entry(
+        &user,
+        "2031-06-04T12:00:00.000Z",
+        Provider::OpenAi,
+        Some(7),
+        UsageStatus::Success,
+    );
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let (store, e) = (store.clone(), e.clone());
+        tasks.push(tokio::spawn(async move { store.record(&e, None).await }));
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    for g in [Granularity::Minute, Granularity::Hour] {
+        let groups = store.health(g, at, at).await.unwrap();
+        assert_eq!(groups["provider:openai"].requests(), 1, "{g:?}");
+        assert_eq!(groups["model:openai/gpt-4o"].successes, 1, "{g:?}");
+    }
+
+    // One bucket item per granularity, in a partition of its own, with a TTL and none
+    // of the index keys.
+    for (g, retention) in [("minute", 3600), ("hour", 2 * 86_400)] {
+        let mut items = Vec::new();
+        for shard in 0..8 {
+            let out = client
+                .query()
+                .table_name(store.usage_table())
+                .key_condition_expression("user_id = :p")
+                .expression_attribute_values(":p", AttributeValue::S(format!("health/{g}/{shard}")))
+                .send()
+                .await
+                .unwrap();
+            items.extend(out.items().iter().cloned());
+        }
+        assert_eq!(items.len(), 1, "{g}: {items:?}");
+        let item = &items[0];
+        assert_eq!(item["sk"], AttributeValue::S("2031-06-04T12:00Z".into()));
+        assert_eq!(item["ttl"], AttributeValue::N((at + retention).to_string()));
+        for key in ["provider", "operation_type", "timestamp"] {
+            assert!(!item.contains_key(key), "{g}: an index key {key}");
+        }
+    }
+    let indexed = client
+        .query()
+        .table_name(store.usage_table())
+        .index_name("ProviderIndex")
+        .key_condition_expression("#p = :p")
+        .expression_attribute_names("#p", "provider")
+        .expression_attribute_values(":p", AttributeValue::S("openai".into()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(indexed.items().len(), 1, "only the entry is indexed");
+    let (entries, next) = store
+        .entries(&user, "2000", "9999", 10, None)
         .await
         .unwrap();
     assert_eq!((entries, next), (vec![e], None));

@@ -230,6 +230,7 @@ async fn every_admin_route_needs_an_admin() {
             Some(json!({"monthlyBudgetUsd": 1000})),
         ),
         (Method::GET, "/api/admin/audit".into(), None),
+        (Method::GET, "/api/admin/providers/health".into(), None),
     ];
     for (m, p, body) in routes {
         let (s, v) = g.client.call(m.clone(), &p, None, body.clone()).await;

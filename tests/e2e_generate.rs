@@ -801,3 +801,102 @@ async fn azure_requests_go_to_the_users_deployment() {
     assert_eq!(v["provider"], "azure_openai");
     assert_eq!(v["content"], "cheap answer");
 }
+
+/// The nearest-rank percentile of the entries' provider latencies (cache hits are not
+/// measured), as the upper bound of its latency bin: recomputed from the raw entries.
+fn latency_bound(entries: &[UsageEntry], p: usize) -> Value {
+    use shared::store::health::LATENCY_BOUNDS_MS;
+    let mut ms: Vec<f64> = entries
+        .iter()
+        .filter(|e| e.status != shared::usage::UsageStatus::Cached)
+        .map(|e| e.latency_ms)
+        .collect();
+    ms.sort_by(f64::total_cmp);
+    let v = ms[(p * ms.len()).div_ceil(100) - 1];
+    let bound = LATENCY_BOUNDS_MS.iter().find(|b| v <= f64::from(**b));
+    json!(bound.unwrap_or(LATENCY_BOUNDS_MS.last().unwrap()))
+}
+
+#[tokio::test]
+async fn provider_health_reports_what_was_sent() {
+    use wiremock::matchers::body_string_contains;
+    let o = MockServer::start().await;
+    let a = MockServer::start().await;
+    // Faults by prompt, over the answer every other prompt gets.
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .and(body_string_contains("upstream-500"))
+        .respond_with(openai_error(500))
+        .with_priority(1)
+        .mount(&o)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .and(body_string_contains("upstream-429"))
+        .respond_with(openai_error(429))
+        .with_priority(1)
+        .mount(&o)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(openai_body("gpt-4o")))
+        .mount(&o)
+        .await;
+    // OpenAI only: no failover, so every failure is openai's.
+    let mut g = gateway(&o, &a, json!({"fallbackProviders": []}), &[]).await;
+    let mut model = None;
+    for i in 0..6 {
+        let (s, v) = g.generate(json!({"prompt": format!("ok {i}")})).await;
+        assert_eq!((s, v["cached"].as_bool()), (200, Some(false)), "{v}");
+        model = v["model"].as_str().map(str::to_owned);
+    }
+    let (s, v) = g.generate(json!({"prompt": "ok 0"})).await;
+    assert_eq!((s, v["cached"].as_bool()), (200, Some(true)), "{v}");
+    for _ in 0..2 {
+        let (s, v) = g.generate(json!({"prompt": "upstream-500"})).await;
+        assert_eq!(s, 502, "the retry got a 500 too: {v}");
+    }
+    let (s, v) = g.generate(json!({"prompt": "upstream-429"})).await;
+    assert_eq!(s, 429, "{v}");
+    let entries = g.usage(10).await;
+    assert_eq!(entries.len(), 10);
+    // Upstream saw 6 answers and two tries of each failing request; not the cache hit.
+    assert_eq!(o.received_requests().await.unwrap().len(), 6 + 2 * 3);
+
+    let ops = token(&g.data, "ops", true);
+    let path = "/api/admin/providers/health";
+    let (s, v) = g
+        .client
+        .call(reqwest::Method::GET, path, Some(&ops), None)
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let model = format!("openai/{}", model.unwrap());
+    for window in ["15m", "24h"] {
+        let w = &v["windows"][window];
+        assert_eq!(w["providers"].as_object().unwrap().len(), 1, "{w}");
+        assert_eq!(w["models"].as_object().unwrap().len(), 1, "{w}");
+        for view in [&w["providers"]["openai"], &w["models"][&model]] {
+            assert_eq!(view["requests"], 10, "{window}: {view}");
+            assert_eq!(
+                view["success_rate"], 0.7,
+                "6 answers and a cache hit: {view}"
+            );
+            assert_eq!(view["cache_hit_rate"], 0.1, "{view}");
+            assert_eq!(
+                view["errors"],
+                json!({"server_error": 2, "rate_limited": 1}),
+                "{view}"
+            );
+            assert_eq!(view["latency_p50_ms"], latency_bound(&entries, 50));
+            assert_eq!(view["latency_p95_ms"], latency_bound(&entries, 95));
+        }
+    }
+    let token = g.token.clone();
+    let (s, _) = g
+        .client
+        .call(reqwest::Method::GET, path, Some(&token), None)
+        .await;
+    assert_eq!(s, 403, "not an admin");
+    let (s, _) = g.client.call(reqwest::Method::GET, path, None, None).await;
+    assert_eq!(s, 401, "no token");
+}

@@ -585,3 +585,157 @@ async fn the_default_summary_reads_rollups_only_and_matches() {
     assert_eq!(v["total_tokens"], tok);
     assert_eq!(nanos(&v["total_cost_usd"]), cost);
 }
+
+/// The nearest-rank percentile of `sorted` latencies, as the upper bound of its bin:
+/// recomputed from the raw values, not from a histogram.
+fn percentile_bound(sorted: &[f64], p: usize) -> Value {
+    use shared::store::health::LATENCY_BOUNDS_MS;
+    if sorted.is_empty() {
+        return Value::Null;
+    }
+    let rank = (p * sorted.len()).div_ceil(100).max(1);
+    let v = sorted[rank - 1];
+    let bound = LATENCY_BOUNDS_MS
+        .iter()
+        .find(|b| v <= f64::from(**b))
+        .unwrap_or(LATENCY_BOUNDS_MS.last().unwrap());
+    serde_json::json!(bound)
+}
+
+/// Compares a health view with its recomputation; rates within float noise (serde_json
+/// does not parse floats to the last bit).
+fn assert_health(got: &Value, want: &Value, what: &str) {
+    for rate in ["success_rate", "cache_hit_rate"] {
+        let (g, w) = (got[rate].as_f64().unwrap(), want[rate].as_f64().unwrap());
+        assert!((g - w).abs() < 1e-12, "{what} {rate}: {g} vs {w}");
+    }
+    for exact in ["requests", "latency_p50_ms", "latency_p95_ms", "errors"] {
+        assert_eq!(got[exact], want[exact], "{what} {exact}: {got}");
+    }
+    assert_eq!(got.as_object().unwrap().len(), 6, "{what}: {got}");
+}
+
+/// What a health view must say about `entries`, computed from them directly.
+fn expected_health(entries: &[&UsageEntry]) -> Value {
+    let n = entries.len();
+    let count = |s: UsageStatus| entries.iter().filter(|e| e.status == s).count();
+    let mut errors = BTreeMap::new();
+    for e in entries.iter().filter(|e| e.status == UsageStatus::Error) {
+        *errors
+            .entry(e.error_type.clone().unwrap_or_else(|| "unknown".into()))
+            .or_insert(0u64) += 1;
+    }
+    let mut latencies: Vec<f64> = entries
+        .iter()
+        .filter(|e| e.status != UsageStatus::Cached)
+        .map(|e| e.latency_ms)
+        .collect();
+    latencies.sort_by(f64::total_cmp);
+    let rate = |k: usize| k as f64 / n as f64;
+    serde_json::json!({
+        "requests": n,
+        "success_rate": rate(count(UsageStatus::Success) + count(UsageStatus::Cached)),
+        "cache_hit_rate": rate(count(UsageStatus::Cached)),
+        "latency_p50_ms": percentile_bound(&latencies, 50),
+        "latency_p95_ms": percentile_bound(&latencies, 95),
+        "errors": errors,
+    })
+}
+
+#[tokio::test]
+async fn provider_health_matches_a_recomputation_from_the_entries() {
+    let d = local_deployment();
+    let admin = issue_token(&d.db, "ops", true).await.unwrap();
+    let user = issue_token(&d.db, "alice", false).await.unwrap();
+    let now = Utc::now();
+    let mut rng = Lcg(2024);
+    let mut all = Vec::new();
+    for (i, who) in ["alice", "bob"].iter().cycle().take(400).enumerate() {
+        let mut e = random_entry(&mut rng, who, now, i);
+        // Within the last 30 hours, so both windows and what lies before them are hit.
+        let ago = i64::try_from(rng.below(30 * 3600)).unwrap();
+        e.timestamp = timestamp(now - Duration::seconds(ago));
+        if e.status == UsageStatus::Error {
+            e.error_type = [Some("server_error"), Some("rate_limited"), None]
+                [rng.below(3) as usize]
+                .map(str::to_owned);
+        }
+        d.db.record(&e, None).await.unwrap();
+        if i % 7 == 0 {
+            d.db.record(&e, None).await.unwrap(); // a retried write counts once
+        }
+        all.push(e);
+    }
+    let state = UsageState {
+        identity: d.state.identity.clone(),
+        settings: Arc::new(d.db.clone()),
+        usage: Arc::new(d.db.clone()),
+        budgets: Arc::new(d.db.clone()),
+        token_key: TokenKey::new(b"k"),
+        limits: Arc::new(d.db.clone()),
+        audit: Arc::new(d.db.clone()),
+    };
+    let router = app(usage_router(state));
+    let path = "/api/admin/providers/health";
+    let r = send(&router, request(Method::GET, path, Some(&admin), None)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let v: Value = serde_json::from_str(&r.text).unwrap();
+    assert!(v["generated_at"].is_string());
+    let mut compared = 0;
+    for (name, len) in [("15m", 15 * 60), ("24h", 24 * 3600)] {
+        let w = &v["windows"][name];
+        // The span the window reports, bucket-aligned, is what it is held to.
+        let start = w["start"].as_str().unwrap();
+        let end = w["end"].as_str().unwrap();
+        let span = DateTime::parse_from_rfc3339(end).unwrap()
+            - DateTime::parse_from_rfc3339(start).unwrap();
+        assert_eq!(span.num_seconds(), len, "{name}");
+        let inside: Vec<&UsageEntry> = all
+            .iter()
+            .filter(|e| e.timestamp.as_str() >= start && e.timestamp.as_str() < end)
+            .collect();
+        let providers: std::collections::BTreeSet<Provider> =
+            inside.iter().map(|e| e.provider).collect();
+        assert_eq!(w["providers"].as_object().unwrap().len(), providers.len());
+        for p in providers {
+            let of: Vec<&UsageEntry> = inside.iter().copied().filter(|e| e.provider == p).collect();
+            let what = format!("{name} {p}");
+            assert_health(&w["providers"][p.as_str()], &expected_health(&of), &what);
+            compared += of.len();
+        }
+        let models: std::collections::BTreeSet<String> = inside
+            .iter()
+            .map(|e| format!("{}/{}", e.provider, e.model))
+            .collect();
+        assert_eq!(w["models"].as_object().unwrap().len(), models.len());
+        for m in models {
+            let of: Vec<&UsageEntry> = inside
+                .iter()
+                .copied()
+                .filter(|e| format!("{}/{}", e.provider, e.model) == m)
+                .collect();
+            assert_health(
+                &w["models"][&m],
+                &expected_health(&of),
+                &format!("{name} {m}"),
+            );
+        }
+    }
+    assert!(compared > 250, "both windows hold entries: {compared}");
+
+    let r = send(&router, request(Method::GET, path, Some(&user), None)).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
+    let r = send(&router, request(Method::GET, path, None, None)).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text);
+    let r = send(
+        &router,
+        request(
+            Method::GET,
+            &format!("{path}?window=1h"),
+            Some(&admin),
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+}

@@ -1043,6 +1043,18 @@ def usage_journey(d: Deployer, ev: tfeval.Evaluator, j: Journey, alice, bob, ops
             isinstance(mine, dict) and bool(bedrock) and mine.get("requests") == len(bedrock)
             and n(mine.get("cost_usd")) == sum(n(e.get("cost_usd")) or 0 for e in bedrock),
             f"by_user[{sub}] = {mine}, {len(bedrock)} bedrock entries: {text[:300]}")
+    # Provider health: counted by generate after each usage transaction (sharded counter
+    # items in the usage table), read by llm-usage from those items alone.
+    j.expect("alice GET /api/admin/providers/health -> 403", "GET", "/api/admin/providers/health", 403,
+             token=alice)
+    st, js, text = expect("ops (admin) GET /api/admin/providers/health -> 200", "/api/admin/providers/health",
+                          200, ops)
+    windows = (js or {}).get("windows") if isinstance(js, dict) else None
+    day = ((((windows or {}).get("24h") or {}).get("providers") or {}).get("bedrock")) or {}
+    j.check("provider health: the 24h window counts every bedrock request alice made",
+            bool(bedrock) and day.get("requests") == len(bedrock)
+            and day.get("success_rate") is not None and day.get("latency_p50_ms") is not None,
+            f"24h bedrock = {day}, {len(bedrock)} bedrock entries: {text[:300]}")
 
     # Read-only role: no write action in its policy, and a write with its credentials is denied.
     policy = json.loads(ev.resources[("aws_iam_role_policy", "function")]["llm-usage"]["policy"])

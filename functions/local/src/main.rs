@@ -384,8 +384,9 @@ async fn serve(addr: SocketAddr, data_dir: &Path) -> Result<(), LocalError> {
 }
 
 /// Retention on the embedded store: entries past their TTL (90 days by default,
-/// `USAGE_RETENTION_DAYS`) and rollups older than 13 months are deleted at start-up and
-/// every ten minutes; reads filter expired entries in between.
+/// `USAGE_RETENTION_DAYS`), rollups older than 13 months and provider health buckets past
+/// theirs (an hour, two days) are deleted at start-up and every ten minutes; reads filter
+/// expired entries in between.
 async fn purge_expired_usage(db: Arc<SqliteStore>) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(600));
     loop {

@@ -374,6 +374,14 @@ mod tests {
         ) -> Result<(BTreeMap<String, Totals>, usize), StoreError> {
             self.inner.provider_totals(p, s, e, n).await
         }
+        async fn health(
+            &self,
+            g: crate::store::Granularity,
+            from: i64,
+            to: i64,
+        ) -> Result<BTreeMap<String, crate::store::HealthCounters>, StoreError> {
+            self.inner.health(g, from, to).await
+        }
     }
 
     fn writer(usage: Arc<dyn UsageStore>, db: &SqliteStore, journal: PathBuf) -> Arc<Writer> {

@@ -1,4 +1,5 @@
-//! The `llm-usage` function's router: entries, summary, daily trend, budget, export.
+//! The `llm-usage` function's router: entries, summary, daily trend, budget, export, and
+//! the admin views (every user's usage summary, provider health).
 //! Handlers check who may ask and which parameters exist, hand the values to `usage/`
 //! (which parses, reads and computes), and write its answer as JSON or a stream.
 
@@ -8,7 +9,7 @@ use crate::identity::{Caller, IdentityMode};
 use crate::store::{AuditStore, BudgetStore, LimitsStore, SettingsStore, UsageStore};
 use crate::usage::query::{self, EntriesParams};
 use crate::usage::token::TokenKey;
-use crate::usage::{self, admin, dashboard};
+use crate::usage::{self, admin, dashboard, health};
 use axum::body::Body;
 use axum::extract::{FromRef, FromRequestParts, State};
 use axum::http::request::Parts;
@@ -54,6 +55,7 @@ pub fn usage_router(state: UsageState) -> Router {
         .route("/api/llm-usage/{user_id}/export", get(export))
         .route("/api/admin/usage/summary", get(admin_summary))
         .route("/api/admin/audit", get(audit_log))
+        .route("/api/admin/providers/health", get(providers_health))
         .with_state(state)
 }
 
@@ -258,6 +260,19 @@ async fn admin_summary(
     body["end"] = json!(report.range.end_key());
     body["entries_read"] = json!(report.entries_read);
     Ok(Json(body))
+}
+
+async fn providers_health(
+    caller: Caller,
+    State(st): State<UsageState>,
+    params: Params,
+) -> Result<Json<Value>, ApiError> {
+    caller.require_admin()?;
+    params.allow(&[])?;
+    let report = health::report(st.usage.as_ref(), Utc::now()).await?;
+    Ok(Json(
+        serde_json::to_value(report).map_err(ApiError::internal)?,
+    ))
 }
 
 /// The export streams: the status and headers leave before the first store page is read.

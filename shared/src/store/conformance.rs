@@ -424,6 +424,133 @@ pub async fn usage_suite(usage: &dyn UsageStore, budget: &dyn BudgetStore) {
     );
 }
 
+/// Provider health buckets: a known mix of entries around a chosen "now", read back
+/// per window. Health is counted across all users, so "now" is a random hour in the
+/// 2030s: a backend shared with other runs has nothing else in these buckets.
+pub async fn health_suite(usage: &dyn UsageStore) {
+    use super::health::{Granularity, HealthCounters, latency_bin};
+    let hour = 1_893_456_000 + i64::from(getrandom::u32().unwrap() % 87_600) * 3600;
+    let now = hour + 30 * 60 + 20; // hh:30:20
+    let minute_span = (Granularity::Minute.bucket_start(now) - 14 * 60, now);
+    let hour_span = (hour - 23 * 3600, now);
+    let read = |g: Granularity, (from, to): (i64, i64)| usage.health(g, from, to);
+    assert!(
+        read(Granularity::Minute, minute_span)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(read(Granularity::Hour, hour_span).await.unwrap().is_empty());
+
+    let user = fresh_user("health");
+    let entry = |offset: i64, provider: Provider, status: UsageStatus, latency_ms: f64| {
+        let at = chrono::DateTime::from_timestamp(now + offset, 0).unwrap();
+        let ts = at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let mut e = usage_entry(&user, &ts, provider, Some(0), status);
+        e.latency_ms = latency_ms;
+        e.ttl = now + 86_400 * 90;
+        e
+    };
+    let (openai, anthropic) = (Provider::OpenAi, Provider::Anthropic);
+    let (ok, err, hit) = (
+        UsageStatus::Success,
+        UsageStatus::Error,
+        UsageStatus::Cached,
+    );
+    let ok_now = entry(-10, openai, ok, 40.0);
+    let ok_5m = entry(-300, openai, ok, 40.0);
+    // hh:16:20, in the first minute bucket of the 15-minute window.
+    let limited_14m = entry(-14 * 60, openai, err, 300.0);
+    // hh:15:20: one bucket before the 15-minute window, inside the current hour.
+    let mut unclassified_15m = entry(-15 * 60, openai, err, 2000.0);
+    unclassified_15m.error_type = None;
+    let mut hit_1m = entry(-60, openai, hit, 0.5);
+    hit_1m.model = "gpt-4o-mini".into();
+    // A writer whose clock runs ahead: after the minute window, inside the current hour.
+    let ahead = entry(120, openai, ok, 40.0);
+    let ok_3h = entry(-3 * 3600, anthropic, ok, 12.5);
+    let mut timeout_23h = entry(-23 * 3600, anthropic, err, 25_000.0);
+    timeout_23h.error_type = Some("timeout".into());
+    let ok_24h = entry(-24 * 3600, anthropic, ok, 12.5);
+    // Four in one batch (one transaction where the backend has them: they share buckets
+    // and groups), the rest one by one.
+    let batch = [&ok_now, &ok_5m, &limited_14m, &unclassified_15m].map(|e| (e.clone(), None));
+    usage.record_batch(&batch).await.unwrap();
+    for e in [&hit_1m, &ahead, &ok_3h, &timeout_23h, &ok_24h] {
+        usage.record(e, None).await.unwrap();
+    }
+    // Recorded again, alone or in a batch (twice in it): counted once.
+    usage.record(&ok_now, None).await.unwrap();
+    let again = (ok_5m.clone(), None);
+    usage.record_batch(&[again.clone(), again]).await.unwrap();
+
+    let bins = |ms: &[f64]| {
+        let mut latency = [0; super::health::LATENCY_BINS];
+        for m in ms {
+            latency[latency_bin(*m)] += 1;
+        }
+        latency
+    };
+    let classes = |c: &[(&str, u64)]| c.iter().map(|(k, n)| ((*k).to_owned(), *n)).collect();
+
+    let minutes = read(Granularity::Minute, minute_span).await.unwrap();
+    let gpt4o = HealthCounters {
+        successes: 2,
+        errors: 1,
+        cached: 0,
+        errors_by_class: classes(&[("rate_limited", 1)]),
+        latency: bins(&[40.0, 40.0, 300.0]),
+    };
+    let mini = HealthCounters {
+        cached: 1,
+        ..Default::default()
+    };
+    let mut provider = gpt4o.clone();
+    provider.add(&mini);
+    assert_eq!(minutes["model:openai/gpt-4o"], gpt4o);
+    assert_eq!(minutes["model:openai/gpt-4o-mini"], mini);
+    assert_eq!(minutes["provider:openai"], provider);
+    assert_eq!(minutes["provider:openai"].requests(), 4);
+    assert_eq!(minutes.len(), 3, "nothing of anthropic: {minutes:?}");
+
+    let hours = read(Granularity::Hour, hour_span).await.unwrap();
+    let openai_24h = HealthCounters {
+        successes: 3,
+        errors: 2,
+        cached: 1,
+        errors_by_class: classes(&[("rate_limited", 1), ("unknown", 1)]),
+        latency: bins(&[40.0, 40.0, 40.0, 300.0, 2000.0]),
+    };
+    assert_eq!(hours["provider:openai"], openai_24h);
+    let anthropic_24h = HealthCounters {
+        successes: 1,
+        errors: 1,
+        errors_by_class: classes(&[("timeout", 1)]),
+        latency: bins(&[12.5, 25_000.0]),
+        ..Default::default()
+    };
+    assert_eq!(hours["provider:anthropic"], anthropic_24h);
+    assert_eq!(
+        hours["model:anthropic/claude-3-5-sonnet-20241022"],
+        anthropic_24h
+    );
+    assert_eq!(hours["model:openai/gpt-4o"].requests(), 5);
+    assert_eq!(hours.len(), 5, "{hours:?}");
+
+    // A span's edges take in whole buckets: the second before the window's first
+    // minute bucket reads one more (hh:15, holding the unclassified error).
+    let wider = read(Granularity::Minute, (minute_span.0 - 1, now))
+        .await
+        .unwrap();
+    assert_eq!(wider["provider:openai"].errors_by_class["unknown"], 1);
+    // Health is not a user's: their entries and rollups hold only what they recorded.
+    let (entries, _) = usage
+        .entries(&user, "2000", "9999", 100, None)
+        .await
+        .unwrap();
+    assert_eq!(entries.len(), 9);
+}
+
 /// "Now" of the budget suite: leases are judged against the time given, so expiry is
 /// tested without waiting.
 const NOW: i64 = 1_800_000_000;

@@ -20,6 +20,7 @@ pub mod conformance;
 mod audit;
 mod budget;
 mod cache;
+pub mod health;
 mod limits;
 mod registry;
 mod settings;
@@ -29,6 +30,7 @@ mod usage;
 pub use audit::{AUDIT_RETENTION_DAYS, AuditEvent, AuditQuery, AuditStore};
 pub use budget::{BudgetStore, MonthCounters, Reservation, Settlement};
 pub use cache::ResponseCache;
+pub use health::{Granularity, HealthCounters};
 pub use limits::{LimitsStore, RateCounters, UserLimits, capped};
 pub use registry::{
     ANY_OPERATION, AuthMeta, EntryConfig, GLOBAL_SCOPE, LlmEntry, PriceOverride, RegistryStore,

@@ -1,9 +1,11 @@
 //! The usage store and what it keeps: one entry per request, and what is derived from
 //! entries at write time (one daily rollup per user and day, so summaries read one item
-//! per day, never every entry).
+//! per day, never every entry; and the cross-user provider health buckets of
+//! [`super::health`]).
 
 use super::StoreError;
 use super::budget::Settlement;
+use super::health::{Granularity, HealthCounters};
 use crate::money::NanoUsd;
 use crate::provider::Provider;
 use async_trait::async_trait;
@@ -210,9 +212,22 @@ pub trait UsageStore: Send + Sync {
         now_unix: i64,
     ) -> Result<(BTreeMap<String, Totals>, usize), StoreError>;
 
-    /// Deletes entries whose TTL has passed and rollups of days before `rollups_before`.
-    /// DynamoDB's TTL does this by itself, so a backend with native expiry keeps this
-    /// default; readers filter expired entries either way, since expiry is lazy.
+    /// Provider health across all users: the counters of every `granularity` bucket
+    /// holding a second of `from..=to` (Unix seconds), summed per group
+    /// (`provider:<p>`, `model:<p>/<model>`). Buckets are written with each newly
+    /// recorded entry (a repeat adds nothing), keyed by the entry's timestamp.
+    async fn health(
+        &self,
+        granularity: Granularity,
+        from: i64,
+        to: i64,
+    ) -> Result<BTreeMap<String, HealthCounters>, StoreError>;
+
+    /// Deletes entries whose TTL has passed, rollups of days before `rollups_before` and
+    /// health buckets past their retention; returns how many entries and rollups (and,
+    /// for a backend that keeps one, expired cache rows) went. DynamoDB's TTL does this
+    /// by itself, so a backend with native expiry keeps this default; readers filter
+    /// expired entries either way, since expiry is lazy.
     async fn purge_expired(
         &self,
         _now_unix: i64,

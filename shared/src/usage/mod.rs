@@ -1,5 +1,5 @@
 //! Usage: what the usage routes read back from the usage store (entry pages, dashboard,
-//! admin totals, export; ranges, page tokens, summaries). The records themselves
+//! admin totals, provider health, export; ranges, page tokens, summaries). The records themselves
 //! (entries, rollups, budget counters) live with the traits that persist them in
 //! [`crate::store`] and are re-exported here.
 
@@ -8,6 +8,7 @@ pub mod audit;
 pub mod dashboard;
 mod error;
 pub mod export;
+pub mod health;
 pub mod query;
 pub mod range;
 pub mod report;

@@ -13,6 +13,9 @@
 //!   (the end of the lease) and `state` (`held`, `released`, `settled`);
 //! - budget alert markers, sk `alert#<YYYY-MM>#<threshold>`.
 //!
+//! Beside the users' partitions, provider health counters across all users live under
+//! pks `health/<minute|hour>/<shard>` that no user id can equal ([`health`]).
+//!
 //! Entry sort keys start with a digit and every other kind with a letter, so a range
 //! query on timestamps never returns anything but entries. Only entries carry the GSI
 //! key attributes, so the indexes stay sparse. Beside the users' partitions, the rate
@@ -37,6 +40,7 @@ mod audit;
 mod budgets;
 mod cache;
 mod counters;
+mod health;
 mod limits;
 mod registry;
 mod registry_seed;

@@ -1,6 +1,7 @@
 //! The usage store on the usage table: entries (sk `<timestamp>#<request_id>`) and daily
 //! rollups (sk `rollup#<YYYY-MM-DD>`). An entry, its rollup and its settlement are one
-//! `TransactWriteItems` whose Put is conditional on the entry not existing.
+//! `TransactWriteItems` whose Put is conditional on the entry not existing; provider
+//! health follows it, outside the transaction ([`super::health`]).
 
 use super::reservations::{STATE_READS, expected};
 use super::txn::{Txn, failed};
@@ -10,7 +11,8 @@ use super::{
 };
 use crate::provider::Provider;
 use crate::store::{
-    DailyRollup, Settlement, StoreError, Totals, UsageEntry, UsageStore, add_to_groups, rollup_keys,
+    DailyRollup, Granularity, HealthCounters, Settlement, StoreError, Totals, UsageEntry,
+    UsageStore, add_to_groups, rollup_keys,
 };
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
@@ -173,7 +175,11 @@ impl UsageStore for DynamoUsageStore {
                 }
             }
             let codes = match self.transact(&items, TRANSACT_ATTEMPTS).await? {
-                Txn::Committed => return Ok(()),
+                Txn::Committed => {
+                    // Newly written (a repeat is cancelled below): count it, best effort.
+                    self.add_health(entry).await;
+                    return Ok(());
+                }
                 Txn::Cancelled(codes) => codes,
             };
             // The entry's Put failed its condition: recorded already, settlement included.
@@ -312,6 +318,15 @@ impl UsageStore for DynamoUsageStore {
                 _ => return Ok((groups, read)),
             }
         }
+    }
+
+    async fn health(
+        &self,
+        granularity: Granularity,
+        from: i64,
+        to: i64,
+    ) -> Result<BTreeMap<String, HealthCounters>, StoreError> {
+        self.read_health(granularity, from, to).await
     }
 
     async fn rollups(

@@ -143,6 +143,7 @@ mod tests {
     async fn usage_budget_cache_audit_conformance() {
         let store = SqliteStore::open_in_memory().unwrap();
         conformance::usage_suite(&store, &store).await;
+        conformance::health_suite(&store).await;
         conformance::budget_suite(Arc::new(store.clone())).await;
         conformance::cache_suite(&store).await;
         conformance::audit_suite(&store).await;
@@ -190,6 +191,54 @@ mod tests {
             let m = store.month(user, "2026-11", 0).await.unwrap();
             assert_eq!(m.reserved, NanoUsd(0), "released even as seen from before");
         }
+    }
+
+    /// A data directory from before provider health (no `health` table) opens, gains
+    /// the table and counts from then on; the purge drops buckets past their retention.
+    #[tokio::test]
+    async fn an_older_file_gains_the_health_table_and_old_buckets_are_purged() {
+        use crate::provider::Provider;
+        use crate::store::{Granularity, UsageStatus, UsageStore};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        let old = SqliteStore::open(&path).unwrap();
+        old.call(|c| Ok(c.execute_batch("DROP TABLE health")?))
+            .await
+            .unwrap();
+        drop(old);
+        let store = SqliteStore::open(&path).unwrap();
+        let at = 1_900_000_000; // 2030-03-17T17:46:40Z
+        let e = conformance::usage_entry(
+            "u",
+            "2030-03-17T17:46:40.000Z",
+            Provider::OpenAi,
+            Some(1),
+            UsageStatus::Success,
+        );
+        store.record(&e, None).await.unwrap();
+        let read = |g| store.health(g, at, at);
+        assert_eq!(
+            read(Granularity::Minute).await.unwrap()["provider:openai"].successes,
+            1
+        );
+        // An hour later the minute bucket is still there; past it, it is gone, while
+        // the hour bucket stays for two days.
+        store
+            .purge_expired(at + 3600 - 40, "2000-01-01")
+            .await
+            .unwrap();
+        assert!(!read(Granularity::Minute).await.unwrap().is_empty());
+        store
+            .purge_expired(at + 3600 + 60, "2000-01-01")
+            .await
+            .unwrap();
+        assert!(read(Granularity::Minute).await.unwrap().is_empty());
+        assert!(!read(Granularity::Hour).await.unwrap().is_empty());
+        store
+            .purge_expired(at + 2 * 86_400 + 3600, "2000-01-01")
+            .await
+            .unwrap();
+        assert!(read(Granularity::Hour).await.unwrap().is_empty());
     }
 
     #[cfg(unix)]

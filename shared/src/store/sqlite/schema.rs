@@ -44,6 +44,18 @@ CREATE TABLE IF NOT EXISTS rollups (
     unpriced   INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (user_id, day, grp)
 );
+-- Provider health across all users (store/health.rs): one additive counter per
+-- granularity ('minute' | 'hour'), bucket start (Unix seconds), group
+-- ('provider:<p>' | 'model:<p>/<model>') and counter name. Added after the first
+-- release: CREATE IF NOT EXISTS is its migration, older files gain it on open.
+CREATE TABLE IF NOT EXISTS health (
+    granularity TEXT NOT NULL,
+    bucket      INTEGER NOT NULL,
+    grp         TEXT NOT NULL,
+    counter     TEXT NOT NULL,
+    value       INTEGER NOT NULL,
+    PRIMARY KEY (granularity, bucket, grp, counter)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS budgets (
     user_id   TEXT NOT NULL,
     month     TEXT NOT NULL,

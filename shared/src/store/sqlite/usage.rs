@@ -1,10 +1,12 @@
-//! Usage entries and their daily rollups. An entry, its rollup increments and its
-//! settlement are one SQLite transaction, the counterpart of a DynamoDB
-//! TransactWriteItems.
+//! Usage entries, their daily rollups and the provider health buckets. An entry, its
+//! rollup increments, its health increments and its settlement are one SQLite
+//! transaction (the DynamoDB backend writes health after its transaction instead: one
+//! process owns this file, so there is no cross-request contention to avoid here).
 
 use super::budgets::apply_settlement;
 use super::{SqliteStore, corrupt};
 use crate::provider::Provider;
+use crate::store::health::{Granularity, HealthCounters, entry_unix, health_groups};
 use crate::store::{
     DailyRollup, Settlement, StoreError, Totals, UsageEntry, UsageStore, add_to_groups, rollup_keys,
 };
@@ -16,12 +18,14 @@ fn to_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-/// Inserts one entry with its rollup increments and settlement, unless already there.
+/// Inserts one entry with its rollup increments and settlement, unless already there;
+/// a new entry's health increments go to `health`, written before the commit.
 fn write_entry(
     tx: &rusqlite::Transaction<'_>,
     entry: &UsageEntry,
     body: &str,
     settlement: Option<&Settlement>,
+    health: &mut HealthBatch,
 ) -> Result<(), StoreError> {
     let inserted = tx
         .prepare_cached(
@@ -38,7 +42,7 @@ fn write_entry(
             body
         ])?;
     if inserted == 0 {
-        // Already recorded: the rollup and settlement were applied with it.
+        // Already recorded: its rollup, health and settlement were applied with it.
         return Ok(());
     }
     let t = Totals::of(entry);
@@ -64,10 +68,47 @@ fn write_entry(
             to_i64(t.unpriced)
         ])?;
     }
+    health.add(entry);
     if let Some(s) = settlement {
         apply_settlement(tx, &entry.user_id, s, false)?;
     }
     Ok(())
+}
+
+/// The health increments of a transaction's new entries, summed per bucket and group
+/// before they are written: the entries of a batch mostly share their buckets and
+/// groups, so a batch of 32 writes about as many rows as one entry.
+#[derive(Default)]
+struct HealthBatch(BTreeMap<(Granularity, i64, String), HealthCounters>);
+
+impl HealthBatch {
+    fn add(&mut self, entry: &UsageEntry) {
+        let Some(at) = entry_unix(entry) else {
+            return;
+        };
+        let counters = HealthCounters::of(entry);
+        for g in Granularity::ALL {
+            for group in health_groups(entry) {
+                self.0
+                    .entry((g, g.bucket_start(at), group))
+                    .or_default()
+                    .add(&counters);
+            }
+        }
+    }
+
+    fn write(&self, tx: &rusqlite::Transaction<'_>) -> Result<(), StoreError> {
+        let mut add = tx.prepare_cached(
+            "INSERT INTO health (granularity, bucket, grp, counter, value) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (granularity, bucket, grp, counter) DO UPDATE SET value = value + ?5",
+        )?;
+        for ((g, bucket, group), counters) in &self.0 {
+            for (counter, value) in counters.named() {
+                add.execute(params![g.as_str(), bucket, group, counter, to_i64(value)])?;
+            }
+        }
+        Ok(())
+    }
 }
 
 impl SqliteStore {
@@ -76,10 +117,12 @@ impl SqliteStore {
     pub async fn record_many(&self, entries: Vec<UsageEntry>) -> Result<(), StoreError> {
         self.call(move |c| {
             let tx = c.transaction()?;
+            let mut health = HealthBatch::default();
             for e in &entries {
                 let body = serde_json::to_string(e).map_err(corrupt)?;
-                write_entry(&tx, e, &body, None)?;
+                write_entry(&tx, e, &body, None, &mut health)?;
             }
+            health.write(&tx)?;
             tx.commit()?;
             Ok(())
         })
@@ -99,7 +142,9 @@ impl UsageStore for SqliteStore {
         let settlement = settlement.cloned();
         self.call(move |c| {
             let tx = c.transaction()?;
-            write_entry(&tx, &entry, &body, settlement.as_ref())?;
+            let mut health = HealthBatch::default();
+            write_entry(&tx, &entry, &body, settlement.as_ref(), &mut health)?;
+            health.write(&tx)?;
             tx.commit()?;
             Ok(())
         })
@@ -205,9 +250,11 @@ impl UsageStore for SqliteStore {
         }
         self.call(move |c| {
             let tx = c.transaction()?;
+            let mut health = HealthBatch::default();
             for (entry, body, settlement) in &rows {
-                write_entry(&tx, entry, body, settlement.as_ref())?;
+                write_entry(&tx, entry, body, settlement.as_ref(), &mut health)?;
             }
+            health.write(&tx)?;
             tx.commit()?;
             Ok(())
         })
@@ -242,11 +289,46 @@ impl UsageStore for SqliteStore {
         Ok((groups, bodies.len()))
     }
 
+    async fn health(
+        &self,
+        granularity: Granularity,
+        from: i64,
+        to: i64,
+    ) -> Result<BTreeMap<String, HealthCounters>, StoreError> {
+        let (first, last) = (granularity.bucket_start(from), granularity.bucket_start(to));
+        self.call(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT grp, counter, SUM(value) FROM health
+                 WHERE granularity = ?1 AND bucket >= ?2 AND bucket <= ?3 GROUP BY grp, counter",
+            )?;
+            let mut groups: BTreeMap<String, HealthCounters> = BTreeMap::new();
+            let mut rows = stmt.query(params![granularity.as_str(), first, last])?;
+            while let Some(r) = rows.next()? {
+                let value = u64::try_from(r.get::<_, i64>(2)?).unwrap_or(0);
+                let counter: String = r.get(1)?;
+                groups
+                    .entry(r.get(0)?)
+                    .or_default()
+                    .add_named(&counter, value);
+            }
+            Ok(groups)
+        })
+        .await
+    }
+
     async fn purge_expired(&self, now_unix: i64, rollups_before: &str) -> Result<u64, StoreError> {
         let before = rollups_before.to_owned();
         self.call(move |c| {
             let entries = c.execute("DELETE FROM usage WHERE ttl <= ?1", params![now_unix])?;
             let rollups = c.execute("DELETE FROM rollups WHERE day < ?1", params![before])?;
+            // Health buckets age out every few minutes under traffic: routine, so not
+            // in the count (which llm-local logs when it is not zero).
+            for g in Granularity::ALL {
+                c.execute(
+                    "DELETE FROM health WHERE granularity = ?1 AND bucket < ?2",
+                    params![g.as_str(), now_unix - g.retention_secs()],
+                )?;
+            }
             // Expired cache entries are misses already; this gives their space back.
             let cached = c.execute(
                 "DELETE FROM response_cache WHERE expires_at <= ?1",

@@ -26,7 +26,7 @@
 use super::KnownMarks;
 use crate::money::NanoUsd;
 use crate::provider::Provider;
-use crate::store::{BudgetStore, StoreError, UsageStore};
+use crate::store::{BudgetStore, Granularity, HealthCounters, StoreError, UsageStore};
 use crate::usage::{DailyRollup, MonthCounters, Reservation, Settlement, Totals, UsageEntry};
 use async_trait::async_trait;
 use std::collections::{BTreeMap, HashMap};
@@ -376,6 +376,15 @@ impl UsageStore for OwnedBudgets {
             .await
     }
 
+    async fn health(
+        &self,
+        granularity: Granularity,
+        from: i64,
+        to: i64,
+    ) -> Result<BTreeMap<String, HealthCounters>, StoreError> {
+        self.usage.health(granularity, from, to).await
+    }
+
     async fn purge_expired(&self, now_unix: i64, rollups_before: &str) -> Result<u64, StoreError> {
         self.usage.purge_expired(now_unix, rollups_before).await
     }
@@ -397,6 +406,7 @@ mod tests {
     async fn passes_the_usage_and_budget_conformance_suites() {
         let (_, w) = wrapped();
         conformance::usage_suite(w.as_ref(), w.as_ref()).await;
+        conformance::health_suite(w.as_ref()).await;
         conformance::budget_suite(w).await;
     }
 

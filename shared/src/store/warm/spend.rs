@@ -14,7 +14,7 @@
 use super::KnownMarks;
 use crate::money::NanoUsd;
 use crate::provider::Provider;
-use crate::store::{BudgetStore, StoreError, UsageStore};
+use crate::store::{BudgetStore, Granularity, HealthCounters, StoreError, UsageStore};
 use crate::usage::{DailyRollup, MonthCounters, Reservation, Settlement, Totals, UsageEntry};
 use async_trait::async_trait;
 use std::collections::{BTreeMap, HashMap};
@@ -197,6 +197,15 @@ impl UsageStore for SpendWindow {
         self.usage
             .provider_totals(provider, start, end, now_unix)
             .await
+    }
+
+    async fn health(
+        &self,
+        granularity: Granularity,
+        from: i64,
+        to: i64,
+    ) -> Result<BTreeMap<String, HealthCounters>, StoreError> {
+        self.usage.health(granularity, from, to).await
     }
 
     async fn purge_expired(&self, now_unix: i64, rollups_before: &str) -> Result<u64, StoreError> {
