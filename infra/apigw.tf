@@ -17,7 +17,21 @@ locals {
     "GET /api/llm-usage/{userId}/budget"                = "llm-usage"
     "GET /api/llm-usage/{userId}/export"                = "llm-usage"
     "GET /api/admin/usage/summary"                      = "llm-usage"
-    "GET /api/admin/providers/health"                   = "llm-usage"
+    # Admin (the handlers refuse non-admins with 403): the registry and per-user limits
+    # are written by llm-settings, the only role that may write them (iam.tf); the audit
+    # log and provider health are read by the read-only llm-usage.
+    "GET /api/admin/llms"                   = "llm-settings"
+    "POST /api/admin/llms"                  = "llm-settings"
+    "POST /api/admin/llms/bulk"             = "llm-settings"
+    "GET /api/admin/llms/{id}"              = "llm-settings"
+    "PUT /api/admin/llms/{id}"              = "llm-settings"
+    "DELETE /api/admin/llms/{id}"           = "llm-settings"
+    "POST /api/admin/llms/{id}/toggle"      = "llm-settings"
+    "POST /api/admin/llms/{id}/set-default" = "llm-settings"
+    "GET /api/admin/users/{userId}/limits"  = "llm-settings"
+    "PUT /api/admin/users/{userId}/limits"  = "llm-settings"
+    "GET /api/admin/audit"                  = "llm-usage"
+    "GET /api/admin/providers/health"       = "llm-usage"
   }
 
   # Public: no authorizer. Only the liveness probe.

@@ -51,13 +51,37 @@ resource "aws_iam_role_policy" "lambda_base" {
   policy = data.aws_iam_policy_document.lambda_base[each.key].json
 }
 
-# llm-settings: read and write settings items; manage the users' key secrets; use the CMK
-# only through Secrets Manager and DynamoDB.
+# llm-settings: read and write settings items (users' preferences, and the admin_limits
+# items admins set: the only role that may write either); the model registry, the only
+# role that may write it; append the audit events of its changes; manage the users' key
+# secrets; use the CMK only through Secrets Manager and DynamoDB. Every audited change
+# (settings, keys, registry, limits) is one TransactWriteItems, authorized per item:
+# PutItem on the settings or registry item and on each audit event, DeleteItem on
+# removed registry entries and name locks, UpdateItem on the registry's seed marker.
+# No ConditionCheckItem: no transaction holds a bare condition check.
 data "aws_iam_policy_document" "llm_settings" {
   statement {
     sid       = "SettingsTable"
     actions   = ["dynamodb:GetItem", "dynamodb:PutItem"]
     resources = [aws_dynamodb_table.settings.arn]
+  }
+
+  statement {
+    sid = "RegistryTable"
+    actions = [
+      "dynamodb:GetItem",
+      "dynamodb:Query",
+      "dynamodb:PutItem",
+      "dynamodb:UpdateItem",
+      "dynamodb:DeleteItem",
+    ]
+    resources = [aws_dynamodb_table.registry.arn]
+  }
+
+  statement {
+    sid       = "AuditTableAppend"
+    actions   = ["dynamodb:PutItem"]
+    resources = [aws_dynamodb_table.audit.arn]
   }
 
   # Key rotation writes each key as a new secret version with a label of its own, reads
@@ -113,6 +137,9 @@ data "aws_iam_policy_document" "llm_settings" {
 # the user's expired reservations one Query on their own partition); the response cache;
 # append to the audit log; read (never write) the users' key secrets; publish budget
 # alerts; call Bedrock with the function's own role when a user has no saved key pair.
+# It reads the model registry (never writes it, nor the users' admin_limits items: both
+# are llm-settings' alone) and the operator credentials registry entries name, and
+# counts requests per minute in the usage table's /rate/<key> partitions (UpdateItem).
 data "aws_iam_policy_document" "generate" {
   statement {
     sid       = "SettingsTableRead"
@@ -120,6 +147,16 @@ data "aws_iam_policy_document" "generate" {
     resources = [aws_dynamodb_table.settings.arn]
   }
 
+  statement {
+    sid       = "RegistryTableRead"
+    actions   = ["dynamodb:GetItem", "dynamodb:Query"]
+    resources = [aws_dynamodb_table.registry.arn]
+  }
+
+  # The rate counters' UpdateItem is this statement's: generate updates every user's
+  # rollups and budget counters too (partitions named by arbitrary user ids), so a
+  # dynamodb:LeadingKeys condition could not narrow UpdateItem to "/rate/*" without
+  # denying those, and a separate "/rate/*" grant would add nothing to this one.
   statement {
     sid       = "UsageTable"
     actions   = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query"]
@@ -142,6 +179,17 @@ data "aws_iam_policy_document" "generate" {
     sid       = "UserApiKeySecretsRead"
     actions   = ["secretsmanager:GetSecretValue"]
     resources = ["arn:${local.partition}:secretsmanager:${var.aws_region}:${local.account_id}:secret:${var.secret_prefix}users/*"]
+  }
+
+  # Operator credentials of registry entries (auth_meta.api_key_secret), under their own
+  # prefix only (apart from the users' secrets: see the precondition below). Operators
+  # create these secrets; with the module's CMK, CmkThroughDynamoDBSecretsManagerAndSns
+  # below decrypts them, and with the account's aws/secretsmanager key nothing more is
+  # needed.
+  statement {
+    sid       = "OperatorSecretsRead"
+    actions   = ["secretsmanager:GetSecretValue"]
+    resources = ["arn:${local.partition}:secretsmanager:${var.aws_region}:${local.account_id}:secret:${var.operator_secret_prefix}*"]
   }
 
   statement {
@@ -181,8 +229,9 @@ data "aws_iam_policy_document" "generate" {
 # llm-usage: read-only. Entries, rollups, budget counters and alert markers are GetItem and
 # Query on the user's partition of the usage table; the admin summary is a Query on the
 # ProviderIndex GSI (index reads are authorized on the index ARN, not the table's); the
-# budget limit is a GetItem on the settings item. The page-token key is one
-# GetSecretValue at cold start. No Put/Update/Delete/BatchWrite/TransactWrite, no Scan.
+# budget limit is a GetItem on the settings item; the admin audit log is a Query per
+# month partition of the audit table. The page-token key is one GetSecretValue at cold
+# start. No Put/Update/Delete/BatchWrite/TransactWrite, no Scan.
 data "aws_iam_policy_document" "llm_usage" {
   statement {
     sid       = "UsageTableRead"
@@ -200,6 +249,12 @@ data "aws_iam_policy_document" "llm_usage" {
     sid       = "SettingsTableRead"
     actions   = ["dynamodb:GetItem"]
     resources = [aws_dynamodb_table.settings.arn]
+  }
+
+  statement {
+    sid       = "AuditTableQuery"
+    actions   = ["dynamodb:Query"]
+    resources = [aws_dynamodb_table.audit.arn]
   }
 
   statement {
@@ -239,4 +294,17 @@ resource "aws_iam_role_policy" "function" {
   name   = "${each.key}-permissions"
   role   = aws_iam_role.lambda[each.key].id
   policy = each.value
+
+  lifecycle {
+    # generate may read every secret under operator_secret_prefix: were the users' keys
+    # or the page-token key under it, an admin could name a user's key as an entry's
+    # operator credential, and serve every user with it.
+    precondition {
+      condition = alltrue([
+        for own in ["${var.secret_prefix}users/", "${var.secret_prefix}service/"] :
+        !startswith(own, var.operator_secret_prefix) && !startswith(var.operator_secret_prefix, own)
+      ])
+      error_message = "operator_secret_prefix must not overlap the secret_prefix names of users' keys (<secret_prefix>users/) or of the gateway's own secrets (<secret_prefix>service/)."
+    }
+  }
 }

@@ -12,11 +12,15 @@ locals {
       environment = merge(
         {
           SETTINGS_TABLE       = aws_dynamodb_table.settings.name
+          REGISTRY_TABLE       = aws_dynamodb_table.registry.name
+          AUDIT_TABLE          = aws_dynamodb_table.audit.name
           SECRET_PREFIX        = var.secret_prefix
           SECRETS_KMS_KEY_ID   = aws_kms_key.this.arn
           SECRET_RECOVERY_DAYS = tostring(var.secret_recovery_window_days)
           ADMIN_GROUP_CLAIM    = var.admin_group_claim
           ADMIN_GROUP          = var.admin_group
+          # Registry writes refuse an auth_meta.api_key_secret outside this prefix.
+          OPERATOR_SECRET_PREFIX = var.operator_secret_prefix
           # The connection test's upstream call must end (as a "timeout" result) before
           # the function's own 10 s timeout kills it.
           LLM_PROVIDER_TIMEOUT_SECS = "8"
@@ -37,12 +41,14 @@ locals {
       environment = merge(
         {
           SETTINGS_TABLE            = aws_dynamodb_table.settings.name
+          REGISTRY_TABLE            = aws_dynamodb_table.registry.name
           USAGE_TABLE               = aws_dynamodb_table.usage.name
           CACHE_TABLE               = aws_dynamodb_table.cache.name
           AUDIT_TABLE               = aws_dynamodb_table.audit.name
           SECRET_PREFIX             = var.secret_prefix
           SECRETS_KMS_KEY_ID        = aws_kms_key.this.arn
           SECRET_RECOVERY_DAYS      = tostring(var.secret_recovery_window_days)
+          OPERATOR_SECRET_PREFIX    = var.operator_secret_prefix
           ADMIN_GROUP_CLAIM         = var.admin_group_claim
           ADMIN_GROUP               = var.admin_group
           BUDGET_ALERT_TOPIC_ARN    = aws_sns_topic.budget_alerts.arn
@@ -55,8 +61,9 @@ locals {
       )
     }
     # Usage reports (entries, summary, daily trend, budget, export), the admin usage
-    # summary and provider health. Read-only: its role has no write action on any table (iam.tf). The
-    # page-token key is read once per cold start from the secret in secrets.tf.
+    # summary, the audit log and provider health. Read-only: its role has no write
+    # action on any table (iam.tf). The page-token key is read once per cold start from
+    # the secret in secrets.tf.
     "llm-usage" = {
       zip_path             = var.usage_zip_path
       memory_size          = 128

@@ -190,6 +190,17 @@ variable "secret_prefix" {
   }
 }
 
+variable "operator_secret_prefix" {
+  description = "Prefix every Secrets Manager name of an operator credential must start with: a registry entry's auth_meta.api_key_secret names one (e.g. operator/llm/openai), and generate may read only names under this prefix. Non-empty, ending in '/', and apart from secret_prefix's users/ and service/ names (checked in iam.tf)."
+  type        = string
+  default     = "operator/llm/"
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9/_+=.@-]+/$", var.operator_secret_prefix))
+    error_message = "operator_secret_prefix must be non-empty, end with '/' and use only characters Secrets Manager allows in names (an empty prefix would let generate read every secret of the account)."
+  }
+}
+
 variable "secret_recovery_window_days" {
   description = "Recovery window when a user deletes an API key: 7-30 days, or 0 to delete the secret at once (force delete)."
   type        = number

@@ -842,8 +842,9 @@ async fn provider_health_reports_what_was_sent() {
         .respond_with(ResponseTemplate::new(200).set_body_json(openai_body("gpt-4o")))
         .mount(&o)
         .await;
-    // OpenAI only: no failover, so every failure is openai's.
-    let mut g = gateway(&o, &a, json!({"fallbackProviders": []}), &[]).await;
+    // OpenAI only: no failover (no fallback providers would mean the registry's chain),
+    // so every failure is openai's.
+    let mut g = gateway(&o, &a, json!({"autoFailover": false}), &[]).await;
     let mut model = None;
     for i in 0..6 {
         let (s, v) = g.generate(json!({"prompt": format!("ok {i}")})).await;

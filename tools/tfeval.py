@@ -738,6 +738,7 @@ class Evaluator:
             "merge": lambda *ms: {k: v for m in ms for k, v in (m or {}).items()},
             "concat": lambda *ls: [x for l in ls for x in l],
             "contains": lambda l, v: v in l,
+            "startswith": lambda s, p: s.startswith(p),
             "alltrue": lambda l: all(x is True for x in l),
             "anytrue": lambda l: any(x is True for x in l),
             "keys": lambda m: sorted(m),

@@ -56,6 +56,7 @@ pub async fn run(
     // the network): the chain moves on to the next provider instead of trying each of
     // their other models in turn.
     let mut left: Vec<Provider> = Vec::new();
+    let mut model_faults: Vec<Provider> = Vec::new();
     for (i, llm) in plan.iter().enumerate() {
         if call.out_of_time() {
             last.get_or_insert_with(|| (llm.clone(), out_of_time()));
@@ -129,7 +130,13 @@ pub async fn run(
             failed.kind,
             ErrorKind::ModelNotFound | ErrorKind::PermissionDenied
         );
-        if !models_fault {
+        // After a model's own failure the provider's next entry is tried, but only once:
+        // a key that sees none of them would otherwise walk every model it has.
+        let second_model_fault = models_fault && model_faults.contains(&c.model.provider);
+        if models_fault {
+            model_faults.push(c.model.provider);
+        }
+        if !models_fault || second_model_fault {
             left.push(c.model.provider);
         }
         last = Some((c.llm.clone(), failed));

@@ -55,7 +55,6 @@ pub use cache::DynamoCacheStore;
 pub use counters::{DynamoRateCounters, RATE_PARTITION_PREFIX};
 pub use limits::{DynamoLimitsStore, LIMITS_TYPE};
 pub use registry::DynamoRegistryStore;
-pub use registry_seed::SEED_LEASE_SECS;
 pub use settings::{DynamoSettingsStore, SETTING_TYPE};
 
 use crate::store::StoreError;

@@ -29,7 +29,7 @@ const MARKER: &str = "meta#seeded";
 
 /// How long a seeder owns the marker: longer than any function runs (API Gateway
 /// gives up at 30 s), so only a dead or frozen seeder loses it.
-pub const SEED_LEASE_SECS: i64 = 120;
+const SEED_LEASE_SECS: i64 = 120;
 
 /// Whoever claimed the marker, as read.
 struct Marker {
