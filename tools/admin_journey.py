@@ -50,15 +50,16 @@ def admin_journey(d, ev, j, alice, ops, sub, key, emulator_policy) -> None:
     j.check("the 400 does not echo the key", key not in text, "the key is in the answer")
     j.expect("ops POST toggle back -> 200", "POST", f"{p_llms}/{mini['id']}/toggle", 200, token=ops)
 
-    # A cap over alice's own budget, reported by llm-usage.
+    # A cap under alice's own budget (0.02, set by the generate journey): the effective
+    # limit llm-usage reports is the cap.
     p_limits = f"/api/admin/users/{sub}/limits"
     j.expect("alice PUT her own limits -> 403", "PUT", p_limits, 403, token=alice, body={"monthlyBudgetUsd": 1000})
     st, js, text = j.expect("ops PUT alice's limits -> 200", "PUT", p_limits, 200, token=ops,
-                            body={"monthlyBudgetUsd": 3.5, "requestsPerMinute": 100})
+                            body={"monthlyBudgetUsd": 0.01, "requestsPerMinute": 100})
     j.check("limits answer: version 1", (js or {}).get("version") == 1, text[:300])
     st, js, text = j.expect("alice GET budget after the cap -> 200", "GET", f"/api/llm-usage/{sub}/budget", 200,
                             token=alice)
-    j.check("budget limit_usd is the cap (3.5)", (js or {}).get("limit_usd") == 3.5, text[:300])
+    j.check("budget limit_usd is the cap (0.01), under her own 0.02", (js or {}).get("limit_usd") == 0.01, text[:300])
     limits_table = ev.resources[("aws_dynamodb_table", "settings")]["name"]
     item = d.c("dynamodb").get_item(TableName=limits_table, ConsistentRead=True,
                                     Key={"user_id": {"S": sub}, "setting_type": {"S": "admin_limits"}}).get("Item")
