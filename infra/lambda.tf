@@ -11,14 +11,16 @@ locals {
       reserved_concurrency = var.settings_reserved_concurrency
       environment = merge(
         {
-          SETTINGS_TABLE       = aws_dynamodb_table.settings.name
-          REGISTRY_TABLE       = aws_dynamodb_table.registry.name
-          AUDIT_TABLE          = aws_dynamodb_table.audit.name
-          SECRET_PREFIX        = var.secret_prefix
-          SECRETS_KMS_KEY_ID   = aws_kms_key.this.arn
-          SECRET_RECOVERY_DAYS = tostring(var.secret_recovery_window_days)
-          ADMIN_GROUP_CLAIM    = var.admin_group_claim
-          ADMIN_GROUP          = var.admin_group
+          SETTINGS_TABLE = aws_dynamodb_table.settings.name
+          REGISTRY_TABLE = aws_dynamodb_table.registry.name
+          AUDIT_TABLE    = aws_dynamodb_table.audit.name
+          # How soon a registry or limit change made by another instance shows here.
+          LLM_SETTINGS_CACHE_SECS = tostring(var.settings_cache_seconds)
+          SECRET_PREFIX           = var.secret_prefix
+          SECRETS_KMS_KEY_ID      = aws_kms_key.this.arn
+          SECRET_RECOVERY_DAYS    = tostring(var.secret_recovery_window_days)
+          ADMIN_GROUP_CLAIM       = var.admin_group_claim
+          ADMIN_GROUP             = var.admin_group
           # Registry writes refuse an auth_meta.api_key_secret outside this prefix.
           OPERATOR_SECRET_PREFIX = var.operator_secret_prefix
           # The connection test's upstream call must end (as a "timeout" result) before
@@ -71,10 +73,12 @@ locals {
       reserved_concurrency = var.usage_reserved_concurrency
       environment = merge(
         {
-          SETTINGS_TABLE             = aws_dynamodb_table.settings.name
-          USAGE_TABLE                = aws_dynamodb_table.usage.name
-          CACHE_TABLE                = aws_dynamodb_table.cache.name
-          AUDIT_TABLE                = aws_dynamodb_table.audit.name
+          SETTINGS_TABLE = aws_dynamodb_table.settings.name
+          USAGE_TABLE    = aws_dynamodb_table.usage.name
+          CACHE_TABLE    = aws_dynamodb_table.cache.name
+          AUDIT_TABLE    = aws_dynamodb_table.audit.name
+          # How soon an admin's new limits show in /budget.
+          LLM_SETTINGS_CACHE_SECS    = tostring(var.settings_cache_seconds)
           USAGE_TOKEN_KEY_SECRET_ARN = aws_secretsmanager_secret.usage_token_key.arn
           ADMIN_GROUP_CLAIM          = var.admin_group_claim
           ADMIN_GROUP                = var.admin_group

@@ -6,6 +6,7 @@ llm-settings may write the registry."""
 from __future__ import annotations
 
 import json
+import time
 
 import boto3
 from botocore.exceptions import ClientError
@@ -57,6 +58,8 @@ def admin_journey(d, ev, j, alice, ops, sub, key, emulator_policy) -> None:
     st, js, text = j.expect("ops PUT alice's limits -> 200", "PUT", p_limits, 200, token=ops,
                             body={"monthlyBudgetUsd": 0.01, "requestsPerMinute": 100})
     j.check("limits answer: version 1", (js or {}).get("version") == 1, text[:300])
+    # llm-usage may have read alice's (absent) limits within its window: wait it out.
+    time.sleep(int(ev.vars.get("settings_cache_seconds", 5)) + 1)
     st, js, text = j.expect("alice GET budget after the cap -> 200", "GET", f"/api/llm-usage/{sub}/budget", 200,
                             token=alice)
     j.check("budget limit_usd is the cap (0.01), under her own 0.02", (js or {}).get("limit_usd") == 0.01, text[:300])
