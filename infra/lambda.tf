@@ -21,6 +21,8 @@ locals {
           SECRET_RECOVERY_DAYS    = tostring(var.secret_recovery_window_days)
           ADMIN_GROUP_CLAIM       = var.admin_group_claim
           ADMIN_GROUP             = var.admin_group
+          TENANT_CLAIM            = var.tenant_claim
+          TENANT_ADMIN_GROUP      = var.tenant_admin_group
           # Registry writes refuse an auth_meta.api_key_secret outside this prefix.
           OPERATOR_SECRET_PREFIX = var.operator_secret_prefix
           # The connection test's upstream call must end (as a "timeout" result) before
@@ -53,6 +55,8 @@ locals {
           OPERATOR_SECRET_PREFIX    = var.operator_secret_prefix
           ADMIN_GROUP_CLAIM         = var.admin_group_claim
           ADMIN_GROUP               = var.admin_group
+          TENANT_CLAIM              = var.tenant_claim
+          TENANT_ADMIN_GROUP        = var.tenant_admin_group
           BUDGET_ALERT_TOPIC_ARN    = aws_sns_topic.budget_alerts.arn
           USAGE_RETENTION_DAYS      = tostring(var.usage_retention_days)
           LLM_REQUEST_DEADLINE_SECS = "28"
@@ -82,6 +86,8 @@ locals {
           USAGE_TOKEN_KEY_SECRET_ARN = aws_secretsmanager_secret.usage_token_key.arn
           ADMIN_GROUP_CLAIM          = var.admin_group_claim
           ADMIN_GROUP                = var.admin_group
+          TENANT_CLAIM               = var.tenant_claim
+          TENANT_ADMIN_GROUP         = var.tenant_admin_group
         },
         local.log_filter_env,
       )

@@ -175,6 +175,28 @@ variable "admin_group" {
   default     = "llm-admin"
 }
 
+variable "tenant_claim" {
+  description = "JWT claim naming the one tenant a caller belongs to (a Cognito custom attribute is custom:<name>). A value that is not a valid id gives the caller no tenant."
+  type        = string
+  default     = "custom:tenant"
+
+  validation {
+    condition     = length(var.tenant_claim) > 0
+    error_message = "tenant_claim must not be empty."
+  }
+}
+
+variable "tenant_admin_group" {
+  description = "Group (inside admin_group_claim) whose members, when they have a tenant, are that tenant's admins."
+  type        = string
+  default     = "llm-tenant-admin"
+
+  validation {
+    condition     = length(var.tenant_admin_group) > 0 && var.tenant_admin_group != var.admin_group
+    error_message = "tenant_admin_group must be set and differ from admin_group."
+  }
+}
+
 # ---------------------------------------------------------------------------------------
 # Data
 # ---------------------------------------------------------------------------------------

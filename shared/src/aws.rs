@@ -68,9 +68,12 @@ async fn clients() -> Clients {
     Clients { config, dynamodb }
 }
 
-/// Callers are who API Gateway's JWT authorizer says: `ADMIN_GROUP_CLAIM`, `ADMIN_GROUP`.
+/// Callers are who API Gateway's JWT authorizer says: `ADMIN_GROUP_CLAIM`, `ADMIN_GROUP`,
+/// `TENANT_CLAIM` (default `custom:tenant`), `TENANT_ADMIN_GROUP` (default
+/// `llm-tenant-admin`).
 fn identity_from_env() -> IdentityMode {
     IdentityMode::api_gateway(optional("ADMIN_GROUP_CLAIM"), optional("ADMIN_GROUP"))
+        .with_tenants(optional("TENANT_CLAIM"), optional("TENANT_ADMIN_GROUP"))
 }
 
 /// The usage store's tables: `USAGE_TABLE`, `CACHE_TABLE`, `AUDIT_TABLE`.

@@ -10,6 +10,8 @@ use sha2::{Digest, Sha256};
 
 pub const DEFAULT_ADMIN_CLAIM: &str = "cognito:groups";
 pub const DEFAULT_ADMIN_GROUP: &str = "llm-admin";
+pub const DEFAULT_TENANT_CLAIM: &str = "custom:tenant";
+pub const DEFAULT_TENANT_ADMIN_GROUP: &str = "llm-tenant-admin";
 const TOKEN_PREFIX: &str = "llmk_";
 
 /// The authenticated caller, as handlers receive it.
@@ -17,6 +19,10 @@ const TOKEN_PREFIX: &str = "llmk_";
 pub struct Caller {
     pub user_id: String,
     pub is_admin: bool,
+    /// The one tenant the caller belongs to, if any.
+    pub tenant_id: Option<String>,
+    /// An admin of that tenant.
+    pub is_tenant_admin: bool,
 }
 
 /// The caller may not act on the resource: answered `403`.
@@ -48,32 +54,81 @@ pub enum IdentityMode {
     /// Bearer tokens checked against the token store (the local shape only).
     LocalTokens(std::sync::Arc<dyn TokenStore>),
     /// JWT authorizer claims from the API Gateway HTTP API request context.
-    ApiGatewayJwt {
-        admin_claim: String,
-        admin_group: String,
-    },
+    ApiGatewayJwt(ClaimNames),
 }
 
-impl IdentityMode {
-    pub fn api_gateway(admin_claim: Option<String>, admin_group: Option<String>) -> Self {
-        IdentityMode::ApiGatewayJwt {
-            admin_claim: admin_claim.unwrap_or_else(|| DEFAULT_ADMIN_CLAIM.into()),
-            admin_group: admin_group.unwrap_or_else(|| DEFAULT_ADMIN_GROUP.into()),
+/// Which JWT claims say what: admin and tenant-admin are groups in `admin_claim`
+/// (Cognito's `cognito:groups`), the tenant is the claim `tenant_claim`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimNames {
+    pub admin_claim: String,
+    pub admin_group: String,
+    pub tenant_claim: String,
+    pub tenant_admin_group: String,
+}
+
+impl Default for ClaimNames {
+    fn default() -> Self {
+        ClaimNames {
+            admin_claim: DEFAULT_ADMIN_CLAIM.into(),
+            admin_group: DEFAULT_ADMIN_GROUP.into(),
+            tenant_claim: DEFAULT_TENANT_CLAIM.into(),
+            tenant_admin_group: DEFAULT_TENANT_ADMIN_GROUP.into(),
         }
     }
 }
 
-/// Reads the caller from verified JWT claims. `None` when there is no usable `sub`.
+impl IdentityMode {
+    /// The JWT identity with the default claim names, or those given.
+    pub fn api_gateway(admin_claim: Option<String>, admin_group: Option<String>) -> Self {
+        let d = ClaimNames::default();
+        IdentityMode::ApiGatewayJwt(ClaimNames {
+            admin_claim: admin_claim.unwrap_or(d.admin_claim),
+            admin_group: admin_group.unwrap_or(d.admin_group),
+            ..d
+        })
+    }
+
+    /// Sets the tenant claim and tenant-admin group of a JWT identity.
+    pub fn with_tenants(
+        self,
+        tenant_claim: Option<String>,
+        tenant_admin_group: Option<String>,
+    ) -> Self {
+        match self {
+            IdentityMode::ApiGatewayJwt(names) => IdentityMode::ApiGatewayJwt(ClaimNames {
+                tenant_claim: tenant_claim.unwrap_or(names.tenant_claim),
+                tenant_admin_group: tenant_admin_group.unwrap_or(names.tenant_admin_group),
+                ..names
+            }),
+            local => local,
+        }
+    }
+}
+
+/// Reads the caller from verified JWT claims. `None` when there is no usable `sub`. A
+/// tenant claim that is not a valid id is ignored (the caller has no tenant), never
+/// trusted in part.
 pub fn caller_from_claims(
     claims: &std::collections::HashMap<String, String>,
-    admin_claim: &str,
-    admin_group: &str,
+    names: &ClaimNames,
 ) -> Option<Caller> {
     let user_id = claims.get("sub").filter(|s| valid_user_id(s))?.clone();
-    let is_admin = claims
-        .get(admin_claim)
-        .is_some_and(|groups| parse_groups(groups).any(|g| g == admin_group));
-    Some(Caller { user_id, is_admin })
+    let in_group = |group: &str| {
+        claims
+            .get(&names.admin_claim)
+            .is_some_and(|groups| parse_groups(groups).any(|g| g == group))
+    };
+    let tenant_id = claims
+        .get(&names.tenant_claim)
+        .filter(|t| valid_user_id(t))
+        .cloned();
+    Some(Caller {
+        is_admin: in_group(&names.admin_group),
+        is_tenant_admin: tenant_id.is_some() && in_group(&names.tenant_admin_group),
+        tenant_id,
+        user_id,
+    })
 }
 
 /// API Gateway flattens array claims into strings: `"[llm-admin]"`, `"[a b]"`. A JSON
@@ -106,8 +161,37 @@ pub async fn issue_token(
     user_id: &str,
     is_admin: bool,
 ) -> Result<String, IssueError> {
+    let spec = NewToken {
+        user_id,
+        is_admin,
+        tenant_id: None,
+        is_tenant_admin: false,
+        expires_at: None,
+    };
+    issue(store, &spec).await
+}
+
+/// What a new local token says about its caller.
+#[derive(Debug, Clone)]
+pub struct NewToken<'a> {
+    pub user_id: &'a str,
+    pub is_admin: bool,
+    pub tenant_id: Option<&'a str>,
+    pub is_tenant_admin: bool,
+    pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// Issues a new local bearer token as `spec` says and stores only its hash.
+pub async fn issue(store: &dyn TokenStore, spec: &NewToken<'_>) -> Result<String, IssueError> {
+    let user_id = spec.user_id;
     if !valid_user_id(user_id) {
         return Err(IssueError::InvalidUser);
+    }
+    if spec.tenant_id.is_some_and(|t| !valid_user_id(t)) {
+        return Err(IssueError::InvalidTenant);
+    }
+    if spec.is_tenant_admin && spec.tenant_id.is_none() {
+        return Err(IssueError::TenantAdminWithoutTenant);
     }
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes).map_err(|e| IssueError::Random(e.to_string()))?;
@@ -119,8 +203,11 @@ pub async fn issue_token(
         .put_token(&TokenRecord {
             token_hash: hash_token(&token),
             user_id: user_id.to_owned(),
-            is_admin,
+            is_admin: spec.is_admin,
             created_at: chrono::Utc::now(),
+            tenant_id: spec.tenant_id.map(str::to_owned),
+            is_tenant_admin: spec.is_tenant_admin,
+            expires_at: spec.expires_at,
         })
         .await?;
     Ok(token)
@@ -130,6 +217,10 @@ pub async fn issue_token(
 pub enum IssueError {
     #[error("user id must be 1-128 printable characters without spaces or '/'")]
     InvalidUser,
+    #[error("tenant id must be 1-128 printable characters without spaces or '/'")]
+    InvalidTenant,
+    #[error("--tenant-admin needs --tenant")]
+    TenantAdminWithoutTenant,
     #[error("no randomness available: {0}")]
     Random(String),
     #[error(transparent)]
@@ -137,8 +228,9 @@ pub enum IssueError {
 }
 
 /// Positive token lookups kept in memory, so a request does not pay a store read to
-/// authenticate. Tokens cannot be revoked today; a revocation command must clear this.
-/// Unknown tokens are never cached, so guessing cannot fill it.
+/// authenticate. `token revoke` runs in another process, so a revoked token still
+/// authenticates here for at most `ttl` (the local server keeps it short). Unknown
+/// tokens are never cached, so guessing cannot fill it.
 pub struct CachedTokens {
     inner: std::sync::Arc<dyn TokenStore>,
     ttl: std::time::Duration,
@@ -159,6 +251,18 @@ impl CachedTokens {
 impl TokenStore for CachedTokens {
     async fn put_token(&self, token: &TokenRecord) -> Result<(), StoreError> {
         self.inner.put_token(token).await
+    }
+
+    async fn list_tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
+        self.inner.list_tokens().await
+    }
+
+    async fn delete_token(&self, token_hash: &str) -> Result<bool, StoreError> {
+        self.known
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(token_hash);
+        self.inner.delete_token(token_hash).await
     }
 
     async fn get_token(&self, token_hash: &str) -> Result<Option<TokenRecord>, StoreError> {
@@ -194,10 +298,17 @@ pub async fn caller_from_token(
     if !token.starts_with(TOKEN_PREFIX) || token.len() > 128 {
         return Ok(None);
     }
-    Ok(store.get_token(&hash_token(token)).await?.map(|t| Caller {
-        user_id: t.user_id,
-        is_admin: t.is_admin,
-    }))
+    let now = chrono::Utc::now();
+    Ok(store
+        .get_token(&hash_token(token))
+        .await?
+        .filter(|t| !t.expired(now))
+        .map(|t| Caller {
+            user_id: t.user_id,
+            is_admin: t.is_admin,
+            tenant_id: t.tenant_id,
+            is_tenant_admin: t.is_tenant_admin,
+        }))
 }
 
 #[cfg(test)]
@@ -233,12 +344,15 @@ mod tests {
             ),
         ]
         .into();
-        let c = caller_from_claims(&claims, DEFAULT_ADMIN_CLAIM, DEFAULT_ADMIN_GROUP).unwrap();
+        let names = ClaimNames::default();
+        let c = caller_from_claims(&claims, &names).unwrap();
         assert_eq!(
             c,
             Caller {
                 user_id: "user-1".into(),
-                is_admin: true
+                is_admin: true,
+                tenant_id: None,
+                is_tenant_admin: false,
             }
         );
         // A group that merely contains the admin name is not the admin group.
@@ -247,14 +361,89 @@ mod tests {
             ("cognito:groups".to_string(), "[not-llm-admin]".to_string()),
         ]
         .into();
-        assert!(
-            !caller_from_claims(&claims, DEFAULT_ADMIN_CLAIM, DEFAULT_ADMIN_GROUP)
+        assert!(!caller_from_claims(&claims, &names).unwrap().is_admin);
+        assert!(caller_from_claims(&HashMap::new(), &names).is_none());
+    }
+
+    #[test]
+    fn tenant_claims_to_caller() {
+        let names = ClaimNames::default();
+        let claims = |tenant: &str, groups: &str| -> HashMap<String, String> {
+            [
+                ("sub".to_string(), "user-1".to_string()),
+                ("custom:tenant".to_string(), tenant.to_string()),
+                ("cognito:groups".to_string(), groups.to_string()),
+            ]
+            .into()
+        };
+        let c = caller_from_claims(&claims("acme", "[llm-tenant-admin]"), &names).unwrap();
+        assert_eq!(c.tenant_id.as_deref(), Some("acme"));
+        assert!(c.is_tenant_admin && !c.is_admin);
+        let member = caller_from_claims(&claims("acme", "[readers]"), &names).unwrap();
+        assert!(!member.is_tenant_admin);
+        // A tenant claim that is no valid id gives no tenant, and so no tenant admin.
+        let bad = caller_from_claims(&claims("a/b", "[llm-tenant-admin]"), &names).unwrap();
+        assert_eq!((bad.tenant_id, bad.is_tenant_admin), (None, false));
+        // Configured names are honoured.
+        let custom = ClaimNames {
+            tenant_claim: "org".into(),
+            ..ClaimNames::default()
+        };
+        let mut c = claims("x", "[]");
+        c.insert("org".into(), "globex".into());
+        assert_eq!(
+            caller_from_claims(&c, &custom)
                 .unwrap()
-                .is_admin
+                .tenant_id
+                .as_deref(),
+            Some("globex")
         );
+    }
+
+    #[tokio::test]
+    async fn tenant_tokens_expire_and_revoke() {
+        let store = std::sync::Arc::new(SqliteStore::open_in_memory().unwrap());
+        let cached = CachedTokens::new(store.clone(), std::time::Duration::from_secs(60));
+        let spec = NewToken {
+            user_id: "bob",
+            is_admin: false,
+            tenant_id: Some("acme"),
+            is_tenant_admin: true,
+            expires_at: Some(chrono::Utc::now() + chrono::Duration::hours(1)),
+        };
+        let token = issue(&cached, &spec).await.unwrap();
+        let c = caller_from_token(&cached, &token).await.unwrap().unwrap();
+        assert_eq!(
+            (c.tenant_id.as_deref(), c.is_tenant_admin),
+            (Some("acme"), true)
+        );
+        let listed = cached.list_tokens().await.unwrap();
+        assert_eq!(listed.len(), 1);
+        assert!(cached.delete_token(&listed[0].token_hash).await.unwrap());
         assert!(
-            caller_from_claims(&HashMap::new(), DEFAULT_ADMIN_CLAIM, DEFAULT_ADMIN_GROUP).is_none()
+            caller_from_token(&cached, &token).await.unwrap().is_none(),
+            "revoked"
         );
+        let gone = NewToken {
+            expires_at: Some(chrono::Utc::now() - chrono::Duration::seconds(1)),
+            ..spec.clone()
+        };
+        let expired = issue(&cached, &gone).await.unwrap();
+        assert!(
+            caller_from_token(&cached, &expired)
+                .await
+                .unwrap()
+                .is_none(),
+            "expired"
+        );
+        let orphan = NewToken {
+            tenant_id: None,
+            ..spec
+        };
+        assert!(matches!(
+            issue(&cached, &orphan).await,
+            Err(IssueError::TenantAdminWithoutTenant)
+        ));
     }
 
     #[tokio::test]
@@ -270,7 +459,9 @@ mod tests {
             caller,
             Caller {
                 user_id: "alice".into(),
-                is_admin: false
+                is_admin: false,
+                tenant_id: None,
+                is_tenant_admin: false,
             }
         );
         assert!(
@@ -293,7 +484,9 @@ mod tests {
                 c,
                 Caller {
                     user_id: "alice".into(),
-                    is_admin: true
+                    is_admin: true,
+                    tenant_id: None,
+                    is_tenant_admin: false,
                 }
             );
         }

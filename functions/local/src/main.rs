@@ -15,7 +15,7 @@ use shared::generate::{GenerateConfig, GenerateState, rpm_limiter_from_env};
 use shared::http::{
     AppState, GenerateApi, UsageState, app, generate_router, settings_router, usage_router,
 };
-use shared::identity::{CachedTokens, IdentityMode, issue_token};
+use shared::identity::{CachedTokens, IdentityMode};
 use shared::providers::Providers;
 use shared::registry::RegistryCache;
 use shared::store::LimitsStore;
@@ -103,6 +103,29 @@ enum TokenCommand {
         user: String,
         #[arg(long)]
         admin: bool,
+        /// The tenant the user belongs to.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// An admin of that tenant.
+        #[arg(long, requires = "tenant")]
+        tenant_admin: bool,
+        /// How long the token is valid: a number with d, h or m (`30d`, `12h`).
+        #[arg(long)]
+        expires_in: Option<String>,
+        #[arg(long, env = "LLM_LOCAL_DATA_DIR", default_value = ".llm-local")]
+        data_dir: PathBuf,
+    },
+    /// Every token (by id: the start of its hash; the token itself is never stored).
+    List {
+        #[arg(long, env = "LLM_LOCAL_DATA_DIR", default_value = ".llm-local")]
+        data_dir: PathBuf,
+    },
+    /// Revoke a token by its id (as `token list` shows it), or every token of a user.
+    Revoke {
+        #[arg(required_unless_present = "user", conflicts_with = "user")]
+        id: Option<String>,
+        #[arg(long)]
+        user: Option<String>,
         #[arg(long, env = "LLM_LOCAL_DATA_DIR", default_value = ".llm-local")]
         data_dir: PathBuf,
     },
@@ -130,6 +153,10 @@ enum LocalError {
     Serve(std::io::Error),
     #[error(transparent)]
     Cli(#[from] admin_cli::CliError),
+    #[error("no token has that id (or that user has no token); `llm-local token list` shows them")]
+    NoToken,
+    #[error("--expires-in {0:?}: give a whole number with d, h or m, like 30d or 12h")]
+    Lifetime(String),
 }
 
 fn main() -> ExitCode {
@@ -173,19 +200,7 @@ fn worker_threads() -> usize {
 async fn run(command: Command) -> Result<(), LocalError> {
     match command {
         Command::Serve { addr, data_dir } => serve(addr, &data_dir).await,
-        Command::Token {
-            command:
-                TokenCommand::Create {
-                    user,
-                    admin,
-                    data_dir,
-                },
-        } => {
-            let db = open_store(&data_dir)?;
-            let token = issue_token(&db, &user, admin).await?;
-            say(&token);
-            Ok(())
-        }
+        Command::Token { command } => tokens(command).await,
         Command::Llms { command, data_dir } => {
             admin_cli::llms(Arc::new(open_store(&data_dir)?), command).await
         }
@@ -195,6 +210,88 @@ async fn run(command: Command) -> Result<(), LocalError> {
         Command::Audit { command, data_dir } => {
             admin_cli::audit(Arc::new(open_store(&data_dir)?), command).await
         }
+    }
+}
+
+async fn tokens(command: TokenCommand) -> Result<(), LocalError> {
+    use shared::store::TokenStore;
+    match command {
+        TokenCommand::Create {
+            user,
+            admin,
+            tenant,
+            tenant_admin,
+            expires_in,
+            data_dir,
+        } => {
+            let expires_at = expires_in
+                .map(|e| parse_lifetime(&e).map(|d| chrono::Utc::now() + d))
+                .transpose()?;
+            let db = open_store(&data_dir)?;
+            let spec = shared::identity::NewToken {
+                user_id: &user,
+                is_admin: admin,
+                tenant_id: tenant.as_deref(),
+                is_tenant_admin: tenant_admin,
+                expires_at,
+            };
+            say(&shared::identity::issue(&db, &spec).await?);
+        }
+        TokenCommand::List { data_dir } => {
+            let db = open_store(&data_dir)?;
+            let now = chrono::Utc::now();
+            for t in db.list_tokens().await? {
+                let state = if t.expired(now) { "expired" } else { "valid" };
+                say(&format!(
+                    "{}  user={}  admin={}  tenant={}  tenant_admin={}  created={}  expires={}  {state}",
+                    t.id(),
+                    t.user_id,
+                    t.is_admin,
+                    t.tenant_id.as_deref().unwrap_or("-"),
+                    t.is_tenant_admin,
+                    t.created_at.format("%Y-%m-%dT%H:%M:%SZ"),
+                    t.expires_at.map_or_else(
+                        || "never".to_owned(),
+                        |e| e.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+                    ),
+                ));
+            }
+        }
+        TokenCommand::Revoke { id, user, data_dir } => {
+            let db = open_store(&data_dir)?;
+            let all = db.list_tokens().await?;
+            let chosen: Vec<_> = match (&id, &user) {
+                (Some(id), _) => all.iter().filter(|t| t.id() == id).collect(),
+                (None, Some(u)) => all.iter().filter(|t| &t.user_id == u).collect(),
+                (None, None) => Vec::new(),
+            };
+            if chosen.is_empty() {
+                return Err(LocalError::NoToken);
+            }
+            for t in chosen {
+                db.delete_token(&t.token_hash).await?;
+                say(&format!("revoked {}  user={}", t.id(), t.user_id));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `30d`, `12h`, `90m`: a token's lifetime.
+fn parse_lifetime(text: &str) -> Result<chrono::Duration, LocalError> {
+    let bad = || LocalError::Lifetime(text.to_owned());
+    // Split before the last character (a char boundary, whatever was typed).
+    let cut = text.char_indices().last().map_or(0, |(i, _)| i);
+    let (n, unit) = text.split_at(cut);
+    let n: i64 = n.parse().map_err(|_| bad())?;
+    if !(1..=36_500).contains(&n) {
+        return Err(bad());
+    }
+    match unit {
+        "d" => Ok(chrono::Duration::days(n)),
+        "h" => Ok(chrono::Duration::hours(n)),
+        "m" => Ok(chrono::Duration::minutes(n)),
+        _ => Err(bad()),
     }
 }
 
@@ -272,10 +369,9 @@ async fn serve(addr: SocketAddr, data_dir: &Path) -> Result<(), LocalError> {
         settings,
         vault: vault.clone(),
         catalog,
-        identity: IdentityMode::LocalTokens(Arc::new(CachedTokens::new(
-            db.clone(),
-            std::time::Duration::from_secs(300),
-        ))),
+        // Short: `token revoke` runs in another process, and a revoked token must stop
+        // working within a second.
+        identity: IdentityMode::LocalTokens(Arc::new(CachedTokens::new(db.clone(), SHARED_WINDOW))),
         providers: providers.clone(),
         test_limiter: AppState::default_test_limiter(),
         key_changes: Default::default(),

@@ -18,10 +18,7 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         match &IdentityMode::from_ref(state) {
-            IdentityMode::ApiGatewayJwt {
-                admin_claim,
-                admin_group,
-            } => {
+            IdentityMode::ApiGatewayJwt(names) => {
                 let claims = match parts
                     .extensions
                     .get::<lambda_http::request::RequestContext>()
@@ -34,7 +31,7 @@ where
                     _ => None,
                 };
                 claims
-                    .and_then(|c| identity::caller_from_claims(c, admin_claim, admin_group))
+                    .and_then(|c| identity::caller_from_claims(c, names))
                     .ok_or(ApiError::Unauthorized)
             }
             IdentityMode::LocalTokens(tokens) => {

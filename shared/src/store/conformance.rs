@@ -147,6 +147,9 @@ pub async fn tokens_suite(store: &dyn TokenStore) {
         user_id: fresh_user("token"),
         is_admin: true,
         created_at: chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
+        tenant_id: None,
+        is_tenant_admin: false,
+        expires_at: None,
     };
     store.put_token(&token).await.unwrap();
     assert_eq!(store.get_token(&hash).await.unwrap(), Some(token.clone()));

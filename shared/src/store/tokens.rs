@@ -13,6 +13,27 @@ pub struct TokenRecord {
     pub user_id: String,
     pub is_admin: bool,
     pub created_at: DateTime<Utc>,
+    /// The tenant the caller belongs to, if any.
+    #[serde(default)]
+    pub tenant_id: Option<String>,
+    /// Admin of that tenant (reads and writes its settings).
+    #[serde(default)]
+    pub is_tenant_admin: bool,
+    /// After this the token authenticates nobody.
+    #[serde(default)]
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+impl TokenRecord {
+    /// How `token list` names a token and `token revoke` takes it: the first 12 hex
+    /// digits of its hash (the token itself is never stored).
+    pub fn id(&self) -> &str {
+        self.token_hash.get(..12).unwrap_or(&self.token_hash)
+    }
+
+    pub fn expired(&self, now: DateTime<Utc>) -> bool {
+        self.expires_at.is_some_and(|at| at <= now)
+    }
 }
 
 #[async_trait]
@@ -20,4 +41,8 @@ pub trait TokenStore: Send + Sync {
     /// Creates the token; [`StoreError::Conflict`] if that hash exists already.
     async fn put_token(&self, token: &TokenRecord) -> Result<(), StoreError>;
     async fn get_token(&self, token_hash: &str) -> Result<Option<TokenRecord>, StoreError>;
+    /// Every token, oldest first.
+    async fn list_tokens(&self) -> Result<Vec<TokenRecord>, StoreError>;
+    /// Deletes a token; `false` when there was none with that hash.
+    async fn delete_token(&self, token_hash: &str) -> Result<bool, StoreError>;
 }

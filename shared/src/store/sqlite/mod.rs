@@ -99,6 +99,7 @@ impl SqliteStore {
     fn init(mut conn: Connection) -> Result<Self, StoreError> {
         conn.execute_batch(schema::SCHEMA)?;
         schema::migrate_secrets(&mut conn)?;
+        schema::migrate_tokens(&mut conn)?;
         Ok(SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
         })

@@ -145,6 +145,32 @@ DROP TABLE secrets;
 ALTER TABLE secrets_v2 RENAME TO secrets;
 ";
 
+/// Token columns added after the first release, with their defaults for older rows.
+const TOKEN_COLUMNS: [(&str, &str); 3] = [
+    ("tenant_id", "TEXT"),
+    ("is_tenant_admin", "INTEGER NOT NULL DEFAULT 0"),
+    ("expires_at", "TEXT"),
+];
+
+/// Adds the tenant and expiry columns to a `tokens` table made before them, inside an
+/// immediate transaction (a second process opening the file meanwhile waits, then finds
+/// nothing to do).
+pub(super) fn migrate_tokens(conn: &mut Connection) -> Result<(), StoreError> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    for (name, decl) in TOKEN_COLUMNS {
+        let present: i64 = tx.query_row(
+            "SELECT COUNT(*) FROM pragma_table_info('tokens') WHERE name = ?1",
+            [name],
+            |r| r.get(0),
+        )?;
+        if present == 0 {
+            tx.execute_batch(&format!("ALTER TABLE tokens ADD COLUMN {name} {decl};"))?;
+        }
+    }
+    tx.commit()?;
+    Ok(())
+}
+
 /// Moves an unversioned `secrets` table to the versioned layout. The check runs inside
 /// an immediate transaction, so a second process opening the file at the same moment
 /// (`token create` next to `serve`) waits and then finds nothing to do.
