@@ -61,38 +61,35 @@ enum Command {
     Llms {
         #[command(subcommand)]
         command: admin_cli::LlmsCommand,
-        #[arg(
-            long,
-            env = "LLM_LOCAL_DATA_DIR",
-            default_value = ".llm-local",
-            global = true
-        )]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        dir: DataDir,
     },
     /// Per-user hard limits.
     Limits {
         #[command(subcommand)]
         command: admin_cli::LimitsCommand,
-        #[arg(
-            long,
-            env = "LLM_LOCAL_DATA_DIR",
-            default_value = ".llm-local",
-            global = true
-        )]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        dir: DataDir,
     },
     /// The audit log.
     Audit {
         #[command(subcommand)]
         command: admin_cli::AuditCommand,
-        #[arg(
-            long,
-            env = "LLM_LOCAL_DATA_DIR",
-            default_value = ".llm-local",
-            global = true
-        )]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        dir: DataDir,
     },
+}
+
+/// `--data-dir` of the admin commands, given before or after their subcommand.
+#[derive(clap::Args)]
+struct DataDir {
+    #[arg(
+        long = "data-dir",
+        env = "LLM_LOCAL_DATA_DIR",
+        default_value = ".llm-local",
+        global = true
+    )]
+    path: PathBuf,
 }
 
 #[derive(Subcommand)]
@@ -201,14 +198,14 @@ async fn run(command: Command) -> Result<(), LocalError> {
     match command {
         Command::Serve { addr, data_dir } => serve(addr, &data_dir).await,
         Command::Token { command } => tokens(command).await,
-        Command::Llms { command, data_dir } => {
-            admin_cli::llms(Arc::new(open_store(&data_dir)?), command).await
+        Command::Llms { command, dir } => {
+            admin_cli::llms(Arc::new(open_store(&dir.path)?), command).await
         }
-        Command::Limits { command, data_dir } => {
-            admin_cli::limits(Arc::new(open_store(&data_dir)?), command).await
+        Command::Limits { command, dir } => {
+            admin_cli::limits(Arc::new(open_store(&dir.path)?), command).await
         }
-        Command::Audit { command, data_dir } => {
-            admin_cli::audit(Arc::new(open_store(&data_dir)?), command).await
+        Command::Audit { command, dir } => {
+            admin_cli::audit(Arc::new(open_store(&dir.path)?), command).await
         }
     }
 }

@@ -85,46 +85,44 @@ pub(super) async fn transact(
     items: &[TransactWriteItem],
     attempts: u32,
 ) -> Result<Txn, StoreError> {
-    {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let result = client
-                .transact_write_items()
-                .set_transact_items(Some(items.to_vec()))
-                // The SDK resends this token when it retries a call that timed out, and
-                // DynamoDB answers a resent token with the first call's outcome instead
-                // of applying it again: that saves a cancelled retry and a re-read.
-                // Correctness does not rest on it (the conditions carry it). A fresh
-                // one per attempt: a token sent again with other items is refused.
-                .client_request_token(uuid::Uuid::new_v4().to_string())
-                .send()
-                .await;
-            let err = match result {
-                Ok(_) => return Ok(Txn::Committed),
-                Err(e) => e,
-            };
-            let retry = match &err {
-                SdkError::ServiceError(se) => match se.err() {
-                    TransactWriteItemsError::TransactionCanceledException(c) => {
-                        match classify_cancellation(c.cancellation_reasons()) {
-                            Cancellation::Conditions(codes) => return Ok(Txn::Cancelled(codes)),
-                            Cancellation::Retry => true,
-                            Cancellation::Fatal => false,
-                        }
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let result = client
+            .transact_write_items()
+            .set_transact_items(Some(items.to_vec()))
+            // The SDK resends this token when it retries a call that timed out, and
+            // DynamoDB answers a resent token with the first call's outcome instead
+            // of applying it again: that saves a cancelled retry and a re-read.
+            // Correctness does not rest on it (the conditions carry it). A fresh
+            // one per attempt: a token sent again with other items is refused.
+            .client_request_token(uuid::Uuid::new_v4().to_string())
+            .send()
+            .await;
+        let err = match result {
+            Ok(_) => return Ok(Txn::Committed),
+            Err(e) => e,
+        };
+        let retry = match &err {
+            SdkError::ServiceError(se) => match se.err() {
+                TransactWriteItemsError::TransactionCanceledException(c) => {
+                    match classify_cancellation(c.cancellation_reasons()) {
+                        Cancellation::Conditions(codes) => return Ok(Txn::Cancelled(codes)),
+                        Cancellation::Retry => true,
+                        Cancellation::Fatal => false,
                     }
-                    TransactWriteItemsError::TransactionInProgressException(_)
-                    | TransactWriteItemsError::ProvisionedThroughputExceededException(_)
-                    | TransactWriteItemsError::RequestLimitExceeded(_) => true,
-                    _ => false,
-                },
+                }
+                TransactWriteItemsError::TransactionInProgressException(_)
+                | TransactWriteItemsError::ProvisionedThroughputExceededException(_)
+                | TransactWriteItemsError::RequestLimitExceeded(_) => true,
                 _ => false,
-            };
-            if retry && attempt < attempts {
-                backoff(attempt).await;
-            } else {
-                return Err(backend(err));
-            }
+            },
+            _ => false,
+        };
+        if retry && attempt < attempts {
+            backoff(attempt).await;
+        } else {
+            return Err(backend(err));
         }
     }
 }
