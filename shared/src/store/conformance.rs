@@ -47,9 +47,24 @@ fn record(version: u64, max_tokens: u32) -> SettingsRecord {
 }
 
 /// An audit event by `actor` (a fresh user id), stamped now.
+/// An event stamped strictly after every earlier one from this helper: two events made in
+/// the same millisecond would otherwise list in the order of their random ids, and the
+/// suites assert "newest first".
 fn event(actor: &str, action: &str) -> AuditEvent {
-    AuditEvent::now(actor, format!("user:{actor}"), action)
-        .with_change(None, Some(serde_json::json!({"maxTokens": 400})))
+    static LAST_MS: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+    let now = chrono::Utc::now().timestamp_millis();
+    let prev = LAST_MS
+        .fetch_update(
+            std::sync::atomic::Ordering::SeqCst,
+            std::sync::atomic::Ordering::SeqCst,
+            |last| Some(last.max(now - 1) + 1),
+        )
+        .unwrap_or(now);
+    let at = chrono::DateTime::from_timestamp_millis(prev.max(now - 1) + 1).unwrap();
+    let mut e = AuditEvent::now(actor, format!("user:{actor}"), action)
+        .with_change(None, Some(serde_json::json!({"maxTokens": 400})));
+    e.timestamp = super::timestamp(at);
+    e
 }
 
 /// Every event `actor` made in the last day, newest first.
