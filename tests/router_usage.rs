@@ -70,6 +70,7 @@ fn random_entry(rng: &mut Lcg, user: &str, now: DateTime<Utc>, i: usize) -> Usag
         price_version: "test".into(),
         metadata: BTreeMap::from([("n".to_string(), serde_json::json!(i))]),
         key_source: None,
+        tenant_id: None,
         ttl: now.timestamp() + 86_400 * 365,
     }
 }
@@ -96,6 +97,7 @@ async fn fixture(seed: u64, n: usize) -> Fixture {
             reservation_id: e.request_id.clone(),
             reserved: NanoUsd(0),
             actual: e.cost_usd.unwrap_or(NanoUsd(0)),
+            tenant: None,
         };
         d.db.record(&e, Some(&settlement)).await.unwrap();
         entries.push(e);

@@ -43,6 +43,7 @@ fn entries(user: &str, n: usize, days: i64) -> impl Iterator<Item = UsageEntry> 
             price_version: "bench".into(),
             metadata: Default::default(),
             key_source: None,
+            tenant_id: None,
             ttl: now.timestamp() + 91 * 86_400,
         }
     })

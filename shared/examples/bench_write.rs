@@ -41,6 +41,7 @@ fn entry(i: u64) -> UsageEntry {
         price_version: "bench".into(),
         metadata: Default::default(),
         key_source: None,
+        tenant_id: None,
         ttl: now.timestamp() + 90 * 86_400,
     }
 }
@@ -70,6 +71,7 @@ async fn one(budgets: &OwnedBudgets, recorder: &Recorder, i: u64) -> (Duration, 
             reservation_id: r.id.clone(),
             reserved: r.amount,
             actual: NanoUsd(8_550),
+            tenant: None,
         }),
         rule: Some(AlertRule {
             limit: NanoUsd(1_000_000_000_000),

@@ -40,6 +40,34 @@ impl Caller {
         }
     }
 
+    /// `/api/tenants/{tenantId}/*` reads: the tenant's members and admins, and global
+    /// admins.
+    pub fn authorize_tenant_read(&self, tenant_id: &str) -> Result<(), Forbidden> {
+        if self.is_admin || self.tenant_id.as_deref() == Some(tenant_id) {
+            Ok(())
+        } else {
+            Err(Forbidden)
+        }
+    }
+
+    /// Tenant writes: the tenant's admins and global admins (members read only).
+    pub fn authorize_tenant_write(&self, tenant_id: &str) -> Result<(), Forbidden> {
+        if self.is_admin || (self.is_tenant_admin && self.tenant_id.as_deref() == Some(tenant_id)) {
+            Ok(())
+        } else {
+            Err(Forbidden)
+        }
+    }
+
+    /// The tenant whose keys and preferences a request for `user_id` inherits: the
+    /// caller's own, when the caller acts for themself. A global admin acting for another
+    /// user does not know that user's tenant (it lives in their token), so inherits none.
+    pub fn tenant_for(&self, user_id: &str) -> Option<String> {
+        (self.user_id == user_id)
+            .then(|| self.tenant_id.clone())
+            .flatten()
+    }
+
     pub fn require_admin(&self) -> Result<(), Forbidden> {
         if self.is_admin {
             Ok(())
@@ -140,6 +168,20 @@ pub fn parse_groups(raw: &str) -> impl Iterator<Item = &str> {
         .split(|c: char| c.is_whitespace() || c == ',')
         .map(|g| g.trim_matches('"'))
         .filter(|g| !g.is_empty())
+}
+
+/// A tenant's settings, keys, budget counters and usage rollups are stored under this
+/// owner id, beside users' own: a user id never contains `/`, so no user can be a
+/// tenant's owner id, and every store and the vault serve both unchanged.
+pub const TENANT_OWNER_PREFIX: &str = "tenant/";
+
+pub fn tenant_owner(tenant_id: &str) -> String {
+    format!("{TENANT_OWNER_PREFIX}{tenant_id}")
+}
+
+/// Tenant ids follow the rules of user ids (they appear in paths and secret names).
+pub fn valid_tenant_id(id: &str) -> bool {
+    valid_user_id(id)
 }
 
 /// User ids appear in paths and secret names: non-empty, bounded, printable, no `/`.

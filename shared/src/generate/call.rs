@@ -427,6 +427,7 @@ impl<'a> Call<'a> {
             metadata: self.req.metadata.clone(),
             ttl: now.timestamp() + self.st.config.retention_days * 86_400,
             key_source: None,
+            tenant_id: None,
         }
     }
 
@@ -525,6 +526,7 @@ impl<'a> Call<'a> {
             reservation_id: c.reservation_id.clone(),
             reserved: c.reserved,
             actual,
+            tenant: None,
         }
     }
 

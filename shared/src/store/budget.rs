@@ -38,6 +38,10 @@ pub struct Settlement {
     pub reservation_id: String,
     pub reserved: NanoUsd,
     pub actual: NanoUsd,
+    /// The tenant whose budget holds the same reservation (reserved with
+    /// [`BudgetStore::reserve_joint`]): settled there too, in the same write.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
 }
 
 /// Monthly budget counters with leased reservations. A reservation is one conditional
@@ -57,6 +61,35 @@ pub trait BudgetStore: Send + Sync {
         limit: Option<NanoUsd>,
         now_unix: i64,
     ) -> Result<bool, StoreError>;
+
+    /// Reserves `r` in every holder's month at once (a member and their tenant, each with
+    /// its own limit): granted in all or in none. Backends that can write the holders
+    /// together do so atomically; this default reserves one after another and releases
+    /// what it got when a later holder refuses, which keeps every limit but can refuse a
+    /// concurrent request early.
+    async fn reserve_joint(
+        &self,
+        holders: &[(&str, Option<NanoUsd>)],
+        r: &Reservation,
+        now_unix: i64,
+    ) -> Result<bool, StoreError> {
+        for (i, (holder, limit)) in holders.iter().enumerate() {
+            if !self.reserve(holder, r, *limit, now_unix).await? {
+                for (got, _) in &holders[..i] {
+                    let release = Settlement {
+                        month: r.month.clone(),
+                        reservation_id: r.id.clone(),
+                        reserved: r.amount,
+                        actual: NanoUsd::ZERO,
+                        tenant: None,
+                    };
+                    self.settle(got, &release).await?;
+                }
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
 
     /// Settles a reservation to the actual cost when no usage entry carries it (usage
     /// tracking off, or a failed candidate released with `actual` 0). Idempotent on

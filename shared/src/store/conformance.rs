@@ -315,6 +315,7 @@ pub fn usage_entry(
         price_version: "2026-11-22".into(),
         metadata: [("table".to_string(), serde_json::json!("cloudtrail"))].into(),
         key_source: None,
+        tenant_id: None,
         ttl: 1_900_000_000,
     }
 }
@@ -588,6 +589,7 @@ pub fn settlement(r: &Reservation, actual: i64) -> Settlement {
         reservation_id: r.id.clone(),
         reserved: r.amount,
         actual: NanoUsd(actual),
+        tenant: None,
     }
 }
 

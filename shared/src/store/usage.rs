@@ -67,6 +67,10 @@ pub struct UsageEntry {
     /// a refusal) and on entries written before it was recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_source: Option<KeySource>,
+    /// The tenant the caller belonged to: the entry also counts in that tenant's
+    /// rollups (and its settlement in the tenant's budget).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant_id: Option<String>,
 }
 
 impl UsageEntry {

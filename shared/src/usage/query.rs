@@ -237,6 +237,7 @@ mod tests {
             price_version: "test".into(),
             metadata: Default::default(),
             key_source: None,
+            tenant_id: None,
             ttl: now.timestamp() + 3600,
         }
     }

@@ -32,9 +32,13 @@ pub enum VaultError {
     Config(String),
 }
 
-/// The secret name of a user's key for a provider: `users/<id>/llm/<provider>`.
-pub fn secret_name(prefix: &str, user_id: &str, provider: Provider) -> String {
-    format!("{prefix}users/{user_id}/llm/{provider}")
+/// The secret name of an owner's key for a provider: `users/<id>/llm/<provider>` for a
+/// user, `tenants/<id>/llm/<provider>` for a tenant (owner id `tenant/<id>`).
+pub fn secret_name(prefix: &str, owner: &str, provider: Provider) -> String {
+    match owner.strip_prefix(crate::identity::TENANT_OWNER_PREFIX) {
+        Some(tenant) => format!("{prefix}tenants/{tenant}/llm/{provider}"),
+        None => format!("{prefix}users/{owner}/llm/{provider}"),
+    }
 }
 
 /// The id of one stored version of a key: a random UUID (36 characters, which is also a
