@@ -79,6 +79,26 @@ impl<S: Send + Sync> FromRequestParts<S> for UserId {
     }
 }
 
+/// The `{tenant_id}` path segment of `/api/tenants/{tenantId}/...`, checked like a user id.
+pub struct TenantId(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for TenantId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let id = path_param(parts, "tenant_id")
+            .await
+            .map_err(|_| ApiError::invalid("tenantId", "must be valid UTF-8, percent-encoded"))?;
+        if !identity::valid_tenant_id(&id) {
+            return Err(ApiError::invalid(
+                "tenantId",
+                "must be 1-128 printable characters without spaces or '/'",
+            ));
+        }
+        Ok(TenantId(id))
+    }
+}
+
 /// Reads one named path parameter as text.
 pub async fn path_param(parts: &mut Parts, name: &str) -> Result<String, ApiError> {
     let params = Path::<Vec<(String, String)>>::from_request_parts(parts, &())
