@@ -11,6 +11,7 @@ pub mod generate;
 pub mod openai;
 pub mod settings;
 mod sse;
+pub mod tenants;
 pub mod usage;
 
 use crate::identity::IdentityMode;
