@@ -159,7 +159,8 @@ impl<'a> Call<'a> {
     pub fn plan(&self) -> Result<Vec<Arc<Resolved>>, GenerateError> {
         let view = self.view.as_ref();
         let prefs = self.prefs();
-        let reachable = |r: &Resolved| self.has_key(r.entry.provider) || r.entry.auth_meta.is_some();
+        let reachable =
+            |r: &Resolved| self.has_key(r.entry.provider) || r.entry.auth_meta.is_some();
         let primary = request::primary(view, prefs, &self.req, &reachable)?.clone();
         let mut plan = vec![primary];
         if !prefs.auto_failover {
@@ -185,7 +186,9 @@ impl<'a> Call<'a> {
             if plan.iter().any(|m| m.model.provider == *p) {
                 continue;
             }
-            if let Some(m) = request::model_for(view, prefs, *p, &self.req.operation_type, self.scope()) {
+            if let Some(m) =
+                request::model_for(view, prefs, *p, &self.req.operation_type, self.scope())
+            {
                 plan.push(m.clone());
             }
         }
@@ -279,7 +282,10 @@ impl<'a> Call<'a> {
             // (naming the tenant) settles both.
             let granted = match &self.tenant {
                 Some(t) => {
-                    let holders = [(self.user_id.as_str(), limit), (t.owner.as_str(), tenant_limit)];
+                    let holders = [
+                        (self.user_id.as_str(), limit),
+                        (t.owner.as_str(), tenant_limit),
+                    ];
                     self.st.budgets.reserve_joint(&holders, &lease, now).await?
                 }
                 None => {

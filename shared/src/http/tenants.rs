@@ -60,7 +60,14 @@ async fn delete_key(
     State(state): State<AppState>,
 ) -> Result<StatusCode, ApiError> {
     caller.authorize_tenant_write(&tenant)?;
-    remove_key(&state, &caller, &tenant_owner(&tenant), Some(&tenant), provider).await?;
+    remove_key(
+        &state,
+        &caller,
+        &tenant_owner(&tenant),
+        Some(&tenant),
+        provider,
+    )
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -195,7 +195,9 @@ pub struct Scoped<'a> {
 
 impl ModelLookup for Scoped<'_> {
     fn find_model(&self, provider: Option<Provider>, model: &str) -> Option<&ModelPrice> {
-        self.view.find(self.tenant, provider, model).map(|r| &r.model)
+        self.view
+            .find(self.tenant, provider, model)
+            .map(|r| &r.model)
     }
 }
 

@@ -76,7 +76,10 @@ mod tests {
         assert_eq!(p.max_tokens, 300, "the member's own field wins");
         assert_eq!(p.default_provider, Provider::OpenAi, "inherited");
         assert_eq!(p.fallback_providers, vec![Provider::Google]);
-        assert_eq!(p.monthly_budget_usd, None, "the tenant's budget is not the member's");
+        assert_eq!(
+            p.monthly_budget_usd, None,
+            "the tenant's budget is not the member's"
+        );
         assert_eq!(p.temperature, Preferences::default().temperature);
     }
 
