@@ -445,7 +445,13 @@ async fn a_member_uses_their_own_key_else_the_tenants_else_an_operator_entry() {
         )
         .await;
     assert_eq!(s, 400, "{v}");
-    assert!(v["error"]["message"].as_str().unwrap().contains("no API key"), "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no API key"),
+        "{v}"
+    );
 
     // 4. An operator entry serves where neither has a key: globex has no key for it.
     let (s, entry) = g
@@ -494,7 +500,13 @@ async fn a_member_uses_their_own_key_else_the_tenants_else_an_operator_entry() {
         )
         .await;
     assert_eq!(s, 400, "{v}");
-    assert!(v["error"]["message"].as_str().unwrap().contains("no API key"), "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no API key"),
+        "{v}"
+    );
     // A global admin generating for a member acts without the member's tenant.
     let (s, v) = g
         .generate(

@@ -139,6 +139,16 @@ impl<'a> Call<'a> {
         &self.settings.preferences
     }
 
+    /// Whether a refused reservation moves to a cheaper model: the member's budget
+    /// action, or their tenant's (whichever budget refused, a cheaper model helps both).
+    pub fn downgrades(&self) -> bool {
+        self.prefs().budget_action == BudgetAction::Downgrade
+            || self
+                .tenant
+                .as_ref()
+                .is_some_and(|t| t.settings.preferences.budget_action == BudgetAction::Downgrade)
+    }
+
     fn scope(&self) -> Option<&str> {
         self.tenant.as_ref().map(|t| t.id.as_str())
     }
