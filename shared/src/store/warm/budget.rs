@@ -479,7 +479,8 @@ mod tests {
         let (_, w) = wrapped();
         conformance::usage_suite(w.as_ref(), w.as_ref()).await;
         conformance::health_suite(w.as_ref()).await;
-        conformance::budget_suite(w).await;
+        conformance::budget_suite(w.clone()).await;
+        conformance::tenant_suite(w.as_ref(), w.clone()).await;
     }
 
     #[tokio::test]

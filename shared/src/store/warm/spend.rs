@@ -261,7 +261,12 @@ mod tests {
     async fn reservations_and_settlements_keep_the_contract() {
         let db = SqliteStore::open_in_memory().unwrap();
         // A zero window reads every time: the wrapper then is the store.
-        let w = SpendWindow::new(Arc::new(db.clone()), Arc::new(db), Duration::ZERO);
-        conformance::budget_suite(Arc::new(w)).await;
+        let w = Arc::new(SpendWindow::new(
+            Arc::new(db.clone()),
+            Arc::new(db),
+            Duration::ZERO,
+        ));
+        conformance::budget_suite(w.clone()).await;
+        conformance::tenant_suite(w.as_ref(), w.clone()).await;
     }
 }
