@@ -11,7 +11,7 @@ use super::{
     string, user_key, values,
 };
 use crate::provider::Provider;
-use crate::store::tenant_rollup::{is_hourly, rollup_targets};
+use crate::store::tenant_rollup::{HOUR_ERROR_PREFIX, is_hourly, rollup_targets};
 use crate::store::{
     DailyRollup, Granularity, HealthCounters, Settlement, StoreError, Totals, UsageEntry,
     UsageStore, add_to_groups,
@@ -71,10 +71,13 @@ fn set_counter(t: &mut Totals, counter: &str, value: &str) -> Result<(), StoreEr
     Ok(())
 }
 
+/// A rollup item: a day's (`rollup#<day>`) or, for a tenant, one hour's of it
+/// (`rollup#<day>#<HH>`), read back as (part of) that day's rollup.
 fn rollup_of(item: &Item) -> Result<DailyRollup, StoreError> {
     let sk = string(item, "sk")?;
     let day = sk
         .strip_prefix("rollup#")
+        .map(|rest| rest.split_once('#').map_or(rest, |(day, _hour)| day))
         .ok_or_else(|| StoreError::Corrupt(format!("not a rollup item: {sk}")))?;
     let mut groups: BTreeMap<String, Totals> = BTreeMap::new();
     for (name, value) in item {
@@ -107,16 +110,26 @@ impl DynamoUsageStore {
             .map_err(build_error)?;
         let mut writes = vec![TransactWriteItem::builder().put(put).build()];
         for (owner, groups) in rollup_targets(entry) {
-            writes.push(self.rollup_update(&owner, entry, &groups)?);
+            // A tenant's hourly groups go to an item of their own per hour: the day's
+            // item would otherwise grow with 24 x models and near DynamoDB's item limit.
+            let (hourly, daily): (Vec<String>, Vec<String>) =
+                groups.into_iter().partition(|g| is_hourly(g));
+            writes.push(self.rollup_update(&owner, entry, rollup_sort_key(entry.day()), &daily)?);
+            if !hourly.is_empty() {
+                let hour = entry.timestamp.get(11..13).unwrap_or("00");
+                let sk = format!("{}#{hour}", rollup_sort_key(entry.day()));
+                writes.push(self.rollup_update(&owner, entry, sk, &hourly)?);
+            }
         }
         Ok(writes)
     }
 
-    /// Adds the entry's totals to `groups` of `owner`'s rollup of the entry's day.
+    /// Adds the entry's totals to `groups` of `owner`'s rollup item `sk`.
     fn rollup_update(
         &self,
         owner: &str,
         entry: &UsageEntry,
+        sk: String,
         groups: &[String],
     ) -> Result<TransactWriteItem, StoreError> {
         let totals = Totals::of(entry);
@@ -125,8 +138,10 @@ impl DynamoUsageStore {
         let mut adds = Vec::new();
         for (g, group) in groups.iter().enumerate() {
             for (c, (counter, value)) in COUNTERS.iter().zip(counter_values(&totals)).enumerate() {
-                // A tenant's hourly groups keep only what is not zero: they are many.
-                if value == 0 && is_hourly(group) {
+                // A tenant's hourly groups keep only what is not zero (they are many), and
+                // an error class group only its count, all that is read of it.
+                let error_class = group.starts_with(HOUR_ERROR_PREFIX);
+                if (value == 0 && is_hourly(group)) || (error_class && *counter != "requests") {
                     continue;
                 }
                 let (name, val) = (format!("#g{g}c{c}"), format!(":g{g}c{c}"));
@@ -137,7 +152,7 @@ impl DynamoUsageStore {
         }
         let rollup = Update::builder()
             .table_name(&self.usage_table)
-            .set_key(Some(user_key(owner, rollup_sort_key(entry.day()))))
+            .set_key(Some(user_key(owner, sk)))
             .update_expression(format!("SET #ttl = :ttl ADD {}", adds.join(", ")))
             .set_expression_attribute_names(Some(names))
             .set_expression_attribute_values(Some(values))
@@ -374,13 +389,27 @@ impl UsageStore for DynamoUsageStore {
             &values(vec![
                 (":u", s(user_id)),
                 (":from", s(rollup_sort_key(from))),
-                (":to", s(rollup_sort_key(to))),
+                // `#~` sorts after the hour items of the last day (`#00` to `#23`).
+                (":to", s(format!("{}#~", rollup_sort_key(to)))),
             ]),
             true,
             None,
         )
         .await?;
-        items.iter().map(rollup_of).collect()
+        // Items come in sort-key order: a day's item, then its hours'.
+        let mut days: Vec<DailyRollup> = Vec::new();
+        for item in &items {
+            let part = rollup_of(item)?;
+            match days.last_mut() {
+                Some(d) if d.day == part.day => {
+                    for (group, t) in part.groups {
+                        d.groups.entry(group).or_default().add(&t);
+                    }
+                }
+                _ => days.push(part),
+            }
+        }
+        Ok(days)
     }
 }
 
@@ -406,5 +435,13 @@ mod tests {
         assert_eq!(r.groups["all"].cost_nanos, -3);
         assert_eq!(r.groups["model:anthropic.claude-v2:0"].tokens, 40);
         assert_eq!(r.groups.len(), 2);
+        let hour: Item = HashMap::from([
+            ("user_id".to_owned(), s("tenant/acme")),
+            ("sk".to_owned(), s("rollup#2026-11-20#13")),
+            ("hour:13|openai/gpt-4o|requests".to_owned(), n(3)),
+        ]);
+        let r = rollup_of(&hour).unwrap();
+        assert_eq!(r.day, "2026-11-20");
+        assert_eq!(r.groups["hour:13|openai/gpt-4o"].requests, 3);
     }
 }
