@@ -375,6 +375,14 @@ async fn dynamodb_budget_conformance() {
 
 #[tokio::test]
 #[ignore = "needs the AWS emulator; run by `make test`"]
+async fn dynamodb_tenant_conformance() {
+    let client = aws_sdk_dynamodb::Client::new(&config().await);
+    let store = Arc::new(usage_store(&client).await);
+    conformance::tenant_suite(store.as_ref(), store.clone()).await;
+}
+
+#[tokio::test]
+#[ignore = "needs the AWS emulator; run by `make test`"]
 async fn dynamodb_cache_conformance() {
     let client = aws_sdk_dynamodb::Client::new(&config().await);
     conformance::cache_suite(&usage_store(&client).await).await;

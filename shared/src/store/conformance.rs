@@ -13,6 +13,9 @@ use crate::secret::ApiKey;
 use crate::vault::KeyVault;
 use std::sync::Arc;
 
+mod tenant;
+pub use tenant::tenant_suite;
+
 /// A user id unique to this run, so suites can share a long-lived backend.
 fn fresh_user(tag: &str) -> String {
     format!("conf-{tag}-{}", uuid::Uuid::new_v4())
