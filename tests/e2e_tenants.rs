@@ -581,7 +581,198 @@ async fn a_tenant_budget_refuses_every_member_once_spent_and_only_that_tenant() 
         )
         .await;
     assert_eq!(s, 200);
-    let (s, v) = g.generate(&g.p.acme_member.clone(), "max", body).await;
+    let (s, v) = g
+        .generate(&g.p.acme_member.clone(), "max", body.clone())
+        .await;
     assert_eq!(s, 200, "{v}");
+
+    // The members' spend together stays under the tenant's budget. In nano-USD at gpt-4o's
+    // $2.50 / $10 per 1M: a request reserves its worst case, 6 prompt bytes and 100
+    // output tokens = 1,015,000, and settles at 10 in + 5 out = 75,000. Spent so far:
+    // 75,000. Under 1,200,000: 75,000 + 1,015,000 fits, so does 150,000 + 1,015,000; at
+    // 225,000 the next does not, whichever member sends it.
+    let (s, _) = g
+        .call(
+            &g.p.acme_admin.clone(),
+            Method::PUT,
+            "/api/tenants/acme/llm-settings",
+            Some(json!({"preferences": {"monthlyBudgetUsd": 0.0012}})),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let mut served = 0;
+    for (who, user) in [
+        (g.p.acme_member.clone(), "max"),
+        (g.p.acme_other.clone(), "mia"),
+        (g.p.acme_member.clone(), "max"),
+        (g.p.acme_other.clone(), "mia"),
+    ] {
+        let (s, _) = g.generate(&who, user, body.clone()).await;
+        served += u32::from(s == 200);
+        assert!(s == 200 || s == 402);
+    }
+    assert_eq!(served, 2);
+    let (_, summary) = g
+        .call(
+            &g.p.acme_admin.clone(),
+            Method::GET,
+            "/api/tenants/acme/llm-usage/summary",
+            None,
+        )
+        .await;
+    assert_eq!(summary["total_cost_usd"], json!(0.000225), "{summary}");
+    g.assert_no_key_leaked();
+}
+
+#[tokio::test]
+async fn tenant_analytics_count_every_members_requests_and_only_the_tenants() {
+    let (o, a) = (MockServer::start().await, MockServer::start().await);
+    openai_for(&o, TENANT_OPENAI_KEY).await;
+    openai_for(&o, GLOBEX_OPENAI_KEY).await;
+    // Anthropic fails with a server error: an error class in last24h.
+    Mock::given(method("POST"))
+        .and(path("/v1/messages"))
+        .respond_with(ResponseTemplate::new(500).set_body_json(json!({
+            "type": "error", "error": {"type": "api_error", "message": "Internal server error"}})))
+        .mount(&a)
+        .await;
+    let mut g = gateway(&o, &a).await;
+    for (who, tenant, keys) in [
+        (
+            g.p.acme_admin.clone(),
+            "acme",
+            json!({"openai": TENANT_OPENAI_KEY, "anthropic": TENANT_ANTHROPIC_KEY}),
+        ),
+        (
+            g.p.globex_admin.clone(),
+            "globex",
+            json!({"openai": GLOBEX_OPENAI_KEY}),
+        ),
+    ] {
+        let (s, v) = g
+            .call(
+                &who,
+                Method::PUT,
+                &format!("/api/tenants/{tenant}/llm-settings"),
+                Some(json!({"preferences": {"autoFailover": false}, "apiKeys": keys})),
+            )
+            .await;
+        assert_eq!(s, 200, "{v}");
+    }
+    let ok = json!({"prompt": "hi", "provider": "openai", "model": "gpt-4o", "cache": false});
+    let failing = json!({"prompt": "hi", "provider": "anthropic", "cache": false});
+    let sent = [
+        (g.p.acme_member.clone(), "max", ok.clone(), 200),
+        (g.p.acme_member.clone(), "max", ok.clone(), 200),
+        (g.p.acme_other.clone(), "mia", ok.clone(), 200),
+        (g.p.acme_other.clone(), "mia", failing, 502),
+        (g.p.acme_admin.clone(), "ada", ok.clone(), 200),
+        (g.p.globex_admin.clone(), "gus", ok.clone(), 200),
+    ];
+    for (who, user, body, want) in &sent {
+        let (s, v) = g.generate(who, user, body.clone()).await;
+        assert_eq!(s, *want, "{v}");
+    }
+
+    // Every tenant usage route: acme's people and global admins read acme's; globex's
+    // admin and a tenantless user get 403.
+    let routes = ["summary", "daily?days=7", "last24h"];
+    for r in routes {
+        let p = format!("/api/tenants/acme/llm-usage/{r}");
+        for (who, want) in [
+            (g.p.acme_member.clone(), 200),
+            (g.p.acme_admin.clone(), 200),
+            (g.p.root.clone(), 200),
+            (g.p.globex_admin.clone(), 403),
+            (g.p.loner.clone(), 403),
+        ] {
+            let (s, v) = g.call(&who, Method::GET, &p, None).await;
+            assert_eq!(s, want, "{p}: {v}");
+        }
+    }
+
+    // The tenant's totals are the sum of its members' entries, read from each member.
+    let mut requests = 0;
+    let mut tokens = 0;
+    let mut cost = 0.0;
+    for (who, user) in [
+        (g.p.acme_member.clone(), "max"),
+        (g.p.acme_other.clone(), "mia"),
+        (g.p.acme_admin.clone(), "ada"),
+    ] {
+        let (_, v) = g
+            .call(&who, Method::GET, &format!("/api/llm-usage/{user}"), None)
+            .await;
+        for e in v["entries"].as_array().unwrap() {
+            assert_eq!(e["tenant_id"], "acme");
+            requests += 1;
+            tokens += e["total_tokens"].as_u64().unwrap();
+            cost += e["cost_usd"].as_f64().unwrap_or(0.0);
+        }
+    }
+    assert_eq!(requests, 5);
+    let (_, s) = g
+        .call(
+            &g.p.acme_member.clone(),
+            Method::GET,
+            "/api/tenants/acme/llm-usage/summary",
+            None,
+        )
+        .await;
+    assert_eq!(s["total_requests"], requests, "{s}");
+    assert_eq!(s["total_tokens"], tokens, "{s}");
+    assert!(
+        (s["total_cost_usd"].as_f64().unwrap() - cost).abs() < 1e-12,
+        "{s}"
+    );
+    assert_eq!(s["by_provider"]["openai"]["requests"], 4);
+    assert_eq!(s["by_provider"]["anthropic"]["requests"], 1);
+    let (_, d) = g
+        .call(
+            &g.p.acme_admin.clone(),
+            Method::GET,
+            "/api/tenants/acme/llm-usage/daily?days=7",
+            None,
+        )
+        .await;
+    let days = d["days"].as_array().unwrap();
+    assert_eq!(days.len(), 7);
+    let today = days.last().unwrap();
+    assert_eq!(
+        (today["requests"].clone(), today["errors"].clone()),
+        (json!(5), json!(1)),
+        "{d}"
+    );
+    let (_, l) = g
+        .call(
+            &g.p.acme_admin.clone(),
+            Method::GET,
+            "/api/tenants/acme/llm-usage/last24h",
+            None,
+        )
+        .await;
+    let models = l["models"].as_array().unwrap();
+    let gpt = models.iter().find(|m| m["model"] == "gpt-4o").unwrap();
+    assert_eq!(
+        (gpt["requests"].clone(), gpt["success_rate"].clone()),
+        (json!(4), json!(1.0)),
+        "{l}"
+    );
+    let claude = models
+        .iter()
+        .find(|m| m["provider"] == "anthropic")
+        .unwrap();
+    assert_eq!(claude["success_rate"], 0.0, "{l}");
+    assert_eq!(claude["errors"]["server_error"], 1, "{l}");
+    // Globex sees only its one request.
+    let (_, s) = g
+        .call(
+            &g.p.globex_admin.clone(),
+            Method::GET,
+            "/api/tenants/globex/llm-usage/summary",
+            None,
+        )
+        .await;
+    assert_eq!(s["total_requests"], 1, "{s}");
     g.assert_no_key_leaked();
 }
