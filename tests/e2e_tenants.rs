@@ -776,3 +776,64 @@ async fn tenant_analytics_count_every_members_requests_and_only_the_tenants() {
     assert_eq!(s["total_requests"], 1, "{s}");
     g.assert_no_key_leaked();
 }
+
+#[tokio::test]
+async fn a_tenants_registry_entry_is_its_members_alone_and_wins_over_the_global_one() {
+    let (o, a) = (MockServer::start().await, MockServer::start().await);
+    openai_for(&o, TENANT_OPENAI_KEY).await;
+    openai_for(&o, GLOBEX_OPENAI_KEY).await;
+    let mut g = gateway(&o, &a).await;
+    for (who, tenant, key) in [
+        (g.p.acme_admin.clone(), "acme", TENANT_OPENAI_KEY),
+        (g.p.globex_admin.clone(), "globex", GLOBEX_OPENAI_KEY),
+    ] {
+        let (s, _) = g
+            .call(
+                &who,
+                Method::PUT,
+                &format!("/api/tenants/{tenant}/llm-settings"),
+                Some(json!({"apiKeys": {"openai": key}})),
+            )
+            .await;
+        assert_eq!(s, 200);
+    }
+    let (s, entry) = g
+        .call(
+            &g.p.root.clone(),
+            Method::POST,
+            "/api/admin/llms",
+            Some(json!({"name": "Acme mini", "provider": "openai", "model_name": "gpt-4o-mini",
+                        "scope": "acme", "price_override": {"input": "1", "output": "2"}})),
+        )
+        .await;
+    assert_eq!(s, 201, "{entry}");
+    let id = entry["id"].as_str().unwrap().to_owned();
+    let listed = |v: &Value| {
+        v["models"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["llm_id"] == json!(id))
+    };
+    let (_, v) = g.call(&g.p.acme_member.clone(), Method::GET, "/api/llm-models", None).await;
+    assert!(listed(&v), "acme's members see their entry");
+    let (_, v) = g.call(&g.p.globex_admin.clone(), Method::GET, "/api/llm-models", None).await;
+    assert!(!listed(&v), "other tenants never see it");
+
+    let body = json!({"prompt": "hi", "provider": "openai", "model": "gpt-4o-mini", "cache": false});
+    let (s, v) = g.generate(&g.p.acme_member.clone(), "max", body.clone()).await;
+    assert_eq!(s, 200, "{v}");
+    // 10 in at $1 and 5 out at $2 per 1M: the tenant entry's price, so its entry served.
+    assert_eq!(v["usage"]["cost_usd"], 0.00002);
+    let e = g.last_entry(&g.p.acme_member.clone(), "max").await;
+    assert_eq!(e["price_version"], json!(format!("registry:{id}@1")));
+    let (s, v) = g.generate(&g.p.globex_admin.clone(), "gus", body).await;
+    assert_eq!(s, 200, "{v}");
+    let e = g.last_entry(&g.p.globex_admin.clone(), "gus").await;
+    assert_ne!(e["price_version"], json!(format!("registry:{id}@1")));
+    // Naming the entry itself is acme's alone.
+    let (s, _) = g
+        .generate(&g.p.globex_admin.clone(), "gus", json!({"prompt": "hi", "llmId": id}))
+        .await;
+    assert_eq!(s, 400);
+}
