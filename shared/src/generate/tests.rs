@@ -92,6 +92,7 @@ impl ProviderApi for Script {
                 model: chat.model.clone(),
                 tokens: TOKENS,
                 finish_reason: Some("stop".into()),
+                rate_limit: None,
             }),
             Step::Fail(kind) => Err(ProviderError::new(kind, "scripted")),
             Step::Hang => std::future::pending().await,
@@ -256,6 +257,7 @@ async fn engine(providers: &[Provider], budget: Option<NanoUsd>) -> Engine {
         limits: db.clone(),
         counters: Arc::new(crate::store::warm::counters::MemoryCounters::default()),
         operator_keys: Arc::new(crate::vault::operator::EnvOperatorKeys),
+        rate_limits: Arc::new(crate::store::warm::ratelimits::MemoryRateLimits::default()),
     };
     Engine { st, script, db }
 }

@@ -1161,7 +1161,10 @@ pub async fn rate_limits_suite(book: &dyn super::RateLimitBook) {
         blocked_until: None,
     };
     book.observe(&openai, &exhausted, now).await.unwrap();
-    assert_eq!(book.last(&openai, now).await.unwrap(), Some(exhausted.clone()));
+    assert_eq!(
+        book.last(&openai, now).await.unwrap(),
+        Some(exhausted.clone())
+    );
     assert_eq!(book.blocked(&openai, 10, now).await.unwrap(), Some(secs(2)));
     assert_eq!(
         book.blocked(&openai, 50_000, now).await.unwrap(),
@@ -1172,7 +1175,12 @@ pub async fn rate_limits_suite(book: &dyn super::RateLimitBook) {
     // Apart per key, provider and owner.
     let rotated = key(Provider::OpenAi, "f-two");
     assert_eq!(book.blocked(&rotated, 10, now).await.unwrap(), None);
-    assert_eq!(book.blocked(&key(Provider::Groq, "f-one"), 10, now).await.unwrap(), None);
+    assert_eq!(
+        book.blocked(&key(Provider::Groq, "f-one"), 10, now)
+            .await
+            .unwrap(),
+        None
+    );
     let stranger = KeyRef {
         owner: fresh_user("rl-other"),
         ..openai.clone()
@@ -1186,7 +1194,10 @@ pub async fn rate_limits_suite(book: &dyn super::RateLimitBook) {
         ..Default::default()
     };
     book.observe(&anthropic, &told, now).await.unwrap();
-    assert_eq!(book.blocked(&anthropic, 0, secs(1)).await.unwrap(), Some(secs(30)));
+    assert_eq!(
+        book.blocked(&anthropic, 0, secs(1)).await.unwrap(),
+        Some(secs(30))
+    );
     let recovered = RateLimitState {
         requests_remaining: Some(49),
         requests_reset: Some(secs(40)),

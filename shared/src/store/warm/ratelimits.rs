@@ -55,7 +55,10 @@ impl RateLimitBook for MemoryRateLimits {
         if keys.len() >= MAX_KEYS && !keys.contains_key(key) {
             keys.retain(|_, o| o.expires > now);
             if keys.len() >= MAX_KEYS {
-                if let Some(oldest) = keys.iter().min_by_key(|(_, o)| o.at).map(|(k, _)| k.clone())
+                if let Some(oldest) = keys
+                    .iter()
+                    .min_by_key(|(_, o)| o.at)
+                    .map(|(k, _)| k.clone())
                 {
                     keys.remove(&oldest);
                 }
@@ -150,9 +153,7 @@ impl RateLimitWindow {
     /// Whether this observation goes to the shared book now (see the module docs).
     fn worth_writing(&self, key: &KeyRef, state: &RateLimitState, now: DateTime<Utc>) -> bool {
         let mut writes = self.writes.lock().unwrap_or_else(|p| p.into_inner());
-        let due = writes
-            .get(key)
-            .is_none_or(|at| at.elapsed() >= SHARE_EVERY);
+        let due = writes.get(key).is_none_or(|at| at.elapsed() >= SHARE_EVERY);
         if !(due || state.low(now)) {
             return false;
         }
@@ -292,13 +293,21 @@ mod tests {
         for _ in 0..5 {
             w.observe(&key, &plenty, now).await.unwrap();
         }
-        assert_eq!(*shared.writes.lock().unwrap(), 1, "then once per SHARE_EVERY");
+        assert_eq!(
+            *shared.writes.lock().unwrap(),
+            1,
+            "then once per SHARE_EVERY"
+        );
         let exhausted = RateLimitState {
             requests_remaining: Some(0),
             ..plenty.clone()
         };
         w.observe(&key, &exhausted, now).await.unwrap();
-        assert_eq!(*shared.writes.lock().unwrap(), 2, "an exhausted key at once");
+        assert_eq!(
+            *shared.writes.lock().unwrap(),
+            2,
+            "an exhausted key at once"
+        );
         let until = w.blocked(&key, 10, now).await.unwrap();
         assert_eq!(until, exhausted.requests_reset, "own observations at once");
         assert_eq!(*shared.reads.lock().unwrap(), 1);
