@@ -172,7 +172,8 @@ impl ProviderApi for Providers {
     ) -> Result<Generation, ProviderError> {
         let chat = for_route(route, chat);
         if route.provider == Provider::Bedrock {
-            // No headers through the SDK: a throttled answer's wait is all there is.
+            // No headers through the SDK, and its throttling names no wait (today):
+            // a wait it did name would still block the key.
             let outcome = self.bedrock.converse(route.key, &chat).await;
             return reporting(outcome, RateLimitState::default(), chrono::Utc::now());
         }
