@@ -233,9 +233,12 @@ impl<'a> Call<'a> {
             return Ok(None);
         }
         let chat = self.req.chat_request(llm, self.prefs(), stream);
+        // Whose key it is names its rate-limit state. No tenant key is chosen here yet:
+        // where one is, its owner is `tenant/<tenantId>` (the key's limits are the
+        // tenant's, whoever of its users calls).
         let key_owner = match key_source {
             KeySource::Operator => "operator".to_owned(),
-            _ => self.user_id.clone(),
+            KeySource::User | KeySource::Tenant => self.user_id.clone(),
         };
         let key_ref = KeyRef {
             owner: key_owner,
