@@ -23,6 +23,7 @@ use shared::store::sqlite::SqliteStore;
 use shared::store::warm::budget::OwnedBudgets;
 use shared::store::warm::counters::MemoryCounters;
 use shared::store::warm::limits::LimitsCache;
+use shared::store::warm::ratelimits::MemoryRateLimits;
 use shared::store::warm::settings::SettingsCache;
 use shared::usage::token::TokenKey;
 use shared::vault::local::{LocalVault, MASTER_KEY_ENV, load_master_key};
@@ -580,6 +581,8 @@ async fn generate_state(
         limits: app.limits.clone(),
         counters: Arc::new(MemoryCounters::default()),
         operator_keys: app.operator_keys.clone(),
+        // This process makes every call of its deployment: its memory knows every answer.
+        rate_limits: Arc::new(MemoryRateLimits::default()),
     };
     (state, handle)
 }
