@@ -627,7 +627,23 @@ async fn a_tenant_budget_refuses_every_member_once_spent_and_only_that_tenant() 
 #[tokio::test]
 async fn tenant_analytics_count_every_members_requests_and_only_the_tenants() {
     let (o, a) = (MockServer::start().await, MockServer::start().await);
-    openai_for(&o, TENANT_OPENAI_KEY).await;
+    // Acme's key reports its rate limits on every answer.
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .and(header(
+            "authorization",
+            format!("Bearer {TENANT_OPENAI_KEY}").as_str(),
+        ))
+        .respond_with(
+            openai_ok()
+                .insert_header("x-ratelimit-limit-requests", "60")
+                .insert_header("x-ratelimit-remaining-requests", "42")
+                .insert_header("x-ratelimit-reset-requests", "30s")
+                .insert_header("x-ratelimit-remaining-tokens", "149000")
+                .insert_header("x-ratelimit-reset-tokens", "6m0s"),
+        )
+        .mount(&o)
+        .await;
     openai_for(&o, GLOBEX_OPENAI_KEY).await;
     // Anthropic fails with a server error: an error class in last24h.
     Mock::given(method("POST"))
@@ -764,6 +780,13 @@ async fn tenant_analytics_count_every_members_requests_and_only_the_tenants() {
         .unwrap();
     assert_eq!(claude["success_rate"], 0.0, "{l}");
     assert_eq!(claude["errors"]["server_error"], 1, "{l}");
+    // The rate-limit state acme's key last reported; globex's key reported none.
+    let limits = l["rate_limits"].as_array().unwrap();
+    assert_eq!(limits.len(), 1, "{l}");
+    assert_eq!(limits[0]["provider"], "openai");
+    assert_eq!(limits[0]["requests_remaining"], 42);
+    assert_eq!(limits[0]["tokens_remaining"], 149000);
+    assert!(limits[0]["requests_reset"].is_string() && limits[0]["observed_at"].is_string());
     // Globex sees only its one request.
     let (_, s) = g
         .call(
@@ -774,6 +797,15 @@ async fn tenant_analytics_count_every_members_requests_and_only_the_tenants() {
         )
         .await;
     assert_eq!(s["total_requests"], 1, "{s}");
+    let (_, l) = g
+        .call(
+            &g.p.globex_admin.clone(),
+            Method::GET,
+            "/api/tenants/globex/llm-usage/last24h",
+            None,
+        )
+        .await;
+    assert_eq!(l["rate_limits"], json!([]), "{l}");
     g.assert_no_key_leaked();
 }
 
@@ -802,8 +834,10 @@ async fn a_tenants_registry_entry_is_its_members_alone_and_wins_over_the_global_
             &g.p.root.clone(),
             Method::POST,
             "/api/admin/llms",
-            Some(json!({"name": "Acme mini", "provider": "openai", "model_name": "gpt-4o-mini",
-                        "scope": "acme", "price_override": {"input": "1", "output": "2"}})),
+            Some(
+                json!({"name": "Acme mini", "provider": "openai", "model_name": "gpt-4o-mini",
+                        "scope": "acme", "price_override": {"input": "1", "output": "2"}}),
+            ),
         )
         .await;
     assert_eq!(s, 201, "{entry}");
@@ -815,13 +849,30 @@ async fn a_tenants_registry_entry_is_its_members_alone_and_wins_over_the_global_
             .iter()
             .any(|m| m["llm_id"] == json!(id))
     };
-    let (_, v) = g.call(&g.p.acme_member.clone(), Method::GET, "/api/llm-models", None).await;
+    let (_, v) = g
+        .call(
+            &g.p.acme_member.clone(),
+            Method::GET,
+            "/api/llm-models",
+            None,
+        )
+        .await;
     assert!(listed(&v), "acme's members see their entry");
-    let (_, v) = g.call(&g.p.globex_admin.clone(), Method::GET, "/api/llm-models", None).await;
+    let (_, v) = g
+        .call(
+            &g.p.globex_admin.clone(),
+            Method::GET,
+            "/api/llm-models",
+            None,
+        )
+        .await;
     assert!(!listed(&v), "other tenants never see it");
 
-    let body = json!({"prompt": "hi", "provider": "openai", "model": "gpt-4o-mini", "cache": false});
-    let (s, v) = g.generate(&g.p.acme_member.clone(), "max", body.clone()).await;
+    let body =
+        json!({"prompt": "hi", "provider": "openai", "model": "gpt-4o-mini", "cache": false});
+    let (s, v) = g
+        .generate(&g.p.acme_member.clone(), "max", body.clone())
+        .await;
     assert_eq!(s, 200, "{v}");
     // 10 in at $1 and 5 out at $2 per 1M: the tenant entry's price, so its entry served.
     assert_eq!(v["usage"]["cost_usd"], 0.00002);
@@ -833,7 +884,11 @@ async fn a_tenants_registry_entry_is_its_members_alone_and_wins_over_the_global_
     assert_ne!(e["price_version"], json!(format!("registry:{id}@1")));
     // Naming the entry itself is acme's alone.
     let (s, _) = g
-        .generate(&g.p.globex_admin.clone(), "gus", json!({"prompt": "hi", "llmId": id}))
+        .generate(
+            &g.p.globex_admin.clone(),
+            "gus",
+            json!({"prompt": "hi", "llmId": id}),
+        )
         .await;
     assert_eq!(s, 400);
 }

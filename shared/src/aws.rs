@@ -307,6 +307,10 @@ pub async fn usage_state_from_env() -> Result<UsageState, InitError> {
     let Clients { config, dynamodb } = clients().await;
     let secrets = aws_sdk_secretsmanager::Client::new(&config);
     let token_key = token_key_from_secret(&secrets, &token_secret_arn).await?;
+    let rate_limits = Arc::new(DynamoRateLimits::new(
+        dynamodb.clone(),
+        tables.usage.clone(),
+    ));
     let store = tables.store(dynamodb.clone());
     let window = crate::store::warm::settings::window_from_env();
     let limits = Arc::new(LimitsCache::new(
@@ -330,6 +334,8 @@ pub async fn usage_state_from_env() -> Result<UsageState, InitError> {
         token_key,
         limits,
         audit: store,
+        // Read-only here (a tenant's last24h): generate writes what providers report.
+        rate_limits,
     })
 }
 

@@ -403,6 +403,8 @@ async fn serve(addr: SocketAddr, data_dir: &Path) -> Result<(), LocalError> {
         budgets,
         limits: state.limits.clone(),
         audit: db.clone(),
+        // The generate state's own book: one process, one memory of every answer.
+        rate_limits: generate_state.rate_limits.clone(),
         // Page tokens are signed with a key derived from the master key: stable across
         // restarts, different per installation.
         token_key: TokenKey::new(&Sha256::digest(

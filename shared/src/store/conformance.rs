@@ -1240,7 +1240,7 @@ pub async fn rate_limits_suite(book: &dyn super::RateLimitBook) {
     );
     let json = serde_json::to_string(&reports).unwrap();
     assert!(!json.contains("f-"), "no fingerprint in a report: {json}");
-    assert!(json.contains("\"requestsRemaining\":49"), "{json}");
+    assert!(json.contains("\"requests_remaining\":49"), "{json}");
     // Forgotten a while past the latest reset.
     let later = secs(40) + super::ratelimits::KEEP_PAST_RESET + TimeDelta::seconds(1);
     assert_eq!(book.last(&anthropic, later).await.unwrap(), None);

@@ -18,7 +18,6 @@ use sha2::{Digest, Sha256};
 /// What one answer said about a key's limits. Times are absolute (the headers give
 /// durations or times relative to the answer, turned into instants when it arrived).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
 pub struct RateLimitState {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub requests_remaining: Option<u64>,
@@ -115,8 +114,8 @@ pub fn fingerprint(key: Option<&ApiKey>) -> String {
 
 /// What an owner's key last reported, without the key's fingerprint: what the tenant
 /// analytics show.
+/// Snake case, like every usage answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
 pub struct RateLimitReport {
     pub provider: Provider,
     #[serde(flatten)]
