@@ -892,3 +892,53 @@ async fn a_tenants_registry_entry_is_its_members_alone_and_wins_over_the_global_
         .await;
     assert_eq!(s, 400);
 }
+
+#[tokio::test]
+async fn a_tenant_key_one_member_exhausted_is_skipped_for_every_member() {
+    let (o, a) = (MockServer::start().await, MockServer::start().await);
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .and(header(
+            "authorization",
+            format!("Bearer {TENANT_OPENAI_KEY}").as_str(),
+        ))
+        .respond_with(
+            openai_ok()
+                .insert_header("x-ratelimit-remaining-requests", "0")
+                .insert_header("x-ratelimit-reset-requests", "30s"),
+        )
+        .expect(1)
+        .mount(&o)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v1/messages"))
+        .and(header("x-api-key", TENANT_ANTHROPIC_KEY))
+        .respond_with(anthropic_ok())
+        .expect(1)
+        .mount(&a)
+        .await;
+    let mut g = gateway(&o, &a).await;
+    let (s, v) = g
+        .call(
+            &g.p.acme_admin.clone(),
+            Method::PUT,
+            "/api/tenants/acme/llm-settings",
+            Some(json!({"preferences": {"defaultProvider": "openai", "models": {"conversation": "gpt-4o"},
+                                        "fallbackProviders": ["anthropic"], "autoFailover": true},
+                        "apiKeys": {"openai": TENANT_OPENAI_KEY, "anthropic": TENANT_ANTHROPIC_KEY}})),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let body = json!({"prompt": "hi", "cache": false});
+    let (s, v) = g
+        .generate(&g.p.acme_member.clone(), "max", body.clone())
+        .await;
+    assert_eq!((s, v["provider"].clone()), (200, json!("openai")), "{v}");
+    // The answer said no requests remain on the tenant's key: mia's request skips it.
+    let (s, v) = g.generate(&g.p.acme_other.clone(), "mia", body).await;
+    assert_eq!((s, v["provider"].clone()), (200, json!("anthropic")), "{v}");
+    assert_eq!(v["attempts"][0]["provider"], "openai");
+    assert_eq!(v["attempts"][0]["error"], "rate_limited");
+    assert_eq!(v["attempts"][0]["latency_ms"], 0.0);
+    g.assert_no_key_leaked();
+}
