@@ -596,7 +596,7 @@ async fn a_tenant_budget_refuses_every_member_once_spent_and_only_that_tenant() 
             &g.p.acme_admin.clone(),
             Method::PUT,
             "/api/tenants/acme/llm-settings",
-            Some(json!({"preferences": {"monthlyBudgetUsd": 0.0012}})),
+            Some(json!({"preferences": {"monthlyBudgetUsd": 0.0012, "alertThresholds": [15, 90]}})),
         )
         .await;
     assert_eq!(s, 200);
@@ -621,6 +621,33 @@ async fn a_tenant_budget_refuses_every_member_once_spent_and_only_that_tenant() 
         )
         .await;
     assert_eq!(summary["total_cost_usd"], json!(0.000225), "{summary}");
+    // 225,000 of 1,200,000 is 18.75 %: the tenant's 15 % threshold alerted, once; 90 % not.
+    // (Alerts follow the usage write that crossed the threshold: allow them a moment.)
+    let mut alerts: Vec<Value> = Vec::new();
+    for _ in 0..40 {
+        let (s, audit) = g
+            .call(
+                &g.p.root.clone(),
+                Method::GET,
+                "/api/admin/audit?action=budget_alert",
+                None,
+            )
+            .await;
+        assert_eq!(s, 200, "{audit}");
+        alerts = audit["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["target"] == "tenant:acme")
+            .cloned()
+            .collect();
+        if !alerts.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert_eq!(alerts[0]["after"]["threshold"], 15);
     g.assert_no_key_leaked();
 }
 

@@ -77,6 +77,7 @@ async fn one(budgets: &OwnedBudgets, recorder: &Recorder, i: u64) -> (Duration, 
             limit: NanoUsd(1_000_000_000_000),
             thresholds: vec![50, 80, 100],
         }),
+        tenant_rule: None,
     };
     let t = Instant::now();
     recorder.submit(job).await.unwrap();

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct BudgetAlert {
+    /// The user, or the tenant's owner id (`tenant/<id>`) for a tenant's budget.
     pub user_id: String,
     pub month: String,
     pub threshold: u32,
@@ -155,7 +156,14 @@ impl Alerts {
             spent_nanos = alert.spent_usd.0, limit_nanos = alert.limit_usd.0,
             "budget threshold reached"
         );
-        let event = AuditEvent::now("system", format!("user:{}", alert.user_id), "budget_alert")
+        let target = match alert
+            .user_id
+            .strip_prefix(crate::identity::TENANT_OWNER_PREFIX)
+        {
+            Some(tenant) => format!("tenant:{tenant}"),
+            None => format!("user:{}", alert.user_id),
+        };
+        let event = AuditEvent::now("system", target, "budget_alert")
             .with_change(None, serde_json::to_value(&alert).ok());
         if let Err(e) = self.audit.append(&event).await {
             tracing::error!(error = %e, "budget alert not written to the audit store");

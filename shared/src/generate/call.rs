@@ -267,7 +267,9 @@ impl<'a> Call<'a> {
         if let (None, Some(t)) = (&key, &self.tenant) {
             // The member has no key of their own: the tenant's serves them.
             key = self.st.keys.get(&t.owner, &t.settings, provider).await?;
-            key_source = KeySource::Tenant;
+            if key.is_some() {
+                key_source = KeySource::Tenant;
+            }
         }
         if key.is_none() {
             // An entry with operator credentials serves users without a key of their own.
@@ -289,7 +291,8 @@ impl<'a> Call<'a> {
         // Whose key it is names its rate-limit state: a tenant key's limits are the
         // tenant's (`tenant/<tenantId>`), whichever member calls.
         let key_owner = match (key_source, &self.tenant) {
-            (KeySource::Operator, _) => "operator".to_owned(),
+            // Not a user id (those never contain `/`).
+            (KeySource::Operator, _) => "operator/".to_owned(),
             (KeySource::Tenant, Some(t)) => t.owner.clone(),
             (KeySource::User | KeySource::Tenant, _) => self.user_id.clone(),
         };
@@ -615,24 +618,24 @@ impl<'a> Call<'a> {
         entry: UsageEntry,
         settlement: Option<Settlement>,
     ) -> Result<(), GenerateError> {
-        let rule = self
-            .prefs()
-            .monthly_budget_usd
-            .map(|limit| recorder::AlertRule {
-                limit,
-                thresholds: self.prefs().alert_thresholds.clone(),
-            });
+        let rule = alert_rule(self.prefs());
+        let tenant_rule = self
+            .tenant
+            .as_ref()
+            .and_then(|t| alert_rule(&t.settings.preferences));
         let job = if self.prefs().track_usage {
             recorder::Job::Record {
                 entry: Box::new(entry),
                 settlement,
                 rule,
+                tenant_rule,
             }
         } else if let Some(s) = settlement {
             recorder::Job::Settle {
                 user_id: self.user_id.clone(),
                 settlement: s,
                 rule,
+                tenant_rule,
             }
         } else {
             return Ok(());
@@ -650,6 +653,7 @@ impl<'a> Call<'a> {
                     user_id: self.user_id.clone(),
                     settlement,
                     rule: None,
+                    tenant_rule: None,
                 })
                 .await?;
         }
@@ -773,6 +777,14 @@ impl<'a> Call<'a> {
             Some(k) => upstream(UpstreamFailure::Failed, k.user_message()),
         }
     }
+}
+
+/// The threshold alerts of a budget, if one is set.
+fn alert_rule(prefs: &Preferences) -> Option<recorder::AlertRule> {
+    prefs.monthly_budget_usd.map(|limit| recorder::AlertRule {
+        limit,
+        thresholds: prefs.alert_thresholds.clone(),
+    })
 }
 
 /// The budget a request must stay under: a monthly budget whose action refuses or

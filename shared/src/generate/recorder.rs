@@ -38,11 +38,16 @@ pub enum Job {
         entry: Box<UsageEntry>,
         settlement: Option<Settlement>,
         rule: Option<AlertRule>,
+        /// The alerts of the settlement's tenant, whose budget it also settles.
+        #[serde(default)]
+        tenant_rule: Option<AlertRule>,
     },
     Settle {
         user_id: String,
         settlement: Settlement,
         rule: Option<AlertRule>,
+        #[serde(default)]
+        tenant_rule: Option<AlertRule>,
     },
 }
 
@@ -83,24 +88,42 @@ impl Writer {
     }
 
     async fn alert(&self, job: &Job) {
-        let (user, settlement, rule) = match job {
+        let (user, settlement, rule, tenant_rule) = match job {
             Job::Record {
                 entry,
                 settlement,
                 rule,
-            } => (&entry.user_id, settlement.as_ref(), rule.as_ref()),
+                tenant_rule,
+            } => (
+                entry.user_id.clone(),
+                settlement.as_ref(),
+                rule.as_ref(),
+                tenant_rule.as_ref(),
+            ),
             Job::Settle {
                 user_id,
                 settlement,
                 rule,
-            } => (user_id, Some(settlement), rule.as_ref()),
+                tenant_rule,
+            } => (
+                user_id.clone(),
+                Some(settlement),
+                rule.as_ref(),
+                tenant_rule.as_ref(),
+            ),
         };
-        if let (Some(s), Some(rule)) = (settlement, rule) {
-            if s.actual > NanoUsd::ZERO {
+        let Some(s) = settlement.filter(|s| s.actual > NanoUsd::ZERO) else {
+            return;
+        };
+        // The member's budget, then their tenant's: each alerts on its own month.
+        let tenant = s.tenant.as_deref().map(crate::identity::tenant_owner);
+        let checks = [(Some(user), rule), (tenant, tenant_rule)];
+        for (holder, rule) in checks {
+            if let (Some(holder), Some(rule)) = (holder, rule) {
                 self.alerts
                     .check(
                         self.budgets.as_ref(),
-                        user,
+                        &holder,
                         &s.month,
                         rule.limit,
                         &rule.thresholds,
@@ -404,6 +427,7 @@ mod tests {
             )),
             settlement: None,
             rule: None,
+            tenant_rule: None,
         }
     }
 

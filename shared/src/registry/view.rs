@@ -101,12 +101,19 @@ impl RegistryView {
         &self.entries
     }
 
-    /// The entries a caller may route to, by priority (the failover chain's order).
+    /// The entries a caller may route to, by priority (the failover chain's order); for
+    /// a tenant's member, the tenant's own entries first: they win over global ones.
     pub fn usable<'a, 't>(
         &'a self,
         tenant: Option<&'t str>,
     ) -> impl Iterator<Item = &'a Arc<Resolved>> + use<'a, 't> {
-        self.entries.iter().filter(move |r| r.usable_by(tenant))
+        let own = move |r: &&Arc<Resolved>| tenant.is_some_and(|t| r.entry.scope == t);
+        let enabled = |r: &&Arc<Resolved>| r.entry.enabled;
+        self.entries.iter().filter(enabled).filter(own).chain(
+            self.entries
+                .iter()
+                .filter(|r| r.entry.enabled && r.entry.scope == GLOBAL_SCOPE),
+        )
     }
 
     pub fn by_id(&self, id: &str) -> Option<&Arc<Resolved>> {
@@ -121,18 +128,8 @@ impl RegistryView {
         provider: Option<Provider>,
         model: &str,
     ) -> Option<&Arc<Resolved>> {
-        let serving = |r: &&Arc<Resolved>| {
-            r.usable_by(tenant)
-                && r.entry.model_name == model
-                && provider.is_none_or(|p| p == r.entry.provider)
-        };
-        let own = tenant.and_then(|t| {
-            self.entries
-                .iter()
-                .filter(serving)
-                .find(|r| r.entry.scope == t)
-        });
-        own.or_else(|| self.entries.iter().find(serving))
+        self.usable(tenant)
+            .find(|r| r.entry.model_name == model && provider.is_none_or(|p| p == r.entry.provider))
     }
 
     /// The registry's default for an operation type: the entry named for it, else the
@@ -148,18 +145,8 @@ impl RegistryView {
         tenant: Option<&str>,
         operation: &str,
     ) -> Option<&Arc<Resolved>> {
-        // A tenant's own default wins over the global one.
-        let mut candidates = self
-            .entries
-            .iter()
-            .filter(|r| r.usable_by(tenant) && r.defaults(operation));
-        let first = candidates.next()?;
-        Some(
-            std::iter::once(first)
-                .chain(candidates)
-                .find(|r| r.entry.scope != GLOBAL_SCOPE)
-                .unwrap_or(first),
-        )
+        // A tenant's own default wins over the global one (`usable` lists it first).
+        self.usable(tenant).find(|r| r.defaults(operation))
     }
 
     /// A provider's model for an operation: the registry default when it is that
@@ -172,11 +159,7 @@ impl RegistryView {
     ) -> Option<&Arc<Resolved>> {
         self.default_for(tenant, operation)
             .filter(|r| r.entry.provider == provider)
-            .or_else(|| {
-                self.entries
-                    .iter()
-                    .find(|r| r.usable_by(tenant) && r.entry.provider == provider)
-            })
+            .or_else(|| self.usable(tenant).find(|r| r.entry.provider == provider))
     }
 }
 
