@@ -4,7 +4,7 @@
 
 use super::error::ApiError;
 use super::extract::TenantId;
-use super::usage::{Params, UsageState};
+use super::usage::{Params, UsageState, summary_body};
 use crate::identity::Caller;
 use crate::usage::tenant;
 use axum::extract::State;
@@ -36,11 +36,7 @@ async fn summary(
         Utc::now(),
     )
     .await?;
-    let mut body = serde_json::to_value(report.summary).map_err(ApiError::internal)?;
-    body["start"] = json!(report.range.start_key());
-    body["end"] = json!(report.range.end_key());
-    body["read"] = json!(report.read);
-    Ok(Json(body))
+    summary_body(report)
 }
 
 async fn daily(

@@ -167,6 +167,11 @@ async fn summary(
         Utc::now(),
     )
     .await?;
+    summary_body(report)
+}
+
+/// A summary's body: the totals, the range they cover and what was read.
+pub(super) fn summary_body(report: dashboard::SummaryReport) -> Result<Json<Value>, ApiError> {
     let mut body = serde_json::to_value(report.summary).map_err(ApiError::internal)?;
     body["start"] = json!(report.range.start_key());
     body["end"] = json!(report.range.end_key());
