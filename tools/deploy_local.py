@@ -221,9 +221,30 @@ class Deployer:
     def h_aws_cognito_user_pool(self, b, s):
         self.check_args("aws_cognito_user_pool", b, {
             "name", "deletion_protection", "mfa_configuration", "software_token_mfa_configuration",
-            "admin_create_user_config", "password_policy", "account_recovery_setting"})
+            "admin_create_user_config", "password_policy", "account_recovery_setting", "schema"})
         idp = self.c("cognito-idp")
         args = {"PoolName": self.v(b, "name", s)}
+        schema = []
+        for a in self.blocks(b, "schema"):
+            self.check_args("schema", a, {"name", "attribute_data_type", "mutable", "required",
+                                          "developer_only_attribute", "string_attribute_constraints",
+                                          "number_attribute_constraints"})
+            attr = {"Name": self.v(a, "name", s), "AttributeDataType": self.v(a, "attribute_data_type", s)}
+            for tf, api in (("mutable", "Mutable"), ("required", "Required"),
+                            ("developer_only_attribute", "DeveloperOnlyAttribute")):
+                if tf in a:
+                    attr[api] = bool(self.v(a, tf, s))
+            # The API takes the bounds as strings, as the provider sends them.
+            for blk, api, names in (("string_attribute_constraints", "StringAttributeConstraints",
+                                     {"min_length": "MinLength", "max_length": "MaxLength"}),
+                                    ("number_attribute_constraints", "NumberAttributeConstraints",
+                                     {"min_value": "MinValue", "max_value": "MaxValue"})):
+                for c in self.blocks(a, blk):
+                    self.check_args(blk, c, set(names))
+                    attr[api] = {names[k]: tfeval._tf_string(self.ev.value(v, s)) for k, v in body_items(c)}
+            schema.append(attr)
+        if schema:
+            args["Schema"] = schema
         if "deletion_protection" in b:
             args["DeletionProtection"] = self.v(b, "deletion_protection", s)
         for a in self.blocks(b, "admin_create_user_config"):
@@ -252,7 +273,8 @@ class Deployer:
         self.check_args("aws_cognito_user_pool_client", b, {
             "name", "user_pool_id", "generate_secret", "prevent_user_existence_errors",
             "enable_token_revocation", "explicit_auth_flows", "id_token_validity",
-            "access_token_validity", "refresh_token_validity", "token_validity_units"})
+            "access_token_validity", "refresh_token_validity", "token_validity_units",
+            "read_attributes", "write_attributes"})
         args = {"UserPoolId": self.v(b, "user_pool_id", s), "ClientName": self.v(b, "name", s),
                 "GenerateSecret": bool(self.v(b, "generate_secret", s, False)),
                 "ExplicitAuthFlows": self.v(b, "explicit_auth_flows", s, [])}
@@ -262,6 +284,11 @@ class Deployer:
                         ("access_token_validity", "AccessTokenValidity"),
                         ("refresh_token_validity", "RefreshTokenValidity")):
             if tf in b:
+                args[api] = self.v(b, tf, s)
+        # As the provider does: an empty list is not sent (Cognito then allows every
+        # attribute), so the .tf must name the attributes.
+        for tf, api in (("read_attributes", "ReadAttributes"), ("write_attributes", "WriteAttributes")):
+            if self.v(b, tf, s):
                 args[api] = self.v(b, tf, s)
         for u in self.blocks(b, "token_validity_units"):
             args["TokenValidityUnits"] = {
