@@ -32,6 +32,7 @@ from botocore.exceptions import ClientError  # noqa: E402
 
 import tfeval  # noqa: E402
 from admin_journey import admin_journey  # noqa: E402
+from tenant_journey import tenant_journey  # noqa: E402
 from tfeval import EvalError, NotCreated, Unsupported, body_items  # noqa: E402
 
 # Arguments that do not change what ministack runs; named per resource type so that any
@@ -751,6 +752,9 @@ def run_journey(d: Deployer, ev: tfeval.Evaluator, j: Journey, stub: ProviderStu
     catalog = Path(__file__).resolve().parent.parent / "shared" / "src" / "pricing" / "catalog.toml"
     d.catalog_models = sum(1 for line in catalog.read_text().splitlines() if line.strip() == "[[model]]")
     admin_journey(d, ev, j, alice, ops, sub, key, emulator_policy)
+    tenant_key = tenant_journey(d, ev, j, stub, ops, b64url_json)
+    # Every saved key: alice's, and the tenant's when the tenant journey ran.
+    hidden = [("the key", key)] + ([("the tenant's key", tenant_key)] if tenant_key else [])
 
     j.check("the key appears in no response body", all(key not in b for b in j.bodies),
             "a response contained the key")
@@ -769,13 +773,15 @@ def run_journey(d: Deployer, ev: tfeval.Evaluator, j: Journey, stub: ProviderStu
         app_lines = [ln for ln in lines if ln.lstrip().startswith("{")]
         print(f"# {group}: {len(lines)} lines, {len(app_lines)} JSON; last: {(app_lines or [''])[-1][:300]}")
         j.check(f"the function logged JSON lines to {group}", bool(app_lines), f"{len(lines)} lines, none JSON")
-        j.check(f"the key appears in no {fn} log line", all(key not in ln for ln in lines),
-                next((ln[:200] for ln in lines if key in ln), ""))
+        for what, k in hidden:
+            j.check(f"{what} appears in no {fn} log line", all(k not in ln for ln in lines),
+                    next((ln[:200] for ln in lines if k in ln), ""))
         j.check(f"the page-token key appears in no {fn} log line",
                 all(t not in ln for t in token_keys for ln in lines))
     if j.log_path:
         text = Path(j.log_path).read_text(errors="replace")
-        j.check("the key appears in no ministack log line", key not in text)
+        for what, k in hidden:
+            j.check(f"{what} appears in no ministack log line", k not in text)
         j.check("the page-token key appears in no ministack log line", all(t not in text for t in token_keys))
 
 
