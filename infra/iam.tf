@@ -54,10 +54,10 @@ resource "aws_iam_role_policy" "lambda_base" {
 # llm-settings: read and write settings items (users' preferences, and the admin_limits
 # items admins set: the only role that may write either); the model registry, the only
 # role that may write it; append the audit events of its changes; manage the users' and
-# tenants' key secrets; use the CMK only through Secrets Manager and DynamoDB. Every audited change
-# (settings, keys, registry, limits) is one TransactWriteItems, authorized per item:
-# PutItem on the settings or registry item and on each audit event, DeleteItem on
-# removed registry entries and name locks, UpdateItem on the registry's seed marker.
+# tenants' key secrets; use the CMK only through Secrets Manager and DynamoDB. Every
+# audited change (settings, keys, registry, limits) is one TransactWriteItems, authorized
+# per item: PutItem on the settings or registry item and on each audit event, DeleteItem
+# on removed registry entries and name locks, UpdateItem on the registry's seed marker.
 # No ConditionCheckItem: no transaction holds a bare condition check.
 data "aws_iam_policy_document" "llm_settings" {
   statement {
