@@ -17,6 +17,10 @@ locals {
     "GET /api/llm-usage/{userId}/budget"                = "llm-usage"
     "GET /api/llm-usage/{userId}/export"                = "llm-usage"
     "GET /api/admin/usage/summary"                      = "llm-usage"
+    # Tenant analytics (members, tenant admins and global admins; 403 for others).
+    "GET /api/tenants/{tenantId}/llm-usage/summary" = "llm-usage"
+    "GET /api/tenants/{tenantId}/llm-usage/daily"   = "llm-usage"
+    "GET /api/tenants/{tenantId}/llm-usage/last24h" = "llm-usage"
     # Admin (the handlers refuse non-admins with 403): the registry and per-user limits
     # are written by llm-settings, the only role that may write them (iam.tf); the audit
     # log and provider health are read by the read-only llm-usage.

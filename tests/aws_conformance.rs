@@ -145,6 +145,54 @@ async fn secrets_are_named_tagged_and_keyed_as_configured() {
     assert!(gone.is_err(), "the secret should be deleted");
 }
 
+/// A tenant's key is its own secret, `<prefix>tenants/<tenantId>/llm/<provider>`, never
+/// a user's.
+#[tokio::test]
+#[ignore = "needs the AWS emulator; run by `make test`"]
+async fn a_tenants_key_is_named_under_tenants() {
+    use shared::provider::Provider;
+    use shared::secret::ApiKey;
+    use shared::vault::KeyVault;
+    let config = config().await;
+    let client = aws_sdk_secretsmanager::Client::new(&config);
+    let vault = SecretsManagerVault::new(client.clone(), "naming/", None, 0).unwrap();
+    let tenant = format!("t-{}", uuid::Uuid::new_v4().simple());
+    let owner = shared::identity::tenant_owner(&tenant);
+    let key = ApiKey::new(format!("sk-proj-{}", "t".repeat(40)));
+    let version = KeyVersion::fresh();
+    vault
+        .put_key(&owner, Provider::OpenAi, &version, &key)
+        .await
+        .unwrap();
+    let name = format!("naming/tenants/{tenant}/llm/openai");
+    let got = client
+        .get_secret_value()
+        .secret_id(&name)
+        .version_id(version.as_str())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.secret_string(), Some(key.expose()));
+    assert_eq!(
+        vault
+            .get_key(&owner, Provider::OpenAi, Some(&version))
+            .await
+            .unwrap()
+            .map(|k| k.expose().to_owned()),
+        Some(key.expose().to_owned())
+    );
+    let as_user = client
+        .describe_secret()
+        .secret_id(format!("naming/users/{owner}/llm/openai"))
+        .send()
+        .await;
+    assert!(as_user.is_err(), "no user-style secret was written");
+    vault
+        .delete_key(&owner, Provider::OpenAi, Some(&version), Remaining::Nothing)
+        .await
+        .unwrap();
+}
+
 /// A secret written before key versions (a plain `CreateSecret` value) reads as the
 /// legacy key; a new version next to it does not disturb it; the legacy key goes with
 /// the secret when the last key is removed.
@@ -323,6 +371,14 @@ async fn dynamodb_budget_conformance() {
     let client = aws_sdk_dynamodb::Client::new(&config().await);
     let store: Arc<dyn BudgetStore> = Arc::new(usage_store(&client).await);
     conformance::budget_suite(store).await;
+}
+
+#[tokio::test]
+#[ignore = "needs the AWS emulator; run by `make test`"]
+async fn dynamodb_tenant_conformance() {
+    let client = aws_sdk_dynamodb::Client::new(&config().await);
+    let store = Arc::new(usage_store(&client).await);
+    conformance::tenant_suite(store.as_ref(), store.clone()).await;
 }
 
 #[tokio::test]

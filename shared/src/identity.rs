@@ -149,7 +149,7 @@ pub fn caller_from_claims(
     };
     let tenant_id = claims
         .get(&names.tenant_claim)
-        .filter(|t| valid_user_id(t))
+        .filter(|t| valid_tenant_id(t))
         .cloned();
     Some(Caller {
         is_admin: in_group(&names.admin_group),
@@ -179,9 +179,10 @@ pub fn tenant_owner(tenant_id: &str) -> String {
     format!("{TENANT_OWNER_PREFIX}{tenant_id}")
 }
 
-/// Tenant ids follow the rules of user ids (they appear in paths and secret names).
+/// Tenant ids follow the rules of user ids (they appear in paths and secret names);
+/// `global` is the registry's scope of entries every tenant sees, so it names no tenant.
 pub fn valid_tenant_id(id: &str) -> bool {
-    valid_user_id(id)
+    valid_user_id(id) && id != crate::store::GLOBAL_SCOPE
 }
 
 /// User ids appear in paths and secret names: non-empty, bounded, printable, no `/`.
@@ -229,7 +230,7 @@ pub async fn issue(store: &dyn TokenStore, spec: &NewToken<'_>) -> Result<String
     if !valid_user_id(user_id) {
         return Err(IssueError::InvalidUser);
     }
-    if spec.tenant_id.is_some_and(|t| !valid_user_id(t)) {
+    if spec.tenant_id.is_some_and(|t| !valid_tenant_id(t)) {
         return Err(IssueError::InvalidTenant);
     }
     if spec.is_tenant_admin && spec.tenant_id.is_none() {

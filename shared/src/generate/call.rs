@@ -37,6 +37,16 @@ pub struct Call<'a> {
     reservations: u32,
     /// The registry as it was when the request arrived: one request routes on one view.
     pub view: Arc<RegistryView>,
+    /// The caller's tenant, whose keys serve where the member has none.
+    pub tenant: Option<Tenant>,
+}
+
+/// The tenant side of a member's request.
+pub struct Tenant {
+    pub id: String,
+    /// The owner id its settings, keys and budget are stored under (`tenant/<id>`).
+    pub owner: String,
+    pub settings: SettingsRecord,
 }
 
 /// One model to try, with its key and its reservation.
@@ -94,6 +104,19 @@ impl<'a> Call<'a> {
                 });
             }
         }
+        let tenant = match &req.tenant {
+            Some(id) => {
+                let owner = crate::identity::tenant_owner(id);
+                let record = st.settings.settings_or_default(&owner).await?;
+                settings.preferences = crate::settings::inherit::effective(&settings, &record);
+                Some(Tenant {
+                    id: id.clone(),
+                    owner,
+                    settings: record,
+                })
+            }
+            None => None,
+        };
         crate::store::capped(&mut settings.preferences, limits.as_ref());
         let view = st.registry.view().await;
         Ok(Call {
@@ -108,11 +131,35 @@ impl<'a> Call<'a> {
             attempts: Vec::new(),
             reservations: 0,
             view,
+            tenant,
         })
     }
 
     pub fn prefs(&self) -> &Preferences {
         &self.settings.preferences
+    }
+
+    /// Whether a refused reservation moves to a cheaper model: the member's budget
+    /// action, or their tenant's (whichever budget refused, a cheaper model helps both).
+    pub fn downgrades(&self) -> bool {
+        self.prefs().budget_action == BudgetAction::Downgrade
+            || self
+                .tenant
+                .as_ref()
+                .is_some_and(|t| t.settings.preferences.budget_action == BudgetAction::Downgrade)
+    }
+
+    fn scope(&self) -> Option<&str> {
+        self.tenant.as_ref().map(|t| t.id.as_str())
+    }
+
+    /// Whether the member, or their tenant, saved a key for `provider`.
+    fn has_key(&self, provider: crate::provider::Provider) -> bool {
+        self.settings.keys.contains_key(&provider)
+            || self
+                .tenant
+                .as_ref()
+                .is_some_and(|t| t.settings.keys.contains_key(&provider))
     }
 
     /// The primary entry, then, with failover on, one per fallback provider the user
@@ -122,9 +169,8 @@ impl<'a> Call<'a> {
     pub fn plan(&self) -> Result<Vec<Arc<Resolved>>, GenerateError> {
         let view = self.view.as_ref();
         let prefs = self.prefs();
-        let reachable = |r: &Resolved| {
-            self.settings.keys.contains_key(&r.entry.provider) || r.entry.auth_meta.is_some()
-        };
+        let reachable =
+            |r: &Resolved| self.has_key(r.entry.provider) || r.entry.auth_meta.is_some();
         let primary = request::primary(view, prefs, &self.req, &reachable)?.clone();
         let mut plan = vec![primary];
         if !prefs.auto_failover {
@@ -139,7 +185,7 @@ impl<'a> Call<'a> {
             if pinned {
                 return Ok(plan);
             }
-            for r in view.usable(None) {
+            for r in view.usable(self.scope()) {
                 if reachable(r) && !plan.iter().any(|p| p.entry.id == r.entry.id) {
                     plan.push(r.clone());
                 }
@@ -150,7 +196,9 @@ impl<'a> Call<'a> {
             if plan.iter().any(|m| m.model.provider == *p) {
                 continue;
             }
-            if let Some(m) = request::model_for(view, prefs, *p, &self.req.operation_type) {
+            if let Some(m) =
+                request::model_for(view, prefs, *p, &self.req.operation_type, self.scope())
+            {
                 plan.push(m.clone());
             }
         }
@@ -196,6 +244,11 @@ impl<'a> Call<'a> {
             .keys
             .get(&self.user_id, &self.settings, provider)
             .await?;
+        if let (None, Some(t)) = (&key, &self.tenant) {
+            // The member has no key of their own: the tenant's serves them.
+            key = self.st.keys.get(&t.owner, &t.settings, provider).await?;
+            key_source = KeySource::Tenant;
+        }
         if key.is_none() {
             // An entry with operator credentials serves users without a key of their own.
             if let Some(meta) = &llm.entry.auth_meta {
@@ -216,14 +269,15 @@ impl<'a> Call<'a> {
         // A reservation only matters where a limit can refuse the request; without one
         // the settlement alone (reserved 0, actual cost) keeps the month's spend, and the
         // hot path saves a write.
-        let limit = match (self.prefs().monthly_budget_usd, self.prefs().budget_action) {
-            (Some(limit), BudgetAction::Block | BudgetAction::Downgrade) => Some(limit),
-            _ => None,
-        };
+        let limit = enforced(self.prefs());
+        let tenant_limit = self
+            .tenant
+            .as_ref()
+            .and_then(|t| enforced(&t.settings.preferences));
         let mut reserved = NanoUsd::ZERO;
         let reservation_id = format!("{}#{}", self.request_id, self.reservations);
         self.reservations += 1;
-        if limit.is_some() {
+        if limit.is_some() || tenant_limit.is_some() {
             let amount = budget::worst_case(model, &chat).unwrap_or(NanoUsd::ZERO);
             let now = chrono::Utc::now().timestamp();
             let lease = Reservation {
@@ -233,12 +287,25 @@ impl<'a> Call<'a> {
                 expires_unix: now
                     + i64::try_from(self.st.config.lease.as_secs()).unwrap_or(i64::MAX / 2),
             };
-            if !self
-                .st
-                .budgets
-                .reserve(&self.user_id, &lease, limit, now)
-                .await?
-            {
+            // A member's reservation is also their tenant's, granted in both or neither:
+            // the tenant then holds exactly what the member does, and one settlement
+            // (naming the tenant) settles both.
+            let granted = match &self.tenant {
+                Some(t) => {
+                    let holders = [
+                        (self.user_id.as_str(), limit),
+                        (t.owner.as_str(), tenant_limit),
+                    ];
+                    self.st.budgets.reserve_joint(&holders, &lease, now).await?
+                }
+                None => {
+                    self.st
+                        .budgets
+                        .reserve(&self.user_id, &lease, limit, now)
+                        .await?
+                }
+            };
+            if !granted {
                 self.note(model, AttemptError::BudgetExceeded, Duration::ZERO);
                 return Ok(None);
             }
@@ -267,9 +334,9 @@ impl<'a> Call<'a> {
     pub async fn downgrade(&mut self, stream: bool) -> Result<Option<Candidate>, GenerateError> {
         let view = self.view.clone();
         let mut options: Vec<(NanoUsd, &Arc<Resolved>)> = view
-            .usable(None)
+            .usable(self.scope())
             // Only providers the user has a key for: the downgrade must be reachable.
-            .filter(|r| self.settings.keys.contains_key(&r.model.provider))
+            .filter(|r| self.has_key(r.model.provider))
             .filter_map(|r| {
                 let chat = self.req.chat_request(r, self.prefs(), stream);
                 budget::worst_case(&r.model, &chat).map(|c| (c, r))
@@ -427,7 +494,7 @@ impl<'a> Call<'a> {
             metadata: self.req.metadata.clone(),
             ttl: now.timestamp() + self.st.config.retention_days * 86_400,
             key_source: None,
-            tenant_id: None,
+            tenant_id: self.tenant.as_ref().map(|t| t.id.clone()),
         }
     }
 
@@ -526,7 +593,7 @@ impl<'a> Call<'a> {
             reservation_id: c.reservation_id.clone(),
             reserved: c.reserved,
             actual,
-            tenant: None,
+            tenant: self.tenant.as_ref().map(|t| t.id.clone()),
         }
     }
 
@@ -594,6 +661,15 @@ impl<'a> Call<'a> {
             ),
             Some(k) => upstream(UpstreamFailure::Failed, k.user_message()),
         }
+    }
+}
+
+/// The budget a request must stay under: a monthly budget whose action refuses or
+/// downgrades (an `alert_only` budget never refuses, so it needs no reservation).
+fn enforced(prefs: &Preferences) -> Option<NanoUsd> {
+    match (prefs.monthly_budget_usd, prefs.budget_action) {
+        (Some(limit), BudgetAction::Block | BudgetAction::Downgrade) => Some(limit),
+        _ => None,
     }
 }
 

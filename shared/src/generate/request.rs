@@ -47,10 +47,23 @@ pub struct Generate {
     pub stream: bool,
     pub cache: Option<bool>,
     pub metadata: BTreeMap<String, serde_json::Value>,
+    /// The caller's tenant (from their identity, never the body): its keys, preferences
+    /// and registry entries serve the request, and its budget and rollups count it.
+    pub tenant: Option<String>,
 }
 
 impl GenerateBody {
     pub fn validate(self, models: &RegistryView) -> Result<Generate, GenerateError> {
+        self.validate_for(models, None)
+    }
+
+    /// Validates the body for a member of `tenant` (whose registry entries they may name).
+    pub fn validate_for(
+        self,
+        models: &RegistryView,
+        tenant: Option<String>,
+    ) -> Result<Generate, GenerateError> {
+        let scope = tenant.as_deref();
         let messages = match (self.prompt, self.messages) {
             (Some(p), None) => vec![Message {
                 role: Role::User,
@@ -93,7 +106,7 @@ impl GenerateBody {
                     "names the model already: give llmId, or provider and model, not both",
                 ));
             }
-            if !models.by_id(id).is_some_and(|r| r.usable_by(None)) {
+            if !models.by_id(id).is_some_and(|r| r.usable_by(scope)) {
                 return Err(GenerateError::invalid(
                     "llmId",
                     "unknown or disabled registry entry; GET /api/llm-models lists the entries you may pick",
@@ -101,7 +114,7 @@ impl GenerateBody {
             }
         }
         if let Some(model) = &self.model {
-            if models.find(None, self.provider, model).is_none() {
+            if models.find(scope, self.provider, model).is_none() {
                 return Err(GenerateError::invalid(
                     "model",
                     "unknown or disabled model; GET /api/llm-models lists the models you may pick",
@@ -143,6 +156,7 @@ impl GenerateBody {
             stream: self.stream.unwrap_or(false),
             cache: self.cache,
             metadata,
+            tenant,
         })
     }
 }
@@ -163,10 +177,11 @@ pub fn model_for<'v>(
     prefs: &Preferences,
     provider: Provider,
     operation: &str,
+    tenant: Option<&str>,
 ) -> Option<&'v Arc<Resolved>> {
     preferred_model(prefs, operation)
-        .and_then(|m| view.find(None, Some(provider), m))
-        .or_else(|| view.provider_default(None, provider, operation))
+        .and_then(|m| view.find(tenant, Some(provider), m))
+        .or_else(|| view.provider_default(tenant, provider, operation))
 }
 
 /// The first choice for a request: the entry it names (`llmId`, or `model`); else, for
@@ -181,25 +196,26 @@ pub fn primary<'v>(
     req: &Generate,
     reachable: &dyn Fn(&Resolved) -> bool,
 ) -> Result<&'v Arc<Resolved>, GenerateError> {
+    let tenant = req.tenant.as_deref();
     if let Some(id) = &req.llm_id {
         return view
             .by_id(id)
-            .filter(|r| r.usable_by(None))
+            .filter(|r| r.usable_by(tenant))
             .ok_or_else(|| GenerateError::invalid("llmId", "unknown or disabled registry entry"));
     }
     if let Some(model) = &req.model {
         return view
-            .find(None, req.provider, model)
+            .find(tenant, req.provider, model)
             .ok_or_else(|| GenerateError::invalid("model", "unknown or disabled model"));
     }
     let op = req.operation_type.as_str();
     let chosen = match req.provider {
-        Some(p) => model_for(view, prefs, p, op),
+        Some(p) => model_for(view, prefs, p, op, tenant),
         // A model id several providers serve (gpt-4o: OpenAI and Azure) is taken from
         // one the user can reach.
         None => preferred_model(prefs, op)
             .and_then(|m| {
-                let mut serving = view.usable(None).filter(|r| r.entry.model_name == m);
+                let mut serving = view.usable(tenant).filter(|r| r.entry.model_name == m);
                 let first = serving.next()?;
                 Some(
                     std::iter::once(first)
@@ -208,10 +224,10 @@ pub fn primary<'v>(
                         .unwrap_or(first),
                 )
             })
-            .or_else(|| view.explicit_default(None, op))
-            .or_else(|| model_for(view, prefs, prefs.default_provider, op))
-            .or_else(|| view.default_for(None, op))
-            .or_else(|| view.usable(None).next()),
+            .or_else(|| view.explicit_default(tenant, op))
+            .or_else(|| model_for(view, prefs, prefs.default_provider, op, tenant))
+            .or_else(|| view.default_for(tenant, op))
+            .or_else(|| view.usable(tenant).next()),
     };
     chosen.ok_or_else(|| {
         GenerateError::invalid(

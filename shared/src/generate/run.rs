@@ -12,7 +12,6 @@ use crate::pricing::TokenCounts;
 use crate::provider::Provider;
 use crate::providers::{ErrorKind, Generation, ProviderError};
 use crate::registry::Resolved;
-use crate::settings::BudgetAction;
 use crate::usage::UsageStatus;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -68,7 +67,7 @@ pub async fn run(
         let mut candidate = call.prepare(llm, streaming).await?;
         if candidate.is_none()
             && i == 0
-            && call.prefs().budget_action == BudgetAction::Downgrade
+            && call.downgrades()
             && call
                 .attempts
                 .last()

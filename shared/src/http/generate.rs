@@ -50,7 +50,8 @@ async fn generate_handler(
     JsonBody(body): JsonBody<GenerateBody>,
 ) -> Result<Response, ApiError> {
     caller.authorize_user(&user_id)?;
-    let req = body.validate(&*st.registry.view().await)?;
+    let tenant = caller.tenant_for(&user_id);
+    let req = body.validate_for(&*st.registry.view().await, tenant)?;
     let request_id = current_request_id();
     if req.stream {
         let mut rx = stream::start(st, user_id, request_id.clone(), req);

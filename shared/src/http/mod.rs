@@ -11,6 +11,8 @@ pub mod generate;
 pub mod openai;
 pub mod settings;
 mod sse;
+mod tenant_usage;
+pub mod tenants;
 pub mod usage;
 
 use crate::identity::IdentityMode;

@@ -11,7 +11,7 @@ use crate::generate::request::Generate;
 use crate::generate::stream::{self, Event};
 use crate::generate::{GenerateResponse, GenerateState, generate_detached};
 use crate::identity::Caller;
-use crate::pricing::{ModelLookup, ModelPrice};
+use crate::pricing::ModelPrice;
 use crate::provider::Provider;
 use crate::providers::{Message, Role};
 use crate::registry::RegistryView;
@@ -84,24 +84,33 @@ struct Part {
 
 /// `provider/model` first (so `openai/gpt-4o-mini` is OpenAI's model), then a plain
 /// catalog id (which may itself contain a `/`, like OpenRouter's).
-fn resolve_model<'v>(view: &'v RegistryView, model: &str) -> Option<&'v ModelPrice> {
+/// A tenant's members also reach the tenant's own entries.
+fn resolve_model<'v>(
+    view: &'v RegistryView,
+    model: &str,
+    tenant: Option<&str>,
+) -> Option<&'v ModelPrice> {
     if let Some((p, rest)) = model.split_once('/') {
         if let Ok(provider) = p.parse::<Provider>() {
-            if let Some(m) = view.find_model(Some(provider), rest) {
-                return Some(m);
+            if let Some(r) = view.find(tenant, Some(provider), rest) {
+                return Some(&r.model);
             }
         }
     }
-    view.find_model(None, model)
+    view.find(tenant, None, model).map(|r| &r.model)
 }
 
 impl ChatCompletionBody {
-    fn into_generate(self, catalog: &RegistryView) -> Result<(Generate, bool), ApiError> {
+    fn into_generate(
+        self,
+        catalog: &RegistryView,
+        tenant: Option<String>,
+    ) -> Result<(Generate, bool), ApiError> {
         let _ = self.user;
         if self.n.is_some_and(|n| n != 1) {
             return Err(ApiError::invalid("n", "only 1 choice is supported"));
         }
-        let model = resolve_model(catalog, &self.model).ok_or_else(|| {
+        let model = resolve_model(catalog, &self.model, tenant.as_deref()).ok_or_else(|| {
             ApiError::invalid(
                 "model",
                 "unknown or disabled model; GET /v1/models lists them",
@@ -151,7 +160,7 @@ impl ChatCompletionBody {
             metadata: self.metadata,
             ..Default::default()
         };
-        Ok((body.validate(catalog)?, stream))
+        Ok((body.validate_for(catalog, tenant)?, stream))
     }
 }
 
@@ -189,7 +198,8 @@ pub async fn chat_completions(
         .stream_options
         .as_ref()
         .is_some_and(|o| o.include_usage);
-    let (req, streaming) = body.into_generate(&*st.registry.view().await)?;
+    let tenant = caller.tenant_id.clone();
+    let (req, streaming) = body.into_generate(&*st.registry.view().await, tenant)?;
     let request_id = current_request_id();
     let user_id = caller.user_id;
     if !streaming {
@@ -259,10 +269,10 @@ pub async fn chat_completions(
 }
 
 /// The enabled registry entries, in priority order.
-pub async fn list_models(_caller: Caller, State(st): State<GenerateState>) -> Json<Value> {
+pub async fn list_models(caller: Caller, State(st): State<GenerateState>) -> Json<Value> {
     let view = st.registry.view().await;
     let data: Vec<Value> = view
-        .usable(None)
+        .usable(caller.tenant_id.as_deref())
         .map(|r| &r.model)
         .map(|m| json!({"id": format!("{}/{}", m.provider, m.id), "object": "model", "created": 0, "owned_by": m.provider}))
         .collect();

@@ -6,6 +6,7 @@ use super::extract::{JsonBody, UserId, path_param};
 use crate::identity::Caller;
 use crate::provider::Provider;
 use crate::registry::Resolved;
+use crate::registry::view::Scoped;
 use crate::settings::connection_test::{self, TestOutcome, TestRequest};
 use crate::settings::{SettingsUpdate, SettingsView, service};
 use axum::extract::{FromRequestParts, State};
@@ -30,6 +31,7 @@ pub fn settings_router(state: AppState) -> Router {
             delete(delete_key),
         )
         .route("/api/llm-settings/{user_id}/test", post(test_connection))
+        .merge(super::tenants::tenant_settings_routes())
         .merge(super::admin::admin_routes())
         .with_state(state)
 }
@@ -48,6 +50,75 @@ async fn get_settings(
     Ok(Json(record.into()))
 }
 
+/// Saves `owner`'s settings (a user's, or a tenant's under its owner id): the models it
+/// may name are those of `scope` (a tenant's entries and the global ones).
+pub(super) async fn save(
+    state: &AppState,
+    caller: &Caller,
+    owner: &str,
+    scope: Option<&str>,
+    body: SettingsUpdate,
+) -> Result<crate::settings::SettingsRecord, ApiError> {
+    // Preferences may name only models the registry has enabled.
+    let view = state.registry.view().await;
+    let models = Scoped {
+        view: view.as_ref(),
+        tenant: scope,
+    };
+    let record = service::update(
+        state.settings.as_ref(),
+        state.vault.as_ref(),
+        &state.key_changes,
+        &models,
+        &caller.user_id,
+        owner,
+        body,
+    )
+    .await?;
+    Ok(record)
+}
+
+/// Removes `owner`'s key for `provider`.
+pub(super) async fn remove_key(
+    state: &AppState,
+    caller: &Caller,
+    owner: &str,
+    scope: Option<&str>,
+    provider: Provider,
+) -> Result<(), ApiError> {
+    let update = SettingsUpdate {
+        api_keys: Some([(provider, None)].into()),
+        ..Default::default()
+    };
+    save(state, caller, owner, scope, update).await?;
+    tracing::info!(actor = %caller.user_id, owner = %owner, provider = %provider, "key deleted");
+    Ok(())
+}
+
+/// Tests `owner`'s saved keys, or keys given in the body, against the providers.
+pub(super) async fn test_keys(
+    state: &AppState,
+    owner: &str,
+    body: TestRequest,
+) -> Result<TestOutcome, ApiError> {
+    if let Err(wait) = state.test_limiter.check(owner) {
+        return Err(ApiError::RateLimited {
+            retry_after_secs: wait.as_secs().max(1),
+        });
+    }
+    let settings = service::read(state.settings.as_ref(), owner).await?;
+    let outcome = connection_test::run(
+        state.providers.as_ref(),
+        state.vault.as_ref(),
+        state.catalog,
+        &settings,
+        owner,
+        body,
+    )
+    .await?;
+    Ok(outcome)
+}
+
 async fn put_settings(
     caller: Caller,
     UserId(user_id): UserId,
@@ -55,18 +126,8 @@ async fn put_settings(
     JsonBody(body): JsonBody<SettingsUpdate>,
 ) -> Result<Json<SettingsView>, ApiError> {
     caller.authorize_user(&user_id)?;
-    // Preferences may name only models the registry has enabled.
-    let models = state.registry.view().await;
-    let record = service::update(
-        state.settings.as_ref(),
-        state.vault.as_ref(),
-        &state.key_changes,
-        models.as_ref(),
-        &caller.user_id,
-        &user_id,
-        body,
-    )
-    .await?;
+    let tenant = caller.tenant_for(&user_id);
+    let record = save(&state, &caller, &user_id, tenant.as_deref(), body).await?;
     tracing::info!(
         actor = %caller.user_id,
         target_user = %user_id,
@@ -77,7 +138,7 @@ async fn put_settings(
 }
 
 /// The `{provider}` path segment, which must name a built-in provider.
-struct ProviderPath(Provider);
+pub(super) struct ProviderPath(pub Provider);
 
 impl FromRequestParts<AppState> for ProviderPath {
     type Rejection = ApiError;
@@ -96,22 +157,8 @@ async fn delete_key(
     State(state): State<AppState>,
 ) -> Result<StatusCode, ApiError> {
     caller.authorize_user(&user_id)?;
-    let update = SettingsUpdate {
-        api_keys: Some([(provider, None)].into()),
-        ..Default::default()
-    };
-    let models = state.registry.view().await;
-    service::update(
-        state.settings.as_ref(),
-        state.vault.as_ref(),
-        &state.key_changes,
-        models.as_ref(),
-        &caller.user_id,
-        &user_id,
-        update,
-    )
-    .await?;
-    tracing::info!(actor = %caller.user_id, target_user = %user_id, provider = %provider, "key deleted");
+    let tenant = caller.tenant_for(&user_id);
+    remove_key(&state, &caller, &user_id, tenant.as_deref(), provider).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -122,22 +169,7 @@ async fn test_connection(
     JsonBody(body): JsonBody<TestRequest>,
 ) -> Result<Json<TestOutcome>, ApiError> {
     caller.authorize_user(&user_id)?;
-    if let Err(wait) = state.test_limiter.check(&user_id) {
-        return Err(ApiError::RateLimited {
-            retry_after_secs: wait.as_secs().max(1),
-        });
-    }
-    let settings = service::read(state.settings.as_ref(), &user_id).await?;
-    let outcome = connection_test::run(
-        state.providers.as_ref(),
-        state.vault.as_ref(),
-        state.catalog,
-        &settings,
-        &user_id,
-        body,
-    )
-    .await?;
-    Ok(Json(outcome))
+    Ok(Json(test_keys(&state, &user_id, body).await?))
 }
 
 #[derive(Serialize)]
@@ -190,11 +222,12 @@ impl From<&Resolved> for ModelView {
     }
 }
 
-/// The enabled registry entries the caller may use, in priority order.
-async fn list_models(_caller: Caller, State(state): State<AppState>) -> Json<serde_json::Value> {
+/// The enabled registry entries the caller may use (their tenant's included), in
+/// priority order.
+async fn list_models(caller: Caller, State(state): State<AppState>) -> Json<serde_json::Value> {
     let view = state.registry.view().await;
     let models: Vec<ModelView> = view
-        .usable(None)
+        .usable(caller.tenant_id.as_deref())
         .map(|r| ModelView::from(r.as_ref()))
         .collect();
     Json(serde_json::json!({"models": models, "priceVersion": state.catalog.version}))

@@ -1,5 +1,6 @@
-//! The `llm-usage` function's router: entries, summary, daily trend, budget, export, and
-//! the admin views (every user's usage summary, provider health).
+//! The `llm-usage` function's router: entries, summary, daily trend, budget, export, the
+//! tenant views ([`super::tenant_usage`]) and the admin views (every user's usage
+//! summary, provider health).
 //! Handlers check who may ask and which parameters exist, hand the values to `usage/`
 //! (which parses, reads and computes), and write its answer as JSON or a stream.
 
@@ -56,6 +57,7 @@ pub fn usage_router(state: UsageState) -> Router {
         .route("/api/admin/usage/summary", get(admin_summary))
         .route("/api/admin/audit", get(audit_log))
         .route("/api/admin/providers/health", get(providers_health))
+        .merge(super::tenant_usage::routes())
         .with_state(state)
 }
 

@@ -102,10 +102,10 @@ impl RegistryView {
     }
 
     /// The entries a caller may route to, by priority (the failover chain's order).
-    pub fn usable<'a>(
+    pub fn usable<'a, 't>(
         &'a self,
-        tenant: Option<&'a str>,
-    ) -> impl Iterator<Item = &'a Arc<Resolved>> {
+        tenant: Option<&'t str>,
+    ) -> impl Iterator<Item = &'a Arc<Resolved>> + use<'a, 't> {
         self.entries.iter().filter(move |r| r.usable_by(tenant))
     }
 
@@ -113,18 +113,26 @@ impl RegistryView {
         self.entries.iter().find(|r| r.entry.id == id)
     }
 
-    /// The first usable entry serving `model`, optionally of one provider.
+    /// The first usable entry serving `model`, optionally of one provider; a tenant's
+    /// own entry wins over a global one for its members.
     pub fn find(
         &self,
         tenant: Option<&str>,
         provider: Option<Provider>,
         model: &str,
     ) -> Option<&Arc<Resolved>> {
-        self.entries.iter().find(|r| {
+        let serving = |r: &&Arc<Resolved>| {
             r.usable_by(tenant)
                 && r.entry.model_name == model
                 && provider.is_none_or(|p| p == r.entry.provider)
-        })
+        };
+        let own = tenant.and_then(|t| {
+            self.entries
+                .iter()
+                .filter(serving)
+                .find(|r| r.entry.scope == t)
+        });
+        own.or_else(|| self.entries.iter().find(serving))
     }
 
     /// The registry's default for an operation type: the entry named for it, else the
@@ -172,10 +180,24 @@ impl RegistryView {
     }
 }
 
-/// What callers without a tenant may pick (issue: tenants scope this further).
+/// What callers without a tenant may pick.
 impl ModelLookup for RegistryView {
     fn find_model(&self, provider: Option<Provider>, model: &str) -> Option<&ModelPrice> {
         self.find(None, provider, model).map(|r| &r.model)
+    }
+}
+
+/// What a tenant's members may pick: the global entries and the tenant's own.
+pub struct Scoped<'a> {
+    pub view: &'a RegistryView,
+    pub tenant: Option<&'a str>,
+}
+
+impl ModelLookup for Scoped<'_> {
+    fn find_model(&self, provider: Option<Provider>, model: &str) -> Option<&ModelPrice> {
+        self.view
+            .find(self.tenant, provider, model)
+            .map(|r| &r.model)
     }
 }
 

@@ -4,6 +4,7 @@
 
 pub mod connection_test;
 mod error;
+pub mod inherit;
 pub mod limits;
 mod patch;
 pub mod service;

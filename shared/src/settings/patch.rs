@@ -85,6 +85,31 @@ fn check_model(catalog: &dyn ModelLookup, name: &str, model: &str) -> Result<(),
 }
 
 impl PreferencesPatch {
+    /// The fields this patch sets (camelCase, as stored in
+    /// [`crate::settings::SettingsRecord::saved_fields`]).
+    pub fn given(&self) -> Vec<&'static str> {
+        [
+            ("defaultProvider", self.default_provider.is_some()),
+            ("queryModel", self.query_model.is_some()),
+            ("detectionModel", self.detection_model.is_some()),
+            ("models", self.models.is_some()),
+            ("fallbackProviders", self.fallback_providers.is_some()),
+            ("autoFailover", self.auto_failover.is_some()),
+            ("maxTokens", self.max_tokens.is_some()),
+            ("temperature", self.temperature.is_some()),
+            ("enableCaching", self.enable_caching.is_some()),
+            ("trackUsage", self.track_usage.is_some()),
+            ("monthlyBudgetUsd", self.monthly_budget_usd.is_some()),
+            ("budgetAction", self.budget_action.is_some()),
+            ("alertThresholds", self.alert_thresholds.is_some()),
+            ("azureResource", self.azure_resource.is_some()),
+            ("azureDeployments", self.azure_deployments.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(name, set)| set.then_some(name))
+        .collect()
+    }
+
     /// Applies the patch over `current`, validating every given field.
     pub fn apply(
         self,

@@ -106,7 +106,12 @@ pub async fn update(
 
     let mut attempt = 1;
     loop {
-        let next = next_record(&current, preferences.take(), &edits);
+        let mut next = next_record(&current, preferences.take(), &edits);
+        if let Some(p) = &patch {
+            let mut saved = current.saved();
+            saved.extend(p.given().into_iter().map(str::to_owned));
+            next.saved_fields = Some(saved);
+        }
         let audit = audit_events(actor, user_id, &current, &next, &edits);
         match settings
             .put_settings(user_id, &next, current.version, &audit)
@@ -166,7 +171,10 @@ fn audit_events(
     next: &SettingsRecord,
     edits: &[Edit],
 ) -> Vec<AuditEvent> {
-    let target = format!("user:{user_id}");
+    let target = match user_id.strip_prefix(crate::identity::TENANT_OWNER_PREFIX) {
+        Some(tenant) => format!("tenant:{tenant}"),
+        None => format!("user:{user_id}"),
+    };
     let mut events = Vec::new();
     if current.preferences != next.preferences {
         events.push(

@@ -13,6 +13,9 @@ use crate::secret::ApiKey;
 use crate::vault::KeyVault;
 use std::sync::Arc;
 
+mod tenant;
+pub use tenant::tenant_suite;
+
 /// A user id unique to this run, so suites can share a long-lived backend.
 fn fresh_user(tag: &str) -> String {
     format!("conf-{tag}-{}", uuid::Uuid::new_v4())
@@ -26,6 +29,8 @@ fn record(version: u64, max_tokens: u32) -> SettingsRecord {
     };
     r.preferences.max_tokens = max_tokens;
     r.preferences.monthly_budget_usd = Some(NanoUsd(12_345_678_901));
+    // Which fields were saved round-trips too (a tenant member inherits the others).
+    r.saved_fields = Some(["maxTokens".to_owned(), "monthlyBudgetUsd".to_owned()].into());
     r.keys.insert(
         Provider::OpenAi,
         KeyMeta {
@@ -82,6 +87,12 @@ async fn events_of(audit: &dyn AuditStore, actor: &str) -> Vec<AuditEvent> {
 
 pub async fn settings_suite(store: Arc<dyn SettingsStore>, audit: &dyn AuditStore) {
     let user = fresh_user("settings");
+
+    // A tenant's record lives under its owner id, apart from any user's.
+    let tenant = crate::identity::tenant_owner(&user);
+    let t1 = record(1, 77);
+    store.put_settings(&tenant, &t1, 0, &[]).await.unwrap();
+    assert_eq!(store.get_settings(&tenant).await.unwrap(), Some(t1));
 
     // A user with nothing saved has no item.
     assert_eq!(store.get_settings(&user).await.unwrap(), None);

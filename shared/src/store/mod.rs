@@ -24,6 +24,7 @@ pub mod health;
 mod limits;
 mod registry;
 mod settings;
+pub mod tenant_rollup;
 mod tokens;
 mod usage;
 

@@ -90,6 +90,30 @@ pub struct SettingsRecord {
     pub keys: BTreeMap<Provider, KeyMeta>,
     pub version: u64,
     pub updated_at: Option<DateTime<Utc>>,
+    /// The preference fields (camelCase names) this owner has saved: a tenant member
+    /// inherits the tenant's value of every other field. `None` in records written before
+    /// this was kept; then the fields that differ from the defaults count as saved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub saved_fields: Option<std::collections::BTreeSet<String>>,
+}
+
+impl SettingsRecord {
+    /// The preference fields this owner has saved (see [`SettingsRecord::saved_fields`]).
+    pub fn saved(&self) -> std::collections::BTreeSet<String> {
+        if let Some(saved) = &self.saved_fields {
+            return saved.clone();
+        }
+        let (Ok(serde_json::Value::Object(mine)), Ok(serde_json::Value::Object(defaults))) = (
+            serde_json::to_value(&self.preferences),
+            serde_json::to_value(Preferences::default()),
+        ) else {
+            return Default::default();
+        };
+        mine.into_iter()
+            .filter(|(k, v)| defaults.get(k) != Some(v))
+            .map(|(k, _)| k)
+            .collect()
+    }
 }
 
 /// Settings, keyed like the DynamoDB table: pk `user_id`, one item per user.

@@ -12,6 +12,7 @@ pub mod health;
 pub mod query;
 pub mod range;
 pub mod report;
+pub mod tenant;
 pub mod token;
 
 pub use error::UsageError;

@@ -4,7 +4,7 @@
 
 use super::reservations::{
     HELD, RELEASED, STATE_READS, Stored, budget_sort_key, counter_update, expected, marker_ttl,
-    reservation_prefix, reservation_sort_key, state_update,
+    reservation_prefix, reservation_sort_key, settlement_holders, state_update,
 };
 use super::txn::{Txn, failed};
 use super::{
@@ -248,25 +248,131 @@ impl BudgetStore for DynamoUsageStore {
         }
     }
 
+    /// One transaction of every holder's reservations (a Put each, if the id is new)
+    /// and conditional counter adds: granted in all or none. A holder whose Put fails
+    /// has the id already (granted before) and is left out of the next attempt; a
+    /// counter that refuses has its holders' lapsed leases released and the rest tried
+    /// once more, as [`BudgetStore::reserve`] does.
+    async fn reserve_joint(
+        &self,
+        holders: &[(&str, Option<NanoUsd>)],
+        r: &Reservation,
+        now_unix: i64,
+    ) -> Result<bool, StoreError> {
+        // committed + amount <= limit, as committed <= limit - amount.
+        let mut pending: Vec<(&str, Option<i64>)> = Vec::with_capacity(holders.len());
+        for (holder, limit) in holders {
+            match limit.map(|l| l.0.checked_sub(r.amount.0)) {
+                None => pending.push((holder, None)),
+                Some(Some(max)) if max >= 0 => pending.push((holder, Some(max))),
+                // It can never fit this holder; a stored id is a retried call granted
+                // before.
+                Some(_) => {
+                    if self.read_reservation(holder, &r.month, &r.id).await? == Stored::Absent {
+                        return Ok(false);
+                    }
+                }
+            }
+        }
+        let mut released = false;
+        let mut reads = 0;
+        while !pending.is_empty() {
+            let mut items = Vec::with_capacity(2 * pending.len());
+            for (holder, max) in &pending {
+                items.extend(self.reserve_writes(holder, r, *max)?);
+            }
+            let codes = match self.transact(&items, BUDGET_ATTEMPTS).await? {
+                Txn::Committed => return Ok(true),
+                Txn::Cancelled(codes) => codes,
+            };
+            // Holder i's Put is item 2i, its counter 2i + 1.
+            let mut known = Vec::new();
+            let mut refused = false;
+            for (i, (holder, max)) in pending.iter().enumerate() {
+                if codes.is_empty() {
+                    // No reasons given: the reads tell which condition failed.
+                    if self.read_reservation(holder, &r.month, &r.id).await? != Stored::Absent {
+                        known.push(i);
+                    } else if let Some(max) = max {
+                        let committed = match self.budget_item(holder, &r.month).await? {
+                            Some(item) => number::<i64>(&item, "committed")?.unwrap_or(0),
+                            None => 0,
+                        };
+                        refused |= committed > *max;
+                    }
+                } else if failed(&codes, 2 * i) {
+                    known.push(i);
+                } else if failed(&codes, 2 * i + 1) {
+                    refused = true;
+                }
+            }
+            if !codes.is_empty() && known.is_empty() && !refused {
+                return Err(StoreError::Backend(format!(
+                    "joint reservation transaction cancelled: {codes:?}"
+                )));
+            }
+            if !known.is_empty() {
+                for i in known.into_iter().rev() {
+                    pending.remove(i);
+                }
+            } else if refused {
+                // Leases that ended may be what fills a month: release them, retry once.
+                if released {
+                    return Ok(false);
+                }
+                let mut freed = 0;
+                for (holder, _) in &pending {
+                    freed += self.release_lapsed(holder, &r.month, now_unix).await?;
+                }
+                if freed == 0 {
+                    return Ok(false);
+                }
+                released = true;
+            } else {
+                reads += 1;
+                if reads > STATE_READS {
+                    return Err(StoreError::Backend(format!(
+                        "joint reservation {} kept being cancelled",
+                        r.id
+                    )));
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    /// Settles the user's reservation and, for a settlement with a tenant, the tenant
+    /// principal's, in one transaction.
     async fn settle(&self, user_id: &str, settlement: &Settlement) -> Result<(), StoreError> {
         let now = chrono::Utc::now().timestamp();
-        let mut stored = expected(settlement);
+        let mut holders: Vec<(String, Stored)> = settlement_holders(user_id, settlement)
+            .into_iter()
+            .map(|h| (h, expected(settlement)))
+            .collect();
         for _ in 0..=STATE_READS {
-            let Some((reservation, counter)) =
-                self.settlement_writes(user_id, settlement, stored, true, now)?
-            else {
-                // Settled already: a retried call that had landed.
+            let mut items: Vec<TransactWriteItem> = Vec::new();
+            for (holder, stored) in &holders {
+                // None: settled already (a retried call that had landed).
+                if let Some((reservation, counter)) =
+                    self.settlement_writes(holder, settlement, *stored, true, now)?
+                {
+                    items.extend(reservation);
+                    items.push(counter);
+                }
+            }
+            if items.is_empty() {
                 return Ok(());
-            };
-            let items: Vec<TransactWriteItem> = reservation.into_iter().chain([counter]).collect();
+            }
             match self.transact(&items, BUDGET_ATTEMPTS).await? {
                 Txn::Committed => return Ok(()),
-                // Only the reservation's write has a condition: its state was not the
-                // one assumed. Read it and take the branch it calls for.
+                // Only the reservations' writes have conditions: a state was not the one
+                // assumed. Read them and take the branches they call for.
                 Txn::Cancelled(_) => {
-                    stored = self
-                        .read_reservation(user_id, &settlement.month, &settlement.reservation_id)
-                        .await?;
+                    for (holder, stored) in &mut holders {
+                        *stored = self
+                            .read_reservation(holder, &settlement.month, &settlement.reservation_id)
+                            .await?;
+                    }
                 }
             }
         }

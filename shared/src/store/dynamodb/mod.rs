@@ -7,7 +7,9 @@
 //! - entries, sk `<timestamp>#<request_id>`, with the top-level `provider`,
 //!   `operation_type`, `timestamp` (the GSIs' keys) and `ttl`;
 //! - daily rollups, sk `rollup#<YYYY-MM-DD>`, one flat number attribute per group and
-//!   counter (`all|requests`, `provider:anthropic|cost_nanos`, ...);
+//!   counter (`all|requests`, `provider:anthropic|cost_nanos`, ...); under a tenant's
+//!   owner id (`tenant/<id>`) also one item per hour, sk `rollup#<YYYY-MM-DD>#<HH>`, with
+//!   its hourly groups (read back as part of the day);
 //! - monthly budget counters, sk `budget#<YYYY-MM>`: `spent`, `reserved`, `committed`;
 //! - budget reservations, sk `resv#<YYYY-MM>#<reservation id>`: `amount`, `expires_at`
 //!   (the end of the lease) and `state` (`held`, `released`, `settled`);

@@ -6,6 +6,7 @@ use super::{
     DynamoUsageStore, Item, aggregate_ttl, backend, build_error, n, names, number, s, string,
     user_key, values,
 };
+use crate::identity::tenant_owner;
 use crate::money::NanoUsd;
 use crate::store::{Settlement, StoreError};
 use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};
@@ -75,6 +76,14 @@ pub(super) fn expected(s: &Settlement) -> Stored {
     } else {
         Stored::Absent
     }
+}
+
+/// Whose reservations a settlement settles: the user's and, when the tenant holds the
+/// same reservation, the tenant principal's.
+pub(super) fn settlement_holders(user_id: &str, s: &Settlement) -> Vec<String> {
+    let mut holders = vec![user_id.to_owned()];
+    holders.extend(s.tenant.as_deref().map(tenant_owner));
+    holders
 }
 
 /// Moves a month's counters: `spent` up by `spent`, `reserved` down by `released` (what

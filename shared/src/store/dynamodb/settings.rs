@@ -99,6 +99,8 @@ struct SettingsItem {
     preferences: Preferences,
     keys: BTreeMap<Provider, KeyMeta>,
     updated_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    saved_fields: Option<std::collections::BTreeSet<String>>,
 }
 
 #[async_trait]
@@ -124,6 +126,7 @@ impl SettingsStore for DynamoSettingsStore {
             keys: item.keys,
             version: item.version,
             updated_at: item.updated_at,
+            saved_fields: item.saved_fields,
         }))
     }
 
@@ -141,6 +144,7 @@ impl SettingsStore for DynamoSettingsStore {
             preferences: record.preferences.clone(),
             keys: record.keys.clone(),
             updated_at: record.updated_at,
+            saved_fields: record.saved_fields.clone(),
         };
         let item: Item =
             serde_dynamo::to_item(item).map_err(|e| StoreError::Corrupt(e.to_string()))?;

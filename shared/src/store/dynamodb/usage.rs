@@ -1,18 +1,20 @@
 //! The usage store on the usage table: entries (sk `<timestamp>#<request_id>`) and daily
-//! rollups (sk `rollup#<YYYY-MM-DD>`). An entry, its rollup and its settlement are one
+//! rollups (sk `rollup#<YYYY-MM-DD>`; a tenant's under its owner id). An entry, its
+//! rollups (its user's and, for a member, its tenant's) and its settlement are one
 //! `TransactWriteItems` whose Put is conditional on the entry not existing; provider
 //! health follows it, outside the transaction ([`super::health`]).
 
-use super::reservations::{STATE_READS, expected};
+use super::reservations::{STATE_READS, Stored, expected, settlement_holders};
 use super::txn::{Txn, failed};
 use super::{
     DynamoUsageStore, Item, aggregate_ttl, backend, build_error, corrupt, n, names, query_all, s,
     string, user_key, values,
 };
 use crate::provider::Provider;
+use crate::store::tenant_rollup::{HOUR_ERROR_PREFIX, is_hourly, rollup_targets};
 use crate::store::{
     DailyRollup, Granularity, HealthCounters, Settlement, StoreError, Totals, UsageEntry,
-    UsageStore, add_to_groups, rollup_keys,
+    UsageStore, add_to_groups,
 };
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
@@ -69,10 +71,13 @@ fn set_counter(t: &mut Totals, counter: &str, value: &str) -> Result<(), StoreEr
     Ok(())
 }
 
+/// A rollup item: a day's (`rollup#<day>`) or, for a tenant, one hour's of it
+/// (`rollup#<day>#<HH>`), read back as (part of) that day's rollup.
 fn rollup_of(item: &Item) -> Result<DailyRollup, StoreError> {
     let sk = string(item, "sk")?;
     let day = sk
         .strip_prefix("rollup#")
+        .map(|rest| rest.split_once('#').map_or(rest, |(day, _hour)| day))
         .ok_or_else(|| StoreError::Corrupt(format!("not a rollup item: {sk}")))?;
     let mut groups: BTreeMap<String, Totals> = BTreeMap::new();
     for (name, value) in item {
@@ -91,7 +96,9 @@ fn rollup_of(item: &Item) -> Result<DailyRollup, StoreError> {
 }
 
 impl DynamoUsageStore {
-    /// The entry's conditional Put and its rollup's increments.
+    /// The entry's conditional Put and the increments of its rollups (its user's and,
+    /// for a tenant member, its tenant's): one transaction, so the Put's condition makes
+    /// a repeat add to neither.
     fn entry_writes(&self, entry: &UsageEntry) -> Result<Vec<TransactWriteItem>, StoreError> {
         let mut item: Item = serde_dynamo::to_item(entry).map_err(corrupt)?;
         item.insert("sk".to_owned(), s(entry.sort_key()));
@@ -101,13 +108,42 @@ impl DynamoUsageStore {
             .condition_expression("attribute_not_exists(sk)")
             .build()
             .map_err(build_error)?;
+        let mut writes = vec![TransactWriteItem::builder().put(put).build()];
+        for (owner, groups) in rollup_targets(entry) {
+            // A tenant's hourly groups go to an item of their own per hour: the day's
+            // item would otherwise grow with 24 x models and near DynamoDB's item limit.
+            let (hourly, daily): (Vec<String>, Vec<String>) =
+                groups.into_iter().partition(|g| is_hourly(g));
+            writes.push(self.rollup_update(&owner, entry, rollup_sort_key(entry.day()), &daily)?);
+            if !hourly.is_empty() {
+                let hour = entry.timestamp.get(11..13).unwrap_or("00");
+                let sk = format!("{}#{hour}", rollup_sort_key(entry.day()));
+                writes.push(self.rollup_update(&owner, entry, sk, &hourly)?);
+            }
+        }
+        Ok(writes)
+    }
 
+    /// Adds the entry's totals to `groups` of `owner`'s rollup item `sk`.
+    fn rollup_update(
+        &self,
+        owner: &str,
+        entry: &UsageEntry,
+        sk: String,
+        groups: &[String],
+    ) -> Result<TransactWriteItem, StoreError> {
         let totals = Totals::of(entry);
         let mut names = HashMap::from([("#ttl".to_owned(), "ttl".to_owned())]);
         let mut values: Item = HashMap::from([(":ttl".to_owned(), n(aggregate_ttl(entry.day())))]);
         let mut adds = Vec::new();
-        for (g, group) in rollup_keys(entry).iter().enumerate() {
+        for (g, group) in groups.iter().enumerate() {
             for (c, (counter, value)) in COUNTERS.iter().zip(counter_values(&totals)).enumerate() {
+                // A tenant's hourly groups keep only what is not zero (they are many), and
+                // an error class group only its count, all that is read of it.
+                let error_class = group.starts_with(HOUR_ERROR_PREFIX);
+                if (value == 0 && is_hourly(group)) || (error_class && *counter != "requests") {
+                    continue;
+                }
                 let (name, val) = (format!("#g{g}c{c}"), format!(":g{g}c{c}"));
                 adds.push(format!("{name} {val}"));
                 names.insert(name, format!("{group}|{counter}"));
@@ -116,17 +152,13 @@ impl DynamoUsageStore {
         }
         let rollup = Update::builder()
             .table_name(&self.usage_table)
-            .set_key(Some(user_key(&entry.user_id, rollup_sort_key(entry.day()))))
+            .set_key(Some(user_key(owner, sk)))
             .update_expression(format!("SET #ttl = :ttl ADD {}", adds.join(", ")))
             .set_expression_attribute_names(Some(names))
             .set_expression_attribute_values(Some(values))
             .build()
             .map_err(build_error)?;
-
-        Ok(vec![
-            TransactWriteItem::builder().put(put).build(),
-            TransactWriteItem::builder().update(rollup).build(),
-        ])
+        Ok(TransactWriteItem::builder().update(rollup).build())
     }
 
     /// Whether the entry item exists (consistent read): how an ambiguous cancellation
@@ -155,22 +187,32 @@ impl UsageStore for DynamoUsageStore {
     ) -> Result<(), StoreError> {
         let base = self.entry_writes(entry)?;
         let now = chrono::Utc::now().timestamp();
-        let mut stored = settlement.map(expected);
+        // The settlement's holders (the user, and the tenant principal when the tenant
+        // holds the same reservation), each with what its reservation is assumed to be.
+        let mut holders: Vec<(String, Stored)> = match settlement {
+            Some(s) => settlement_holders(&entry.user_id, s)
+                .into_iter()
+                .map(|h| (h, expected(s)))
+                .collect(),
+            None => Vec::new(),
+        };
         let mut reads = 0;
         loop {
             let mut items = base.clone();
-            let mut reservation_at = None;
-            if let (Some(s), Some(st)) = (settlement, stored) {
+            let mut reservation_at = Vec::new();
+            if let Some(s) = settlement {
                 // A request that reserved nothing has no reservation item to update: its
                 // entry (whose Put fails if it exists) is what makes a repeat a no-op.
                 let mark = s.reserved.0 > 0;
-                if let Some((reservation, counter)) =
-                    self.settlement_writes(&entry.user_id, s, st, mark, now)?
-                {
-                    items.push(counter);
-                    if let Some(r) = reservation {
-                        reservation_at = Some(items.len());
-                        items.push(r);
+                for (holder, stored) in &holders {
+                    if let Some((reservation, counter)) =
+                        self.settlement_writes(holder, s, *stored, mark, now)?
+                    {
+                        items.push(counter);
+                        if let Some(r) = reservation {
+                            reservation_at.push(items.len());
+                            items.push(r);
+                        }
                     }
                 }
             }
@@ -186,13 +228,13 @@ impl UsageStore for DynamoUsageStore {
             if failed(&codes, 0) || (codes.is_empty() && self.entry_exists(entry).await?) {
                 return Ok(());
             }
-            let reservation_failed = reservation_at.is_some_and(|i| failed(&codes, i));
+            let reservation_failed = reservation_at.iter().any(|i| failed(&codes, *i));
             if !codes.is_empty() && !reservation_failed {
                 return Err(StoreError::Backend(format!(
                     "usage transaction cancelled: {codes:?}"
                 )));
             }
-            // The reservation was not in the state assumed: read it and rebuild.
+            // A reservation was not in the state assumed: read them and rebuild.
             reads += 1;
             if reads > STATE_READS {
                 return Err(StoreError::Backend(format!(
@@ -201,10 +243,11 @@ impl UsageStore for DynamoUsageStore {
                 )));
             }
             if let Some(s) = settlement {
-                stored = Some(
-                    self.read_reservation(&entry.user_id, &s.month, &s.reservation_id)
-                        .await?,
-                );
+                for (holder, stored) in &mut holders {
+                    *stored = self
+                        .read_reservation(holder, &s.month, &s.reservation_id)
+                        .await?;
+                }
             }
         }
     }
@@ -346,13 +389,27 @@ impl UsageStore for DynamoUsageStore {
             &values(vec![
                 (":u", s(user_id)),
                 (":from", s(rollup_sort_key(from))),
-                (":to", s(rollup_sort_key(to))),
+                // `#~` sorts after the hour items of the last day (`#00` to `#23`).
+                (":to", s(format!("{}#~", rollup_sort_key(to)))),
             ]),
             true,
             None,
         )
         .await?;
-        items.iter().map(rollup_of).collect()
+        // Items come in sort-key order: a day's item, then its hours'.
+        let mut days: Vec<DailyRollup> = Vec::new();
+        for item in &items {
+            let part = rollup_of(item)?;
+            match days.last_mut() {
+                Some(d) if d.day == part.day => {
+                    for (group, t) in part.groups {
+                        d.groups.entry(group).or_default().add(&t);
+                    }
+                }
+                _ => days.push(part),
+            }
+        }
+        Ok(days)
     }
 }
 
@@ -378,5 +435,13 @@ mod tests {
         assert_eq!(r.groups["all"].cost_nanos, -3);
         assert_eq!(r.groups["model:anthropic.claude-v2:0"].tokens, 40);
         assert_eq!(r.groups.len(), 2);
+        let hour: Item = HashMap::from([
+            ("user_id".to_owned(), s("tenant/acme")),
+            ("sk".to_owned(), s("rollup#2026-11-20#13")),
+            ("hour:13|openai/gpt-4o|requests".to_owned(), n(3)),
+        ]);
+        let r = rollup_of(&hour).unwrap();
+        assert_eq!(r.day, "2026-11-20");
+        assert_eq!(r.groups["hour:13|openai/gpt-4o"].requests, 3);
     }
 }

@@ -3,6 +3,7 @@
 //! what was applied already (the counterpart of the DynamoDB transactions).
 
 use super::SqliteStore;
+use crate::identity::tenant_owner;
 use crate::money::NanoUsd;
 use crate::store::{BudgetStore, MonthCounters, Reservation, Settlement, StoreError};
 use async_trait::async_trait;
@@ -41,12 +42,23 @@ fn move_counters(
 /// settled row is left so that a repeat changes nothing (a usage entry is its own
 /// marker, but only for a repeat of itself: a reservation held in memory, which has no
 /// row here, needs the marker against a later `settle` of it, as on DynamoDB).
+///
+/// A settlement with a `tenant` settles the tenant principal's reservation of the same
+/// id too, in the caller's transaction.
 pub(super) fn apply_settlement(
     c: &Connection,
     user: &str,
     s: &Settlement,
     mark: bool,
 ) -> Result<(), StoreError> {
+    settle_holder(c, user, s, mark)?;
+    if let Some(tenant) = &s.tenant {
+        settle_holder(c, &tenant_owner(tenant), s, mark)?;
+    }
+    Ok(())
+}
+
+fn settle_holder(c: &Connection, user: &str, s: &Settlement, mark: bool) -> Result<(), StoreError> {
     // Cached statements: this runs for every usage entry with a settlement, and parsing
     // the SQL again each time was a tenth of a request's CPU.
     let row: Option<(i64, String)> = c
@@ -105,6 +117,25 @@ fn release_expired_in(
     move_counters(c, user, month, 0, total)?;
     tracing::info!(user_id = %user, month = %month, count, released_nanos = total, "expired reservations released");
     Ok(u64::try_from(count).unwrap_or(0))
+}
+
+/// Reserves `r` for one holder inside the caller's transaction: `true` when granted now
+/// or before (its id is stored), `false` when it does not fit (the caller rolls back).
+fn reserve_in(
+    c: &Connection,
+    user: &str,
+    r: &Reservation,
+    limit: Option<NanoUsd>,
+) -> Result<bool, StoreError> {
+    let new = c.execute(
+        "INSERT INTO reservations (user_id, id, month, amount, expires_at, state)
+         VALUES (?1, ?2, ?3, ?4, ?5, 'held') ON CONFLICT DO NOTHING",
+        params![user, r.id, r.month, r.amount.0, r.expires_unix],
+    )?;
+    if new == 0 {
+        return Ok(true);
+    }
+    try_reserve(c, user, r, limit)
 }
 
 /// The conditional add of a reservation: creates the month's row with it, or adds it to
@@ -190,6 +221,55 @@ impl BudgetStore for SqliteStore {
             }
             tx.commit()?;
             Ok(granted)
+        })
+        .await
+    }
+
+    /// One transaction: every holder's reservation inside a savepoint that is rolled
+    /// back as soon as one refuses, so a refused joint reservation leaves nothing behind;
+    /// refused once, the holders' lapsed leases are released and it is tried again.
+    async fn reserve_joint(
+        &self,
+        holders: &[(&str, Option<NanoUsd>)],
+        r: &Reservation,
+        now_unix: i64,
+    ) -> Result<bool, StoreError> {
+        let holders: Vec<(String, Option<NanoUsd>)> =
+            holders.iter().map(|(h, l)| ((*h).to_owned(), *l)).collect();
+        let r = r.clone();
+        self.call(move |c| {
+            let mut tx = c.transaction()?;
+            let mut retried = false;
+            loop {
+                let sp = tx.savepoint()?;
+                let mut granted = true;
+                for (holder, limit) in &holders {
+                    if !reserve_in(&sp, holder, &r, *limit)? {
+                        granted = false;
+                        break;
+                    }
+                }
+                if granted {
+                    sp.commit()?;
+                    tx.commit()?;
+                    return Ok(true);
+                }
+                drop(sp);
+                if retried {
+                    break;
+                }
+                retried = true;
+                let mut released = 0;
+                for (holder, _) in &holders {
+                    released += release_expired_in(&tx, holder, &r.month, now_unix)?;
+                }
+                if released == 0 {
+                    break;
+                }
+            }
+            // Only lapsed leases were released: they had stopped counting already.
+            tx.commit()?;
+            Ok(false)
         })
         .await
     }

@@ -146,6 +146,7 @@ mod tests {
         conformance::usage_suite(&store, &store).await;
         conformance::health_suite(&store).await;
         conformance::budget_suite(Arc::new(store.clone())).await;
+        conformance::tenant_suite(&store, Arc::new(store.clone())).await;
         conformance::cache_suite(&store).await;
         conformance::audit_suite(&store).await;
     }

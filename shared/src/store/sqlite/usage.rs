@@ -1,5 +1,5 @@
 //! Usage entries, their daily rollups and the provider health buckets. An entry, its
-//! rollup increments, its health increments and its settlement are one SQLite
+//! rollup increments (its user's and, for a member, its tenant's), its health increments and its settlement are one SQLite
 //! transaction (the DynamoDB backend writes health after its transaction instead: one
 //! process owns this file, so there is no cross-request contention to avoid here).
 
@@ -7,8 +7,9 @@ use super::budgets::apply_settlement;
 use super::{SqliteStore, corrupt};
 use crate::provider::Provider;
 use crate::store::health::{Granularity, HealthCounters, entry_unix, health_groups};
+use crate::store::tenant_rollup::rollup_targets;
 use crate::store::{
-    DailyRollup, Settlement, StoreError, Totals, UsageEntry, UsageStore, add_to_groups, rollup_keys,
+    DailyRollup, Settlement, StoreError, Totals, UsageEntry, UsageStore, add_to_groups,
 };
 use async_trait::async_trait;
 use rusqlite::params;
@@ -54,19 +55,23 @@ fn write_entry(
            errors = errors + ?7, cached = cached + ?8, latency_us = latency_us + ?9,
            unpriced = unpriced + ?10",
     )?;
-    for group in rollup_keys(entry) {
-        rollup.execute(params![
-            entry.user_id,
-            entry.day(),
-            group,
-            to_i64(t.requests),
-            to_i64(t.tokens),
-            t.cost_nanos,
-            to_i64(t.errors),
-            to_i64(t.cached),
-            to_i64(t.latency_us),
-            to_i64(t.unpriced)
-        ])?;
+    // The user's rollup and, for a tenant member, the tenant's: in this transaction,
+    // so a repeat (whose insert did nothing above) adds to neither.
+    for (owner, groups) in rollup_targets(entry) {
+        for group in groups {
+            rollup.execute(params![
+                owner,
+                entry.day(),
+                group,
+                to_i64(t.requests),
+                to_i64(t.tokens),
+                t.cost_nanos,
+                to_i64(t.errors),
+                to_i64(t.cached),
+                to_i64(t.latency_us),
+                to_i64(t.unpriced)
+            ])?;
+        }
     }
     health.add(entry);
     if let Some(s) = settlement {

@@ -11,7 +11,9 @@
 //!
 //! Guarantees, as the [`BudgetStore`] contract states them:
 //! - exact limits: `spent + held <= limit` is checked and the reservation added in one
-//!   critical section, so concurrent reservations never pass the limit together;
+//!   critical section, so concurrent reservations never pass the limit together; a
+//!   joint reservation (a member and their tenant) checks and holds in every holder's
+//!   month in one critical section, so it is granted in all or none;
 //! - leases: a held reservation past its lease stops counting (and is released on the
 //!   next refusal or sweep), as in the durable backends;
 //! - idempotency: a reservation id seen before is granted again without counting twice
@@ -24,6 +26,7 @@
 //! releases whatever reservations an older version left in the database.
 
 use super::KnownMarks;
+use crate::identity::tenant_owner;
 use crate::money::NanoUsd;
 use crate::provider::Provider;
 use crate::store::{BudgetStore, Granularity, HealthCounters, StoreError, UsageStore};
@@ -66,24 +69,36 @@ impl Month {
     }
 
     fn reserve(&mut self, r: &Reservation, limit: Option<NanoUsd>, now: i64) -> bool {
-        if self.held.contains_key(&r.id) || self.markers.contains_key(&r.id) {
+        if self.knows(&r.id) {
             return true;
         }
-        let amount = r.amount.0;
-        if !self.fits(amount, limit)
-            && (self.release_expired(now) == 0 || !self.fits(amount, limit))
-        {
+        if !self.admits(r, limit, now) {
             return false;
         }
+        self.hold(r);
+        true
+    }
+
+    /// The id was reserved here before (held, or settled or released since).
+    fn knows(&self, id: &str) -> bool {
+        self.held.contains_key(id) || self.markers.contains_key(id)
+    }
+
+    /// Whether `r` fits, once lapsed leases are released if it does not at first.
+    fn admits(&mut self, r: &Reservation, limit: Option<NanoUsd>, now: i64) -> bool {
+        let amount = r.amount.0;
+        self.fits(amount, limit) || (self.release_expired(now) > 0 && self.fits(amount, limit))
+    }
+
+    fn hold(&mut self, r: &Reservation) {
         self.held.insert(
             r.id.clone(),
             Lease {
-                amount,
+                amount: r.amount.0,
                 expires: r.expires_unix,
             },
         );
-        self.reserved += amount;
-        true
+        self.reserved += r.amount.0;
     }
 
     fn lapsed(&self, now: i64) -> i64 {
@@ -195,16 +210,59 @@ impl OwnedBudgets {
         Ok(())
     }
 
-    /// After settlements were written durably.
+    /// After settlements were written durably: the user's month and, for a settlement
+    /// with a tenant, the tenant principal's.
     fn settled<'a>(&self, settled: impl Iterator<Item = (&'a str, &'a Settlement)>) {
         let now = chrono::Utc::now().timestamp();
         let mut months = self.months();
         for (user, s) in settled {
-            // A month not loaded has nothing held here: the durable store is the truth.
-            if let Some(m) = months.get_mut(user).and_then(|u| u.get_mut(&s.month)) {
-                m.settled(s, now);
+            let tenant = s.tenant.as_deref().map(tenant_owner);
+            for holder in std::iter::once(user).chain(tenant.as_deref()) {
+                // A month not loaded has nothing held here: the durable store is the truth.
+                if let Some(m) = months.get_mut(holder).and_then(|u| u.get_mut(&s.month)) {
+                    m.settled(s, now);
+                }
             }
         }
+    }
+
+    /// The joint reservation, in one critical section over months all loaded: the
+    /// holders that know the id already are skipped (granted before), the others are
+    /// held only if every one of them admits it. `Err(holder)`: that holder's month
+    /// must be loaded first.
+    fn reserve_joint_loaded(
+        &self,
+        holders: &[(&str, Option<NanoUsd>)],
+        r: &Reservation,
+        now: i64,
+    ) -> Result<bool, String> {
+        let mut months = self.months();
+        let mut pending = Vec::with_capacity(holders.len());
+        for (holder, limit) in holders {
+            let m = months
+                .get_mut(*holder)
+                .and_then(|u| u.get_mut(&r.month))
+                .filter(|m| !m.stale)
+                .ok_or_else(|| (*holder).to_owned())?;
+            if !m.knows(&r.id) {
+                pending.push((*holder, *limit));
+            }
+        }
+        for (holder, limit) in &pending {
+            let admitted = months
+                .get_mut(*holder)
+                .and_then(|u| u.get_mut(&r.month))
+                .is_some_and(|m| m.admits(r, *limit, now));
+            if !admitted {
+                return Ok(false);
+            }
+        }
+        for (holder, _) in &pending {
+            if let Some(m) = months.get_mut(*holder).and_then(|u| u.get_mut(&r.month)) {
+                m.hold(r);
+            }
+        }
+        Ok(true)
     }
 
     /// Releases every lapsed lease, forgets markers whose lease ended and months that
@@ -243,6 +301,20 @@ impl BudgetStore for OwnedBudgets {
                 return Ok(granted);
             }
             self.load(user_id, &r.month, now_unix).await?;
+        }
+    }
+
+    async fn reserve_joint(
+        &self,
+        holders: &[(&str, Option<NanoUsd>)],
+        r: &Reservation,
+        now_unix: i64,
+    ) -> Result<bool, StoreError> {
+        loop {
+            match self.reserve_joint_loaded(holders, r, now_unix) {
+                Ok(granted) => return Ok(granted),
+                Err(holder) => self.load(&holder, &r.month, now_unix).await?,
+            }
         }
     }
 
@@ -407,7 +479,8 @@ mod tests {
         let (_, w) = wrapped();
         conformance::usage_suite(w.as_ref(), w.as_ref()).await;
         conformance::health_suite(w.as_ref()).await;
-        conformance::budget_suite(w).await;
+        conformance::budget_suite(w.clone()).await;
+        conformance::tenant_suite(w.as_ref(), w.clone()).await;
     }
 
     #[tokio::test]

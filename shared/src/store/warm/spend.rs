@@ -12,6 +12,7 @@
 //! the limit, go straight to the store as one conditional write, never through a cache.
 
 use super::KnownMarks;
+use crate::identity::tenant_owner;
 use crate::money::NanoUsd;
 use crate::provider::Provider;
 use crate::store::{BudgetStore, Granularity, HealthCounters, StoreError, UsageStore};
@@ -54,11 +55,15 @@ impl SpendWindow {
         self.seen.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Adds what this process just wrote to the spend it last read.
+    /// Adds what this process just wrote to the spend it last read: the user's and, for
+    /// a settlement with a tenant, the tenant principal's.
     fn settled(&self, user: &str, s: &Settlement) {
+        let tenant = s.tenant.as_deref().map(tenant_owner);
         let mut seen = self.seen();
-        if let Some(m) = seen.get_mut(user).and_then(|u| u.get_mut(&s.month)) {
-            m.counters.spent = NanoUsd(m.counters.spent.0.saturating_add(s.actual.0));
+        for holder in std::iter::once(user).chain(tenant.as_deref()) {
+            if let Some(m) = seen.get_mut(holder).and_then(|u| u.get_mut(&s.month)) {
+                m.counters.spent = NanoUsd(m.counters.spent.0.saturating_add(s.actual.0));
+            }
         }
     }
 }
@@ -73,6 +78,16 @@ impl BudgetStore for SpendWindow {
         now_unix: i64,
     ) -> Result<bool, StoreError> {
         self.budgets.reserve(user_id, r, limit, now_unix).await
+    }
+
+    /// The store's own (atomic where it can be), never the sequential default.
+    async fn reserve_joint(
+        &self,
+        holders: &[(&str, Option<NanoUsd>)],
+        r: &Reservation,
+        now_unix: i64,
+    ) -> Result<bool, StoreError> {
+        self.budgets.reserve_joint(holders, r, now_unix).await
     }
 
     async fn settle(&self, user_id: &str, settlement: &Settlement) -> Result<(), StoreError> {
@@ -246,7 +261,12 @@ mod tests {
     async fn reservations_and_settlements_keep_the_contract() {
         let db = SqliteStore::open_in_memory().unwrap();
         // A zero window reads every time: the wrapper then is the store.
-        let w = SpendWindow::new(Arc::new(db.clone()), Arc::new(db), Duration::ZERO);
-        conformance::budget_suite(Arc::new(w)).await;
+        let w = Arc::new(SpendWindow::new(
+            Arc::new(db.clone()),
+            Arc::new(db),
+            Duration::ZERO,
+        ));
+        conformance::budget_suite(w.clone()).await;
+        conformance::tenant_suite(w.as_ref(), w.clone()).await;
     }
 }
