@@ -112,6 +112,8 @@ def tenant_journey(d, ev, j, stub, ops, b64url_json) -> str | None:
             and js.get("keyHints", {}).get("anthropic") == "\u2026T3n4" and tenant_key not in text, text[:300])
     j.expect("acme-member PUT tenant settings -> 403", "PUT", p, 403, token=member,
              body={"preferences": {"maxTokens": 5}})
+    j.expect("acme-member POST tenant /test -> 403 (the test calls a provider with the tenant's keys)", "POST",
+             f"{p}/test", 403, token=member, body={"provider": "anthropic"})
     j.expect("acme-member DELETE the tenant key -> 403", "DELETE", f"{p}/keys/anthropic", 403, token=member)
     j.expect("globex-admin GET acme's settings -> 403", "GET", p, 403, token=gadmin)
     j.expect("globex-admin PUT acme's settings -> 403", "PUT", p, 403, token=gadmin,
