@@ -195,8 +195,11 @@ def tenant_journey(d, ev, j, stub, ops, b64url_json) -> str | None:
     j.check("tenant daily: today's row has the member's request", row is not None and row.get("requests") == 1,
             text[:300])
     st, js, text = j.expect("acme-admin GET tenant last24h -> 200", "GET", f"{u}/last24h", 200, token=admin)
-    j.check(f"tenant last24h lists anthropic/{MODEL}", st == 200 and MODEL in text and "anthropic" in text,
-            text[:300])
+    models = (js or {}).get("models") if isinstance(js, dict) else None
+    row = next((m for m in (models if isinstance(models, list) else [])
+                if m.get("provider") == "anthropic" and m.get("model") == MODEL), None)
+    j.check(f"tenant last24h lists anthropic/{MODEL} with the member's request",
+            row is not None and row.get("requests") == 1 and row.get("success_rate") == 1, text[:300])
     j.expect("globex-admin GET acme's last24h -> 403", "GET", f"{u}/last24h", 403, token=gadmin)
 
     # The tenant admin deletes the key: the member has none (no registry entry names an
@@ -216,8 +219,8 @@ def tenant_journey(d, ev, j, stub, ops, b64url_json) -> str | None:
     before = len(stub.requests)
     st, js, text = j.expect("acme-member POST /api/llm-generate after the delete -> 400 (no key)", "POST", g, 400,
                             token=member, body=dict(req, prompt="Summarise today's failed logins by source IP."))
-    j.check("the 400 names the provider field, and no upstream call was made",
-            "provider" in (((js or {}).get("error") or {}).get("message", "") if isinstance(js, dict) else "")
+    j.check("the 400 says no API key is saved, and no upstream call was made",
+            "no API key" in (((js or {}).get("error") or {}).get("message", "") if isinstance(js, dict) else "")
             and len(stub.requests) == before, f"{len(stub.requests) - before} upstream requests: {text[:300]}")
     j.check("the tenant's key appears in no response body", all(tenant_key not in b for b in j.bodies),
             "a response contained the tenant's key")
