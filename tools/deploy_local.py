@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Create in ministack what infra/*.tf declares, then run the settings, generate and usage
-journeys through API Gateway with real Cognito tokens. Run through tools/deploy_local.sh, which starts and
+"""Create in ministack what infra/*.tf declares, then run the settings, generate, usage,
+admin (tools/admin_journey.py) and tenant (tools/tenant_journey.py) journeys through API
+Gateway with real Cognito tokens. Run through tools/deploy_local.sh, which starts and
 stops ministack.
 
 Everything deployed is read from the .tf files (tools/tfeval.py evaluates them); nothing
