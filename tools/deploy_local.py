@@ -753,7 +753,7 @@ def run_journey(d: Deployer, ev: tfeval.Evaluator, j: Journey, stub: ProviderStu
     catalog = Path(__file__).resolve().parent.parent / "shared" / "src" / "pricing" / "catalog.toml"
     d.catalog_models = sum(1 for line in catalog.read_text().splitlines() if line.strip() == "[[model]]")
     admin_journey(d, ev, j, alice, ops, sub, key, emulator_policy)
-    tenant_key = tenant_journey(d, ev, j, stub, ops, b64url_json)
+    tenant_key = tenant_journey(d, ev, j, stub, ops, b64url_json, emulator_policy)
     # Every saved key: alice's, and the tenant's when the tenant journey ran.
     hidden = [("the key", key)] + ([("the tenant's key", tenant_key)] if tenant_key else [])
 

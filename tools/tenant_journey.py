@@ -12,6 +12,7 @@ import json
 import time
 import uuid
 
+import boto3
 from botocore.exceptions import ClientError
 
 TENANT = "acme"
@@ -19,7 +20,7 @@ OTHER_TENANT = "globex"
 MODEL = "claude-3-5-sonnet-20241022"
 
 
-def tenant_journey(d, ev, j, stub, ops, b64url_json) -> str | None:
+def tenant_journey(d, ev, j, stub, ops, b64url_json, emulator_policy) -> str | None:
     """Runs the tenant checks; returns the tenant's key (for the caller's leak checks)."""
     if stub is None:
         print("# tenant journey skipped: it needs the loopback Anthropic stub (no --no-test-route)")
@@ -164,9 +165,46 @@ def tenant_journey(d, ev, j, stub, ops, b64url_json) -> str | None:
     st, js, text = j.expect("acme-member POST /api/llm-generate (no own key, the tenant's) -> 200", "POST", g, 200,
                             token=member, body=req)
     request_id = js.get("requestId") if isinstance(js, dict) else None
+    upstream = stub.requests[before:]
     j.check("the stub upstream got the tenant's key for the member's request",
-            any(tenant_key in json.dumps(r["headers"]) for r in stub.requests[before:]),
-            f"{len(stub.requests) - before} upstream requests")
+            any(tenant_key in json.dumps(r["headers"]) for r in upstream),
+            f"{len(upstream)} upstream requests")
+    # The member saved no preferences: the tenant's maxTokens (300) is theirs.
+    sent = [json.loads(r["body"] or "{}") for r in upstream if r["method"] == "POST"]
+    j.check("the member's request went upstream with the tenant's maxTokens (300)",
+            bool(sent) and all(b.get("max_tokens") == 300 for b in sent), str([b.get("max_tokens") for b in sent]))
+
+    # Who may touch the tenant's secret, with each role's own permission document (as a
+    # test-fixture IAM user: the roles trust Lambda only): generate reads, never writes;
+    # llm-usage does not read it.
+    policies = {fn: json.loads(ev.resources[("aws_iam_role_policy", "function")][fn]["policy"])
+                for fn in ("generate", "llm-usage")}
+    iam = d.c("iam")
+    probes = {}
+    for fn, policy in policies.items():
+        name = f"journey-{fn}-tenant-secret-probe"
+        iam.create_user(UserName=name)
+        iam.put_user_policy(UserName=name, PolicyName=f"{fn}-permissions", PolicyDocument=emulator_policy(policy))
+        ak = iam.create_access_key(UserName=name)["AccessKey"]
+        probes[fn] = boto3.client("secretsmanager", endpoint_url=d.endpoint, region_name=d.region,
+                                  aws_access_key_id=ak["AccessKeyId"], aws_secret_access_key=ak["SecretAccessKey"])
+
+    def denied(call):
+        try:
+            call()
+            return False, "allowed"
+        except ClientError as e:
+            code = e.response.get("Error", {}).get("Code", "")
+            return "AccessDenied" in code, code
+    try:
+        probes["generate"].get_secret_value(SecretId=secret_name)
+        j.check("with the generate permissions: GetSecretValue on the tenant's secret allowed", True)
+    except ClientError as e:
+        j.check("with the generate permissions: GetSecretValue on the tenant's secret allowed", False, str(e))
+    ok, why = denied(lambda: probes["generate"].put_secret_value(SecretId=secret_name, SecretString="x"))
+    j.check("with the generate permissions: PutSecretValue on the tenant's secret denied", ok, why)
+    ok, why = denied(lambda: probes["llm-usage"].get_secret_value(SecretId=secret_name))
+    j.check("with the llm-usage permissions: GetSecretValue on the tenant's secret denied", ok, why)
     st, js, text = j.expect("acme-member GET own usage -> 200", "GET", f"/api/llm-usage/{member_sub}", 200,
                             token=member)
     entry = next((e for e in ((js or {}).get("entries") or []) if e.get("request_id") == request_id), None) \
