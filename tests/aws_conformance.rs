@@ -1046,3 +1046,14 @@ async fn concurrent_rotation_on_dynamodb_and_secrets_manager() {
         }
     }
 }
+
+#[tokio::test]
+#[ignore = "needs the AWS emulator; run by `make test`"]
+async fn dynamodb_rate_limits_conformance() {
+    let client = aws_sdk_dynamodb::Client::new(&config().await);
+    let table = usage_table(&client).await;
+    conformance::rate_limits_suite(&shared::store::dynamodb::DynamoRateLimits::new(
+        client, table,
+    ))
+    .await;
+}

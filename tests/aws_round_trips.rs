@@ -254,6 +254,7 @@ async fn router(
         limits: app_state.limits.clone(),
         counters: admin.counters.clone(),
         operator_keys: app_state.operator_keys.clone(),
+        rate_limits: Arc::new(shared::store::warm::ratelimits::MemoryRateLimits::default()),
     };
     let api = GenerateApi {
         engine: state,

@@ -581,7 +581,364 @@ async fn a_tenant_budget_refuses_every_member_once_spent_and_only_that_tenant() 
         )
         .await;
     assert_eq!(s, 200);
-    let (s, v) = g.generate(&g.p.acme_member.clone(), "max", body).await;
+    let (s, v) = g
+        .generate(&g.p.acme_member.clone(), "max", body.clone())
+        .await;
     assert_eq!(s, 200, "{v}");
+
+    // The members' spend together stays under the tenant's budget. In nano-USD at gpt-4o's
+    // $2.50 / $10 per 1M: a request reserves its worst case, 6 prompt bytes and 100
+    // output tokens = 1,015,000, and settles at 10 in + 5 out = 75,000. Spent so far:
+    // 75,000. Under 1,200,000: 75,000 + 1,015,000 fits, so does 150,000 + 1,015,000; at
+    // 225,000 the next does not, whichever member sends it.
+    let (s, _) = g
+        .call(
+            &g.p.acme_admin.clone(),
+            Method::PUT,
+            "/api/tenants/acme/llm-settings",
+            Some(json!({"preferences": {"monthlyBudgetUsd": 0.0012}})),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let mut served = 0;
+    for (who, user) in [
+        (g.p.acme_member.clone(), "max"),
+        (g.p.acme_other.clone(), "mia"),
+        (g.p.acme_member.clone(), "max"),
+        (g.p.acme_other.clone(), "mia"),
+    ] {
+        let (s, _) = g.generate(&who, user, body.clone()).await;
+        served += u32::from(s == 200);
+        assert!(s == 200 || s == 402);
+    }
+    assert_eq!(served, 2);
+    let (_, summary) = g
+        .call(
+            &g.p.acme_admin.clone(),
+            Method::GET,
+            "/api/tenants/acme/llm-usage/summary",
+            None,
+        )
+        .await;
+    assert_eq!(summary["total_cost_usd"], json!(0.000225), "{summary}");
+    g.assert_no_key_leaked();
+}
+
+#[tokio::test]
+async fn tenant_analytics_count_every_members_requests_and_only_the_tenants() {
+    let (o, a) = (MockServer::start().await, MockServer::start().await);
+    // Acme's key reports its rate limits on every answer.
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .and(header(
+            "authorization",
+            format!("Bearer {TENANT_OPENAI_KEY}").as_str(),
+        ))
+        .respond_with(
+            openai_ok()
+                .insert_header("x-ratelimit-limit-requests", "60")
+                .insert_header("x-ratelimit-remaining-requests", "42")
+                .insert_header("x-ratelimit-reset-requests", "30s")
+                .insert_header("x-ratelimit-remaining-tokens", "149000")
+                .insert_header("x-ratelimit-reset-tokens", "6m0s"),
+        )
+        .mount(&o)
+        .await;
+    openai_for(&o, GLOBEX_OPENAI_KEY).await;
+    // Anthropic fails with a server error: an error class in last24h.
+    Mock::given(method("POST"))
+        .and(path("/v1/messages"))
+        .respond_with(ResponseTemplate::new(500).set_body_json(json!({
+            "type": "error", "error": {"type": "api_error", "message": "Internal server error"}})))
+        .mount(&a)
+        .await;
+    let mut g = gateway(&o, &a).await;
+    for (who, tenant, keys) in [
+        (
+            g.p.acme_admin.clone(),
+            "acme",
+            json!({"openai": TENANT_OPENAI_KEY, "anthropic": TENANT_ANTHROPIC_KEY}),
+        ),
+        (
+            g.p.globex_admin.clone(),
+            "globex",
+            json!({"openai": GLOBEX_OPENAI_KEY}),
+        ),
+    ] {
+        let (s, v) = g
+            .call(
+                &who,
+                Method::PUT,
+                &format!("/api/tenants/{tenant}/llm-settings"),
+                Some(json!({"preferences": {"autoFailover": false}, "apiKeys": keys})),
+            )
+            .await;
+        assert_eq!(s, 200, "{v}");
+    }
+    let ok = json!({"prompt": "hi", "provider": "openai", "model": "gpt-4o", "cache": false});
+    let failing = json!({"prompt": "hi", "provider": "anthropic", "cache": false});
+    let sent = [
+        (g.p.acme_member.clone(), "max", ok.clone(), 200),
+        (g.p.acme_member.clone(), "max", ok.clone(), 200),
+        (g.p.acme_other.clone(), "mia", ok.clone(), 200),
+        (g.p.acme_other.clone(), "mia", failing, 502),
+        (g.p.acme_admin.clone(), "ada", ok.clone(), 200),
+        (g.p.globex_admin.clone(), "gus", ok.clone(), 200),
+    ];
+    for (who, user, body, want) in &sent {
+        let (s, v) = g.generate(who, user, body.clone()).await;
+        assert_eq!(s, *want, "{v}");
+    }
+
+    // Every tenant usage route: acme's people and global admins read acme's; globex's
+    // admin and a tenantless user get 403.
+    let routes = ["summary", "daily?days=7", "last24h"];
+    for r in routes {
+        let p = format!("/api/tenants/acme/llm-usage/{r}");
+        for (who, want) in [
+            (g.p.acme_member.clone(), 200),
+            (g.p.acme_admin.clone(), 200),
+            (g.p.root.clone(), 200),
+            (g.p.globex_admin.clone(), 403),
+            (g.p.loner.clone(), 403),
+        ] {
+            let (s, v) = g.call(&who, Method::GET, &p, None).await;
+            assert_eq!(s, want, "{p}: {v}");
+        }
+    }
+
+    // The tenant's totals are the sum of its members' entries, read from each member.
+    let mut requests = 0;
+    let mut tokens = 0;
+    let mut cost = 0.0;
+    for (who, user) in [
+        (g.p.acme_member.clone(), "max"),
+        (g.p.acme_other.clone(), "mia"),
+        (g.p.acme_admin.clone(), "ada"),
+    ] {
+        let (_, v) = g
+            .call(&who, Method::GET, &format!("/api/llm-usage/{user}"), None)
+            .await;
+        for e in v["entries"].as_array().unwrap() {
+            assert_eq!(e["tenant_id"], "acme");
+            requests += 1;
+            tokens += e["total_tokens"].as_u64().unwrap();
+            cost += e["cost_usd"].as_f64().unwrap_or(0.0);
+        }
+    }
+    assert_eq!(requests, 5);
+    let (_, s) = g
+        .call(
+            &g.p.acme_member.clone(),
+            Method::GET,
+            "/api/tenants/acme/llm-usage/summary",
+            None,
+        )
+        .await;
+    assert_eq!(s["total_requests"], requests, "{s}");
+    assert_eq!(s["total_tokens"], tokens, "{s}");
+    assert!(
+        (s["total_cost_usd"].as_f64().unwrap() - cost).abs() < 1e-12,
+        "{s}"
+    );
+    assert_eq!(s["by_provider"]["openai"]["requests"], 4);
+    assert_eq!(s["by_provider"]["anthropic"]["requests"], 1);
+    let (_, d) = g
+        .call(
+            &g.p.acme_admin.clone(),
+            Method::GET,
+            "/api/tenants/acme/llm-usage/daily?days=7",
+            None,
+        )
+        .await;
+    let days = d["days"].as_array().unwrap();
+    assert_eq!(days.len(), 7);
+    let today = days.last().unwrap();
+    assert_eq!(
+        (today["requests"].clone(), today["errors"].clone()),
+        (json!(5), json!(1)),
+        "{d}"
+    );
+    let (_, l) = g
+        .call(
+            &g.p.acme_admin.clone(),
+            Method::GET,
+            "/api/tenants/acme/llm-usage/last24h",
+            None,
+        )
+        .await;
+    let models = l["models"].as_array().unwrap();
+    let gpt = models.iter().find(|m| m["model"] == "gpt-4o").unwrap();
+    assert_eq!(
+        (gpt["requests"].clone(), gpt["success_rate"].clone()),
+        (json!(4), json!(1.0)),
+        "{l}"
+    );
+    let claude = models
+        .iter()
+        .find(|m| m["provider"] == "anthropic")
+        .unwrap();
+    assert_eq!(claude["success_rate"], 0.0, "{l}");
+    assert_eq!(claude["errors"]["server_error"], 1, "{l}");
+    // The rate-limit state acme's key last reported; globex's key reported none.
+    let limits = l["rate_limits"].as_array().unwrap();
+    assert_eq!(limits.len(), 1, "{l}");
+    assert_eq!(limits[0]["provider"], "openai");
+    assert_eq!(limits[0]["requests_remaining"], 42);
+    assert_eq!(limits[0]["tokens_remaining"], 149000);
+    assert!(limits[0]["requests_reset"].is_string() && limits[0]["observed_at"].is_string());
+    // Globex sees only its one request.
+    let (_, s) = g
+        .call(
+            &g.p.globex_admin.clone(),
+            Method::GET,
+            "/api/tenants/globex/llm-usage/summary",
+            None,
+        )
+        .await;
+    assert_eq!(s["total_requests"], 1, "{s}");
+    let (_, l) = g
+        .call(
+            &g.p.globex_admin.clone(),
+            Method::GET,
+            "/api/tenants/globex/llm-usage/last24h",
+            None,
+        )
+        .await;
+    assert_eq!(l["rate_limits"], json!([]), "{l}");
+    g.assert_no_key_leaked();
+}
+
+#[tokio::test]
+async fn a_tenants_registry_entry_is_its_members_alone_and_wins_over_the_global_one() {
+    let (o, a) = (MockServer::start().await, MockServer::start().await);
+    openai_for(&o, TENANT_OPENAI_KEY).await;
+    openai_for(&o, GLOBEX_OPENAI_KEY).await;
+    let mut g = gateway(&o, &a).await;
+    for (who, tenant, key) in [
+        (g.p.acme_admin.clone(), "acme", TENANT_OPENAI_KEY),
+        (g.p.globex_admin.clone(), "globex", GLOBEX_OPENAI_KEY),
+    ] {
+        let (s, _) = g
+            .call(
+                &who,
+                Method::PUT,
+                &format!("/api/tenants/{tenant}/llm-settings"),
+                Some(json!({"apiKeys": {"openai": key}})),
+            )
+            .await;
+        assert_eq!(s, 200);
+    }
+    let (s, entry) = g
+        .call(
+            &g.p.root.clone(),
+            Method::POST,
+            "/api/admin/llms",
+            Some(
+                json!({"name": "Acme mini", "provider": "openai", "model_name": "gpt-4o-mini",
+                        "scope": "acme", "price_override": {"input": "1", "output": "2"}}),
+            ),
+        )
+        .await;
+    assert_eq!(s, 201, "{entry}");
+    let id = entry["id"].as_str().unwrap().to_owned();
+    let listed = |v: &Value| {
+        v["models"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["llm_id"] == json!(id))
+    };
+    let (_, v) = g
+        .call(
+            &g.p.acme_member.clone(),
+            Method::GET,
+            "/api/llm-models",
+            None,
+        )
+        .await;
+    assert!(listed(&v), "acme's members see their entry");
+    let (_, v) = g
+        .call(
+            &g.p.globex_admin.clone(),
+            Method::GET,
+            "/api/llm-models",
+            None,
+        )
+        .await;
+    assert!(!listed(&v), "other tenants never see it");
+
+    let body =
+        json!({"prompt": "hi", "provider": "openai", "model": "gpt-4o-mini", "cache": false});
+    let (s, v) = g
+        .generate(&g.p.acme_member.clone(), "max", body.clone())
+        .await;
+    assert_eq!(s, 200, "{v}");
+    // 10 in at $1 and 5 out at $2 per 1M: the tenant entry's price, so its entry served.
+    assert_eq!(v["usage"]["cost_usd"], 0.00002);
+    let e = g.last_entry(&g.p.acme_member.clone(), "max").await;
+    assert_eq!(e["price_version"], json!(format!("registry:{id}@1")));
+    let (s, v) = g.generate(&g.p.globex_admin.clone(), "gus", body).await;
+    assert_eq!(s, 200, "{v}");
+    let e = g.last_entry(&g.p.globex_admin.clone(), "gus").await;
+    assert_ne!(e["price_version"], json!(format!("registry:{id}@1")));
+    // Naming the entry itself is acme's alone.
+    let (s, _) = g
+        .generate(
+            &g.p.globex_admin.clone(),
+            "gus",
+            json!({"prompt": "hi", "llmId": id}),
+        )
+        .await;
+    assert_eq!(s, 400);
+}
+
+#[tokio::test]
+async fn a_tenant_key_one_member_exhausted_is_skipped_for_every_member() {
+    let (o, a) = (MockServer::start().await, MockServer::start().await);
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .and(header(
+            "authorization",
+            format!("Bearer {TENANT_OPENAI_KEY}").as_str(),
+        ))
+        .respond_with(
+            openai_ok()
+                .insert_header("x-ratelimit-remaining-requests", "0")
+                .insert_header("x-ratelimit-reset-requests", "30s"),
+        )
+        .expect(1)
+        .mount(&o)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v1/messages"))
+        .and(header("x-api-key", TENANT_ANTHROPIC_KEY))
+        .respond_with(anthropic_ok())
+        .expect(1)
+        .mount(&a)
+        .await;
+    let mut g = gateway(&o, &a).await;
+    let (s, v) = g
+        .call(
+            &g.p.acme_admin.clone(),
+            Method::PUT,
+            "/api/tenants/acme/llm-settings",
+            Some(json!({"preferences": {"defaultProvider": "openai", "models": {"conversation": "gpt-4o"},
+                                        "fallbackProviders": ["anthropic"], "autoFailover": true},
+                        "apiKeys": {"openai": TENANT_OPENAI_KEY, "anthropic": TENANT_ANTHROPIC_KEY}})),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let body = json!({"prompt": "hi", "cache": false});
+    let (s, v) = g
+        .generate(&g.p.acme_member.clone(), "max", body.clone())
+        .await;
+    assert_eq!((s, v["provider"].clone()), (200, json!("openai")), "{v}");
+    // The answer said no requests remain on the tenant's key: mia's request skips it.
+    let (s, v) = g.generate(&g.p.acme_other.clone(), "mia", body).await;
+    assert_eq!((s, v["provider"].clone()), (200, json!("anthropic")), "{v}");
+    assert_eq!(v["attempts"][0]["provider"], "openai");
+    assert_eq!(v["attempts"][0]["error"], "rate_limited");
+    assert_eq!(v["attempts"][0]["latency_ms"], 0.0);
     g.assert_no_key_leaked();
 }

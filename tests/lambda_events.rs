@@ -116,6 +116,7 @@ async fn usage_routes_take_the_caller_from_the_claims() {
         token_key: TokenKey::new(b"lambda-events"),
         limits: Arc::new(SqliteStore::open_in_memory().unwrap()),
         audit: Arc::new(SqliteStore::open_in_memory().unwrap()),
+        rate_limits: Arc::new(shared::store::warm::ratelimits::MemoryRateLimits::default()),
     }));
     // The settings fixtures, sent to a usage route instead.
     let to = |name: &str, path: &str| {

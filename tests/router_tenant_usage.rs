@@ -159,6 +159,7 @@ async fn fixture() -> Fixture {
         token_key: TokenKey::new(b"test-key"),
         limits: Arc::new(d.db.clone()),
         audit: Arc::new(d.db.clone()),
+        rate_limits: Arc::new(shared::store::warm::ratelimits::MemoryRateLimits::default()),
     };
     Fixture {
         router: app(usage_router(state)),

@@ -110,6 +110,7 @@ async fn fixture(seed: u64, n: usize) -> Fixture {
         token_key: TokenKey::new(b"test-key"),
         limits: Arc::new(d.db.clone()),
         audit: Arc::new(d.db.clone()),
+        rate_limits: Arc::new(shared::store::warm::ratelimits::MemoryRateLimits::default()),
     };
     Fixture {
         router: app(usage_router(state)),
@@ -468,6 +469,7 @@ async fn expired_entries_are_not_read_and_are_purged() {
         token_key: TokenKey::new(b"k"),
         limits: Arc::new(d.db.clone()),
         audit: Arc::new(d.db.clone()),
+        rate_limits: Arc::new(shared::store::warm::ratelimits::MemoryRateLimits::default()),
     };
     let router = app(usage_router(state));
     let r = send(
@@ -520,6 +522,7 @@ async fn admins_see_every_users_usage_through_the_provider_index() {
         token_key: TokenKey::new(b"k"),
         limits: Arc::new(d.db.clone()),
         audit: Arc::new(d.db.clone()),
+        rate_limits: Arc::new(shared::store::warm::ratelimits::MemoryRateLimits::default()),
     };
     let router = app(usage_router(state));
     let start = timestamp(now - Duration::days(41));
@@ -676,6 +679,7 @@ async fn provider_health_matches_a_recomputation_from_the_entries() {
         token_key: TokenKey::new(b"k"),
         limits: Arc::new(d.db.clone()),
         audit: Arc::new(d.db.clone()),
+        rate_limits: Arc::new(shared::store::warm::ratelimits::MemoryRateLimits::default()),
     };
     let router = app(usage_router(state));
     let path = "/api/admin/providers/health";

@@ -13,9 +13,11 @@ use crate::providers::Providers;
 use crate::registry::RegistryCache;
 use crate::store::DynamoUsageStore;
 use crate::store::dynamodb::{
-    DynamoLimitsStore, DynamoRateCounters, DynamoRegistryStore, DynamoSettingsStore,
+    DynamoLimitsStore, DynamoRateCounters, DynamoRateLimits, DynamoRegistryStore,
+    DynamoSettingsStore,
 };
 use crate::store::warm::limits::LimitsCache;
+use crate::store::warm::ratelimits::{self, RateLimitWindow};
 use crate::store::warm::settings::SettingsCache;
 use crate::store::warm::spend::SpendWindow;
 use crate::usage::token::TokenKey;
@@ -206,6 +208,14 @@ pub async fn generate_state_from_env() -> Result<GenerateApi, InitError> {
         clients.dynamodb.clone(),
         tables.usage.clone(),
     ));
+    // Shared by every instance, read at most once a second per key by each.
+    let rate_limits = Arc::new(RateLimitWindow::new(
+        Arc::new(DynamoRateLimits::new(
+            clients.dynamodb.clone(),
+            tables.usage.clone(),
+        )),
+        ratelimits::READ_WINDOW,
+    ));
     let store = tables.store(clients.dynamodb);
     let written = Arc::new(SpendWindow::new(store.clone(), store.clone(), window));
     let mut sinks: Vec<Arc<dyn AlertSink>> = Vec::new();
@@ -244,6 +254,7 @@ pub async fn generate_state_from_env() -> Result<GenerateApi, InitError> {
         limits: app.limits.clone(),
         counters,
         operator_keys: app.operator_keys.clone(),
+        rate_limits,
     };
     Ok(GenerateApi {
         engine,
@@ -296,6 +307,10 @@ pub async fn usage_state_from_env() -> Result<UsageState, InitError> {
     let Clients { config, dynamodb } = clients().await;
     let secrets = aws_sdk_secretsmanager::Client::new(&config);
     let token_key = token_key_from_secret(&secrets, &token_secret_arn).await?;
+    let rate_limits = Arc::new(DynamoRateLimits::new(
+        dynamodb.clone(),
+        tables.usage.clone(),
+    ));
     let store = tables.store(dynamodb.clone());
     let window = crate::store::warm::settings::window_from_env();
     let limits = Arc::new(LimitsCache::new(
@@ -319,6 +334,8 @@ pub async fn usage_state_from_env() -> Result<UsageState, InitError> {
         token_key,
         limits,
         audit: store,
+        // Read-only here (a tenant's last24h): generate writes what providers report.
+        rate_limits,
     })
 }
 

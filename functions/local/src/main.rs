@@ -23,6 +23,7 @@ use shared::store::sqlite::SqliteStore;
 use shared::store::warm::budget::OwnedBudgets;
 use shared::store::warm::counters::MemoryCounters;
 use shared::store::warm::limits::LimitsCache;
+use shared::store::warm::ratelimits::MemoryRateLimits;
 use shared::store::warm::settings::SettingsCache;
 use shared::usage::token::TokenKey;
 use shared::vault::local::{LocalVault, MASTER_KEY_ENV, load_master_key};
@@ -402,6 +403,8 @@ async fn serve(addr: SocketAddr, data_dir: &Path) -> Result<(), LocalError> {
         budgets,
         limits: state.limits.clone(),
         audit: db.clone(),
+        // The generate state's own book: one process, one memory of every answer.
+        rate_limits: generate_state.rate_limits.clone(),
         // Page tokens are signed with a key derived from the master key: stable across
         // restarts, different per installation.
         token_key: TokenKey::new(&Sha256::digest(
@@ -580,6 +583,8 @@ async fn generate_state(
         limits: app.limits.clone(),
         counters: Arc::new(MemoryCounters::default()),
         operator_keys: app.operator_keys.clone(),
+        // This process makes every call of its deployment: its memory knows every answer.
+        rate_limits: Arc::new(MemoryRateLimits::default()),
     };
     (state, handle)
 }

@@ -11,9 +11,11 @@ use super::request::{self, Generate};
 use super::response::{Answered, GenerateResponse, ms};
 use crate::money::NanoUsd;
 use crate::pricing::{ModelPrice, TokenCounts};
-use crate::providers::{ChatRequest, ErrorKind, ProviderError, Route, key_required};
+use crate::providers::{ChatRequest, ErrorKind, ProviderError, ReportsLimits, Route, key_required};
 use crate::registry::{RegistryView, Resolved};
 use crate::settings::{BudgetAction, Preferences, SettingsRecord};
+use crate::store::KeyRef;
+use crate::store::ratelimits::fingerprint;
 use crate::usage::{KeySource, Reservation, Settlement, UsageEntry, UsageStatus};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
@@ -37,6 +39,9 @@ pub struct Call<'a> {
     reservations: u32,
     /// The registry as it was when the request arrived: one request routes on one view.
     pub view: Arc<RegistryView>,
+    /// The earliest reset of the candidates skipped as rate limited: when every one was,
+    /// the client is told to come back then.
+    rate_limited_until: Option<chrono::DateTime<chrono::Utc>>,
     /// The caller's tenant, whose keys serve where the member has none.
     pub tenant: Option<Tenant>,
 }
@@ -56,6 +61,11 @@ pub struct Candidate {
     /// Whose key the call uses.
     pub key_source: KeySource,
     pub key: Option<crate::secret::ApiKey>,
+    /// Who owns that key, for its rate-limit state: the user id for the user's own key,
+    /// `operator` for the operator's, `tenant/<id>` for a tenant's.
+    pub key_owner: String,
+    /// [`crate::store::ratelimits::fingerprint`] of the key: never the key itself.
+    pub fingerprint: String,
     pub chat: ChatRequest,
     pub breaker: BreakerKey,
     pub reserved: NanoUsd,
@@ -68,6 +78,15 @@ pub struct Candidate {
 type AzureRouting = Option<(Option<String>, std::collections::BTreeMap<String, String>)>;
 
 impl Candidate {
+    /// The key's name in the rate-limit book.
+    pub fn key_ref(&self) -> KeyRef {
+        KeyRef {
+            owner: self.key_owner.clone(),
+            provider: self.model.provider,
+            fingerprint: self.fingerprint.clone(),
+        }
+    }
+
     /// Where this candidate's calls go, as whom.
     pub fn route(&self) -> Route<'_> {
         let mut route = Route::new(self.model.provider, self.key.as_ref());
@@ -131,6 +150,7 @@ impl<'a> Call<'a> {
             attempts: Vec::new(),
             reservations: 0,
             view,
+            rate_limited_until: None,
             tenant,
         })
     }
@@ -266,6 +286,27 @@ impl<'a> Call<'a> {
             return Ok(None);
         }
         let chat = self.req.chat_request(llm, self.prefs(), stream);
+        // Whose key it is names its rate-limit state: a tenant key's limits are the
+        // tenant's (`tenant/<tenantId>`), whichever member calls.
+        let key_owner = match (key_source, &self.tenant) {
+            (KeySource::Operator, _) => "operator".to_owned(),
+            (KeySource::Tenant, Some(t)) => t.owner.clone(),
+            (KeySource::User | KeySource::Tenant, _) => self.user_id.clone(),
+        };
+        let key_ref = KeyRef {
+            owner: key_owner,
+            provider,
+            fingerprint: fingerprint(key.as_ref()),
+        };
+        if let Some(reset) = self.rate_limited(&key_ref, &chat).await {
+            self.note(
+                model,
+                AttemptError::Provider(ErrorKind::RateLimited),
+                Duration::ZERO,
+            );
+            self.rate_limited_until = Some(self.rate_limited_until.map_or(reset, |t| t.min(reset)));
+            return Ok(None);
+        }
         // A reservation only matters where a limit can refuse the request; without one
         // the settlement alone (reserved 0, actual cost) keeps the month's spend, and the
         // hot path saves a write.
@@ -316,6 +357,8 @@ impl<'a> Call<'a> {
             model: model.clone(),
             key_source,
             key,
+            key_owner: key_ref.owner,
+            fingerprint: key_ref.fingerprint,
             chat,
             breaker,
             reserved,
@@ -328,6 +371,46 @@ impl<'a> Call<'a> {
                 )
             }),
         }))
+    }
+
+    /// Until when the provider said `key` cannot take `chat`, if it did. A book that
+    /// cannot be read blocks nothing: the provider itself will say no if it must.
+    async fn rate_limited(
+        &self,
+        key: &KeyRef,
+        chat: &ChatRequest,
+    ) -> Option<chrono::DateTime<chrono::Utc>> {
+        let needed = tokens_needed(chat);
+        match self
+            .st
+            .rate_limits
+            .blocked(key, needed, chrono::Utc::now())
+            .await
+        {
+            Ok(until) => until,
+            Err(e) => {
+                tracing::warn!(request_id = %self.request_id, provider = %key.provider, error = %e,
+                    "rate-limit state not read");
+                None
+            }
+        }
+    }
+
+    /// Records what an answer said about the candidate's key's limits. Best effort: a
+    /// state that cannot be written costs at most a call that a provider refuses.
+    async fn observe(&self, c: &Candidate, outcome: Option<&crate::providers::RateLimitState>) {
+        let Some(state) = outcome else {
+            return;
+        };
+        if let Err(e) = self
+            .st
+            .rate_limits
+            .observe(&c.key_ref(), state, chrono::Utc::now())
+            .await
+        {
+            tracing::warn!(request_id = %self.request_id, provider = %c.model.provider, error = %e,
+                "rate-limit state not recorded");
+        }
     }
 
     /// For `downgrade`: the cheapest enabled model the user can reach that fits the budget.
@@ -396,6 +479,7 @@ impl<'a> Call<'a> {
         mut op: F,
     ) -> Result<T, ProviderError>
     where
+        T: ReportsLimits,
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, ProviderError>>,
     {
@@ -423,6 +507,10 @@ impl<'a> Call<'a> {
                     Err(ProviderError::new(ErrorKind::Timeout, "the gateway is shutting down"))
                 }
             };
+            match &outcome {
+                Ok(v) => self.observe(c, v.rate_limit()).await,
+                Err(e) => self.observe(c, e.rate_limit()).await,
+            }
             match outcome {
                 Ok(v) => {
                     st.breakers.success(c.breaker);
@@ -444,7 +532,13 @@ impl<'a> Call<'a> {
                     let in_time = self
                         .attempt_budget()
                         .is_some_and(|left| left > wait + Duration::from_millis(100));
+                    // Told to stay away for longer than a retry would wait: fail over.
+                    let blocked = e.rate_limit.as_ref().is_some_and(|s| {
+                        s.blocked(tokens_needed(&c.chat), chrono::Utc::now())
+                            .is_some_and(|until| until > chrono::Utc::now() + st.config.backoff_cap)
+                    });
                     if !e.kind.retryable()
+                        || blocked
                         || e.kind == ErrorKind::Timeout
                         || retry >= st.config.max_retries
                         || !in_time
@@ -608,6 +702,11 @@ impl<'a> Call<'a> {
             None => (plan[0].clone(), None, None),
         };
         let model = &llm.model;
+        // Whole seconds until the first reset of a candidate skipped as rate limited.
+        let skipped_for = self.rate_limited_until.map(|t| {
+            let ms = (t - chrono::Utc::now()).num_milliseconds().max(0);
+            u64::try_from(ms).unwrap_or(0).div_ceil(1000).max(1)
+        });
         let budget_only = last.is_none()
             && self
                 .attempts
@@ -645,6 +744,13 @@ impl<'a> Call<'a> {
             {
                 GenerateError::NoKey(model.provider)
             }
+            // Skipped as rate limited (and the rest unusable): come back at the first reset.
+            None if skipped_for.is_some() => upstream(
+                UpstreamFailure::RateLimited {
+                    retry_after_secs: skipped_for.unwrap_or(1),
+                },
+                ErrorKind::RateLimited.user_message(),
+            ),
             None => upstream(
                 UpstreamFailure::Failed,
                 "no provider could take the request",
@@ -655,7 +761,12 @@ impl<'a> Call<'a> {
             Some(k @ ErrorKind::Timeout) => upstream(UpstreamFailure::Timeout, k.user_message()),
             Some(k @ ErrorKind::RateLimited) => upstream(
                 UpstreamFailure::RateLimited {
-                    retry_after_secs: retry_after.map_or(1, |d| d.as_secs().max(1)),
+                    retry_after_secs: retry_after
+                        .map(|d| d.as_secs().max(1))
+                        .into_iter()
+                        .chain(skipped_for)
+                        .min()
+                        .unwrap_or(1),
                 },
                 k.user_message(),
             ),
@@ -671,6 +782,18 @@ fn enforced(prefs: &Preferences) -> Option<NanoUsd> {
         (Some(limit), BudgetAction::Block | BudgetAction::Downgrade) => Some(limit),
         _ => None,
     }
+}
+
+/// The tokens a request may count against a provider's tokens-per-minute limit: the
+/// prompt at about four bytes a token (no tokenizer on the hot path; providers estimate
+/// the same way before counting) plus all of `max_tokens`, which OpenAI reserves up
+/// front. An over-estimate only means failing over a little early near the limit.
+pub(crate) fn tokens_needed(chat: &ChatRequest) -> u64 {
+    let bytes: usize = chat.system.as_ref().map_or(0, String::len)
+        + chat.messages.iter().map(|m| m.content.len()).sum::<usize>();
+    u64::try_from(bytes.div_ceil(4))
+        .unwrap_or(u64::MAX)
+        .saturating_add(u64::from(chat.max_tokens))
 }
 
 /// What a request that ran out of time (or was cut by shutdown) before an attempt could

@@ -30,7 +30,9 @@ use crate::pricing::Catalog;
 use crate::providers::ProviderApi;
 use crate::ratelimit::RateLimiter;
 use crate::registry::RegistryCache;
-use crate::store::{BudgetStore, LimitsStore, RateCounters, ResponseCache, SettingsStore};
+use crate::store::{
+    BudgetStore, LimitsStore, RateCounters, RateLimitBook, ResponseCache, SettingsStore,
+};
 use crate::vault::operator::OperatorKeys;
 use breaker::Breakers;
 use keys::KeyCache;
@@ -62,6 +64,9 @@ pub struct GenerateState {
     pub counters: Arc<dyn RateCounters>,
     /// Resolves registry entries' operator credentials.
     pub operator_keys: Arc<dyn OperatorKeys>,
+    /// What providers last said about each key's rate limits: an exhausted key is
+    /// skipped until its reset (per process locally, shared through DynamoDB on AWS).
+    pub rate_limits: Arc<dyn RateLimitBook>,
 }
 
 /// Generations run on tasks of their own, so that a client leaving changes nothing about

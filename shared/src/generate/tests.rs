@@ -32,6 +32,8 @@ enum Step {
     Hang,
     /// Streams these deltas, then breaks off (`true`) or ends with usage (`false`).
     Stream(Vec<&'static str>, bool),
+    /// Streams this text from a head saying no requests remain for this long.
+    StreamExhausted(&'static str, Duration),
 }
 
 #[derive(Default)]
@@ -70,12 +72,19 @@ const TOKENS: TokenCounts = TokenCounts {
     cache_write_tokens: 0,
 };
 
-struct Scripted(VecDeque<Result<Option<Vec<StreamEvent>>, ProviderError>>);
+struct Scripted(
+    VecDeque<Result<Option<Vec<StreamEvent>>, ProviderError>>,
+    Option<crate::store::RateLimitState>,
+);
 
 #[async_trait]
 impl EventStream for Scripted {
     async fn next_events(&mut self) -> Result<Option<Vec<StreamEvent>>, ProviderError> {
         self.0.pop_front().unwrap_or(Ok(None))
+    }
+
+    fn rate_limit(&self) -> Option<&crate::store::RateLimitState> {
+        self.1.as_ref()
     }
 }
 
@@ -92,10 +101,13 @@ impl ProviderApi for Script {
                 model: chat.model.clone(),
                 tokens: TOKENS,
                 finish_reason: Some("stop".into()),
+                rate_limit: None,
             }),
             Step::Fail(kind) => Err(ProviderError::new(kind, "scripted")),
             Step::Hang => std::future::pending().await,
-            Step::Stream(..) => Err(ProviderError::new(ErrorKind::ServerError, "a stream")),
+            Step::Stream(..) | Step::StreamExhausted(..) => {
+                Err(ProviderError::new(ErrorKind::ServerError, "a stream"))
+            }
         }
     }
 
@@ -120,7 +132,24 @@ impl ProviderApi for Script {
                         },
                     ])));
                 }
-                Ok(Box::new(Scripted(events)))
+                Ok(Box::new(Scripted(events, None)))
+            }
+            Step::StreamExhausted(text, reset) => {
+                let events = VecDeque::from([Ok(Some(vec![
+                    StreamEvent::Delta(text.into()),
+                    StreamEvent::Usage(TOKENS),
+                    StreamEvent::Done {
+                        finish_reason: None,
+                    },
+                ]))]);
+                let state = crate::store::RateLimitState {
+                    requests_remaining: Some(0),
+                    requests_reset: Some(
+                        chrono::Utc::now() + chrono::TimeDelta::from_std(reset).unwrap(),
+                    ),
+                    ..Default::default()
+                };
+                Ok(Box::new(Scripted(events, Some(state))))
             }
             Step::Fail(kind) => Err(ProviderError::new(kind, "scripted")),
             Step::Hang => std::future::pending().await,
@@ -256,6 +285,7 @@ async fn engine(providers: &[Provider], budget: Option<NanoUsd>) -> Engine {
         limits: db.clone(),
         counters: Arc::new(crate::store::warm::counters::MemoryCounters::default()),
         operator_keys: Arc::new(crate::vault::operator::EnvOperatorKeys),
+        rate_limits: Arc::new(crate::store::warm::ratelimits::MemoryRateLimits::default()),
     };
     Engine { st, script, db }
 }
@@ -413,6 +443,92 @@ async fn a_stream_fails_over_before_its_first_byte_and_settles_its_cost() {
     let entries = e.entries().await;
     assert_eq!(entries.len(), 1);
     assert_eq!(e.spent().await, done.usage.cost_usd.unwrap());
+}
+
+#[tokio::test]
+async fn a_stream_head_saying_no_requests_remain_skips_that_key_until_its_reset() {
+    let e = engine(&[Provider::OpenAi, Provider::Anthropic], None).await;
+    let reset = Duration::from_millis(300);
+    e.script
+        .then(Provider::OpenAi, Step::StreamExhausted("first", reset))
+        .then(Provider::Anthropic, Step::Stream(vec!["second"], false))
+        .then(Provider::OpenAi, Step::Stream(vec!["third"], false));
+    let told = std::time::Instant::now();
+    let mut done = Vec::new();
+    for i in 0..3 {
+        if i == 2 {
+            tokio::time::sleep((reset + Duration::from_millis(20)).saturating_sub(told.elapsed()))
+                .await;
+        }
+        let rx = stream::start(e.st.clone(), USER.into(), format!("req-{i}"), prompt(""));
+        let (text, last) = collect(rx).await;
+        let Some(Event::Done(d)) = last else {
+            panic!("expected the final event");
+        };
+        done.push((text, d.provider, d.attempts));
+    }
+    assert_eq!((done[0].0.as_str(), done[0].1), ("first", Provider::OpenAi));
+    assert_eq!(
+        (done[1].0.as_str(), done[1].1),
+        ("second", Provider::Anthropic)
+    );
+    let skipped = &done[1].2;
+    assert_eq!(skipped.len(), 1);
+    assert_eq!(skipped[0].provider, Provider::OpenAi);
+    assert_eq!(
+        skipped[0].error,
+        AttemptError::Provider(ErrorKind::RateLimited)
+    );
+    assert_eq!(skipped[0].latency_ms, 0.0);
+    assert_eq!((done[2].0.as_str(), done[2].1), ("third", Provider::OpenAi));
+    assert!(done[2].2.is_empty());
+    let calls: Vec<_> = e.script.calls().into_iter().map(|c| c.0).collect();
+    assert_eq!(
+        calls,
+        [Provider::OpenAi, Provider::Anthropic, Provider::OpenAi],
+        "openai was not called while exhausted"
+    );
+}
+
+#[tokio::test]
+async fn every_candidate_rate_limited_is_rate_limited_until_the_first_reset() {
+    let e = engine(&[Provider::OpenAi, Provider::Anthropic], None).await;
+    let now = chrono::Utc::now();
+    for (p, secs) in [(Provider::OpenAi, 30), (Provider::Anthropic, 9)] {
+        let key = ApiKey::new(format!("sk-test-key-for-{p}-0123456789abcdef"));
+        let key_ref = crate::store::KeyRef {
+            owner: USER.into(),
+            provider: p,
+            fingerprint: crate::store::ratelimits::fingerprint(Some(&key)),
+        };
+        let state = crate::store::RateLimitState {
+            blocked_until: Some(now + chrono::TimeDelta::seconds(secs)),
+            ..Default::default()
+        };
+        e.st.rate_limits
+            .observe(&key_ref, &state, now)
+            .await
+            .unwrap();
+    }
+    let err = generate(&e.st, USER, "req-1".into(), prompt(""))
+        .await
+        .unwrap_err();
+    let GenerateError::Upstream {
+        failure, attempts, ..
+    } = err
+    else {
+        panic!("expected an upstream failure, got {err:?}");
+    };
+    assert_eq!(
+        failure,
+        UpstreamFailure::RateLimited {
+            retry_after_secs: 9
+        }
+    );
+    assert_eq!(attempts.len(), 2);
+    assert!(e.script.calls().is_empty(), "nothing called");
+    let entries = e.entries().await;
+    assert_eq!(entries[0].error_type.as_deref(), Some("rate_limited"));
 }
 
 #[tokio::test]

@@ -69,7 +69,13 @@ async fn last24h(
 ) -> Result<Json<Value>, ApiError> {
     caller.authorize_tenant_read(&tenant_id)?;
     params.allow(&[])?;
-    let report = tenant::last24h(st.usage.as_ref(), &tenant_id, Utc::now()).await?;
+    let report = tenant::last24h(
+        st.usage.as_ref(),
+        st.rate_limits.as_ref(),
+        &tenant_id,
+        Utc::now(),
+    )
+    .await?;
     Ok(Json(
         serde_json::to_value(report).map_err(ApiError::internal)?,
     ))

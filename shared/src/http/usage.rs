@@ -39,6 +39,8 @@ pub struct UsageState {
     pub limits: Arc<dyn LimitsStore>,
     /// The audit log `GET /api/admin/audit` reads.
     pub audit: Arc<dyn AuditStore>,
+    /// What providers last said about keys' rate limits (a tenant's `last24h`).
+    pub rate_limits: Arc<dyn crate::store::ratelimits::RateLimitBook>,
 }
 
 impl FromRef<UsageState> for IdentityMode {

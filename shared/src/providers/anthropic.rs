@@ -4,6 +4,7 @@
 //! added back so [`TokenCounts::input_tokens`] is always the whole prompt.
 
 use super::error::{excerpt, kind_for_status, mentions_context_length, retry_after};
+use super::ratelimit::{RateLimitState, count, header};
 use super::sse::{SseDecoder, SseEvents};
 use super::{
     ChatRequest, ChatWire, Endpoint, ErrorKind, Generation, ProviderError, Role, StreamEvent,
@@ -12,6 +13,7 @@ use super::{
 use crate::pricing::TokenCounts;
 use crate::provider::Provider;
 use crate::secret::ApiKey;
+use chrono::{DateTime, Utc};
 use http::HeaderMap;
 use serde::Deserialize;
 use serde_json::json;
@@ -109,6 +111,34 @@ fn classify(status: u16, headers: &HeaderMap, body: &[u8]) -> ProviderError {
         .with_retry_after(retry_after(headers))
 }
 
+/// `anthropic-ratelimit-requests-remaining|reset` and the token limits' (`tokens`,
+/// `input-tokens`, `output-tokens`), resets as RFC 3339 times. The tokens that remain are
+/// the fewest of any token limit (with that limit's reset): a request needs room in
+/// each, and Anthropic's own `tokens-*` pair already names the most restrictive one.
+pub fn rate_limit_headers(headers: &HeaderMap) -> RateLimitState {
+    let time = |name: &str| {
+        header(headers, name)
+            .and_then(|v| DateTime::parse_from_rfc3339(v).ok())
+            .map(|t| t.with_timezone(&Utc))
+    };
+    let pair = |limit: &str| {
+        count(headers, &format!("anthropic-ratelimit-{limit}-remaining"))
+            .map(|n| (n, time(&format!("anthropic-ratelimit-{limit}-reset"))))
+    };
+    let tokens = ["tokens", "input-tokens", "output-tokens"]
+        .into_iter()
+        .filter_map(pair)
+        .min_by_key(|(n, _)| *n);
+    let requests = pair("requests");
+    RateLimitState {
+        requests_remaining: requests.map(|(n, _)| n),
+        requests_reset: requests.and_then(|(_, t)| t),
+        tokens_remaining: tokens.map(|(n, _)| n),
+        tokens_reset: tokens.and_then(|(_, t)| t),
+        blocked_until: None,
+    }
+}
+
 impl ChatWire for Anthropic {
     fn provider(&self) -> Provider {
         Provider::Anthropic
@@ -178,11 +208,16 @@ impl ChatWire for Anthropic {
             model: r.model,
             tokens: r.usage.counts(),
             finish_reason: r.stop_reason,
+            rate_limit: None,
         })
     }
 
     fn classify_error(&self, status: u16, headers: &HeaderMap, body: &[u8]) -> ProviderError {
         classify(status, headers, body)
+    }
+
+    fn rate_limit(&self, headers: &HeaderMap, _now: DateTime<Utc>) -> RateLimitState {
+        rate_limit_headers(headers)
     }
 
     fn stream_parser(&self) -> Box<dyn StreamParser> {
@@ -422,5 +457,58 @@ mod tests {
             .feed(b"event: error\ndata: {\"type\": \"error\", \"error\": {\"type\": \"overloaded_error\", \"message\": \"Overloaded\"}}\n\n")
             .unwrap_err();
         assert_eq!(e.kind, ErrorKind::ServerError);
+    }
+
+    #[test]
+    fn rate_limit_headers_as_documented() {
+        // https://docs.anthropic.com/en/api/rate-limits#response-headers
+        let mut h = HeaderMap::new();
+        for (k, v) in [
+            ("anthropic-ratelimit-requests-limit", "50"),
+            ("anthropic-ratelimit-requests-remaining", "0"),
+            ("anthropic-ratelimit-requests-reset", "2026-11-20T10:00:02Z"),
+            ("anthropic-ratelimit-tokens-limit", "80000"),
+            ("anthropic-ratelimit-tokens-remaining", "64000"),
+            ("anthropic-ratelimit-tokens-reset", "2026-11-20T10:00:30Z"),
+            ("anthropic-ratelimit-input-tokens-remaining", "40000"),
+            (
+                "anthropic-ratelimit-input-tokens-reset",
+                "2026-11-20T10:00:20.5Z",
+            ),
+            ("anthropic-ratelimit-output-tokens-remaining", "16000"),
+            (
+                "anthropic-ratelimit-output-tokens-reset",
+                "2026-11-20T10:00:10+00:00",
+            ),
+            ("retry-after", "2"),
+        ] {
+            h.insert(k, v.parse().unwrap());
+        }
+        let t = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+        let s = rate_limit_headers(&h);
+        assert_eq!(s.requests_remaining, Some(0));
+        assert_eq!(s.requests_reset, Some(t("2026-11-20T10:00:02Z")));
+        assert_eq!(
+            s.tokens_remaining,
+            Some(16_000),
+            "the fewest of the token limits"
+        );
+        assert_eq!(s.tokens_reset, Some(t("2026-11-20T10:00:10Z")));
+        h.remove("anthropic-ratelimit-output-tokens-remaining");
+        h.remove("anthropic-ratelimit-input-tokens-remaining");
+        assert_eq!(rate_limit_headers(&h).tokens_remaining, Some(64_000));
+        assert!(rate_limit_headers(&HeaderMap::new()).is_empty());
+        // A 429 that says how long: blocked until then.
+        let now = t("2026-11-20T10:00:00Z");
+        let e = classify(
+            429,
+            &h,
+            br#"{"type":"error","error":{"type":"rate_limit_error","message":"x"}}"#,
+        )
+        .reporting(Anthropic.rate_limit(&h, now), now);
+        assert_eq!(
+            e.rate_limit.unwrap().blocked_until,
+            Some(t("2026-11-20T10:00:02Z"))
+        );
     }
 }

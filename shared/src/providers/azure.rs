@@ -124,6 +124,14 @@ impl ChatWire for AzureOpenAi {
         classify(LABEL, status, headers, body)
     }
 
+    fn rate_limit(
+        &self,
+        headers: &HeaderMap,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> super::RateLimitState {
+        super::ratelimit::openai_headers(headers, now)
+    }
+
     fn stream_parser(&self) -> Box<dyn StreamParser> {
         Box::new(ChatStream::new(LABEL))
     }

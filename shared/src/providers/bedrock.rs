@@ -122,6 +122,7 @@ impl Bedrock {
             model: request.model.clone(),
             tokens,
             finish_reason: Some(out.stop_reason().as_str().to_owned()),
+            rate_limit: None,
         })
     }
 

@@ -90,6 +90,8 @@ pub struct ProviderError {
     pub retry_after: Option<Duration>,
     /// The provider's own message, for the log only.
     pub detail: String,
+    /// What the answer said about the key's rate limits (headers, a 429's wait).
+    pub rate_limit: Option<super::RateLimitState>,
 }
 
 impl ProviderError {
@@ -99,6 +101,7 @@ impl ProviderError {
             status: None,
             retry_after: None,
             detail: detail.into(),
+            rate_limit: None,
         }
     }
 
@@ -109,6 +112,18 @@ impl ProviderError {
 
     pub fn with_retry_after(mut self, after: Option<Duration>) -> Self {
         self.retry_after = after;
+        self
+    }
+
+    /// Attaches what the failed answer at `now` said about the key's limits: its
+    /// headers' `state`, with a 429's wait as a block.
+    pub fn reporting(
+        mut self,
+        state: super::RateLimitState,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Self {
+        let state = super::ratelimit::with_block(state, &self, now);
+        self.rate_limit = (!state.is_empty()).then_some(state);
         self
     }
 }

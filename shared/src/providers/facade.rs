@@ -8,7 +8,8 @@
 use super::registry::{Providers, wire};
 use super::transport::Transport;
 use super::{
-    ChatRequest, ChatWire, ErrorKind, Generation, ProviderError, StreamEvent, StreamParser,
+    ChatRequest, ChatWire, ErrorKind, Generation, ProviderError, RateLimitState, StreamEvent,
+    StreamParser,
 };
 use crate::provider::Provider;
 use crate::secret::ApiKey;
@@ -63,6 +64,50 @@ pub trait EventStream: Send {
     /// The events that arrived next (possibly none); `Ok(None)` once the stream ended
     /// with its terminal event. A cut stream is an error.
     async fn next_events(&mut self) -> Result<Option<Vec<StreamEvent>>, ProviderError>;
+
+    /// What the stream's opening answer said about the key's rate limits.
+    fn rate_limit(&self) -> Option<&RateLimitState> {
+        None
+    }
+}
+
+/// An outcome that may carry the key's rate-limit state: what the engine records after
+/// every answer, whole or streamed, success or failure.
+pub trait ReportsLimits {
+    fn rate_limit(&self) -> Option<&RateLimitState>;
+}
+
+impl ReportsLimits for Generation {
+    fn rate_limit(&self) -> Option<&RateLimitState> {
+        self.rate_limit.as_ref()
+    }
+}
+
+impl ReportsLimits for Box<dyn EventStream> {
+    fn rate_limit(&self) -> Option<&RateLimitState> {
+        self.as_ref().rate_limit()
+    }
+}
+
+impl ReportsLimits for ProviderError {
+    fn rate_limit(&self) -> Option<&RateLimitState> {
+        self.rate_limit.as_ref()
+    }
+}
+
+/// Attaches an answer's rate-limit state to its outcome.
+fn reporting(
+    outcome: Result<Generation, ProviderError>,
+    state: RateLimitState,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Generation, ProviderError> {
+    match outcome {
+        Ok(mut g) => {
+            g.rate_limit = (!state.is_empty()).then_some(state);
+            Ok(g)
+        }
+        Err(e) => Err(e.reporting(state, now)),
+    }
 }
 
 /// Calls to providers. Implemented by [`Providers`]; tests implement it with scripts.
@@ -127,12 +172,21 @@ impl ProviderApi for Providers {
     ) -> Result<Generation, ProviderError> {
         let chat = for_route(route, chat);
         if route.provider == Provider::Bedrock {
-            return self.bedrock.converse(route.key, &chat).await;
+            // No headers through the SDK, and its throttling names no wait (today):
+            // a wait it did name would still block the key.
+            let outcome = self.bedrock.converse(route.key, &chat).await;
+            return reporting(outcome, RateLimitState::default(), chrono::Utc::now());
         }
         let (wire, endpoint) = self.http_wire(route)?;
         let request = wire.chat_request(&endpoint, route.key, &chat)?;
         let raw = self.transport.send(request).await?;
-        wire.parse_chat(raw.status, &raw.headers, &raw.body)
+        let now = chrono::Utc::now();
+        let state = wire.rate_limit(&raw.headers, now);
+        reporting(
+            wire.parse_chat(raw.status, &raw.headers, &raw.body),
+            state,
+            now,
+        )
     }
 
     async fn open_stream(
@@ -143,19 +197,25 @@ impl ProviderApi for Providers {
         let chat = for_route(route, chat);
         if route.provider == Provider::Bedrock {
             // ConverseStream is not wired yet: the whole answer is one delta.
-            let whole = self.bedrock.converse(route.key, &chat).await?;
+            let outcome = self.bedrock.converse(route.key, &chat).await;
+            let whole = reporting(outcome, RateLimitState::default(), chrono::Utc::now())?;
             return Ok(Box::new(WholeAnswer(Some(whole))));
         }
         let (wire, endpoint) = self.http_wire(route)?;
         let request = wire.chat_request(&endpoint, route.key, &chat)?;
         let response = self.transport.open_stream(request).await?;
         let status = response.status().as_u16();
+        let now = chrono::Utc::now();
+        let state = wire.rate_limit(response.headers(), now);
         if !(200..300).contains(&status) {
             let headers = response.headers().clone();
             let body = response.bytes().await.unwrap_or_default();
-            return Err(wire.classify_error(status, &headers, &body));
+            return Err(wire
+                .classify_error(status, &headers, &body)
+                .reporting(state, now));
         }
         Ok(Box::new(HttpStream {
+            rate_limit: (!state.is_empty()).then_some(state),
             response,
             parser: wire.stream_parser(),
             transport: self.transport.clone(),
@@ -188,6 +248,7 @@ struct HttpStream {
     parser: Box<dyn StreamParser>,
     transport: Transport,
     ended: bool,
+    rate_limit: Option<RateLimitState>,
 }
 
 #[async_trait]
@@ -203,6 +264,10 @@ impl EventStream for HttpStream {
                 self.parser.finish().map(Some)
             }
         }
+    }
+
+    fn rate_limit(&self) -> Option<&RateLimitState> {
+        self.rate_limit.as_ref()
     }
 }
 
@@ -221,6 +286,10 @@ impl EventStream for WholeAnswer {
                 },
             ]
         }))
+    }
+
+    fn rate_limit(&self) -> Option<&RateLimitState> {
+        self.0.as_ref().and_then(|g| g.rate_limit.as_ref())
     }
 }
 
@@ -254,6 +323,7 @@ mod tests {
             model: "m".into(),
             tokens: Default::default(),
             finish_reason: Some("stop".into()),
+            rate_limit: None,
         }));
         let first = s.next_events().await.unwrap().unwrap();
         assert_eq!(first[0], StreamEvent::Delta("hi".into()));

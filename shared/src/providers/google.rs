@@ -371,6 +371,7 @@ impl ChatWire for Google {
             model: r.model_version.unwrap_or_default(),
             tokens: r.usage_metadata.unwrap_or_default().counts(),
             finish_reason,
+            rate_limit: None,
         })
     }
 

@@ -14,6 +14,7 @@ pub mod error;
 pub mod facade;
 pub mod google;
 pub mod openai;
+pub mod ratelimit;
 pub mod registry;
 pub mod sse;
 pub mod transport;
@@ -22,7 +23,8 @@ pub mod transport;
 pub mod behaviours;
 
 pub use error::{ErrorKind, ProviderError};
-pub use facade::{EventStream, ProviderApi, Route, key_required};
+pub use facade::{EventStream, ProviderApi, ReportsLimits, Route, key_required};
+pub use ratelimit::RateLimitState;
 pub use registry::{Providers, ProvidersInitError};
 
 use crate::pricing::TokenCounts;
@@ -122,6 +124,8 @@ pub struct Generation {
     pub model: String,
     pub tokens: TokenCounts,
     pub finish_reason: Option<String>,
+    /// What the answer said about the key's rate limits, when it said anything.
+    pub rate_limit: Option<RateLimitState>,
 }
 
 /// What a streamed body yields, in order: text deltas, then usage, then the end.
@@ -162,6 +166,16 @@ pub trait ChatWire: Send + Sync {
     /// Classifies a non-2xx response (used for streams, whose error arrives before any
     /// event).
     fn classify_error(&self, status: u16, headers: &HeaderMap, body: &[u8]) -> ProviderError;
+
+    /// What an answer's headers (received at `now`) say about the key's rate limits,
+    /// whatever its status. Nothing, for a wire format that sends none.
+    fn rate_limit(
+        &self,
+        _headers: &HeaderMap,
+        _now: chrono::DateTime<chrono::Utc>,
+    ) -> RateLimitState {
+        RateLimitState::default()
+    }
 
     fn stream_parser(&self) -> Box<dyn StreamParser>;
 

@@ -196,6 +196,7 @@ pub(crate) fn parse_completion(
         model: r.model,
         tokens: r.usage.unwrap_or_default().counts(),
         finish_reason: first.and_then(|c| c.finish_reason),
+        rate_limit: None,
     })
 }
 
@@ -316,6 +317,14 @@ impl ChatWire for OpenAiCompatible {
 
     fn classify_error(&self, status: u16, headers: &HeaderMap, body: &[u8]) -> ProviderError {
         classify(self.label(), status, headers, body)
+    }
+
+    fn rate_limit(
+        &self,
+        headers: &HeaderMap,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> super::RateLimitState {
+        super::ratelimit::openai_headers(headers, now)
     }
 
     fn stream_parser(&self) -> Box<dyn StreamParser> {

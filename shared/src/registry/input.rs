@@ -171,7 +171,7 @@ pub fn check_entry(
             format!("must be between 0 and {MAX_PRIORITY}"),
         ));
     }
-    if e.scope != GLOBAL_SCOPE && !crate::identity::valid_user_id(&e.scope) {
+    if e.scope != GLOBAL_SCOPE && !crate::identity::valid_tenant_id(&e.scope) {
         return Err(RegistryError::invalid(
             "scope",
             "must be \"global\" or a tenant id",

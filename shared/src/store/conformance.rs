@@ -1143,3 +1143,106 @@ pub async fn counters_suite(counters: Arc<dyn super::RateCounters>) {
             .unwrap()
     );
 }
+
+/// The rate-limit book: states replace each other per key, block until their reset,
+/// stay apart per owner, provider and key, and are reported per provider without the
+/// key's fingerprint.
+pub async fn rate_limits_suite(book: &dyn super::RateLimitBook) {
+    use super::{KeyRef, RateLimitState};
+    use chrono::{DurationRound, TimeDelta};
+    let owner = fresh_user("rl");
+    // Whole milliseconds: what every backend keeps.
+    let now = chrono::Utc::now()
+        .duration_trunc(TimeDelta::milliseconds(1))
+        .unwrap();
+    let secs = |s: i64| now + TimeDelta::seconds(s);
+    let key = |provider, fp: &str| KeyRef {
+        owner: owner.clone(),
+        provider,
+        fingerprint: fp.to_owned(),
+    };
+    let openai = key(Provider::OpenAi, "f-one");
+    assert_eq!(book.last(&openai, now).await.unwrap(), None);
+    assert_eq!(book.blocked(&openai, 1, now).await.unwrap(), None);
+    assert!(book.reported(&owner, now).await.unwrap().is_empty());
+
+    let exhausted = RateLimitState {
+        requests_remaining: Some(0),
+        requests_reset: Some(secs(2)),
+        tokens_remaining: Some(40_000),
+        tokens_reset: Some(secs(6)),
+        blocked_until: None,
+    };
+    book.observe(&openai, &exhausted, now).await.unwrap();
+    assert_eq!(
+        book.last(&openai, now).await.unwrap(),
+        Some(exhausted.clone())
+    );
+    assert_eq!(book.blocked(&openai, 10, now).await.unwrap(), Some(secs(2)));
+    assert_eq!(
+        book.blocked(&openai, 50_000, now).await.unwrap(),
+        Some(secs(6)),
+        "too few tokens for this request: until the tokens reset"
+    );
+    assert_eq!(book.blocked(&openai, 10, secs(2)).await.unwrap(), None);
+    // Apart per key, provider and owner.
+    let rotated = key(Provider::OpenAi, "f-two");
+    assert_eq!(book.blocked(&rotated, 10, now).await.unwrap(), None);
+    assert_eq!(
+        book.blocked(&key(Provider::Groq, "f-one"), 10, now)
+            .await
+            .unwrap(),
+        None
+    );
+    let stranger = KeyRef {
+        owner: fresh_user("rl-other"),
+        ..openai.clone()
+    };
+    assert_eq!(book.blocked(&stranger, 10, now).await.unwrap(), None);
+
+    // A 429's block; then a newer answer replaces it, an older one does not.
+    let anthropic = key(Provider::Anthropic, "f-three");
+    let told = RateLimitState {
+        blocked_until: Some(secs(30)),
+        ..Default::default()
+    };
+    book.observe(&anthropic, &told, now).await.unwrap();
+    assert_eq!(
+        book.blocked(&anthropic, 0, secs(1)).await.unwrap(),
+        Some(secs(30))
+    );
+    let recovered = RateLimitState {
+        requests_remaining: Some(49),
+        requests_reset: Some(secs(40)),
+        ..Default::default()
+    };
+    book.observe(&anthropic, &recovered, secs(3)).await.unwrap();
+    book.observe(&anthropic, &told, secs(2)).await.unwrap();
+    assert_eq!(book.blocked(&anthropic, 0, secs(3)).await.unwrap(), None);
+    assert_eq!(
+        book.last(&anthropic, secs(3)).await.unwrap(),
+        Some(recovered.clone())
+    );
+
+    // Reported: the newest per provider, sorted, without fingerprints.
+    book.observe(&rotated, &recovered, secs(4)).await.unwrap();
+    let reports = book.reported(&owner, secs(4)).await.unwrap();
+    let seen: Vec<_> = reports
+        .iter()
+        .map(|r| (r.provider, r.observed_at, r.state.clone()))
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            (Provider::Anthropic, secs(3), recovered.clone()),
+            (Provider::OpenAi, secs(4), recovered.clone()),
+        ]
+    );
+    let json = serde_json::to_string(&reports).unwrap();
+    assert!(!json.contains("f-"), "no fingerprint in a report: {json}");
+    assert!(json.contains("\"requests_remaining\":49"), "{json}");
+    // Forgotten a while past the latest reset.
+    let later = secs(40) + super::ratelimits::KEEP_PAST_RESET + TimeDelta::seconds(1);
+    assert_eq!(book.last(&anthropic, later).await.unwrap(), None);
+    assert!(book.reported(&owner, later).await.unwrap().is_empty());
+}

@@ -22,6 +22,7 @@ mod budget;
 mod cache;
 pub mod health;
 mod limits;
+pub mod ratelimits;
 mod registry;
 mod settings;
 pub mod tenant_rollup;
@@ -33,6 +34,7 @@ pub use budget::{BudgetStore, MonthCounters, Reservation, Settlement};
 pub use cache::ResponseCache;
 pub use health::{Granularity, HealthCounters};
 pub use limits::{LimitsStore, RateCounters, UserLimits, capped};
+pub use ratelimits::{KeyRef, RateLimitBook, RateLimitReport, RateLimitState};
 pub use registry::{
     ANY_OPERATION, AuthMeta, EntryConfig, GLOBAL_SCOPE, LlmEntry, PriceOverride, RegistryStore,
     RegistryWrite,

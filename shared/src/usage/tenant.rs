@@ -13,6 +13,7 @@ use super::{Totals, UsageError, dashboard, timestamp};
 use crate::identity::tenant_owner;
 use crate::money::NanoUsd;
 use crate::store::UsageStore;
+use crate::store::ratelimits::{RateLimitBook, RateLimitReport};
 use crate::store::tenant_rollup::parse_hour_group;
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 use serde::Serialize;
@@ -95,6 +96,10 @@ pub struct ModelWindow {
 pub struct Last24h {
     pub window: Window,
     pub models: Vec<ModelWindow>,
+    /// What the tenant's keys last reported about their provider's rate limits (newest
+    /// per provider, unexpired): remaining requests and tokens, their resets, and a
+    /// 429's block.
+    pub rate_limits: Vec<RateLimitReport>,
 }
 
 #[derive(Default)]
@@ -107,6 +112,7 @@ struct ModelTotals {
 /// today's tenant rollups that fall in that window, summed per provider and model.
 pub async fn last24h(
     usage: &dyn UsageStore,
+    book: &dyn RateLimitBook,
     tenant_id: &str,
     now: DateTime<Utc>,
 ) -> Result<Last24h, UsageError> {
@@ -153,6 +159,7 @@ pub async fn last24h(
             end: timestamp(now),
         },
         models,
+        rate_limits: book.reported(&tenant_owner(tenant_id), now).await?,
     })
 }
 
@@ -188,6 +195,7 @@ mod tests {
     use crate::provider::Provider;
     use crate::store::conformance::usage_entry;
     use crate::store::sqlite::SqliteStore;
+    use crate::store::warm::ratelimits::MemoryRateLimits;
     use crate::usage::UsageStatus;
 
     fn at(s: &str) -> DateTime<Utc> {
@@ -216,7 +224,9 @@ mod tests {
         )
         .await;
         record(&db, "2026-11-21T08:10:00.000Z", UsageStatus::Error, None).await;
-        let r = last24h(&db, "acme", now).await.unwrap();
+        let r = last24h(&db, &MemoryRateLimits::default(), "acme", now)
+            .await
+            .unwrap();
         assert_eq!(r.window.start, "2026-11-20T10:00:00.000Z");
         assert_eq!(r.window.end, "2026-11-21T09:30:00.000Z");
         assert_eq!(r.models.len(), 1);
@@ -230,7 +240,13 @@ mod tests {
         assert_eq!(m.avg_latency_ms, 12.5);
         let classes: Vec<(&str, u64)> = m.errors.iter().map(|(k, v)| (k.as_str(), *v)).collect();
         assert_eq!(classes, [("timeout", 1), ("unknown", 1)]);
-        assert!(last24h(&db, "other", now).await.unwrap().models.is_empty());
+        assert!(
+            last24h(&db, &MemoryRateLimits::default(), "other", now)
+                .await
+                .unwrap()
+                .models
+                .is_empty()
+        );
     }
 
     #[tokio::test]

@@ -21,7 +21,8 @@
 //! Entry sort keys start with a digit and every other kind with a letter, so a range
 //! query on timestamps never returns anything but entries. Only entries carry the GSI
 //! key attributes, so the indexes stay sparse. Beside the users' partitions, the rate
-//! counters of [`counters`] live in partitions `/rate/<key>`, which no user id can name.
+//! counters of [`counters`] live in partitions `/rate/<key>`, and the providers' rate-limit
+//! states of [`ratelimits`] in `ratelimit/<owner>`, which no user id can name.
 //!
 //! An entry, its rollup and its settlement are written in one `TransactWriteItems`
 //! whose Put is conditional on the entry not existing: recording twice changes nothing.
@@ -44,6 +45,7 @@ mod cache;
 mod counters;
 mod health;
 mod limits;
+mod ratelimits;
 mod registry;
 mod registry_seed;
 mod reservations;
@@ -56,6 +58,7 @@ pub use audit::DynamoAuditStore;
 pub use cache::DynamoCacheStore;
 pub use counters::{DynamoRateCounters, RATE_PARTITION_PREFIX};
 pub use limits::{DynamoLimitsStore, LIMITS_TYPE};
+pub use ratelimits::{DynamoRateLimits, RATE_LIMIT_PARTITION_PREFIX};
 pub use registry::DynamoRegistryStore;
 pub use settings::{DynamoSettingsStore, SETTING_TYPE};
 

@@ -9,11 +9,14 @@
 //!   against, read at most once per window; reservations stay one conditional write.
 //! - [`counters::MemoryCounters`]: per-user request rates, for the store's owner.
 //! - [`limits::LimitsCache`]: per-user admin limits, within a window.
+//! - [`ratelimits::MemoryRateLimits`]: providers' rate-limit states, per process; and
+//!   [`ratelimits::RateLimitWindow`], the same in front of the shared book on AWS.
 
 pub mod adopt;
 pub mod budget;
 pub mod counters;
 pub mod limits;
+pub mod ratelimits;
 pub mod settings;
 pub mod spend;
 
