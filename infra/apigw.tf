@@ -36,6 +36,15 @@ locals {
     "PUT /api/admin/users/{userId}/limits"  = "llm-settings"
     "GET /api/admin/audit"                  = "llm-usage"
     "GET /api/admin/providers/health"       = "llm-usage"
+    # Tenants (the handlers authorize from the caller's tenant claim and group): tenant
+    # settings and keys are written by llm-settings, the tenant's usage read by llm-usage.
+    "GET /api/tenants/{tenantId}/llm-settings"                    = "llm-settings"
+    "PUT /api/tenants/{tenantId}/llm-settings"                    = "llm-settings"
+    "POST /api/tenants/{tenantId}/llm-settings/test"              = "llm-settings"
+    "DELETE /api/tenants/{tenantId}/llm-settings/keys/{provider}" = "llm-settings"
+    "GET /api/tenants/{tenantId}/llm-usage/summary"               = "llm-usage"
+    "GET /api/tenants/{tenantId}/llm-usage/daily"                 = "llm-usage"
+    "GET /api/tenants/{tenantId}/llm-usage/last24h"               = "llm-usage"
   }
 
   # Public: no authorizer. Only the liveness probe.

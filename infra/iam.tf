@@ -53,11 +53,11 @@ resource "aws_iam_role_policy" "lambda_base" {
 
 # llm-settings: read and write settings items (users' preferences, and the admin_limits
 # items admins set: the only role that may write either); the model registry, the only
-# role that may write it; append the audit events of its changes; manage the users' key
-# secrets; use the CMK only through Secrets Manager and DynamoDB. Every audited change
-# (settings, keys, registry, limits) is one TransactWriteItems, authorized per item:
-# PutItem on the settings or registry item and on each audit event, DeleteItem on
-# removed registry entries and name locks, UpdateItem on the registry's seed marker.
+# role that may write it; append the audit events of its changes; manage the users' and
+# tenants' key secrets; use the CMK only through Secrets Manager and DynamoDB. Every
+# audited change (settings, keys, registry, limits) is one TransactWriteItems, authorized
+# per item: PutItem on the settings or registry item and on each audit event, DeleteItem
+# on removed registry entries and name locks, UpdateItem on the registry's seed marker.
 # No ConditionCheckItem: no transaction holds a bare condition check.
 data "aws_iam_policy_document" "llm_settings" {
   statement {
@@ -86,9 +86,11 @@ data "aws_iam_policy_document" "llm_settings" {
 
   # Key rotation writes each key as a new secret version with a label of its own, reads
   # the labels (DescribeSecret) and moves them (UpdateSecretVersionStage) once the
-  # settings record has committed to a version.
+  # settings record has committed to a version. Tenants' keys
+  # (<secret_prefix>tenants/<tenantId>/llm/<provider>) are saved, rotated and deleted the
+  # same way as users'.
   statement {
-    sid = "UserApiKeySecrets"
+    sid = "UserAndTenantApiKeySecrets"
     actions = [
       "secretsmanager:CreateSecret",
       "secretsmanager:PutSecretValue",
@@ -99,7 +101,10 @@ data "aws_iam_policy_document" "llm_settings" {
       "secretsmanager:RestoreSecret",
       "secretsmanager:TagResource",
     ]
-    resources = ["arn:${local.partition}:secretsmanager:${var.aws_region}:${local.account_id}:secret:${var.secret_prefix}users/*"]
+    resources = [
+      "arn:${local.partition}:secretsmanager:${var.aws_region}:${local.account_id}:secret:${var.secret_prefix}users/*",
+      "arn:${local.partition}:secretsmanager:${var.aws_region}:${local.account_id}:secret:${var.secret_prefix}tenants/*",
+    ]
   }
 
   # The connection test of Bedrock without a saved key pair runs as this role: a
@@ -136,7 +141,8 @@ data "aws_iam_policy_document" "llm_settings" {
 # are conditional PutItems; counters, reservation states and entry existence GetItems;
 # the user's expired reservations one Query on their own partition); the response cache;
 # append to the audit log; read (never write) the users' key secrets; publish budget
-# alerts; call Bedrock with the function's own role when a user has no saved key pair.
+# alerts; call Bedrock with the function's own role when a user has no saved key pair;
+# read (never write) the tenants' key secrets its members inherit.
 # It reads the model registry (never writes it, nor the users' admin_limits items: both
 # are llm-settings' alone) and the operator credentials registry entries name, and
 # counts requests per minute in the usage table's /rate/<key> partitions (UpdateItem).
@@ -175,10 +181,14 @@ data "aws_iam_policy_document" "generate" {
     resources = [aws_dynamodb_table.audit.arn]
   }
 
+  # A member without a key of their own for a provider is served with their tenant's.
   statement {
-    sid       = "UserApiKeySecretsRead"
-    actions   = ["secretsmanager:GetSecretValue"]
-    resources = ["arn:${local.partition}:secretsmanager:${var.aws_region}:${local.account_id}:secret:${var.secret_prefix}users/*"]
+    sid     = "UserAndTenantApiKeySecretsRead"
+    actions = ["secretsmanager:GetSecretValue"]
+    resources = [
+      "arn:${local.partition}:secretsmanager:${var.aws_region}:${local.account_id}:secret:${var.secret_prefix}users/*",
+      "arn:${local.partition}:secretsmanager:${var.aws_region}:${local.account_id}:secret:${var.secret_prefix}tenants/*",
+    ]
   }
 
   # Operator credentials of registry entries (auth_meta.api_key_secret), under their own
@@ -296,15 +306,15 @@ resource "aws_iam_role_policy" "function" {
   policy = each.value
 
   lifecycle {
-    # generate may read every secret under operator_secret_prefix: were the users' keys
-    # or the page-token key under it, an admin could name a user's key as an entry's
-    # operator credential, and serve every user with it.
+    # generate may read every secret under operator_secret_prefix: were the users' or
+    # tenants' keys or the page-token key under it, an admin could name a user's or a
+    # tenant's key as an entry's operator credential, and serve every user with it.
     precondition {
       condition = alltrue([
-        for own in ["${var.secret_prefix}users/", "${var.secret_prefix}service/"] :
+        for own in ["${var.secret_prefix}users/", "${var.secret_prefix}tenants/", "${var.secret_prefix}service/"] :
         !startswith(own, var.operator_secret_prefix) && !startswith(var.operator_secret_prefix, own)
       ])
-      error_message = "operator_secret_prefix must not overlap the secret_prefix names of users' keys (<secret_prefix>users/) or of the gateway's own secrets (<secret_prefix>service/)."
+      error_message = "operator_secret_prefix must not overlap the secret_prefix names of users' keys (<secret_prefix>users/), tenants' keys (<secret_prefix>tenants/) or the gateway's own secrets (<secret_prefix>service/)."
     }
   }
 }

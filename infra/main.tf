@@ -25,6 +25,17 @@ locals {
   # RUST_LOG only when the operator asks for per-target directives: when set it, not
   # the function's application log level, is what the functions filter with.
   log_filter_env = var.log_filter == "" ? {} : { RUST_LOG = var.log_filter }
+
+  # The pool's custom attribute behind the tenant claim: Cognito puts a custom attribute
+  # <name> into ID tokens as the claim custom:<name>.
+  tenant_attribute = trimprefix(var.tenant_claim, "custom:")
+
+  # What the app client may write of a user's own attributes (UpdateUserAttributes with
+  # the user's access token): profile attributes, never the tenant, so that only
+  # operators (AdminUpdateUserAttributes, IAM) place a user in a tenant. Named, not
+  # empty: the provider does not send an empty list, and a client without
+  # WriteAttributes may write every mutable attribute, the custom ones included.
+  client_write_attributes = ["family_name", "given_name", "locale", "name", "zoneinfo"]
 }
 
 # ---------------------------------------------------------------------------------------
@@ -61,6 +72,31 @@ resource "aws_cognito_user_pool" "this" {
       priority = 1
     }
   }
+
+  # The tenant a user belongs to (ID tokens: custom:tenant). Mutable, so an operator can
+  # move a user; writable by admins only (client_write_attributes leaves it out). The
+  # length bounds are the gateway's for a tenant id (a longer value would give the
+  # caller no tenant). Cognito adds a custom attribute to an existing pool in place but
+  # can never change or remove one.
+  schema {
+    name                     = local.tenant_attribute
+    attribute_data_type      = "String"
+    mutable                  = true
+    required                 = false
+    developer_only_attribute = false
+
+    string_attribute_constraints {
+      min_length = 1
+      max_length = 128
+    }
+  }
+
+  lifecycle {
+    precondition {
+      condition     = startswith(var.tenant_claim, "custom:") && length(local.tenant_attribute) > 0
+      error_message = "With the module's Cognito pool, tenant_claim must be custom:<attribute> (the pool's custom attribute of that name is created)."
+    }
+  }
 }
 
 resource "aws_cognito_user_pool_client" "this" {
@@ -78,6 +114,11 @@ resource "aws_cognito_user_pool_client" "this" {
     "ALLOW_REFRESH_TOKEN_AUTH",
   ]
 
+  # Users may change their profile attributes but never their tenant; tokens of this
+  # client carry the tenant (read_attributes) for the gateway to read.
+  write_attributes = local.client_write_attributes
+  read_attributes  = concat(local.client_write_attributes, ["custom:${local.tenant_attribute}"])
+
   id_token_validity      = 60
   access_token_validity  = 60
   refresh_token_validity = 30
@@ -94,4 +135,15 @@ resource "aws_cognito_user_group" "admin" {
   name         = var.admin_group
   user_pool_id = aws_cognito_user_pool.this[0].id
   description  = "Administrators of the LLM gateway (model registry, budgets, audit, other users' settings)."
+}
+
+# Members of this group who have a tenant (custom:tenant) administer that tenant: its
+# keys, preferences and budget, and its usage reports. Members without a tenant get
+# nothing from it.
+resource "aws_cognito_user_group" "tenant_admin" {
+  count = local.create_cognito ? 1 : 0
+
+  name         = var.tenant_admin_group
+  user_pool_id = aws_cognito_user_pool.this[0].id
+  description  = "Tenant administrators of the LLM gateway: read and write their own tenant's LLM settings and read its usage (the tenant is the user's custom:tenant attribute)."
 }

@@ -23,6 +23,11 @@ output "cognito_client_id" {
   value       = local.create_cognito ? aws_cognito_user_pool_client.this[0].id : null
 }
 
+output "cognito_tenant_admin_group" {
+  description = "Cognito group of tenant admins created by this module (null with an external identity provider); a user's tenant is the custom:tenant attribute (infra/README.md)."
+  value       = local.create_cognito ? aws_cognito_user_group.tenant_admin[0].name : null
+}
+
 output "settings_table_name" {
   description = "Name of the settings DynamoDB table."
   value       = aws_dynamodb_table.settings.name

@@ -202,7 +202,7 @@ variable "tenant_admin_group" {
 # ---------------------------------------------------------------------------------------
 
 variable "secret_prefix" {
-  description = "Prefix of the Secrets Manager names holding users' API keys: <prefix>users/<userId>/llm/<provider>. Empty, or ending in '/'."
+  description = "Prefix of the Secrets Manager names holding users' and tenants' API keys: <prefix>users/<userId>/llm/<provider> and <prefix>tenants/<tenantId>/llm/<provider>. Empty, or ending in '/'."
   type        = string
   default     = "llm-gateway/"
 
@@ -213,7 +213,7 @@ variable "secret_prefix" {
 }
 
 variable "operator_secret_prefix" {
-  description = "Prefix every Secrets Manager name of an operator credential must start with: a registry entry's auth_meta.api_key_secret names one (e.g. operator/llm/openai), and generate may read only names under this prefix. Non-empty, ending in '/', and apart from secret_prefix's users/ and service/ names (checked in iam.tf)."
+  description = "Prefix every Secrets Manager name of an operator credential must start with: a registry entry's auth_meta.api_key_secret names one (e.g. operator/llm/openai), and generate may read only names under this prefix. Non-empty, ending in '/', and apart from secret_prefix's users/, tenants/ and service/ names (checked in iam.tf)."
   type        = string
   default     = "operator/llm/"
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Create in ministack what infra/*.tf declares, then run the settings, generate and usage
-journeys through API Gateway with real Cognito tokens. Run through tools/deploy_local.sh, which starts and
+"""Create in ministack what infra/*.tf declares, then run the settings, generate, usage,
+admin (tools/admin_journey.py) and tenant (tools/tenant_journey.py) journeys through API
+Gateway with real Cognito tokens. Run through tools/deploy_local.sh, which starts and
 stops ministack.
 
 Everything deployed is read from the .tf files (tools/tfeval.py evaluates them); nothing
@@ -32,6 +33,7 @@ from botocore.exceptions import ClientError  # noqa: E402
 
 import tfeval  # noqa: E402
 from admin_journey import admin_journey  # noqa: E402
+from tenant_journey import tenant_journey  # noqa: E402
 from tfeval import EvalError, NotCreated, Unsupported, body_items  # noqa: E402
 
 # Arguments that do not change what ministack runs; named per resource type so that any
@@ -221,9 +223,30 @@ class Deployer:
     def h_aws_cognito_user_pool(self, b, s):
         self.check_args("aws_cognito_user_pool", b, {
             "name", "deletion_protection", "mfa_configuration", "software_token_mfa_configuration",
-            "admin_create_user_config", "password_policy", "account_recovery_setting"})
+            "admin_create_user_config", "password_policy", "account_recovery_setting", "schema"})
         idp = self.c("cognito-idp")
         args = {"PoolName": self.v(b, "name", s)}
+        schema = []
+        for a in self.blocks(b, "schema"):
+            self.check_args("schema", a, {"name", "attribute_data_type", "mutable", "required",
+                                          "developer_only_attribute", "string_attribute_constraints",
+                                          "number_attribute_constraints"})
+            attr = {"Name": self.v(a, "name", s), "AttributeDataType": self.v(a, "attribute_data_type", s)}
+            for tf, api in (("mutable", "Mutable"), ("required", "Required"),
+                            ("developer_only_attribute", "DeveloperOnlyAttribute")):
+                if tf in a:
+                    attr[api] = bool(self.v(a, tf, s))
+            # The API takes the bounds as strings, as the provider sends them.
+            for blk, api, names in (("string_attribute_constraints", "StringAttributeConstraints",
+                                     {"min_length": "MinLength", "max_length": "MaxLength"}),
+                                    ("number_attribute_constraints", "NumberAttributeConstraints",
+                                     {"min_value": "MinValue", "max_value": "MaxValue"})):
+                for c in self.blocks(a, blk):
+                    self.check_args(blk, c, set(names))
+                    attr[api] = {names[k]: tfeval._tf_string(self.ev.value(v, s)) for k, v in body_items(c)}
+            schema.append(attr)
+        if schema:
+            args["Schema"] = schema
         if "deletion_protection" in b:
             args["DeletionProtection"] = self.v(b, "deletion_protection", s)
         for a in self.blocks(b, "admin_create_user_config"):
@@ -252,7 +275,8 @@ class Deployer:
         self.check_args("aws_cognito_user_pool_client", b, {
             "name", "user_pool_id", "generate_secret", "prevent_user_existence_errors",
             "enable_token_revocation", "explicit_auth_flows", "id_token_validity",
-            "access_token_validity", "refresh_token_validity", "token_validity_units"})
+            "access_token_validity", "refresh_token_validity", "token_validity_units",
+            "read_attributes", "write_attributes"})
         args = {"UserPoolId": self.v(b, "user_pool_id", s), "ClientName": self.v(b, "name", s),
                 "GenerateSecret": bool(self.v(b, "generate_secret", s, False)),
                 "ExplicitAuthFlows": self.v(b, "explicit_auth_flows", s, [])}
@@ -262,6 +286,11 @@ class Deployer:
                         ("access_token_validity", "AccessTokenValidity"),
                         ("refresh_token_validity", "RefreshTokenValidity")):
             if tf in b:
+                args[api] = self.v(b, tf, s)
+        # As the provider does: an empty list is not sent (Cognito then allows every
+        # attribute), so the .tf must name the attributes.
+        for tf, api in (("read_attributes", "ReadAttributes"), ("write_attributes", "WriteAttributes")):
+            if self.v(b, tf, s):
                 args[api] = self.v(b, tf, s)
         for u in self.blocks(b, "token_validity_units"):
             args["TokenValidityUnits"] = {
@@ -724,6 +753,9 @@ def run_journey(d: Deployer, ev: tfeval.Evaluator, j: Journey, stub: ProviderStu
     catalog = Path(__file__).resolve().parent.parent / "shared" / "src" / "pricing" / "catalog.toml"
     d.catalog_models = sum(1 for line in catalog.read_text().splitlines() if line.strip() == "[[model]]")
     admin_journey(d, ev, j, alice, ops, sub, key, emulator_policy)
+    tenant_key = tenant_journey(d, ev, j, stub, ops, b64url_json, emulator_policy)
+    # Every saved key: alice's, and the tenant's when the tenant journey ran.
+    hidden = [("the key", key)] + ([("the tenant's key", tenant_key)] if tenant_key else [])
 
     j.check("the key appears in no response body", all(key not in b for b in j.bodies),
             "a response contained the key")
@@ -742,13 +774,15 @@ def run_journey(d: Deployer, ev: tfeval.Evaluator, j: Journey, stub: ProviderStu
         app_lines = [ln for ln in lines if ln.lstrip().startswith("{")]
         print(f"# {group}: {len(lines)} lines, {len(app_lines)} JSON; last: {(app_lines or [''])[-1][:300]}")
         j.check(f"the function logged JSON lines to {group}", bool(app_lines), f"{len(lines)} lines, none JSON")
-        j.check(f"the key appears in no {fn} log line", all(key not in ln for ln in lines),
-                next((ln[:200] for ln in lines if key in ln), ""))
+        for what, k in hidden:
+            j.check(f"{what} appears in no {fn} log line", all(k not in ln for ln in lines),
+                    next((ln[:200] for ln in lines if k in ln), ""))
         j.check(f"the page-token key appears in no {fn} log line",
                 all(t not in ln for t in token_keys for ln in lines))
     if j.log_path:
         text = Path(j.log_path).read_text(errors="replace")
-        j.check("the key appears in no ministack log line", key not in text)
+        for what, k in hidden:
+            j.check(f"{what} appears in no ministack log line", k not in text)
         j.check("the page-token key appears in no ministack log line", all(t not in text for t in token_keys))
 
 

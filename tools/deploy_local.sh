@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Deploy what infra/*.tf declares into a throwaway ministack (local AWS emulator) and run
-# the settings, generate and usage journeys against it through API Gateway with real Cognito tokens.
+# the settings, generate, usage, admin and tenant journeys against it through API Gateway
+# with real Cognito tokens.
 #
 #   tools/deploy_local.sh [deploy_local.py options, e.g. --var lambda_architecture=x86_64]
 #

@@ -739,6 +739,7 @@ class Evaluator:
             "concat": lambda *ls: [x for l in ls for x in l],
             "contains": lambda l, v: v in l,
             "startswith": lambda s, p: s.startswith(p),
+            "trimprefix": lambda s, p: s[len(p):] if p and s.startswith(p) else s,
             "alltrue": lambda l: all(x is True for x in l),
             "anytrue": lambda l: any(x is True for x in l),
             "keys": lambda m: sorted(m),
