@@ -57,6 +57,7 @@ mod tests {
             max_tokens: 100,
             temperature: None,
             stream: false,
+            ..ChatRequest::default()
         };
         // 100 bytes of prompt at $3/M + 100 output tokens at $15/M.
         assert_eq!(

@@ -11,6 +11,8 @@ use super::request::{self, Generate};
 use super::response::{Answered, GenerateResponse, ms};
 use crate::money::NanoUsd;
 use crate::pricing::{ModelPrice, TokenCounts};
+use crate::provider::Provider;
+use crate::providers::params;
 use crate::providers::{ChatRequest, ErrorKind, ProviderError, ReportsLimits, Route, key_required};
 use crate::registry::{RegistryView, Resolved};
 use crate::settings::{BudgetAction, Preferences, SettingsRecord};
@@ -67,6 +69,8 @@ pub struct Candidate {
     /// [`crate::store::ratelimits::fingerprint`] of the key: never the key itself.
     pub fingerprint: String,
     pub chat: ChatRequest,
+    /// Parameters left out of `chat` because its provider cannot honour them.
+    pub dropped: Vec<&'static str>,
     pub breaker: BreakerKey,
     pub reserved: NanoUsd,
     /// The id its settlement carries (also when nothing was reserved).
@@ -225,6 +229,32 @@ impl<'a> Call<'a> {
         Ok(plan)
     }
 
+    /// Whether a parameter the provider cannot honour may be dropped: the caller's
+    /// `x-gateway-drop-params: true`, or the operator's `LLM_UNSUPPORTED_PARAMS=drop`.
+    fn drops_params(&self) -> bool {
+        self.req.drop_params || self.st.config.drop_unsupported_params
+    }
+
+    /// Fits `chat` to `provider`: drops what it cannot honour when dropping is allowed
+    /// (returning the names dropped), else refuses naming the first such parameter.
+    pub fn params_for(
+        &self,
+        provider: Provider,
+        chat: &mut ChatRequest,
+    ) -> Result<Vec<&'static str>, GenerateError> {
+        if self.drops_params() {
+            let dropped = params::drop_unhonoured(provider, chat);
+            return Ok(dropped.into_iter().map(params::Param::name).collect());
+        }
+        match params::unhonoured(provider, chat).first() {
+            None => Ok(Vec::new()),
+            Some(p) => Err(GenerateError::UnsupportedParameter {
+                param: p.name(),
+                provider,
+            }),
+        }
+    }
+
     pub fn cache_key(&self, llm: &Resolved, chat: &ChatRequest) -> Option<String> {
         let prefs = self.prefs();
         let model = &llm.model;
@@ -239,6 +269,9 @@ impl<'a> Call<'a> {
             "user": self.user_id, "provider": model.provider, "model": model.id,
             "system": chat.system, "messages": chat.messages,
             "max_tokens": chat.max_tokens, "temperature": chat.temperature,
+            "top_p": chat.top_p, "stop": chat.stop, "seed": chat.seed,
+            "presence_penalty": chat.presence_penalty,
+            "frequency_penalty": chat.frequency_penalty,
         });
         Some(hex::encode(Sha256::digest(
             canonical.to_string().as_bytes(),
@@ -287,7 +320,13 @@ impl<'a> Call<'a> {
             self.note(model, AttemptError::CircuitOpen, Duration::ZERO);
             return Ok(None);
         }
-        let chat = self.req.chat_request(llm, self.prefs(), stream);
+        let mut chat = self.req.chat_request(llm, self.prefs(), stream);
+        // The primary was checked up front (`check_params`); a fallback that cannot
+        // honour a parameter is skipped unless dropping is allowed.
+        let Ok(dropped) = self.params_for(provider, &mut chat) else {
+            self.note(model, AttemptError::UnsupportedParameter, Duration::ZERO);
+            return Ok(None);
+        };
         // Whose key it is names its rate-limit state: a tenant key's limits are the
         // tenant's (`tenant/<tenantId>`), whichever member calls.
         let key_owner = match (key_source, &self.tenant) {
@@ -363,6 +402,7 @@ impl<'a> Call<'a> {
             key_owner: key_ref.owner,
             fingerprint: key_ref.fingerprint,
             chat,
+            dropped,
             breaker,
             reserved,
             reservation_id,
@@ -677,12 +717,14 @@ impl<'a> Call<'a> {
             cost,
             cached: false,
         };
-        GenerateResponse::new(
+        let mut r = GenerateResponse::new(
             a,
             &self.request_id,
             self.started.elapsed(),
             self.attempts.clone(),
-        )
+        );
+        r.dropped_params = c.dropped.clone();
+        r
     }
 
     pub fn settlement(&self, c: &Candidate, actual: NanoUsd) -> Settlement {

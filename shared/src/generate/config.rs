@@ -24,6 +24,9 @@ pub struct GenerateConfig {
     pub lease: Duration,
     pub cache_ttl: Duration,
     pub retention_days: i64,
+    /// `LLM_UNSUPPORTED_PARAMS=drop`: a parameter the chosen provider cannot honour is
+    /// dropped (and named in `x-gateway-dropped-params`) instead of refused.
+    pub drop_unsupported_params: bool,
 }
 
 impl Default for GenerateConfig {
@@ -36,6 +39,7 @@ impl Default for GenerateConfig {
             lease: Duration::from_secs(28 + 60),
             cache_ttl: Duration::from_secs(3600),
             retention_days: 90,
+            drop_unsupported_params: false,
         }
     }
 }
@@ -71,6 +75,8 @@ impl GenerateConfig {
         if let Some(v) = num("LLM_CACHE_TTL_SECS") {
             c.cache_ttl = Duration::from_secs(v);
         }
+        c.drop_unsupported_params = std::env::var("LLM_UNSUPPORTED_PARAMS")
+            .is_ok_and(|v| v.trim().eq_ignore_ascii_case("drop"));
         if let Some(v) = num("USAGE_RETENTION_DAYS") {
             c.retention_days = i64::try_from(v.clamp(1, 3650)).unwrap_or(90);
         }

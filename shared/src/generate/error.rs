@@ -17,6 +17,9 @@ pub enum AttemptError {
     CircuitOpen,
     /// The worst-case cost would pass the monthly budget.
     BudgetExceeded,
+    /// A fallback whose provider cannot honour a parameter the request sets, while
+    /// dropping is not allowed.
+    UnsupportedParameter,
     /// The provider (or the way to it) failed.
     Provider(ErrorKind),
 }
@@ -27,6 +30,7 @@ impl AttemptError {
             AttemptError::NoApiKey => "no_api_key",
             AttemptError::CircuitOpen => "circuit_open",
             AttemptError::BudgetExceeded => "budget_exceeded",
+            AttemptError::UnsupportedParameter => "unsupported_parameter",
             AttemptError::Provider(kind) => kind.as_str(),
         }
     }
@@ -69,6 +73,12 @@ pub enum GenerateError {
     BudgetExceeded,
     #[error("no API key is saved for {0}; save one with PUT /api/llm-settings/{{userId}}")]
     NoKey(Provider),
+    /// The chosen provider has no such parameter, and dropping it was not allowed.
+    #[error("{param} is not supported by {provider}; send x-gateway-drop-params: true to drop it")]
+    UnsupportedParameter {
+        param: &'static str,
+        provider: Provider,
+    },
     /// A field of the request is wrong (`field` is its JSON name).
     #[error("{field}: {message}")]
     Invalid { field: String, message: String },

@@ -4,6 +4,7 @@
 
 use super::error::GenerateError;
 use crate::provider::Provider;
+use crate::providers::params::{Sampling, Stop};
 use crate::providers::{ChatRequest, Message, Role};
 use crate::registry::{RegistryView, Resolved};
 use crate::settings::{OPERATION_TYPES, Preferences};
@@ -28,6 +29,11 @@ pub struct GenerateBody {
     pub llm_id: Option<String>,
     pub max_tokens: Option<u32>,
     pub temperature: Option<f64>,
+    pub top_p: Option<f64>,
+    pub stop: Option<Stop>,
+    pub seed: Option<i64>,
+    pub presence_penalty: Option<f64>,
+    pub frequency_penalty: Option<f64>,
     pub stream: Option<bool>,
     pub cache: Option<bool>,
     pub metadata: Option<BTreeMap<String, serde_json::Value>>,
@@ -44,6 +50,10 @@ pub struct Generate {
     pub llm_id: Option<String>,
     pub max_tokens: Option<u32>,
     pub temperature: Option<f64>,
+    pub sampling: Sampling,
+    /// The caller's `x-gateway-drop-params: true` (a header, so never from the body):
+    /// parameters the chosen provider cannot honour are dropped instead of refused.
+    pub drop_params: bool,
     pub stream: bool,
     pub cache: Option<bool>,
     pub metadata: BTreeMap<String, serde_json::Value>,
@@ -134,6 +144,16 @@ impl GenerateBody {
                 ));
             }
         }
+        let sampling = Sampling {
+            top_p: self.top_p,
+            stop: self.stop.map(Stop::into_vec).unwrap_or_default(),
+            seed: self.seed,
+            presence_penalty: self.presence_penalty,
+            frequency_penalty: self.frequency_penalty,
+        };
+        sampling
+            .validate()
+            .map_err(|(param, message)| GenerateError::invalid(param.camel(), message))?;
         let metadata = self.metadata.unwrap_or_default();
         let size = serde_json::to_vec(&metadata)
             .map(|v| v.len())
@@ -153,6 +173,8 @@ impl GenerateBody {
             llm_id: self.llm_id,
             max_tokens: self.max_tokens,
             temperature: self.temperature,
+            sampling,
+            drop_params: false,
             stream: self.stream.unwrap_or(false),
             cache: self.cache,
             metadata,
@@ -259,6 +281,11 @@ impl Generate {
             messages: self.messages.clone(),
             max_tokens,
             temperature: Some(self.temperature(llm, prefs)),
+            top_p: self.sampling.top_p,
+            stop: self.sampling.stop.clone(),
+            seed: self.sampling.seed,
+            presence_penalty: self.sampling.presence_penalty,
+            frequency_penalty: self.sampling.frequency_penalty,
             stream,
         }
     }

@@ -31,6 +31,10 @@ pub struct GenerateResponse {
     pub cached: bool,
     /// The candidates that failed before the one that answered.
     pub attempts: Vec<Attempt>,
+    /// Parameters left out because the answering provider cannot honour them (sent as
+    /// the `x-gateway-dropped-params` header, not in the body).
+    #[serde(skip)]
+    pub dropped_params: Vec<&'static str>,
 }
 
 /// What a finished generation is made of.
@@ -68,6 +72,7 @@ impl GenerateResponse {
             request_id: request_id.to_owned(),
             cached: a.cached,
             attempts,
+            dropped_params: Vec::new(),
         }
     }
 }

@@ -37,15 +37,19 @@ pub async fn run(
 ) -> Result<GenerateResponse, GenerateError> {
     let streaming = matches!(delivery, Delivery::Stream(_));
     let plan = call.plan()?;
+    // A parameter the primary cannot honour is refused before anything is spent (the
+    // fallbacks are checked as they come, in `prepare`).
+    let mut primary_chat = call.req.chat_request(&plan[0], call.prefs(), false);
+    let dropped = call.params_for(plan[0].model.provider, &mut primary_chat)?;
     // The cache answers for the primary choice only, and only whole answers.
     let cache_key = if streaming {
         None
     } else {
-        let primary_chat = call.req.chat_request(&plan[0], call.prefs(), false);
         call.cache_key(&plan[0], &primary_chat)
     };
     if let Some(key) = &cache_key {
-        if let Some(hit) = cached(call, &plan[0], key).await? {
+        if let Some(mut hit) = cached(call, &plan[0], key).await? {
+            hit.dropped_params = dropped;
             return Ok(hit);
         }
     }

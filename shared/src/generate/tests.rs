@@ -220,6 +220,11 @@ const USER: &str = "u1";
 /// An engine whose user has keys for `providers` (the first is the default), failover
 /// to the others, and `budget` as a blocking monthly limit.
 async fn engine(providers: &[Provider], budget: Option<NanoUsd>) -> Engine {
+    engine_with(providers, budget, false).await
+}
+
+/// [`engine`], with the response cache on or off.
+async fn engine_with(providers: &[Provider], budget: Option<NanoUsd>, caching: bool) -> Engine {
     let db = Arc::new(SqliteStore::open_in_memory().unwrap());
     let vault = Arc::new(MapVault::default());
     let mut record = SettingsRecord::default();
@@ -240,7 +245,7 @@ async fn engine(providers: &[Provider], budget: Option<NanoUsd>) -> Engine {
     prefs.default_provider = providers[0];
     prefs.fallback_providers = providers[1..].to_vec();
     prefs.auto_failover = true;
-    prefs.enable_caching = false;
+    prefs.enable_caching = caching;
     prefs.monthly_budget_usd = budget;
     prefs.budget_action = BudgetAction::Block;
     db.put_settings(USER, &record, 0, &[]).await.unwrap();
@@ -635,4 +640,91 @@ async fn a_release_that_cannot_be_written_still_fails_over_to_an_answer() {
     let entries = e.entries().await;
     assert_eq!(entries.len(), 1);
     assert_eq!(entries[0].status, UsageStatus::Success);
+}
+
+#[tokio::test]
+async fn a_seed_the_primary_cannot_honour_is_refused_before_any_call() {
+    let e = engine(&[Provider::Anthropic], None).await;
+    let err = generate(
+        &e.st,
+        USER,
+        "req-1".into(),
+        prompt(r#", "provider": "anthropic", "seed": 7"#),
+    )
+    .await
+    .unwrap_err();
+    match &err {
+        GenerateError::UnsupportedParameter { param, provider } => {
+            assert_eq!((*param, *provider), ("seed", Provider::Anthropic));
+        }
+        other => panic!("{other:?}"),
+    }
+    let message = err.to_string();
+    assert!(
+        message.contains("seed") && message.contains("anthropic"),
+        "{message}"
+    );
+    assert!(e.script.calls().is_empty());
+}
+
+#[tokio::test]
+async fn with_dropping_allowed_the_seed_is_dropped_and_named() {
+    let e = engine(&[Provider::Anthropic], None).await;
+    e.script.then(Provider::Anthropic, Step::Answer("ok"));
+    let mut req = prompt(r#", "provider": "anthropic", "seed": 7, "topP": 0.5"#);
+    req.drop_params = true;
+    let r = generate(&e.st, USER, "req-1".into(), req).await.unwrap();
+    assert_eq!(r.content, "ok");
+    assert_eq!(r.dropped_params, ["seed"]);
+}
+
+#[tokio::test]
+async fn a_fallback_that_cannot_honour_a_parameter_is_skipped_unless_dropping() {
+    let e = engine(&[Provider::OpenAi, Provider::Anthropic], None).await;
+    for _ in 0..3 {
+        e.script
+            .then(Provider::OpenAi, Step::Fail(ErrorKind::ServerError));
+    }
+    let err = generate(&e.st, USER, "req-1".into(), prompt(r#", "seed": 7"#))
+        .await
+        .unwrap_err();
+    let GenerateError::Upstream { attempts, .. } = err else {
+        panic!("{err:?}");
+    };
+    assert!(attempts.iter().any(
+        |a| a.provider == Provider::Anthropic && a.error == AttemptError::UnsupportedParameter
+    ));
+    assert!(
+        e.script
+            .calls()
+            .iter()
+            .all(|(p, _, _)| *p == Provider::OpenAi)
+    );
+}
+
+#[tokio::test]
+async fn requests_differing_only_in_seed_or_stop_do_not_share_a_cache_entry() {
+    let e = engine_with(&[Provider::OpenAi], None, true).await;
+    for text in ["one", "two", "three"] {
+        e.script.then(Provider::OpenAi, Step::Answer(text));
+    }
+    let ask = |extra: &'static str| generate(&e.st, USER, "req-1".into(), prompt(extra));
+    let base = r#", "temperature": 0, "seed": 1, "stop": ["END"]"#;
+    assert_eq!(ask(base).await.unwrap().content, "one");
+    let again = ask(base).await.unwrap();
+    assert!(again.cached, "the same request is a hit");
+    let seed = ask(r#", "temperature": 0, "seed": 2, "stop": ["END"]"#)
+        .await
+        .unwrap();
+    assert!(!seed.cached);
+    assert_eq!(seed.content, "two");
+    let stop = ask(r##", "temperature": 0, "seed": 1, "stop": "END""##)
+        .await
+        .unwrap();
+    assert!(stop.cached, "a single string is the same stop list");
+    let stop = ask(r#", "temperature": 0, "seed": 1, "stop": ["FIN"]"#)
+        .await
+        .unwrap();
+    assert!(!stop.cached);
+    assert_eq!(stop.content, "three");
 }

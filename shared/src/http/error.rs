@@ -16,6 +16,9 @@ pub enum ApiError {
     /// JSON path (`preferences.maxTokens`) or the parameter name.
     #[error("{field}: {message}")]
     InvalidField { field: String, message: String },
+    /// A parameter the chosen provider cannot honour (the message names both).
+    #[error("{0}")]
+    UnsupportedParameter(String),
     #[error("request body is not valid JSON: {0}")]
     MalformedJson(String),
     #[error("request body is larger than 1 MiB")]
@@ -71,7 +74,9 @@ impl ApiError {
 
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::InvalidField { .. } | ApiError::MalformedJson(_) => StatusCode::BAD_REQUEST,
+            ApiError::InvalidField { .. }
+            | ApiError::MalformedJson(_)
+            | ApiError::UnsupportedParameter(_) => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
@@ -91,6 +96,7 @@ impl ApiError {
         match self {
             ApiError::InvalidField { .. } => "invalid_request",
             ApiError::MalformedJson(_) => "malformed_json",
+            ApiError::UnsupportedParameter(_) => "unsupported_parameter",
             ApiError::PayloadTooLarge => "payload_too_large",
             ApiError::RequestTimeout(_) => "request_timeout",
             ApiError::Unauthorized => "unauthorized",

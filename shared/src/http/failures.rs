@@ -47,6 +47,9 @@ impl From<GenerateError> for ApiError {
             GenerateError::BudgetExceeded => ApiError::BudgetExceeded(e.to_string()),
             GenerateError::NoKey(_) => ApiError::invalid("provider", e.to_string()),
             GenerateError::Invalid { field, message } => ApiError::InvalidField { field, message },
+            GenerateError::UnsupportedParameter { .. } => {
+                ApiError::UnsupportedParameter(e.to_string())
+            }
             GenerateError::Upstream {
                 failure,
                 message,

@@ -9,6 +9,7 @@ use crate::generate::stream::{self, Event};
 use crate::generate::{GenerateResponse, GenerateState, generate_detached};
 use crate::identity::{Caller, IdentityMode};
 use axum::extract::{FromRef, State};
+use axum::http::{HeaderMap, HeaderValue};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -43,22 +44,48 @@ pub fn generate_router(api: GenerateApi) -> Router {
         .with_state(api)
 }
 
+/// The caller's request to drop parameters the chosen provider cannot honour.
+pub const DROP_PARAMS: &str = "x-gateway-drop-params";
+/// The answer's list of the parameters that were dropped.
+pub const DROPPED_PARAMS: &str = "x-gateway-dropped-params";
+
+pub fn drop_params_requested(headers: &HeaderMap) -> bool {
+    headers
+        .get(DROP_PARAMS)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
+}
+
+/// Names the dropped parameters in the answer's header (none: no header).
+pub fn with_dropped(mut response: Response, dropped: &[&'static str]) -> Response {
+    if !dropped.is_empty() {
+        if let Ok(v) = HeaderValue::from_str(&dropped.join(",")) {
+            response.headers_mut().insert(DROPPED_PARAMS, v);
+        }
+    }
+    response
+}
+
 async fn generate_handler(
     caller: Caller,
     UserId(user_id): UserId,
     State(st): State<GenerateState>,
+    headers: HeaderMap,
     JsonBody(body): JsonBody<GenerateBody>,
 ) -> Result<Response, ApiError> {
     caller.authorize_user(&user_id)?;
     let tenant = caller.tenant_for(&user_id);
-    let req = body.validate_for(&*st.registry.view().await, tenant)?;
+    let mut req = body.validate_for(&*st.registry.view().await, tenant)?;
+    req.drop_params = drop_params_requested(&headers);
     let request_id = current_request_id();
     if req.stream {
         let mut rx = stream::start(st, user_id, request_id.clone(), req);
         let first = first_event(&mut rx).await?;
         return Ok(sse(first, rx, request_id).into_response());
     }
-    Ok(Json(generate_detached(&st, &user_id, request_id, req).await?).into_response())
+    let r = generate_detached(&st, &user_id, request_id, req).await?;
+    let dropped = r.dropped_params.clone();
+    Ok(with_dropped(Json(r).into_response(), &dropped))
 }
 
 fn done_payload(r: &GenerateResponse) -> serde_json::Value {

@@ -5,14 +5,16 @@
 
 use super::error::{ApiError, current_request_id};
 use super::extract::JsonBody;
-use super::generate::GenerateApi;
+use super::generate::{GenerateApi, drop_params_requested, with_dropped};
 use super::sse::{error_data, events, first_event};
+use crate::generate::error::GenerateError;
 use crate::generate::request::Generate;
 use crate::generate::stream::{self, Event};
 use crate::generate::{GenerateResponse, GenerateState, generate_detached};
 use crate::identity::Caller;
 use crate::pricing::ModelPrice;
 use crate::provider::Provider;
+use crate::providers::params::{Param, Stop};
 use crate::providers::{Message, Role};
 use crate::registry::RegistryView;
 use axum::extract::State;
@@ -35,6 +37,16 @@ pub struct ChatCompletionBody {
     max_completion_tokens: Option<u32>,
     #[serde(default)]
     temperature: Option<f64>,
+    #[serde(default)]
+    top_p: Option<f64>,
+    #[serde(default)]
+    stop: Option<Stop>,
+    #[serde(default)]
+    seed: Option<i64>,
+    #[serde(default)]
+    presence_penalty: Option<f64>,
+    #[serde(default)]
+    frequency_penalty: Option<f64>,
     #[serde(default)]
     stream: Option<bool>,
     /// `{"include_usage": true}` adds OpenAI's separate usage chunk (empty `choices`)
@@ -156,11 +168,27 @@ impl ChatCompletionBody {
             model: Some(model.id.clone()),
             max_tokens: self.max_completion_tokens.or(self.max_tokens),
             temperature: self.temperature,
+            top_p: self.top_p,
+            stop: self.stop,
+            seed: self.seed,
+            presence_penalty: self.presence_penalty,
+            frequency_penalty: self.frequency_penalty,
             stream: Some(stream),
             metadata: self.metadata,
             ..Default::default()
         };
-        Ok((body.validate_for(catalog, tenant)?, stream))
+        let generate = body.validate_for(catalog, tenant).map_err(|e| match e {
+            // This face's callers know the parameters by OpenAI's names.
+            GenerateError::Invalid { field, message } => {
+                let field = Param::ALL
+                    .into_iter()
+                    .find(|p| p.camel() == field)
+                    .map_or(field, |p| p.name().to_owned());
+                GenerateError::Invalid { field, message }
+            }
+            other => other,
+        })?;
+        Ok((generate, stream))
     }
 }
 
@@ -191,6 +219,7 @@ fn completion_id(request_id: &str) -> String {
 pub async fn chat_completions(
     caller: Caller,
     State(st): State<GenerateState>,
+    headers: axum::http::HeaderMap,
     JsonBody(body): JsonBody<ChatCompletionBody>,
 ) -> Result<Response, ApiError> {
     let requested_model = body.model.clone();
@@ -199,12 +228,13 @@ pub async fn chat_completions(
         .as_ref()
         .is_some_and(|o| o.include_usage);
     let tenant = caller.tenant_id.clone();
-    let (req, streaming) = body.into_generate(&*st.registry.view().await, tenant)?;
+    let (mut req, streaming) = body.into_generate(&*st.registry.view().await, tenant)?;
+    req.drop_params = drop_params_requested(&headers);
     let request_id = current_request_id();
     let user_id = caller.user_id;
     if !streaming {
         let r = generate_detached(&st, &user_id, request_id.clone(), req).await?;
-        return Ok(Json(json!({
+        let answer = Json(json!({
             "id": completion_id(&request_id),
             "object": "chat.completion",
             "created": created(),
@@ -212,7 +242,8 @@ pub async fn chat_completions(
             "choices": [{"index": 0, "message": {"role": "assistant", "content": r.content}, "finish_reason": "stop", "logprobs": null}],
             "usage": usage_json(&r),
         }))
-        .into_response());
+        .into_response();
+        return Ok(with_dropped(answer, &r.dropped_params));
     }
     let mut rx = stream::start(st, user_id, request_id.clone(), req);
     let first = first_event(&mut rx).await?;
@@ -277,4 +308,24 @@ pub async fn list_models(caller: Caller, State(st): State<GenerateState>) -> Jso
         .map(|m| json!({"id": format!("{}/{}", m.provider, m.id), "object": "model", "created": 0, "owned_by": m.provider}))
         .collect();
     Json(json!({"object": "list", "data": data}))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sampling_fields_are_accepted_and_unknown_ones_still_refused() {
+        let ok = r#"{"model": "gpt-4o", "messages": [], "top_p": 0.5, "stop": "END",
+            "seed": 7, "presence_penalty": 0.1, "frequency_penalty": -0.1}"#;
+        let body: ChatCompletionBody = serde_json::from_str(ok).unwrap();
+        assert_eq!(body.stop, Some(Stop::One("END".into())));
+        assert_eq!(body.seed, Some(7));
+        let list = r#"{"model": "m", "messages": [], "stop": ["a", "b"]}"#;
+        let body: ChatCompletionBody = serde_json::from_str(list).unwrap();
+        assert_eq!(body.stop.map(Stop::into_vec).unwrap(), ["a", "b"]);
+        let typo = r#"{"model": "m", "messages": [], "top_k": 3}"#;
+        assert!(serde_json::from_str::<ChatCompletionBody>(typo).is_err());
+    }
 }

@@ -173,6 +173,14 @@ impl ChatWire for Anthropic {
         if let Some(t) = request.temperature {
             body["temperature"] = json!(t);
         }
+        // Messages has no seed and no penalties: `params` refuses or drops those
+        // before a request gets here.
+        if let Some(p) = request.top_p {
+            body["top_p"] = json!(p);
+        }
+        if !request.stop.is_empty() {
+            body["stop_sequences"] = json!(request.stop);
+        }
         if request.stream {
             body["stream"] = json!(true);
         }
@@ -364,6 +372,13 @@ mod tests {
         }
         fn chat_path(_stream: bool) -> String {
             "/v1/messages".into()
+        }
+        fn assert_sampling(b: &serde_json::Value) {
+            assert_eq!(b["top_p"], 0.5);
+            assert_eq!(b["stop_sequences"], serde_json::json!(["END", "STOP"]));
+            for absent in ["stop", "seed", "presence_penalty", "frequency_penalty"] {
+                assert!(b.get(absent).is_none(), "{absent}");
+            }
         }
         fn assert_chat_request(r: &wiremock::Request, stream: bool) {
             assert_eq!(r.method.as_str(), "POST");

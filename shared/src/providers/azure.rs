@@ -152,6 +152,7 @@ impl ChatWire for AzureOpenAi {
             max_tokens: 1,
             temperature: None,
             stream: false,
+            ..ChatRequest::default()
         };
         self.post(endpoint, key, &request)
     }
@@ -202,6 +203,9 @@ mod tests {
         }
         fn chat_path(_stream: bool) -> String {
             format!("/openai/deployments/{DEPLOYMENT}/chat/completions")
+        }
+        fn assert_sampling(b: &serde_json::Value) {
+            crate::providers::behaviours::assert_openai_sampling(b)
         }
         fn assert_chat_request(r: &wiremock::Request, stream: bool) {
             assert_eq!(r.method.as_str(), "POST");

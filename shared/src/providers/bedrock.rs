@@ -81,11 +81,7 @@ impl Bedrock {
                     .map_err(|e| ProviderError::new(ErrorKind::InvalidRequest, e.to_string()))?,
             );
         }
-        let max_tokens = i32::try_from(request.max_tokens).unwrap_or(i32::MAX);
-        let inference = InferenceConfiguration::builder()
-            .max_tokens(max_tokens)
-            .set_temperature(request.temperature.map(|t| t as f32))
-            .build();
+        let inference = inference_config(request);
         let out = client
             .converse()
             .model_id(&request.model)
@@ -139,6 +135,7 @@ impl Bedrock {
             max_tokens: 1,
             temperature: None,
             stream: false,
+            ..ChatRequest::default()
         };
         self.converse(key, &request).await.map(|_| ())
     }
@@ -194,9 +191,32 @@ fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
     err
 }
 
+/// Converse's `inferenceConfig`. It has no seed and no penalties: `params` refuses or
+/// drops those before a request gets here.
+fn inference_config(request: &ChatRequest) -> InferenceConfiguration {
+    let max_tokens = i32::try_from(request.max_tokens).unwrap_or(i32::MAX);
+    InferenceConfiguration::builder()
+        .max_tokens(max_tokens)
+        .set_temperature(request.temperature.map(|t| t as f32))
+        .set_top_p(request.top_p.map(|p| p as f32))
+        .set_stop_sequences((!request.stop.is_empty()).then(|| request.stop.clone()))
+        .build()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sampling_goes_into_the_inference_config() {
+        let c = inference_config(&crate::providers::behaviours::sampled(false));
+        assert_eq!(c.top_p(), Some(0.5));
+        assert_eq!(c.stop_sequences(), ["END", "STOP"]);
+        assert_eq!(c.max_tokens(), Some(256));
+        let plain = inference_config(&crate::providers::behaviours::request(false));
+        assert_eq!(plain.top_p(), None);
+        assert!(plain.stop_sequences().is_empty());
+    }
     use aws_sdk_bedrockruntime::config::http::HttpResponse;
     use aws_sdk_bedrockruntime::operation::converse::ConverseError;
     use aws_smithy_types::body::SdkBody;

@@ -55,6 +55,53 @@ pub trait WireFixture {
     fn error(kind: ErrorKind) -> ErrorCase;
     /// The probe's path and a successful answer (listing `model()` where it lists).
     fn probe() -> (http::Method, String, &'static str);
+    /// Asserts the body built from [`sampled`] carries each sampling parameter the
+    /// format has, under the provider's own name, and none it lacks.
+    fn assert_sampling(body: &serde_json::Value);
+}
+
+/// The shared request with every sampling parameter set.
+pub fn sampled(stream: bool) -> ChatRequest {
+    ChatRequest {
+        top_p: Some(0.5),
+        stop: vec!["END".into(), "STOP".into()],
+        seed: Some(7),
+        presence_penalty: Some(0.25),
+        frequency_penalty: Some(-0.5),
+        ..request(stream)
+    }
+}
+
+/// OpenAI's names, shared by the compatible family and Azure.
+pub fn assert_openai_sampling(b: &serde_json::Value) {
+    assert_eq!(b["top_p"], 0.5);
+    assert_eq!(b["stop"], serde_json::json!(["END", "STOP"]));
+    assert_eq!(b["seed"], 7);
+    assert_eq!(b["presence_penalty"], 0.25);
+    assert_eq!(b["frequency_penalty"], -0.5);
+}
+
+pub fn sampling<F: WireFixture>() {
+    let req = ChatRequest {
+        model: F::model().into(),
+        ..sampled(false)
+    };
+    let endpoint = Endpoint {
+        base_url: "http://127.0.0.1:9".into(),
+    };
+    let wire = F::wire()
+        .chat_request(&endpoint, F::key().as_ref(), &req)
+        .unwrap();
+    let body: serde_json::Value = serde_json::from_slice(&wire.body.unwrap()).unwrap();
+    F::assert_sampling(&body);
+    // Unset, none of them is sent.
+    let plain = F::wire()
+        .chat_request(&endpoint, F::key().as_ref(), &chat::<F>(false))
+        .unwrap();
+    let text = String::from_utf8(plain.body.unwrap()).unwrap();
+    for name in ["top_p", "topP", "stop", "seed", "penalty", "Penalty"] {
+        assert!(!text.contains(name), "{name} sent unset: {text}");
+    }
 }
 
 pub fn request(stream: bool) -> ChatRequest {
@@ -78,6 +125,7 @@ pub fn request(stream: bool) -> ChatRequest {
         max_tokens: 256,
         temperature: Some(0.0),
         stream,
+        ..ChatRequest::default()
     }
 }
 
@@ -424,6 +472,10 @@ macro_rules! adapter_behaviours {
             #[tokio::test]
             async fn probe() {
                 b::probe::<$fixture>().await
+            }
+            #[test]
+            fn sampling() {
+                b::sampling::<$fixture>()
             }
         }
     };

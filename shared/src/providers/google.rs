@@ -273,6 +273,25 @@ fn auth(req: &mut WireRequest, key: Option<&ApiKey>) -> Result<(), ProviderError
     req.secret_header("x-goog-api-key", key.expose())
 }
 
+/// The sampling parameters in `generationConfig`'s names.
+fn generation_config(config: &mut serde_json::Value, request: &ChatRequest) {
+    if let Some(p) = request.top_p {
+        config["topP"] = json!(p);
+    }
+    if !request.stop.is_empty() {
+        config["stopSequences"] = json!(request.stop);
+    }
+    if let Some(s) = request.seed {
+        config["seed"] = json!(s);
+    }
+    if let Some(p) = request.presence_penalty {
+        config["presencePenalty"] = json!(p);
+    }
+    if let Some(p) = request.frequency_penalty {
+        config["frequencyPenalty"] = json!(p);
+    }
+}
+
 /// The resource path of a model: `models/{id}` (a leading `models/` in the id is
 /// accepted) or a tuned model's `tunedModels/{id}`. The id goes into the URL path, so
 /// anything but the characters Google uses in model ids is refused before sending.
@@ -325,6 +344,7 @@ impl ChatWire for Google {
         if let Some(t) = request.temperature {
             config["temperature"] = json!(t);
         }
+        generation_config(&mut config, request);
         let mut body = json!({"contents": contents, "generationConfig": config});
         if !system.is_empty() {
             body["systemInstruction"] = json!({"parts": [{"text": system.join("\n\n")}]});
@@ -542,6 +562,14 @@ mod tests {
             } else {
                 "/v1beta/models/gemini-2.5-flash:generateContent".into()
             }
+        }
+        fn assert_sampling(b: &serde_json::Value) {
+            let c = &b["generationConfig"];
+            assert_eq!(c["topP"], 0.5);
+            assert_eq!(c["stopSequences"], serde_json::json!(["END", "STOP"]));
+            assert_eq!(c["seed"], 7);
+            assert_eq!(c["presencePenalty"], 0.25);
+            assert_eq!(c["frequencyPenalty"], -0.5);
         }
         fn assert_chat_request(r: &wiremock::Request, stream: bool) {
             assert_eq!(r.method.as_str(), "POST");

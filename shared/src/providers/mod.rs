@@ -14,6 +14,7 @@ pub mod error;
 pub mod facade;
 pub mod google;
 pub mod openai;
+pub mod params;
 pub mod ratelimit;
 pub mod registry;
 pub mod sse;
@@ -47,7 +48,7 @@ pub struct Message {
 }
 
 /// A chat completion request, in provider-neutral form.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ChatRequest {
     /// The provider's model id (for Azure, the deployment name).
     pub model: String,
@@ -55,6 +56,15 @@ pub struct ChatRequest {
     pub messages: Vec<Message>,
     pub max_tokens: u32,
     pub temperature: Option<f64>,
+    /// Nucleus sampling, 0 to 1.
+    pub top_p: Option<f64>,
+    /// Up to four stop sequences (empty: none).
+    pub stop: Vec<String>,
+    pub seed: Option<i64>,
+    /// -2 to 2.
+    pub presence_penalty: Option<f64>,
+    /// -2 to 2.
+    pub frequency_penalty: Option<f64>,
     pub stream: bool,
 }
 

@@ -102,6 +102,7 @@ pub(crate) fn chat_body(
     if let Some(t) = request.temperature {
         body["temperature"] = json!(t);
     }
+    sampling(&mut body, request);
     if request.stream {
         body["stream"] = json!(true);
         if include_usage {
@@ -109,6 +110,26 @@ pub(crate) fn chat_body(
         }
     }
     body
+}
+
+/// OpenAI's own names for the sampling parameters; the compatible family and Azure
+/// take the same.
+fn sampling(body: &mut Value, request: &ChatRequest) {
+    if let Some(p) = request.top_p {
+        body["top_p"] = json!(p);
+    }
+    if !request.stop.is_empty() {
+        body["stop"] = json!(request.stop);
+    }
+    if let Some(s) = request.seed {
+        body["seed"] = json!(s);
+    }
+    if let Some(p) = request.presence_penalty {
+        body["presence_penalty"] = json!(p);
+    }
+    if let Some(p) = request.frequency_penalty {
+        body["frequency_penalty"] = json!(p);
+    }
 }
 
 #[derive(Deserialize, Default, Clone, Copy)]
@@ -610,6 +631,9 @@ mod tests {
             fn chat_path(_stream: bool) -> String {
                 "/v1/chat/completions".into()
             }
+            fn assert_sampling(b: &serde_json::Value) {
+                crate::providers::behaviours::assert_openai_sampling(b)
+            }
             fn assert_chat_request(r: &wiremock::Request, stream: bool) {
                 assert_eq!(r.method.as_str(), "POST");
                 assert_eq!(
@@ -721,6 +745,9 @@ mod tests {
             fn chat_path(_stream: bool) -> String {
                 "/openai/v1/chat/completions".into()
             }
+            fn assert_sampling(b: &serde_json::Value) {
+                crate::providers::behaviours::assert_openai_sampling(b)
+            }
             fn assert_chat_request(r: &wiremock::Request, stream: bool) {
                 assert_eq!(
                     r.headers.get("authorization").unwrap(),
@@ -811,6 +838,9 @@ mod tests {
             }
             fn chat_path(_stream: bool) -> String {
                 "/v1/chat/completions".into()
+            }
+            fn assert_sampling(b: &serde_json::Value) {
+                crate::providers::behaviours::assert_openai_sampling(b)
             }
             fn assert_chat_request(r: &wiremock::Request, stream: bool) {
                 assert_eq!(
@@ -905,6 +935,9 @@ mod tests {
             }
             fn chat_path(_stream: bool) -> String {
                 "/v1/chat/completions".into()
+            }
+            fn assert_sampling(b: &serde_json::Value) {
+                crate::providers::behaviours::assert_openai_sampling(b)
             }
             fn assert_chat_request(r: &wiremock::Request, stream: bool) {
                 assert!(r.headers.get("authorization").is_none());
