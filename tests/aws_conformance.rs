@@ -294,6 +294,7 @@ fn bedrock_request(model: &str) -> shared::providers::ChatRequest {
         max_tokens: 64,
         temperature: Some(0.0),
         stream: false,
+        ..ChatRequest::default()
     }
 }
 

@@ -901,3 +901,81 @@ async fn provider_health_reports_what_was_sent() {
     let (s, _) = g.client.call(reqwest::Method::GET, path, None, None).await;
     assert_eq!(s, 401, "no token");
 }
+
+/// Sampling parameters arrive at each provider under its own names; one Anthropic has
+/// no field for is refused, or dropped and named when the caller allows it.
+#[tokio::test]
+async fn sampling_parameters_are_translated_refused_or_dropped() {
+    use wiremock::matchers::body_partial_json;
+    let o = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .and(body_partial_json(
+            json!({"top_p": 0.5, "stop": ["END"], "seed": 7,
+            "presence_penalty": 0.5, "frequency_penalty": -0.5}),
+        ))
+        .respond_with(ResponseTemplate::new(200).set_body_json(openai_body("gpt-4o")))
+        .expect(1)
+        .mount(&o)
+        .await;
+    let a = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/messages"))
+        .and(body_partial_json(
+            json!({"top_p": 0.25, "stop_sequences": ["END", "FIN"]}),
+        ))
+        .respond_with(ResponseTemplate::new(200).set_body_json(anthropic_body(10, 5)))
+        .expect(2)
+        .mount(&a)
+        .await;
+    let mut g = gateway(&o, &a, json!({"fallbackProviders": []}), &[]).await;
+    let (s, v) = g
+        .generate(
+            json!({"prompt": "p", "provider": "openai", "topP": 0.5, "stop": "END",
+            "seed": 7, "presencePenalty": 0.5, "frequencyPenalty": -0.5}),
+        )
+        .await;
+    assert_eq!((s, v["provider"].as_str()), (200, Some("openai")), "{v}");
+
+    let (s, v) = g
+        .generate(json!({"prompt": "p", "provider": "anthropic", "topP": 0.25,
+            "stop": ["END", "FIN"], "cache": false}))
+        .await;
+    assert_eq!((s, v["provider"].as_str()), (200, Some("anthropic")), "{v}");
+
+    let anthropic_seed = json!({"prompt": "p", "provider": "anthropic", "topP": 0.25,
+        "stop": ["END", "FIN"], "seed": 7, "cache": false});
+    let (s, v) = g.generate(anthropic_seed.clone()).await;
+    assert_eq!(s, 400, "{v}");
+    assert_eq!(v["error"]["code"], "unsupported_parameter");
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("seed") && message.contains("anthropic"),
+        "{message}"
+    );
+
+    let resp = g
+        .client
+        .http
+        .post(format!("{}/api/llm-generate/alice", g.client.base))
+        .bearer_auth(&g.token)
+        .header("x-gateway-drop-params", "true")
+        .json(&anthropic_seed)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(
+        resp.headers()
+            .get("x-gateway-dropped-params")
+            .and_then(|v| v.to_str().ok()),
+        Some("seed")
+    );
+    // Out of range is the caller's mistake, named by field.
+    let (s, v) = g.generate(json!({"prompt": "p", "topP": 1.5})).await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (400, Some("invalid_request"))
+    );
+    assert!(v["error"]["message"].as_str().unwrap().contains("topP"));
+}

@@ -80,6 +80,19 @@ def test_provider_prefixed_model_id():
     assert resp.usage.total_tokens == fake.JSON_USAGE["total_tokens"]
 
 
+def test_sampling_parameters_reach_the_upstream():
+    before = len(upstream_requests())
+    resp = client().chat.completions.create(
+        model="gpt-4o-mini", messages=MESSAGES, temperature=0.7, top_p=0.5, stop=["END"], seed=7,
+    )
+    SUCCESSFUL_REQUEST_IDS.append(resp._request_id)
+    assert resp.choices[0].message.content == fake.JSON_TEXT
+    got = upstream_requests()[before:]
+    assert len(got) == 1, got
+    body = got[0]["body"]
+    assert (body["top_p"], body["stop"], body["seed"]) == (0.5, ["END"], 7)
+
+
 def test_streaming_deltas_join_and_final_usage_chunk():
     stream = client().chat.completions.create(
         model="gpt-4o-mini",
@@ -162,7 +175,7 @@ def _usage_rows():
 def test_zz_each_request_left_exactly_one_usage_entry():
     """Runs last: every successful request above left exactly one usage row, request ids
     are unique across the table, and nothing else was recorded for the user."""
-    assert len(SUCCESSFUL_REQUEST_IDS) == 4, SUCCESSFUL_REQUEST_IDS
+    assert len(SUCCESSFUL_REQUEST_IDS) == 5, SUCCESSFUL_REQUEST_IDS
     want = set(SUCCESSFUL_REQUEST_IDS)
     assert len(want) == len(SUCCESSFUL_REQUEST_IDS), "gateway reused a request id"
     deadline = time.monotonic() + 10
