@@ -342,6 +342,34 @@ impl ChatWire for OpenAiCompatible {
         Ok(req)
     }
 
+    /// OpenAI and the members of the family that document `POST /v1/embeddings` in its
+    /// shape (Groq, DeepSeek and OpenRouter have none of their own here).
+    fn embeds(&self) -> bool {
+        matches!(
+            self.provider,
+            Provider::OpenAi
+                | Provider::Mistral
+                | Provider::Together
+                | Provider::Fireworks
+                | Provider::Ollama
+        )
+    }
+
+    fn embed_request(
+        &self,
+        endpoint: &Endpoint,
+        key: Option<&ApiKey>,
+        request: &super::embed::EmbedRequest,
+    ) -> Result<WireRequest, ProviderError> {
+        if !self.embeds() {
+            return Err(super::no_embeddings(self.provider));
+        }
+        let body = super::embed::body(request);
+        let mut req = WireRequest::post_json(join(&endpoint.base_url, "/embeddings"), &body)?;
+        self.auth(&mut req, key)?;
+        Ok(req)
+    }
+
     fn parse_probe(
         &self,
         status: u16,
