@@ -243,6 +243,46 @@ mod tests {
     }
 
     #[test]
+    fn embedding_models_are_seeded_but_never_chat_candidates() {
+        let embedding = "text-embedding-3-small";
+        // Even made the top-priority entry and every operation's default.
+        let v = view(|entries| {
+            for e in entries.iter_mut() {
+                e.default_for.clear();
+                if e.model_name == embedding {
+                    e.priority = -1;
+                    e.default_for = vec![ANY_OPERATION.to_owned()];
+                }
+            }
+        });
+        assert!(v.all().iter().any(|r| r.entry.model_name == embedding));
+        assert!(v.usable(None).all(|r| !r.embeds()));
+        assert!(v.find(None, None, embedding).is_none());
+        assert!(v.default_for(None, "conversation").is_none());
+        assert!(
+            v.provider_default(None, Provider::OpenAi, "conversation")
+                .is_some_and(|r| !r.embeds())
+        );
+        let r = v
+            .find_embedder(None, Some(Provider::OpenAi), embedding)
+            .unwrap();
+        assert!(!r.usable_by(None), "an llmId cannot route a chat to it");
+        assert!(v.find_embedder(None, None, "gpt-4o-mini").is_none());
+        let embedders: Vec<_> = v
+            .embedders(None)
+            .map(|r| r.entry.model_name.as_str())
+            .collect();
+        assert_eq!(
+            embedders,
+            [
+                "text-embedding-3-small",
+                "text-embedding-3-large",
+                "text-embedding-ada-002"
+            ]
+        );
+    }
+
+    #[test]
     fn seeded_view_keeps_the_catalog_defaults() {
         let v = view(|_| {});
         let id = |p| {
