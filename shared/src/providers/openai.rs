@@ -555,6 +555,38 @@ mod tests {
     }
 
     #[test]
+    fn embeddings_go_to_the_embeddings_path_with_the_key_and_others_refuse_by_name() {
+        let ep = Endpoint {
+            base_url: "http://x/v1/".into(),
+        };
+        let key = ApiKey::new("sk-test-0123456789abcdef".into());
+        let req = crate::providers::embed::EmbedRequest {
+            model: "text-embedding-3-small".into(),
+            input: vec!["a".into()],
+            encoding_format: None,
+            dimensions: None,
+        };
+        let r = OpenAiCompatible::openai()
+            .embed_request(&ep, Some(&key), &req)
+            .unwrap();
+        assert_eq!(r.url, "http://x/v1/embeddings");
+        assert_eq!(r.method, http::Method::POST);
+        let auth = r.headers.get("authorization").unwrap();
+        assert!(auth.is_sensitive());
+        assert_eq!(auth, "Bearer sk-test-0123456789abcdef");
+        let body: Value = serde_json::from_slice(&r.body.unwrap()).unwrap();
+        assert_eq!(
+            body,
+            json!({"model": "text-embedding-3-small", "input": ["a"]})
+        );
+        let refused = OpenAiCompatible::new(Provider::Groq)
+            .embed_request(&ep, Some(&key), &req)
+            .unwrap_err();
+        assert_eq!(refused.kind, ErrorKind::InvalidRequest);
+        assert!(refused.detail.contains("groq"), "{}", refused.detail);
+    }
+
+    #[test]
     fn the_key_is_a_sensitive_bearer_header_and_ollama_sends_none() {
         let req = crate::providers::behaviours::request(false);
         let ep = Endpoint {
