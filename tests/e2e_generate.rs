@@ -664,6 +664,8 @@ async fn downgrade_picks_the_cheapest_keyed_model_that_fits() {
         .models
         .iter()
         .filter(|m| matches!(m.provider, Provider::OpenAi | Provider::Anthropic))
+        // Embedding models are cheaper still, but cannot answer a chat: never a downgrade.
+        .filter(|m| !m.capabilities.iter().any(|c| c == "embeddings"))
         .min_by_key(|m| {
             (
                 m.cost(&shared::pricing::TokenCounts {

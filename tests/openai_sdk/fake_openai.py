@@ -7,6 +7,11 @@ for JSON, and `chat.completion.chunk` SSE events ending in `data: [DONE]` for
 `"stream": true`; with `stream_options.include_usage` every chunk carries `"usage": null`
 and one last chunk has `"choices": []` and the usage counts, as OpenAI documents.
 
+`POST /v1/embeddings` answers OpenAI's documented embeddings list
+(https://platform.openai.com/docs/api-reference/embeddings/create): one vector per input,
+`dimensions` long (1536 when not asked), as floats or, for `"encoding_format": "base64"`
+(the Python SDK's default), as base64 of little-endian float32s.
+
 `GET /__requests` returns the JSON bodies received so far (tests check what the
 gateway forwarded); `GET /__health` answers 200.
 
@@ -15,7 +20,9 @@ as its first stdout line. Binds 127.0.0.1 only.
 """
 
 import argparse
+import base64
 import json
+import struct
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -26,6 +33,9 @@ JSON_USAGE = {"prompt_tokens": 19, "completion_tokens": 10, "total_tokens": 29}
 STREAM_PIECES = ["Hello", "!", " How", " can", " I", " help", "?"]
 STREAM_TEXT = "".join(STREAM_PIECES)
 STREAM_USAGE = {"prompt_tokens": 13, "completion_tokens": 7, "total_tokens": 20}
+
+EMBED_DEFAULT_DIMENSIONS = 1536
+EMBED_PROMPT_TOKENS_PER_INPUT = 5
 
 _received = []
 _lock = threading.Lock()
@@ -91,6 +101,26 @@ def chunks(model, include_usage):
         }
 
 
+def embeddings(body):
+    """OpenAI's documented embeddings answer for `body`."""
+    inputs = body.get("input")
+    inputs = [inputs] if isinstance(inputs, str) else list(inputs or [])
+    n = int(body.get("dimensions") or EMBED_DEFAULT_DIMENSIONS)
+    data = []
+    for i, _ in enumerate(inputs):
+        vector = [round((i + 1) * 0.001 * (k % 7 - 3), 6) for k in range(n)]
+        if body.get("encoding_format") == "base64":
+            vector = base64.b64encode(struct.pack(f"<{n}f", *vector)).decode()
+        data.append({"object": "embedding", "index": i, "embedding": vector})
+    tokens = EMBED_PROMPT_TOKENS_PER_INPUT * len(inputs)
+    return {
+        "object": "list",
+        "data": data,
+        "model": body.get("model"),
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }
+
+
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
@@ -117,7 +147,7 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self):
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length)
-        if self.path != "/v1/chat/completions":
+        if self.path not in ("/v1/chat/completions", "/v1/embeddings"):
             self._send_json(404, {"error": {"message": "not found", "type": "invalid_request_error"}})
             return
         try:
@@ -129,6 +159,9 @@ class Handler(BaseHTTPRequestHandler):
             _received.append({"auth": self.headers.get("Authorization"), "body": body})
         if not (self.headers.get("Authorization") or "").startswith("Bearer sk-"):
             self._send_json(401, {"error": {"message": "Incorrect API key provided", "type": "invalid_request_error", "code": "invalid_api_key"}})
+            return
+        if self.path == "/v1/embeddings":
+            self._send_json(200, embeddings(body))
             return
         model = body.get("model", "gpt-4o-mini")
         if not body.get("stream"):

@@ -36,6 +36,8 @@ MESSAGES = [
 
 # request ids (x-request-id) of every request that reached the generate engine
 SUCCESSFUL_REQUEST_IDS = []
+# those of them that were embeddings
+EMBEDDING_REQUEST_IDS = []
 
 
 def client(api_key=TOKEN):
@@ -163,6 +165,43 @@ def test_unknown_model_is_bad_request():
     assert len(upstream_requests()) == before, "upstream must not be called"
 
 
+def test_embeddings_create_returns_one_vector_per_input():
+    before = len(upstream_requests())
+    resp = client().embeddings.create(model="text-embedding-3-small", input=["failed logins", "root sign-in"])
+    assert resp._request_id, "gateway must send x-request-id"
+    SUCCESSFUL_REQUEST_IDS.append(resp._request_id)
+    EMBEDDING_REQUEST_IDS.append(resp._request_id)
+    assert resp.object == "list"
+    assert [d.index for d in resp.data] == [0, 1]
+    # The SDK asked for base64 and decoded it: floats of the model's full length.
+    assert all(len(d.embedding) == fake.EMBED_DEFAULT_DIMENSIONS for d in resp.data)
+    assert all(isinstance(x, float) for x in resp.data[1].embedding[:4])
+    assert resp.usage.prompt_tokens == 2 * fake.EMBED_PROMPT_TOKENS_PER_INPUT
+    assert resp.usage.total_tokens == resp.usage.prompt_tokens
+    sent = upstream_requests()[before:]
+    assert len(sent) == 1, sent
+    assert sent[0]["body"]["model"] == "text-embedding-3-small"
+    assert sent[0]["body"]["input"] == ["failed logins", "root sign-in"]
+
+
+def test_embeddings_with_dimensions_and_floats():
+    resp = client().embeddings.create(
+        model="openai/text-embedding-3-large", input="one string", dimensions=256, encoding_format="float"
+    )
+    SUCCESSFUL_REQUEST_IDS.append(resp._request_id)
+    EMBEDDING_REQUEST_IDS.append(resp._request_id)
+    assert len(resp.data) == 1
+    assert len(resp.data[0].embedding) == 256
+
+
+def test_a_chat_model_is_not_an_embedding_model():
+    before = len(upstream_requests())
+    with pytest.raises(openai.BadRequestError) as ei:
+        client().embeddings.create(model="gpt-4o-mini", input=["x"])
+    assert ei.value.status_code == 400
+    assert len(upstream_requests()) == before, "upstream must not be called"
+
+
 def _usage_rows():
     path = os.path.join(DATA_DIR, "gateway.sqlite3")
     con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
@@ -175,7 +214,7 @@ def _usage_rows():
 def test_zz_each_request_left_exactly_one_usage_entry():
     """Runs last: every successful request above left exactly one usage row, request ids
     are unique across the table, and nothing else was recorded for the user."""
-    assert len(SUCCESSFUL_REQUEST_IDS) == 5, SUCCESSFUL_REQUEST_IDS
+    assert len(SUCCESSFUL_REQUEST_IDS) == 7, SUCCESSFUL_REQUEST_IDS
     want = set(SUCCESSFUL_REQUEST_IDS)
     assert len(want) == len(SUCCESSFUL_REQUEST_IDS), "gateway reused a request id"
     deadline = time.monotonic() + 10
@@ -194,5 +233,10 @@ def test_zz_each_request_left_exactly_one_usage_entry():
     for b in mine:
         assert b["status"] == "success", b
         assert b["provider"] == "openai", b
+        assert b["cost_usd"] is not None, b
+        if b["request_id"] in EMBEDDING_REQUEST_IDS:
+            assert b["operation_type"] == "embedding", b
+            assert b["output_tokens"] == 0, b
+            continue
         assert b["total_tokens"] in (fake.JSON_USAGE["total_tokens"], fake.STREAM_USAGE["total_tokens"]), b
         assert b["cost_usd"] is not None, b

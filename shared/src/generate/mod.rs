@@ -12,6 +12,7 @@ pub mod breaker;
 pub mod budget;
 mod call;
 pub mod config;
+pub mod embed;
 pub mod error;
 pub mod keys;
 pub mod recorder;
@@ -40,6 +41,9 @@ use recorder::Recorder;
 use request::Generate;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
+
+/// The operation type of a `POST /v1/embeddings` request's usage entry.
+pub const OPERATION_EMBEDDING: &str = "embedding";
 use tokio_util::task::TaskTracker;
 
 /// Everything the engine uses. Cheap to clone; built once per process.

@@ -41,6 +41,7 @@ pub fn generate_router(api: GenerateApi) -> Router {
     Router::new()
         .route("/api/llm-generate/{user_id}", post(generate_handler))
         .merge(super::openai::openai_routes())
+        .merge(super::embeddings::embeddings_routes())
         .with_state(api)
 }
 

@@ -4,6 +4,7 @@
 //! all and serves them on a socket.
 
 pub mod admin;
+pub mod embeddings;
 pub mod error;
 pub mod extract;
 mod failures;

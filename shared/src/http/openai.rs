@@ -299,11 +299,14 @@ pub async fn chat_completions(
         .into_response())
 }
 
-/// The enabled registry entries, in priority order.
+/// The enabled registry entries, in priority order: the chat models, then the embedding
+/// models (`POST /v1/embeddings`), as OpenAI's listing also holds both.
 pub async fn list_models(caller: Caller, State(st): State<GenerateState>) -> Json<Value> {
     let view = st.registry.view().await;
+    let tenant = caller.tenant_id.as_deref();
     let data: Vec<Value> = view
-        .usable(caller.tenant_id.as_deref())
+        .usable(tenant)
+        .chain(view.embedders(tenant))
         .map(|r| &r.model)
         .map(|m| json!({"id": format!("{}/{}", m.provider, m.id), "object": "model", "created": 0, "owned_by": m.provider}))
         .collect();

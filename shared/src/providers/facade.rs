@@ -5,11 +5,12 @@
 //! The engine and the connection test only see [`ProviderApi`], so the engine is tested
 //! in-process against a fake backend.
 
+use super::embed::{EmbedRequest, Embeddings};
 use super::registry::{Providers, wire};
 use super::transport::Transport;
 use super::{
     ChatRequest, ChatWire, ErrorKind, Generation, ProviderError, RateLimitState, StreamEvent,
-    StreamParser,
+    StreamParser, no_embeddings,
 };
 use crate::provider::Provider;
 use crate::secret::ApiKey;
@@ -83,6 +84,12 @@ impl ReportsLimits for Generation {
     }
 }
 
+impl ReportsLimits for Embeddings {
+    fn rate_limit(&self) -> Option<&RateLimitState> {
+        self.rate_limit.as_ref()
+    }
+}
+
 impl ReportsLimits for Box<dyn EventStream> {
     fn rate_limit(&self) -> Option<&RateLimitState> {
         self.as_ref().rate_limit()
@@ -134,6 +141,16 @@ pub trait ProviderApi: Send + Sync {
     /// The preference a route cannot do without before any call (so a connection test
     /// can name the field): Azure needs a resource unless the operator pinned its URL.
     fn missing_preference(&self, route: &Route<'_>) -> Option<&'static str>;
+
+    /// Embeds `request`'s inputs. By default no provider embeds (test backends that do
+    /// not script embeddings refuse them like a provider without the API).
+    async fn embed(
+        &self,
+        route: &Route<'_>,
+        _request: &EmbedRequest,
+    ) -> Result<Embeddings, ProviderError> {
+        Err(no_embeddings(route.provider))
+    }
 }
 
 /// `chat` as the provider is sent it (only Azure renames the model).
@@ -232,6 +249,33 @@ impl ProviderApi for Providers {
         let request = wire.probe_request(&endpoint, route.key, model)?;
         let raw = self.transport.send(request).await?;
         wire.parse_probe(raw.status, &raw.headers, &raw.body, model)
+    }
+
+    async fn embed(
+        &self,
+        route: &Route<'_>,
+        request: &EmbedRequest,
+    ) -> Result<Embeddings, ProviderError> {
+        if route.provider == Provider::Bedrock {
+            return Err(no_embeddings(route.provider));
+        }
+        let (wire, endpoint) = self.http_wire(route)?;
+        let request_out = wire.embed_request(&endpoint, route.key, request)?;
+        let raw = self.transport.send(request_out).await?;
+        let now = chrono::Utc::now();
+        let state = wire.rate_limit(&raw.headers, now);
+        let outcome = if (200..300).contains(&raw.status) {
+            super::embed::parse(route.provider.as_str(), &raw.body, request.input.len())
+        } else {
+            Err(wire.classify_error(raw.status, &raw.headers, &raw.body))
+        };
+        match outcome {
+            Ok(mut e) => {
+                e.rate_limit = (!state.is_empty()).then_some(state);
+                Ok(e)
+            }
+            Err(e) => Err(e.reporting(state, now)),
+        }
     }
 
     fn missing_preference(&self, route: &Route<'_>) -> Option<&'static str> {

@@ -9,6 +9,7 @@
 pub mod anthropic;
 pub mod azure;
 pub mod bedrock;
+pub mod embed;
 pub mod endpoints;
 pub mod error;
 pub mod facade;
@@ -207,6 +208,30 @@ pub trait ChatWire: Send + Sync {
         body: &[u8],
         model: &str,
     ) -> Result<(), ProviderError>;
+
+    /// Whether the provider has an embeddings API this wire format speaks.
+    fn embeds(&self) -> bool {
+        false
+    }
+
+    /// The embeddings request ([`embed`]'s OpenAI shape); an `invalid_request` naming
+    /// the provider where it has no embeddings API.
+    fn embed_request(
+        &self,
+        _endpoint: &Endpoint,
+        _key: Option<&ApiKey>,
+        _request: &embed::EmbedRequest,
+    ) -> Result<WireRequest, ProviderError> {
+        Err(no_embeddings(self.provider()))
+    }
+}
+
+/// The refusal of an embeddings call to a provider without an embeddings API.
+pub fn no_embeddings(provider: Provider) -> ProviderError {
+    ProviderError::new(
+        ErrorKind::InvalidRequest,
+        format!("{provider} has no embeddings API on this gateway"),
+    )
 }
 
 /// Joins a base URL and a path with exactly one slash.

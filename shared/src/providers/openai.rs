@@ -363,6 +363,34 @@ impl ChatWire for OpenAiCompatible {
         Ok(req)
     }
 
+    /// OpenAI and the members of the family that document `POST /v1/embeddings` in its
+    /// shape (Groq, DeepSeek and OpenRouter have none of their own here).
+    fn embeds(&self) -> bool {
+        matches!(
+            self.provider,
+            Provider::OpenAi
+                | Provider::Mistral
+                | Provider::Together
+                | Provider::Fireworks
+                | Provider::Ollama
+        )
+    }
+
+    fn embed_request(
+        &self,
+        endpoint: &Endpoint,
+        key: Option<&ApiKey>,
+        request: &super::embed::EmbedRequest,
+    ) -> Result<WireRequest, ProviderError> {
+        if !self.embeds() {
+            return Err(super::no_embeddings(self.provider));
+        }
+        let body = super::embed::body(request);
+        let mut req = WireRequest::post_json(join(&endpoint.base_url, "/embeddings"), &body)?;
+        self.auth(&mut req, key)?;
+        Ok(req)
+    }
+
     fn parse_probe(
         &self,
         status: u16,
@@ -545,6 +573,38 @@ mod tests {
             body(Provider::DeepSeek)["stream_options"]["include_usage"],
             true
         );
+    }
+
+    #[test]
+    fn embeddings_go_to_the_embeddings_path_with_the_key_and_others_refuse_by_name() {
+        let ep = Endpoint {
+            base_url: "http://x/v1/".into(),
+        };
+        let key = ApiKey::new("sk-test-0123456789abcdef".into());
+        let req = crate::providers::embed::EmbedRequest {
+            model: "text-embedding-3-small".into(),
+            input: vec!["a".into()],
+            encoding_format: None,
+            dimensions: None,
+        };
+        let r = OpenAiCompatible::openai()
+            .embed_request(&ep, Some(&key), &req)
+            .unwrap();
+        assert_eq!(r.url, "http://x/v1/embeddings");
+        assert_eq!(r.method, http::Method::POST);
+        let auth = r.headers.get("authorization").unwrap();
+        assert!(auth.is_sensitive());
+        assert_eq!(auth, "Bearer sk-test-0123456789abcdef");
+        let body: Value = serde_json::from_slice(&r.body.unwrap()).unwrap();
+        assert_eq!(
+            body,
+            json!({"model": "text-embedding-3-small", "input": ["a"]})
+        );
+        let refused = OpenAiCompatible::new(Provider::Groq)
+            .embed_request(&ep, Some(&key), &req)
+            .unwrap_err();
+        assert_eq!(refused.kind, ErrorKind::InvalidRequest);
+        assert!(refused.detail.contains("groq"), "{}", refused.detail);
     }
 
     #[test]

@@ -43,6 +43,11 @@ pub fn wire(provider: Provider) -> Option<Box<dyn ChatWire>> {
     }
 }
 
+/// Whether `provider` has an embeddings API the gateway speaks.
+pub fn embeds(provider: Provider) -> bool {
+    wire(provider).is_some_and(|w| w.embeds())
+}
+
 impl Providers {
     /// From the operator's environment: `LLM_PROVIDER_URL_*` and
     /// `LLM_PROVIDER_TIMEOUT_SECS`. A malformed override stops start-up.

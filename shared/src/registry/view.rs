@@ -7,6 +7,9 @@ use crate::provider::Provider;
 use crate::store::{ANY_OPERATION, GLOBAL_SCOPE, LlmEntry, PriceOverride};
 use std::sync::Arc;
 
+/// The capability that marks an embedding model (catalog and registry entries).
+pub const EMBEDDINGS_CAPABILITY: &str = "embeddings";
+
 /// An entry with the model it routes to, priced: the override's rates when it has one,
 /// else the catalog's.
 #[derive(Debug, Clone, PartialEq)]
@@ -38,10 +41,24 @@ impl Resolved {
         })
     }
 
-    /// Whether a caller in `tenant` (none: no tenant) may route to this entry.
+    /// Whether a caller in `tenant` (none: no tenant) may route a chat to this entry.
     pub fn usable_by(&self, tenant: Option<&str>) -> bool {
+        !self.embeds() && self.reachable_by(tenant)
+    }
+
+    fn reachable_by(&self, tenant: Option<&str>) -> bool {
         self.entry.enabled
             && (self.entry.scope == GLOBAL_SCOPE || Some(self.entry.scope.as_str()) == tenant)
+    }
+
+    /// An embedding model: `POST /v1/embeddings` routes only to these, and chat never
+    /// does (an embedding model cannot answer a chat, so it must not be a default or a
+    /// failover candidate).
+    pub fn embeds(&self) -> bool {
+        self.entry
+            .capabilities
+            .iter()
+            .any(|c| c == EMBEDDINGS_CAPABILITY)
     }
 
     pub fn defaults(&self, operation: &str) -> bool {
@@ -103,7 +120,35 @@ impl RegistryView {
 
     /// The entries a caller may route to, by priority (the failover chain's order); for
     /// a tenant's member, the tenant's own entries first: they win over global ones.
+    /// Embedding models are never among them (see [`Resolved::embeds`]).
     pub fn usable<'a, 't>(
+        &'a self,
+        tenant: Option<&'t str>,
+    ) -> impl Iterator<Item = &'a Arc<Resolved>> + use<'a, 't> {
+        self.reachable(tenant).filter(|r| !r.embeds())
+    }
+
+    /// The embedding models a caller may route to, in the same order as [`Self::usable`].
+    pub fn embedders<'a, 't>(
+        &'a self,
+        tenant: Option<&'t str>,
+    ) -> impl Iterator<Item = &'a Arc<Resolved>> + use<'a, 't> {
+        self.reachable(tenant).filter(|r| r.embeds())
+    }
+
+    /// The first embedding model serving `model`, optionally of one provider.
+    pub fn find_embedder(
+        &self,
+        tenant: Option<&str>,
+        provider: Option<Provider>,
+        model: &str,
+    ) -> Option<&Arc<Resolved>> {
+        self.embedders(tenant)
+            .find(|r| r.entry.model_name == model && provider.is_none_or(|p| p == r.entry.provider))
+    }
+
+    /// Every enabled entry a caller may reach, chat or embeddings, tenant's first.
+    fn reachable<'a, 't>(
         &'a self,
         tenant: Option<&'t str>,
     ) -> impl Iterator<Item = &'a Arc<Resolved>> + use<'a, 't> {
@@ -195,6 +240,46 @@ mod tests {
         let mut entries = seed_entries(c);
         edit(&mut entries);
         RegistryView::build(entries, c, false)
+    }
+
+    #[test]
+    fn embedding_models_are_seeded_but_never_chat_candidates() {
+        let embedding = "text-embedding-3-small";
+        // Even made the top-priority entry and every operation's default.
+        let v = view(|entries| {
+            for e in entries.iter_mut() {
+                e.default_for.clear();
+                if e.model_name == embedding {
+                    e.priority = -1;
+                    e.default_for = vec![ANY_OPERATION.to_owned()];
+                }
+            }
+        });
+        assert!(v.all().iter().any(|r| r.entry.model_name == embedding));
+        assert!(v.usable(None).all(|r| !r.embeds()));
+        assert!(v.find(None, None, embedding).is_none());
+        assert!(v.default_for(None, "conversation").is_none());
+        assert!(
+            v.provider_default(None, Provider::OpenAi, "conversation")
+                .is_some_and(|r| !r.embeds())
+        );
+        let r = v
+            .find_embedder(None, Some(Provider::OpenAi), embedding)
+            .unwrap();
+        assert!(!r.usable_by(None), "an llmId cannot route a chat to it");
+        assert!(v.find_embedder(None, None, "gpt-4o-mini").is_none());
+        let embedders: Vec<_> = v
+            .embedders(None)
+            .map(|r| r.entry.model_name.as_str())
+            .collect();
+        assert_eq!(
+            embedders,
+            [
+                "text-embedding-3-small",
+                "text-embedding-3-large",
+                "text-embedding-ada-002"
+            ]
+        );
     }
 
     #[test]
