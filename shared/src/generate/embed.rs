@@ -40,6 +40,8 @@ fn as_generate(llm: &Resolved, input: &[String], tenant: Option<String>) -> Gene
         llm_id: Some(llm.entry.id.clone()),
         max_tokens: Some(1),
         temperature: None,
+        sampling: Default::default(),
+        drop_params: false,
         stream: false,
         cache: Some(false),
         metadata: BTreeMap::new(),
