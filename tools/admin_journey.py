@@ -39,7 +39,7 @@ def admin_journey(d, ev, j, alice, ops, sub, key, emulator_policy) -> None:
     st, js, text = j.expect("alice GET /api/llm-models after the toggle -> 200", "GET", "/api/llm-models", 200,
                             token=alice)
     ids = [m.get("llm_id") for m in (js or {}).get("models", [])]
-    j.check("a disabled entry leaves alice's model list", mini["id"] not in ids and len(ids) == catalog_models - 1,
+    j.check("a disabled entry leaves alice's model list", mini["id"] not in ids and len(ids) == d.chat_models - 1,
             f"{len(ids)} models")
     st, js, text = j.expect("alice PUT a disabled model as a preference -> 400", "PUT", f"/api/llm-settings/{sub}", 400,
                             token=alice, body={"preferences": {"queryModel": "gpt-4.1-mini"}})

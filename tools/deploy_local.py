@@ -21,6 +21,7 @@ import string
 import sys
 import threading
 import time
+import tomllib
 import urllib.error
 import urllib.request
 import uuid
@@ -751,7 +752,10 @@ def run_journey(d: Deployer, ev: tfeval.Evaluator, j: Journey, stub: ProviderStu
     usage_journey(d, ev, j, alice, bob, ops, sub, request_ids)
     d.ops_sub = ops_claims["sub"]
     catalog = Path(__file__).resolve().parent.parent / "shared" / "src" / "pricing" / "catalog.toml"
-    d.catalog_models = sum(1 for line in catalog.read_text().splitlines() if line.strip() == "[[model]]")
+    models = tomllib.loads(catalog.read_text())["model"]
+    d.catalog_models = len(models)
+    # Embedding models are seeded but never listed for chat (GET /api/llm-models).
+    d.chat_models = sum(1 for m in models if "embeddings" not in m.get("capabilities", []))
     admin_journey(d, ev, j, alice, ops, sub, key, emulator_policy)
     tenant_key = tenant_journey(d, ev, j, stub, ops, b64url_json, emulator_policy)
     # Every saved key: alice's, and the tenant's when the tenant journey ran.
