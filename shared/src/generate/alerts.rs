@@ -156,13 +156,7 @@ impl Alerts {
             spent_nanos = alert.spent_usd.0, limit_nanos = alert.limit_usd.0,
             "budget threshold reached"
         );
-        let target = match alert
-            .user_id
-            .strip_prefix(crate::identity::TENANT_OWNER_PREFIX)
-        {
-            Some(tenant) => format!("tenant:{tenant}"),
-            None => format!("user:{}", alert.user_id),
-        };
+        let target = AuditEvent::owner_target(&alert.user_id);
         let event = AuditEvent::now("system", target, "budget_alert")
             .with_change(None, serde_json::to_value(&alert).ok());
         if let Err(e) = self.audit.append(&event).await {

@@ -577,6 +577,14 @@ impl BudgetStore for SettleFails {
     ) -> Result<bool, crate::store::StoreError> {
         self.0.reserve(user_id, r, limit, now_unix).await
     }
+    async fn reserve_joint(
+        &self,
+        holders: &[(&str, Option<NanoUsd>)],
+        r: &crate::usage::Reservation,
+        now_unix: i64,
+    ) -> Result<bool, crate::store::StoreError> {
+        self.0.reserve_joint(holders, r, now_unix).await
+    }
     async fn settle(
         &self,
         _user_id: &str,

@@ -171,10 +171,7 @@ fn audit_events(
     next: &SettingsRecord,
     edits: &[Edit],
 ) -> Vec<AuditEvent> {
-    let target = match user_id.strip_prefix(crate::identity::TENANT_OWNER_PREFIX) {
-        Some(tenant) => format!("tenant:{tenant}"),
-        None => format!("user:{user_id}"),
-    };
+    let target = AuditEvent::owner_target(user_id);
     let mut events = Vec::new();
     if current.preferences != next.preferences {
         events.push(

@@ -47,6 +47,15 @@ impl AuditEvent {
         }
     }
 
+    /// The target naming a settings owner: `user:<id>`, or `tenant:<id>` for a tenant's
+    /// owner id (`tenant/<id>`).
+    pub fn owner_target(owner: &str) -> String {
+        match owner.strip_prefix(crate::identity::TENANT_OWNER_PREFIX) {
+            Some(tenant) => format!("tenant:{tenant}"),
+            None => format!("user:{owner}"),
+        }
+    }
+
     pub fn with_change(
         mut self,
         before: Option<serde_json::Value>,

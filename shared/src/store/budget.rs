@@ -63,33 +63,15 @@ pub trait BudgetStore: Send + Sync {
     ) -> Result<bool, StoreError>;
 
     /// Reserves `r` in every holder's month at once (a member and their tenant, each with
-    /// its own limit): granted in all or in none. Backends that can write the holders
-    /// together do so atomically; this default reserves one after another and releases
-    /// what it got when a later holder refuses, which keeps every limit but can refuse a
-    /// concurrent request early.
+    /// its own limit): granted in all or in none, and a refusal changes nothing. No
+    /// default: reserving one holder after another would let a concurrent request see a
+    /// half-made reservation, so every backend writes the holders together.
     async fn reserve_joint(
         &self,
         holders: &[(&str, Option<NanoUsd>)],
         r: &Reservation,
         now_unix: i64,
-    ) -> Result<bool, StoreError> {
-        for (i, (holder, limit)) in holders.iter().enumerate() {
-            if !self.reserve(holder, r, *limit, now_unix).await? {
-                for (got, _) in &holders[..i] {
-                    let release = Settlement {
-                        month: r.month.clone(),
-                        reservation_id: r.id.clone(),
-                        reserved: r.amount,
-                        actual: NanoUsd::ZERO,
-                        tenant: None,
-                    };
-                    self.settle(got, &release).await?;
-                }
-                return Ok(false);
-            }
-        }
-        Ok(true)
-    }
+    ) -> Result<bool, StoreError>;
 
     /// Settles a reservation to the actual cost when no usage entry carries it (usage
     /// tracking off, or a failed candidate released with `actual` 0). Idempotent on
