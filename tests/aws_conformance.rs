@@ -287,10 +287,7 @@ fn bedrock_request(model: &str) -> shared::providers::ChatRequest {
     ChatRequest {
         model: model.into(),
         system: Some("You write SQL.".into()),
-        messages: vec![Message {
-            role: Role::User,
-            content: "Show me failed login attempts".into(),
-        }],
+        messages: vec![Message::text(Role::User, "Show me failed login attempts")],
         max_tokens: 64,
         temperature: Some(0.0),
         stream: false,
@@ -315,7 +312,7 @@ async fn bedrock_converse_with_role_and_with_a_saved_key_pair() {
         "{:?}",
         g.tokens
     );
-    assert_eq!(g.finish_reason.as_deref(), Some("end_turn"));
+    assert_eq!(g.finish_reason, Some(shared::providers::FinishReason::Stop));
     let key = ApiKey::new(format!("AKIAIOSFODNN7EXAMPLE:{}", "w".repeat(40)));
     let g2 = bedrock
         .converse(Some(&key), &bedrock_request(model))

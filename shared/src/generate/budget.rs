@@ -5,17 +5,21 @@ use crate::money::NanoUsd;
 use crate::pricing::{ModelPrice, TokenCounts};
 use crate::providers::ChatRequest;
 
-/// The most this request can cost: every byte of the prompt counted as a token (a token
-/// is at least one byte, so this never underestimates) and `max_tokens` of output.
+/// The most tokens one image can be billed as. The largest published figure is OpenAI's
+/// gpt-4o-mini at high detail (2,833 base + 5,667 a tile, up to 6 tiles: 36,835 tokens);
+/// Anthropic caps an image near 1,600 and Gemini bills 258 a tile.
+pub const IMAGE_TOKEN_CEILING: u64 = 40_000;
+
+/// The most this request can cost: every byte of the prompt (text, tool definitions,
+/// schema) counted as a token (a token is at least one byte, so this never
+/// underestimates), each image at [`IMAGE_TOKEN_CEILING`], and `max_tokens` of output.
 pub fn worst_case(model: &ModelPrice, request: &ChatRequest) -> Option<NanoUsd> {
-    let prompt_bytes: usize = request.system.as_ref().map_or(0, String::len)
-        + request
-            .messages
-            .iter()
-            .map(|m| m.content.len() + 4)
-            .sum::<usize>();
+    let text = u64::try_from(request.prompt_bytes()).unwrap_or(u64::MAX);
+    let images = u64::try_from(request.image_count())
+        .unwrap_or(u64::MAX)
+        .saturating_mul(IMAGE_TOKEN_CEILING);
     model.cost(&TokenCounts {
-        input_tokens: u64::try_from(prompt_bytes).unwrap_or(u64::MAX),
+        input_tokens: text.saturating_add(images),
         output_tokens: u64::from(request.max_tokens),
         cached_input_tokens: 0,
         cache_write_tokens: 0,
@@ -50,10 +54,7 @@ mod tests {
         let req = ChatRequest {
             model: m.id.clone(),
             system: None,
-            messages: vec![Message {
-                role: Role::User,
-                content: "x".repeat(96),
-            }],
+            messages: vec![Message::text(Role::User, "x".repeat(96))],
             max_tokens: 100,
             temperature: None,
             stream: false,

@@ -11,9 +11,10 @@ use super::request::{self, Generate};
 use super::response::{Answered, GenerateResponse, ms};
 use crate::money::NanoUsd;
 use crate::pricing::{ModelPrice, TokenCounts};
-use crate::provider::Provider;
 use crate::providers::params;
-use crate::providers::{ChatRequest, ErrorKind, ProviderError, ReportsLimits, Route, key_required};
+use crate::providers::{
+    ChatRequest, ErrorKind, Generation, ProviderError, ReportsLimits, Route, key_required,
+};
 use crate::registry::{RegistryView, Resolved};
 use crate::settings::{BudgetAction, Preferences, SettingsRecord};
 use crate::store::KeyRef;
@@ -239,14 +240,16 @@ impl<'a> Call<'a> {
     /// (returning the names dropped), else refuses naming the first such parameter.
     pub fn params_for(
         &self,
-        provider: Provider,
+        llm: &Resolved,
         chat: &mut ChatRequest,
     ) -> Result<Vec<&'static str>, GenerateError> {
+        let provider = llm.model.provider;
+        let capabilities = &llm.entry.capabilities;
         if self.drops_params() {
-            let dropped = params::drop_unhonoured(provider, chat);
+            let dropped = params::drop_unhonoured(provider, capabilities, chat);
             return Ok(dropped.into_iter().map(params::Param::name).collect());
         }
-        match params::unhonoured(provider, chat).first() {
+        match params::unhonoured(provider, capabilities, chat).first() {
             None => Ok(Vec::new()),
             Some(p) => Err(GenerateError::UnsupportedParameter {
                 param: p.name(),
@@ -265,13 +268,11 @@ impl<'a> Call<'a> {
         if !prefs.enable_caching || !wanted {
             return None;
         }
+        // The whole neutral request (every field that can change an answer: parts,
+        // tools, tool choice, response format, sampling), not a hand-kept list of it.
         let canonical = serde_json::json!({
             "user": self.user_id, "provider": model.provider, "model": model.id,
-            "system": chat.system, "messages": chat.messages,
-            "max_tokens": chat.max_tokens, "temperature": chat.temperature,
-            "top_p": chat.top_p, "stop": chat.stop, "seed": chat.seed,
-            "presence_penalty": chat.presence_penalty,
-            "frequency_penalty": chat.frequency_penalty,
+            "request": chat,
         });
         Some(hex::encode(Sha256::digest(
             canonical.to_string().as_bytes(),
@@ -323,7 +324,7 @@ impl<'a> Call<'a> {
         let mut chat = self.req.chat_request(llm, self.prefs(), stream);
         // The primary was checked up front (`check_params`); a fallback that cannot
         // honour a parameter is skipped unless dropping is allowed.
-        let Ok(dropped) = self.params_for(provider, &mut chat) else {
+        let Ok(dropped) = self.params_for(llm, &mut chat) else {
             self.note(model, AttemptError::UnsupportedParameter, Duration::ZERO);
             return Ok(None);
         };
@@ -702,18 +703,15 @@ impl<'a> Call<'a> {
 
     /// The answer of candidate `c` (a stream's final answer has no `content`: its text
     /// went out as deltas).
-    pub fn answer(
-        &self,
-        c: &Candidate,
-        content: String,
-        tokens: TokenCounts,
-        cost: Option<NanoUsd>,
-    ) -> GenerateResponse {
+    pub fn answer(&self, c: &Candidate, g: Generation, cost: Option<NanoUsd>) -> GenerateResponse {
         let a = Answered {
             model: &c.model,
             model_name: c.model.id.clone(),
-            content,
-            tokens,
+            finish_reason: g.finish(),
+            content: g.content,
+            tool_calls: g.tool_calls,
+            logprobs: g.logprobs,
+            tokens: g.tokens,
             cost,
             cached: false,
         };
@@ -843,10 +841,12 @@ fn enforced(prefs: &Preferences) -> Option<NanoUsd> {
 /// the same way before counting) plus all of `max_tokens`, which OpenAI reserves up
 /// front. An over-estimate only means failing over a little early near the limit.
 pub(crate) fn tokens_needed(chat: &ChatRequest) -> u64 {
-    let bytes: usize = chat.system.as_ref().map_or(0, String::len)
-        + chat.messages.iter().map(|m| m.content.len()).sum::<usize>();
-    u64::try_from(bytes.div_ceil(4))
+    // An image at about 1,000 tokens (a typical high-detail figure); the budget's worst
+    // case uses the ceiling instead.
+    let images = u64::try_from(chat.image_count()).unwrap_or(u64::MAX);
+    u64::try_from(chat.prompt_bytes().div_ceil(4))
         .unwrap_or(u64::MAX)
+        .saturating_add(images.saturating_mul(1000))
         .saturating_add(u64::from(chat.max_tokens))
 }
 

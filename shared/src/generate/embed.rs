@@ -30,10 +30,7 @@ pub struct Embedded {
 fn as_generate(llm: &Resolved, input: &[String], tenant: Option<String>) -> Generate {
     Generate {
         system: None,
-        messages: vec![Message {
-            role: Role::User,
-            content: input.join("\n"),
-        }],
+        messages: vec![Message::text(Role::User, input.join("\n"))],
         operation_type: OPERATION_EMBEDDING.to_owned(),
         provider: Some(llm.model.provider),
         model: Some(llm.model.id.clone()),
@@ -41,6 +38,7 @@ fn as_generate(llm: &Resolved, input: &[String], tenant: Option<String>) -> Gene
         max_tokens: Some(1),
         temperature: None,
         sampling: Default::default(),
+        tooling: Default::default(),
         drop_params: false,
         stream: false,
         cache: Some(false),

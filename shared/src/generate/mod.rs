@@ -11,6 +11,7 @@ pub mod alerts;
 pub mod breaker;
 pub mod budget;
 mod call;
+pub mod chat_fields;
 pub mod config;
 pub mod embed;
 pub mod error;

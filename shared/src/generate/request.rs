@@ -2,10 +2,13 @@
 //! the request's `model`, else the preference for the operation, else the provider's
 //! default model.
 
+use super::chat_fields::{self, MessageIn, ResponseFormatIn, ToolChoiceIn, ToolIn};
 use super::error::GenerateError;
 use crate::provider::Provider;
 use crate::providers::params::{Sampling, Stop};
-use crate::providers::{ChatRequest, Message, Role};
+use crate::providers::{
+    ChatRequest, Logprobs, Message, ReasoningEffort, ResponseFormat, Role, Tool, ToolChoice,
+};
 use crate::registry::{RegistryView, Resolved};
 use crate::settings::{OPERATION_TYPES, Preferences};
 use serde::Deserialize;
@@ -20,7 +23,7 @@ const MAX_MESSAGES: usize = 500;
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct GenerateBody {
     pub prompt: Option<String>,
-    pub messages: Option<Vec<Message>>,
+    pub messages: Option<Vec<MessageIn>>,
     pub system: Option<String>,
     pub operation_type: Option<String>,
     pub provider: Option<Provider>,
@@ -34,9 +37,29 @@ pub struct GenerateBody {
     pub seed: Option<i64>,
     pub presence_penalty: Option<f64>,
     pub frequency_penalty: Option<f64>,
+    pub tools: Option<Vec<ToolIn>>,
+    pub tool_choice: Option<ToolChoiceIn>,
+    pub parallel_tool_calls: Option<bool>,
+    pub response_format: Option<ResponseFormatIn>,
+    pub logprobs: Option<bool>,
+    pub top_logprobs: Option<u8>,
+    pub logit_bias: Option<BTreeMap<String, i32>>,
+    pub reasoning_effort: Option<ReasoningEffort>,
     pub stream: Option<bool>,
     pub cache: Option<bool>,
     pub metadata: Option<BTreeMap<String, serde_json::Value>>,
+}
+
+/// The tool, format and reasoning fields of a request, validated.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Tooling {
+    pub tools: Vec<Tool>,
+    pub tool_choice: Option<ToolChoice>,
+    pub parallel_tool_calls: Option<bool>,
+    pub response_format: Option<ResponseFormat>,
+    pub logprobs: Option<Logprobs>,
+    pub logit_bias: BTreeMap<String, i32>,
+    pub reasoning_effort: Option<ReasoningEffort>,
 }
 
 /// A validated request, before routing.
@@ -51,6 +74,7 @@ pub struct Generate {
     pub max_tokens: Option<u32>,
     pub temperature: Option<f64>,
     pub sampling: Sampling,
+    pub tooling: Tooling,
     /// The caller's `x-gateway-drop-params: true` (a header, so never from the body):
     /// parameters the chosen provider cannot honour are dropped instead of refused.
     pub drop_params: bool,
@@ -75,11 +99,8 @@ impl GenerateBody {
     ) -> Result<Generate, GenerateError> {
         let scope = tenant.as_deref();
         let messages = match (self.prompt, self.messages) {
-            (Some(p), None) => vec![Message {
-                role: Role::User,
-                content: p,
-            }],
-            (None, Some(m)) => m,
+            (Some(p), None) => vec![Message::text(Role::User, p)],
+            (None, Some(m)) => chat_fields::messages(m)?,
             _ => {
                 return Err(GenerateError::invalid(
                     "prompt",
@@ -154,6 +175,15 @@ impl GenerateBody {
         sampling
             .validate()
             .map_err(|(param, message)| GenerateError::invalid(param.camel(), message))?;
+        let tooling = Tooling::validate(
+            self.tools,
+            self.tool_choice,
+            self.parallel_tool_calls,
+            self.response_format,
+            (self.logprobs, self.top_logprobs),
+            self.logit_bias,
+            self.reasoning_effort,
+        )?;
         let metadata = self.metadata.unwrap_or_default();
         let size = serde_json::to_vec(&metadata)
             .map(|v| v.len())
@@ -174,11 +204,69 @@ impl GenerateBody {
             max_tokens: self.max_tokens,
             temperature: self.temperature,
             sampling,
+            tooling,
             drop_params: false,
             stream: self.stream.unwrap_or(false),
             cache: self.cache,
             metadata,
             tenant,
+        })
+    }
+}
+
+impl Tooling {
+    /// Checks the fields together (a tool choice needs tools, `top_logprobs` needs
+    /// `logprobs`). Names are the native body's; the OpenAI face renames them.
+    pub fn validate(
+        tools: Option<Vec<ToolIn>>,
+        tool_choice: Option<ToolChoiceIn>,
+        parallel_tool_calls: Option<bool>,
+        response_format: Option<ResponseFormatIn>,
+        (logprobs, top_logprobs): (Option<bool>, Option<u8>),
+        logit_bias: Option<BTreeMap<String, i32>>,
+        reasoning_effort: Option<ReasoningEffort>,
+    ) -> Result<Tooling, GenerateError> {
+        let logit_bias = logit_bias.unwrap_or_default();
+        if logit_bias.len() > 300
+            || logit_bias.iter().any(|(token, bias)| {
+                token.is_empty()
+                    || !token.bytes().all(|b| b.is_ascii_digit())
+                    || !(-100..=100).contains(bias)
+            })
+        {
+            return Err(GenerateError::invalid(
+                "logitBias",
+                "at most 300 token ids (digits), each biased -100 to 100",
+            ));
+        }
+        let tools = chat_fields::tools(tools.unwrap_or_default())?;
+        let tool_choice = tool_choice
+            .map(|c| chat_fields::tool_choice("toolChoice", c, &tools))
+            .transpose()?;
+        let response_format = response_format
+            .map(|f| chat_fields::response_format("responseFormat", f))
+            .transpose()?;
+        if top_logprobs.is_some_and(|n| n > 20) {
+            return Err(GenerateError::invalid("topLogprobs", "must be 0 to 20"));
+        }
+        let logprobs = match (logprobs, top_logprobs) {
+            (Some(true), top) => Some(Logprobs { top }),
+            (_, Some(_)) => {
+                return Err(GenerateError::invalid(
+                    "topLogprobs",
+                    "needs logprobs: true",
+                ));
+            }
+            _ => None,
+        };
+        Ok(Tooling {
+            tools,
+            tool_choice,
+            parallel_tool_calls,
+            response_format,
+            logprobs,
+            logit_bias,
+            reasoning_effort,
         })
     }
 }
@@ -286,6 +374,13 @@ impl Generate {
             seed: self.sampling.seed,
             presence_penalty: self.sampling.presence_penalty,
             frequency_penalty: self.sampling.frequency_penalty,
+            tools: self.tooling.tools.clone(),
+            tool_choice: self.tooling.tool_choice.clone(),
+            parallel_tool_calls: self.tooling.parallel_tool_calls,
+            response_format: self.tooling.response_format.clone(),
+            logprobs: self.tooling.logprobs,
+            logit_bias: self.tooling.logit_bias.clone(),
+            reasoning_effort: self.tooling.reasoning_effort,
             stream,
         }
     }

@@ -4,7 +4,9 @@ use super::error::Attempt;
 use crate::money::NanoUsd;
 use crate::pricing::{ModelPrice, TokenCounts};
 use crate::provider::Provider;
+use crate::providers::{FinishReason, ToolCall};
 use serde::Serialize;
+use serde_json::Value;
 use std::time::Duration;
 
 #[derive(Debug, Clone, Serialize)]
@@ -24,6 +26,15 @@ pub struct UsageView {
 pub struct GenerateResponse {
     /// The whole text; empty in a stream's final event (the text went out as deltas).
     pub content: String,
+    /// The calls the model made, in OpenAI's shape (`arguments` a JSON string); none in
+    /// a stream's final event (they went out as deltas).
+    #[serde(skip_serializing_if = "Vec::is_empty", serialize_with = "openai_calls")]
+    pub tool_calls: Vec<ToolCall>,
+    /// Why the answer ended: `stop`, `length`, `tool_calls` or `content_filter`.
+    pub finish_reason: FinishReason,
+    /// OpenAI's log probabilities, where the provider has them and they were asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub logprobs: Option<Value>,
     pub provider: Provider,
     pub model: String,
     pub usage: UsageView,
@@ -37,12 +48,25 @@ pub struct GenerateResponse {
     pub dropped_params: Vec<&'static str>,
 }
 
+/// Tool calls as OpenAI's API writes them.
+pub fn openai_call(c: &ToolCall) -> Value {
+    serde_json::json!({"id": c.id, "type": "function",
+                       "function": {"name": c.name, "arguments": c.arguments}})
+}
+
+fn openai_calls<S: serde::Serializer>(calls: &[ToolCall], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(calls.iter().map(openai_call))
+}
+
 /// What a finished generation is made of.
 pub struct Answered<'a> {
     pub model: &'a ModelPrice,
     /// The model name reported (a cache hit reports the one it was stored under).
     pub model_name: String,
     pub content: String,
+    pub tool_calls: Vec<ToolCall>,
+    pub finish_reason: FinishReason,
+    pub logprobs: Option<Value>,
     pub tokens: TokenCounts,
     pub cost: Option<NanoUsd>,
     pub cached: bool,
@@ -57,6 +81,9 @@ impl GenerateResponse {
     ) -> Self {
         GenerateResponse {
             content: a.content,
+            tool_calls: a.tool_calls,
+            finish_reason: a.finish_reason,
+            logprobs: a.logprobs,
             provider: a.model.provider,
             model: a.model_name.clone(),
             usage: UsageView {

@@ -10,7 +10,7 @@ use super::stream::{Event, pump};
 use crate::money::NanoUsd;
 use crate::pricing::TokenCounts;
 use crate::provider::Provider;
-use crate::providers::{ErrorKind, Generation, ProviderError};
+use crate::providers::{ErrorKind, FinishReason, Generation, ProviderError, ToolCall};
 use crate::registry::Resolved;
 use crate::usage::UsageStatus;
 use serde::{Deserialize, Serialize};
@@ -24,11 +24,23 @@ pub enum Delivery<'t> {
     Stream(&'t mpsc::Sender<Event>),
 }
 
-/// The cached part of an answer.
+/// The cached part of an answer (an entry written before tool calls existed reads as
+/// a text answer).
 #[derive(Debug, Deserialize, Serialize)]
 struct CachedAnswer {
     content: String,
     model: String,
+    #[serde(default)]
+    tool_calls: Vec<CachedCall>,
+    #[serde(default)]
+    finish_reason: Option<FinishReason>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+struct CachedCall {
+    id: String,
+    name: String,
+    arguments: String,
 }
 
 pub async fn run(
@@ -40,7 +52,7 @@ pub async fn run(
     // A parameter the primary cannot honour is refused before anything is spent (the
     // fallbacks are checked as they come, in `prepare`).
     let mut primary_chat = call.req.chat_request(&plan[0], call.prefs(), false);
-    let dropped = call.params_for(plan[0].model.provider, &mut primary_chat)?;
+    let dropped = call.params_for(&plan[0], &mut primary_chat)?;
     // The cache answers for the primary choice only, and only whole answers.
     let cache_key = if streaming {
         None
@@ -177,6 +189,17 @@ async fn cached(
         model: &primary.model,
         model_name: answer.model,
         content: answer.content,
+        tool_calls: answer
+            .tool_calls
+            .into_iter()
+            .map(|c| ToolCall {
+                id: c.id,
+                name: c.name,
+                arguments: c.arguments,
+            })
+            .collect(),
+        finish_reason: answer.finish_reason.unwrap_or(FinishReason::Stop),
+        logprobs: None,
         tokens: TokenCounts::default(),
         cost: Some(NanoUsd::ZERO),
         cached: true,
@@ -202,12 +225,26 @@ async fn answered(
     let entry = call.entry_for(c, g.tokens, cost, UsageStatus::Success, None);
     call.finish(entry, Some(settlement)).await?;
     if let Some(key) = cache_key {
-        let value = serde_json::json!({"content": g.content, "model": g.model}).to_string();
+        let answer = CachedAnswer {
+            content: g.content.clone(),
+            model: g.model.clone(),
+            tool_calls: g
+                .tool_calls
+                .iter()
+                .map(|c| CachedCall {
+                    id: c.id.clone(),
+                    name: c.name.clone(),
+                    arguments: c.arguments.clone(),
+                })
+                .collect(),
+            finish_reason: Some(g.finish()),
+        };
+        let value = serde_json::to_string(&answer).unwrap_or_default();
         let expires = chrono::Utc::now().timestamp()
             + i64::try_from(st.config.cache_ttl.as_secs()).unwrap_or(3600);
         if let Err(e) = st.cache.put_cached(key, &value, expires).await {
             tracing::warn!(error = %e, "cache write failed");
         }
     }
-    Ok(call.answer(c, g.content, g.tokens, cost))
+    Ok(call.answer(c, g, cost))
 }

@@ -11,7 +11,9 @@ use super::response::GenerateResponse;
 use super::run::{Delivery, run};
 use crate::money::NanoUsd;
 use crate::pricing::TokenCounts;
-use crate::providers::{ErrorKind, EventStream, ProviderError, StreamEvent};
+use crate::providers::{
+    ErrorKind, EventStream, FinishReason, Generation, ProviderError, StreamEvent, ToolCallDelta,
+};
 use crate::usage::UsageStatus;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -22,6 +24,8 @@ const STREAM_LEASE_MARGIN: Duration = Duration::from_secs(3);
 #[derive(Debug)]
 pub enum Event {
     Delta(String),
+    /// A fragment of a tool call (its id and name first, then pieces of its arguments).
+    ToolCall(ToolCallDelta),
     Done(Box<GenerateResponse>),
     /// Before any delta: the request failed as a whole. After: the stream broke.
     Failed(GenerateError),
@@ -64,8 +68,7 @@ pub(super) async fn pump(
     mut events: Box<dyn EventStream>,
     tx: &mpsc::Sender<Event>,
 ) -> Result<GenerateResponse, GenerateError> {
-    let mut client_gone = false;
-    let mut tokens: Option<TokenCounts> = None;
+    let mut seen = Seen::default();
     // A stream may outlive the deadline (it answered in time), not its lease: it is cut
     // before its reservation could stop counting, or at shutdown. Such cuts are ours and
     // say nothing about the provider's health.
@@ -87,7 +90,7 @@ pub(super) async fn pump(
             }
         };
         match next {
-            Ok(Some(batch)) => forward(batch, tx, &mut client_gone, &mut tokens).await,
+            Ok(Some(batch)) => forward(batch, tx, &mut seen).await,
             Ok(None) => break None,
             Err(e) => break Some(e),
         }
@@ -117,7 +120,8 @@ pub(super) async fn pump(
             attempts: call.attempts.clone(),
         });
     }
-    let tokens = tokens.unwrap_or_default();
+    let client_gone = seen.client_gone;
+    let tokens = seen.tokens.unwrap_or_default();
     let cost = c.model.cost(&tokens);
     let settlement = call.settlement(c, cost.unwrap_or(NanoUsd::ZERO));
     let error_type = client_gone.then(|| "client_disconnected".to_owned());
@@ -128,25 +132,54 @@ pub(super) async fn pump(
     if client_gone {
         tracing::debug!(request_id = %call.request_id, "client left mid-stream; usage recorded");
     }
-    Ok(call.answer(c, String::new(), tokens, cost))
+    // The text and the calls went out as deltas; the final answer carries the rest.
+    let finish_reason = match seen.finish_reason {
+        Some(r) => Some(r),
+        None if seen.tool_calls => Some(FinishReason::ToolCalls),
+        None => None,
+    };
+    let done = Generation {
+        content: String::new(),
+        tool_calls: Vec::new(),
+        model: c.model.id.clone(),
+        tokens,
+        finish_reason,
+        logprobs: None,
+        rate_limit: None,
+    };
+    Ok(call.answer(c, done, cost))
 }
 
-async fn forward(
-    events: Vec<StreamEvent>,
-    tx: &mpsc::Sender<Event>,
-    client_gone: &mut bool,
-    tokens: &mut Option<TokenCounts>,
-) {
+/// What a stream has shown so far.
+#[derive(Default)]
+struct Seen {
+    client_gone: bool,
+    tokens: Option<TokenCounts>,
+    finish_reason: Option<FinishReason>,
+    tool_calls: bool,
+}
+
+async fn forward(events: Vec<StreamEvent>, tx: &mpsc::Sender<Event>, seen: &mut Seen) {
     for event in events {
-        match event {
-            StreamEvent::Delta(d) => {
-                if !*client_gone && tx.send(Event::Delta(d)).await.is_err() {
-                    // Keep reading upstream: its final usage is what gets recorded.
-                    *client_gone = true;
-                }
+        let out = match event {
+            StreamEvent::Delta(d) if d.is_empty() => continue,
+            StreamEvent::Delta(d) => Event::Delta(d),
+            StreamEvent::ToolCall(t) => {
+                seen.tool_calls = true;
+                Event::ToolCall(t)
             }
-            StreamEvent::Usage(u) => *tokens = Some(u),
-            StreamEvent::Done { .. } => {}
+            StreamEvent::Usage(u) => {
+                seen.tokens = Some(u);
+                continue;
+            }
+            StreamEvent::Done { finish_reason } => {
+                seen.finish_reason = finish_reason;
+                continue;
+            }
+        };
+        if !seen.client_gone && tx.send(out).await.is_err() {
+            // Keep reading upstream: its final usage is what gets recorded.
+            seen.client_gone = true;
         }
     }
 }

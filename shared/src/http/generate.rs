@@ -93,10 +93,13 @@ fn done_payload(r: &GenerateResponse) -> serde_json::Value {
     serde_json::json!({
         "provider": r.provider, "model": r.model, "usage": r.usage,
         "requestId": r.request_id, "cached": r.cached, "attempts": r.attempts,
+        "finishReason": r.finish_reason,
     })
 }
 
-/// `event: delta` with `{"text"}`, then `event: done` with usage, or `event: error`.
+/// `event: delta` with `{"text"}` and `event: toolCall` with `{"index", "id", "name",
+/// "arguments"}` fragments (id and name on a call's first), then `event: done` with
+/// usage and the finish reason, or `event: error`.
 fn sse(
     first: Event,
     rx: mpsc::Receiver<Event>,
@@ -108,6 +111,12 @@ fn sse(
             Event::Delta(text) => SseEvent::default()
                 .event("delta")
                 .json_data(serde_json::json!({"text": text}))
+                .unwrap_or_else(|_| SseEvent::default().event("error").data("{}")),
+            Event::ToolCall(t) => SseEvent::default()
+                .event("toolCall")
+                .json_data(serde_json::json!({
+                    "index": t.index, "id": t.id, "name": t.name, "arguments": t.arguments,
+                }))
                 .unwrap_or_else(|_| SseEvent::default().event("error").data("{}")),
             Event::Done(r) => SseEvent::default()
                 .event("done")

@@ -7,15 +7,17 @@ use super::error::{ApiError, current_request_id};
 use super::extract::JsonBody;
 use super::generate::{GenerateApi, drop_params_requested, with_dropped};
 use super::sse::{error_data, events, first_event};
+use crate::generate::chat_fields::{MessageIn, ResponseFormatIn, ToolChoiceIn, ToolIn};
 use crate::generate::error::GenerateError;
 use crate::generate::request::Generate;
+use crate::generate::response::openai_call;
 use crate::generate::stream::{self, Event};
 use crate::generate::{GenerateResponse, GenerateState, generate_detached};
 use crate::identity::Caller;
 use crate::pricing::ModelPrice;
 use crate::provider::Provider;
 use crate::providers::params::{Param, Stop};
-use crate::providers::{Message, Role};
+use crate::providers::{ReasoningEffort, ToolCallDelta};
 use crate::registry::RegistryView;
 use axum::extract::State;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
@@ -26,11 +28,13 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 
+/// Every documented Chat Completions request field. A field OpenAI does not define is a
+/// `400` (`deny_unknown_fields`), so a typo is never silently ignored.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChatCompletionBody {
     model: String,
-    messages: Vec<ChatMessage>,
+    messages: Vec<MessageIn>,
     #[serde(default)]
     max_tokens: Option<u32>,
     #[serde(default)]
@@ -47,6 +51,22 @@ pub struct ChatCompletionBody {
     presence_penalty: Option<f64>,
     #[serde(default)]
     frequency_penalty: Option<f64>,
+    #[serde(default)]
+    tools: Option<Vec<ToolIn>>,
+    #[serde(default)]
+    tool_choice: Option<ToolChoiceIn>,
+    #[serde(default)]
+    parallel_tool_calls: Option<bool>,
+    #[serde(default)]
+    response_format: Option<ResponseFormatIn>,
+    #[serde(default)]
+    logprobs: Option<bool>,
+    #[serde(default)]
+    top_logprobs: Option<u8>,
+    #[serde(default)]
+    logit_bias: Option<BTreeMap<String, i32>>,
+    #[serde(default)]
+    reasoning_effort: Option<ReasoningEffort>,
     #[serde(default)]
     stream: Option<bool>,
     /// `{"include_usage": true}` adds OpenAI's separate usage chunk (empty `choices`)
@@ -68,30 +88,30 @@ pub struct ChatCompletionBody {
 struct StreamOptions {
     #[serde(default)]
     include_usage: bool,
+    /// OpenAI pads chunks against length side channels; the gateway's chunks are its own.
+    #[serde(default, rename = "include_obfuscation")]
+    _include_obfuscation: Option<bool>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ChatMessage {
-    role: String,
-    content: Content,
-    #[serde(default)]
-    name: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum Content {
-    Text(String),
-    Parts(Vec<Part>),
-}
-
-#[derive(Debug, Deserialize)]
-struct Part {
-    #[serde(rename = "type")]
-    kind: String,
-    #[serde(default)]
-    text: Option<String>,
+/// The OpenAI name of a field the shared validation names in the native body's camelCase.
+fn openai_field(field: String) -> String {
+    const RENAMED: [(&str, &str); 6] = [
+        ("toolChoice", "tool_choice"),
+        ("responseFormat", "response_format"),
+        ("topLogprobs", "top_logprobs"),
+        ("logitBias", "logit_bias"),
+        ("maxTokens", "max_tokens"),
+        ("parallelToolCalls", "parallel_tool_calls"),
+    ];
+    for (camel, snake) in RENAMED {
+        if let Some(rest) = field.strip_prefix(camel) {
+            return format!("{snake}{rest}");
+        }
+    }
+    Param::ALL
+        .into_iter()
+        .find(|p| p.camel() == field)
+        .map_or(field, |p| p.name().to_owned())
 }
 
 /// `provider/model` first (so `openai/gpt-4o-mini` is OpenAI's model), then a plain
@@ -128,41 +148,9 @@ impl ChatCompletionBody {
                 "unknown or disabled model; GET /v1/models lists them",
             )
         })?;
-        let mut messages = Vec::with_capacity(self.messages.len());
-        for (i, m) in self.messages.into_iter().enumerate() {
-            let _ = m.name;
-            let role = match m.role.as_str() {
-                "system" | "developer" => Role::System,
-                "user" => Role::User,
-                "assistant" => Role::Assistant,
-                _ => {
-                    return Err(ApiError::invalid(
-                        format!("messages[{i}].role"),
-                        "must be system, developer, user or assistant",
-                    ));
-                }
-            };
-            let content = match m.content {
-                Content::Text(t) => t,
-                Content::Parts(parts) => {
-                    let mut text = String::new();
-                    for p in parts {
-                        if p.kind != "text" {
-                            return Err(ApiError::invalid(
-                                format!("messages[{i}].content"),
-                                "only text parts are supported",
-                            ));
-                        }
-                        text.push_str(p.text.as_deref().unwrap_or(""));
-                    }
-                    text
-                }
-            };
-            messages.push(Message { role, content });
-        }
         let stream = self.stream.unwrap_or(false);
         let body = crate::generate::request::GenerateBody {
-            messages: Some(messages),
+            messages: Some(self.messages),
             operation_type: Some("conversation".into()),
             provider: Some(model.provider),
             model: Some(model.id.clone()),
@@ -173,19 +161,24 @@ impl ChatCompletionBody {
             seed: self.seed,
             presence_penalty: self.presence_penalty,
             frequency_penalty: self.frequency_penalty,
+            tools: self.tools,
+            tool_choice: self.tool_choice,
+            parallel_tool_calls: self.parallel_tool_calls,
+            response_format: self.response_format,
+            logprobs: self.logprobs,
+            top_logprobs: self.top_logprobs,
+            logit_bias: self.logit_bias,
+            reasoning_effort: self.reasoning_effort,
             stream: Some(stream),
             metadata: self.metadata,
             ..Default::default()
         };
         let generate = body.validate_for(catalog, tenant).map_err(|e| match e {
             // This face's callers know the parameters by OpenAI's names.
-            GenerateError::Invalid { field, message } => {
-                let field = Param::ALL
-                    .into_iter()
-                    .find(|p| p.camel() == field)
-                    .map_or(field, |p| p.name().to_owned());
-                GenerateError::Invalid { field, message }
-            }
+            GenerateError::Invalid { field, message } => GenerateError::Invalid {
+                field: openai_field(field),
+                message,
+            },
             other => other,
         })?;
         Ok((generate, stream))
@@ -239,7 +232,9 @@ pub async fn chat_completions(
             "object": "chat.completion",
             "created": created(),
             "model": requested_model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": r.content}, "finish_reason": "stop", "logprobs": null}],
+            "choices": [{"index": 0, "message": assistant_message(&r),
+                         "finish_reason": r.finish_reason.as_openai(),
+                         "logprobs": r.logprobs.clone().unwrap_or(Value::Null)}],
             "usage": usage_json(&r),
         }))
         .into_response();
@@ -266,28 +261,34 @@ pub async fn chat_completions(
     use futures_util::StreamExt;
     let mut started = false;
     let stream = events(first, rx).flat_map(move |event| {
-        let items: Vec<Result<SseEvent, std::convert::Infallible>> = match event {
-            Event::Delta(text) => {
-                let delta = if started {
-                    json!({"content": text})
-                } else {
-                    json!({"role": "assistant", "content": text})
-                };
+        // The first delta of any kind carries the role, as OpenAI's does.
+        let mut delta_chunk = |mut delta: Value| {
+            if !started {
+                delta["role"] = json!("assistant");
                 started = true;
-                vec![Ok(
-                    SseEvent::default().data(chunk(Some(delta), Value::Null, None).to_string())
-                )]
             }
+            Ok(SseEvent::default().data(chunk(Some(delta), Value::Null, None).to_string()))
+        };
+        let items: Vec<Result<SseEvent, std::convert::Infallible>> = match event {
+            Event::Delta(text) => vec![delta_chunk(json!({"content": text}))],
+            Event::ToolCall(t) => vec![delta_chunk(json!({"tool_calls": [tool_call_delta(&t)]}))],
             Event::Done(r) if usage_chunk => vec![
-                Ok(SseEvent::default()
-                    .data(chunk(Some(json!({})), json!("stop"), None).to_string())),
+                Ok(SseEvent::default().data(
+                    chunk(Some(json!({})), json!(r.finish_reason.as_openai()), None).to_string(),
+                )),
                 Ok(SseEvent::default()
                     .data(chunk(None, Value::Null, Some(usage_json(&r))).to_string())),
                 Ok(SseEvent::default().data("[DONE]")),
             ],
             Event::Done(r) => vec![
-                Ok(SseEvent::default()
-                    .data(chunk(Some(json!({})), json!("stop"), Some(usage_json(&r))).to_string())),
+                Ok(SseEvent::default().data(
+                    chunk(
+                        Some(json!({})),
+                        json!(r.finish_reason.as_openai()),
+                        Some(usage_json(&r)),
+                    )
+                    .to_string(),
+                )),
                 Ok(SseEvent::default().data("[DONE]")),
             ],
             Event::Failed(e) => vec![Ok(SseEvent::default().data(error_data(e, &request_id)))],
@@ -297,6 +298,36 @@ pub async fn chat_completions(
     Ok(Sse::new(stream)
         .keep_alive(KeepAlive::default())
         .into_response())
+}
+
+/// The answer's message: `content` is `null` when the model only called tools, as
+/// OpenAI's is.
+fn assistant_message(r: &GenerateResponse) -> Value {
+    let content = if r.content.is_empty() && !r.tool_calls.is_empty() {
+        Value::Null
+    } else {
+        json!(r.content)
+    };
+    let mut m = json!({"role": "assistant", "content": content, "refusal": null});
+    if !r.tool_calls.is_empty() {
+        m["tool_calls"] = r.tool_calls.iter().map(openai_call).collect();
+    }
+    m
+}
+
+/// One streamed tool-call fragment in OpenAI's chunk shape: the id, type and name on a
+/// call's first fragment, the argument pieces on every one.
+fn tool_call_delta(t: &ToolCallDelta) -> Value {
+    let mut function = json!({"arguments": t.arguments});
+    if let Some(name) = &t.name {
+        function["name"] = json!(name);
+    }
+    let mut v = json!({"index": t.index, "function": function});
+    if let Some(id) = &t.id {
+        v["id"] = json!(id);
+        v["type"] = json!("function");
+    }
+    v
 }
 
 /// The enabled registry entries, in priority order: the chat models, then the embedding

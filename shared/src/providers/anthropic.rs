@@ -7,8 +7,8 @@ use super::error::{excerpt, kind_for_status, mentions_context_length, retry_afte
 use super::ratelimit::{RateLimitState, count, header};
 use super::sse::{SseDecoder, SseEvents};
 use super::{
-    ChatRequest, ChatWire, Endpoint, ErrorKind, Generation, ProviderError, Role, StreamEvent,
-    StreamParser, WireRequest, join,
+    ChatRequest, ChatWire, Endpoint, ErrorKind, FinishReason, Generation, ProviderError, Role,
+    StreamEvent, StreamParser, WireRequest, join,
 };
 use crate::pricing::TokenCounts;
 use crate::provider::Provider;
@@ -151,14 +151,16 @@ impl ChatWire for Anthropic {
         request: &ChatRequest,
     ) -> Result<WireRequest, ProviderError> {
         // System turns in the conversation join the top-level system prompt.
-        let mut system: Vec<&str> = request.system.iter().map(String::as_str).collect();
+        let mut system: Vec<String> = request.system.iter().cloned().collect();
         let mut messages = Vec::new();
         for m in &request.messages {
             match m.role {
-                Role::System => system.push(&m.content),
-                Role::User => messages.push(json!({"role": "user", "content": m.content})),
+                Role::System => system.push(m.joined_text()),
+                Role::User | Role::Tool => {
+                    messages.push(json!({"role": "user", "content": m.joined_text()}))
+                }
                 Role::Assistant => {
-                    messages.push(json!({"role": "assistant", "content": m.content}))
+                    messages.push(json!({"role": "assistant", "content": m.joined_text()}))
                 }
             }
         }
@@ -213,9 +215,11 @@ impl ChatWire for Anthropic {
             .collect();
         Ok(Generation {
             content,
+            tool_calls: Vec::new(),
             model: r.model,
             tokens: r.usage.counts(),
-            finish_reason: r.stop_reason,
+            finish_reason: r.stop_reason.as_deref().map(stop_reason),
+            logprobs: None,
             rate_limit: None,
         })
     }
@@ -284,8 +288,18 @@ impl ChatWire for Anthropic {
 struct AnthropicStream {
     sse: SseDecoder,
     usage: Usage,
-    stop_reason: Option<String>,
+    stop_reason: Option<FinishReason>,
     done: bool,
+}
+
+/// Anthropic's `stop_reason`s in the neutral vocabulary (`refusal` is a filter's).
+fn stop_reason(r: &str) -> FinishReason {
+    match r {
+        "max_tokens" => FinishReason::Length,
+        "tool_use" => FinishReason::ToolCalls,
+        "refusal" => FinishReason::ContentFilter,
+        _ => FinishReason::Stop,
+    }
 }
 
 impl AnthropicStream {
@@ -309,14 +323,14 @@ impl AnthropicStream {
                     self.usage.output_tokens = n;
                 }
                 if let Some(r) = v["delta"]["stop_reason"].as_str() {
-                    self.stop_reason = Some(r.to_owned());
+                    self.stop_reason = Some(stop_reason(r));
                 }
             }
             "message_stop" => {
                 self.done = true;
                 out.push(StreamEvent::Usage(self.usage.counts()));
                 out.push(StreamEvent::Done {
-                    finish_reason: self.stop_reason.clone(),
+                    finish_reason: self.stop_reason,
                 });
             }
             "error" => {

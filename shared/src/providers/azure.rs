@@ -145,10 +145,7 @@ impl ChatWire for AzureOpenAi {
         let request = ChatRequest {
             model: model.to_owned(),
             system: None,
-            messages: vec![Message {
-                role: Role::User,
-                content: "ping".into(),
-            }],
+            messages: vec![Message::text(Role::User, "ping")],
             max_tokens: 1,
             temperature: None,
             stream: false,
@@ -273,6 +270,12 @@ mod tests {
     }
 
     crate::adapter_behaviours!(Fixture);
+
+    // Azure answers tool calls in OpenAI's shape (its function-calling how-to).
+    mod tools {
+        use super::Fixture;
+        crate::providers::openai::tests::openai_tool_fixture!(Fixture);
+    }
 
     fn endpoint() -> Endpoint {
         Endpoint {

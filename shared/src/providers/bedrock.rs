@@ -4,7 +4,7 @@
 //! process-wide SDK configuration; only the credentials differ per user.
 
 use super::error::mentions_context_length;
-use super::{ChatRequest, ErrorKind, Generation, ProviderError, Role};
+use super::{ChatRequest, ErrorKind, FinishReason, Generation, ProviderError, Role};
 use crate::pricing::TokenCounts;
 use crate::secret::ApiKey;
 use aws_sdk_bedrockruntime::Client;
@@ -67,16 +67,16 @@ impl Bedrock {
         for m in &request.messages {
             let role = match m.role {
                 Role::System => {
-                    system.push(SystemContentBlock::Text(m.content.clone()));
+                    system.push(SystemContentBlock::Text(m.joined_text()));
                     continue;
                 }
-                Role::User => ConversationRole::User,
+                Role::User | Role::Tool => ConversationRole::User,
                 Role::Assistant => ConversationRole::Assistant,
             };
             messages.push(
                 Message::builder()
                     .role(role)
-                    .content(ContentBlock::Text(m.content.clone()))
+                    .content(ContentBlock::Text(m.joined_text()))
                     .build()
                     .map_err(|e| ProviderError::new(ErrorKind::InvalidRequest, e.to_string()))?,
             );
@@ -115,9 +115,11 @@ impl Bedrock {
             .unwrap_or_default();
         Ok(Generation {
             content,
+            tool_calls: Vec::new(),
             model: request.model.clone(),
             tokens,
-            finish_reason: Some(out.stop_reason().as_str().to_owned()),
+            finish_reason: Some(stop_reason(out.stop_reason())),
+            logprobs: None,
             rate_limit: None,
         })
     }
@@ -128,10 +130,7 @@ impl Bedrock {
         let request = ChatRequest {
             model: model.to_owned(),
             system: None,
-            messages: vec![super::Message {
-                role: Role::User,
-                content: "ping".into(),
-            }],
+            messages: vec![super::Message::text(Role::User, "ping")],
             max_tokens: 1,
             temperature: None,
             stream: false,
@@ -201,6 +200,19 @@ fn inference_config(request: &ChatRequest) -> InferenceConfiguration {
         .set_top_p(request.top_p.map(|p| p as f32))
         .set_stop_sequences((!request.stop.is_empty()).then(|| request.stop.clone()))
         .build()
+}
+
+/// Converse's stop reasons in the neutral vocabulary.
+fn stop_reason(r: &aws_sdk_bedrockruntime::types::StopReason) -> FinishReason {
+    use aws_sdk_bedrockruntime::types::StopReason;
+    match r {
+        StopReason::MaxTokens => FinishReason::Length,
+        StopReason::ToolUse => FinishReason::ToolCalls,
+        StopReason::ContentFiltered | StopReason::GuardrailIntervened => {
+            FinishReason::ContentFilter
+        }
+        _ => FinishReason::Stop,
+    }
 }
 
 #[cfg(test)]

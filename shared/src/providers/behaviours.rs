@@ -6,7 +6,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use super::transport::{Transport, TransportConfig};
-use super::{ChatRequest, ChatWire, Endpoint, ErrorKind, Message, Role, StreamEvent};
+use super::{
+    ChatRequest, ChatWire, Endpoint, ErrorKind, FinishReason, ImageSource, Message, Part,
+    ResponseFormat, Role, StreamEvent, Tool, ToolCall, ToolChoice,
+};
 use crate::pricing::TokenCounts;
 use crate::secret::ApiKey;
 use std::time::Duration;
@@ -60,6 +63,235 @@ pub trait WireFixture {
     fn assert_sampling(body: &serde_json::Value);
 }
 
+/// The tool, image and structured-output cases, for a wire format that carries them
+/// (`tool_behaviours!`): the bodies it builds, and its documented answers and streams
+/// that call a tool.
+pub trait ToolFixture: WireFixture {
+    /// Asserts the body built from [`tooled`] carries, in the provider's own form: the
+    /// tool definition, the forced choice, the user's text and image, the assistant's
+    /// call and the tool's result.
+    fn assert_tools(body: &serde_json::Value);
+    /// Asserts the body built from [`structured`] asks for the JSON schema the
+    /// provider's documented way.
+    fn assert_structured(body: &serde_json::Value);
+    /// A documented answer that calls a tool, and the call it holds.
+    fn tool_answer() -> (&'static str, ToolCall);
+    /// A documented stream that calls a tool, and the call its fragments assemble to.
+    fn tool_stream() -> (&'static str, ToolCall);
+}
+
+/// The tool every tool case offers.
+pub fn weather_tool() -> Tool {
+    Tool {
+        name: "get_weather".into(),
+        description: Some("Current weather for a city".into()),
+        parameters: serde_json::json!({
+            "type": "object",
+            "properties": {"city": {"type": "string"}},
+            "required": ["city"]
+        }),
+        strict: None,
+    }
+}
+
+/// A conversation with a tool: the user asks (with an image), the assistant called
+/// `get_weather`, the tool answered; the next call is forced to `get_weather`.
+pub fn tooled(stream: bool) -> ChatRequest {
+    ChatRequest {
+        system: Some("You are a weather bot.".into()),
+        messages: vec![
+            Message {
+                role: Role::User,
+                parts: vec![
+                    Part::Text {
+                        text: "What is the weather in Paris, and where is this?".into(),
+                    },
+                    Part::Image {
+                        source: ImageSource::Base64 {
+                            media_type: "image/png".into(),
+                            data: "iVBORw0KGgo=".into(),
+                        },
+                        detail: None,
+                    },
+                ],
+                ..Message::default()
+            },
+            Message {
+                role: Role::Assistant,
+                tool_calls: vec![ToolCall {
+                    id: "call_1".into(),
+                    name: "get_weather".into(),
+                    arguments: r#"{"city":"Paris"}"#.into(),
+                }],
+                ..Message::default()
+            },
+            Message {
+                role: Role::Tool,
+                parts: vec![Part::Text {
+                    text: "18C and sunny".into(),
+                }],
+                tool_call_id: Some("call_1".into()),
+                ..Message::default()
+            },
+        ],
+        tools: vec![weather_tool()],
+        tool_choice: Some(ToolChoice::Tool("get_weather".into())),
+        max_tokens: 256,
+        temperature: Some(0.0),
+        stream,
+        ..ChatRequest::default()
+    }
+}
+
+/// The schema every structured-output case asks for.
+pub fn weather_schema() -> serde_json::Value {
+    serde_json::json!({
+        "type": "object",
+        "properties": {"city": {"type": "string"}, "celsius": {"type": "number"}},
+        "required": ["city", "celsius"],
+        "additionalProperties": false
+    })
+}
+
+/// A request for a JSON answer matching [`weather_schema`], strictly.
+pub fn structured(stream: bool) -> ChatRequest {
+    ChatRequest {
+        messages: vec![Message::text(Role::User, "Paris is at 18 degrees.")],
+        response_format: Some(ResponseFormat::JsonSchema {
+            name: "weather".into(),
+            description: None,
+            schema: weather_schema(),
+            strict: true,
+        }),
+        max_tokens: 256,
+        stream,
+        ..ChatRequest::default()
+    }
+}
+
+fn built_body<F: WireFixture>(req: ChatRequest) -> serde_json::Value {
+    let req = ChatRequest {
+        model: F::model().into(),
+        ..req
+    };
+    let endpoint = Endpoint {
+        base_url: "http://127.0.0.1:9".into(),
+    };
+    let wire = F::wire()
+        .chat_request(&endpoint, F::key().as_ref(), &req)
+        .unwrap();
+    serde_json::from_slice(&wire.body.unwrap()).unwrap()
+}
+
+pub fn tools_on_the_wire<F: ToolFixture>() {
+    F::assert_tools(&built_body::<F>(tooled(false)));
+    // Without tools, nothing about them is sent.
+    let plain = serde_json::to_string(&built_body::<F>(chat::<F>(false))).unwrap();
+    for name in ["tool", "function", "Tool", "Function"] {
+        assert!(!plain.contains(name), "{name} sent unset: {plain}");
+    }
+}
+
+pub fn structured_on_the_wire<F: ToolFixture>() {
+    F::assert_structured(&built_body::<F>(structured(false)));
+}
+
+pub fn tool_answer<F: ToolFixture>() {
+    let (body, call) = F::tool_answer();
+    let g = F::wire()
+        .parse_chat(200, &http::HeaderMap::new(), body.as_bytes())
+        .unwrap();
+    assert_eq!(g.tool_calls.len(), 1, "{g:?}");
+    assert_eq!(g.tool_calls[0].id, call.id);
+    assert_eq!(g.tool_calls[0].name, call.name);
+    let got: serde_json::Value = serde_json::from_str(&g.tool_calls[0].arguments).unwrap();
+    let want: serde_json::Value = serde_json::from_str(&call.arguments).unwrap();
+    assert_eq!(got, want);
+    assert_eq!(g.finish(), FinishReason::ToolCalls);
+}
+
+/// Fragments assembled by index, as a client does; split anywhere on the way in.
+pub fn tool_stream<F: ToolFixture>() {
+    let (body, call) = F::tool_stream();
+    let bytes = body.as_bytes();
+    for step in [bytes.len(), 5, 1] {
+        let mut parser = F::wire().stream_parser();
+        let mut events = Vec::new();
+        for piece in bytes.chunks(step) {
+            events.extend(parser.feed(piece).unwrap());
+        }
+        events.extend(parser.finish().unwrap());
+        let (mut id, mut name, mut args) = (None, None, String::new());
+        let mut finish = None;
+        for e in events {
+            match e {
+                StreamEvent::ToolCall(d) => {
+                    assert_eq!(d.index, 0);
+                    if d.id.is_some() {
+                        assert!(id.is_none(), "the id comes once");
+                        id = d.id;
+                    }
+                    if d.name.is_some() {
+                        name = d.name;
+                    }
+                    args.push_str(&d.arguments);
+                }
+                StreamEvent::Done { finish_reason } => finish = finish_reason,
+                _ => {}
+            }
+        }
+        assert_eq!(id.as_deref(), Some(call.id.as_str()));
+        assert_eq!(name.as_deref(), Some(call.name.as_str()));
+        let got: serde_json::Value = serde_json::from_str(&args).unwrap();
+        let want: serde_json::Value = serde_json::from_str(&call.arguments).unwrap();
+        assert_eq!(got, want);
+        assert_eq!(finish, Some(FinishReason::ToolCalls));
+    }
+}
+
+/// The OpenAI shape of [`tooled`], shared by the compatible family and Azure.
+pub fn assert_openai_tools(b: &serde_json::Value) {
+    assert_eq!(
+        b["tools"],
+        serde_json::json!([{"type": "function", "function": {
+            "name": "get_weather", "description": "Current weather for a city",
+            "parameters": weather_tool().parameters}}])
+    );
+    assert_eq!(
+        b["tool_choice"],
+        serde_json::json!({"type": "function", "function": {"name": "get_weather"}})
+    );
+    let m = &b["messages"];
+    assert_eq!(
+        m[0],
+        serde_json::json!({"role": "system", "content": "You are a weather bot."})
+    );
+    assert_eq!(
+        m[1]["content"],
+        serde_json::json!([
+            {"type": "text", "text": "What is the weather in Paris, and where is this?"},
+            {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}
+        ])
+    );
+    assert_eq!(
+        m[2]["tool_calls"],
+        serde_json::json!([{"id": "call_1", "type": "function",
+            "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}}])
+    );
+    assert_eq!(
+        m[3],
+        serde_json::json!({"role": "tool", "tool_call_id": "call_1", "content": "18C and sunny"})
+    );
+}
+
+pub fn assert_openai_structured(b: &serde_json::Value) {
+    assert_eq!(
+        b["response_format"],
+        serde_json::json!({"type": "json_schema", "json_schema": {
+            "name": "weather", "schema": weather_schema(), "strict": true}})
+    );
+}
+
 /// The shared request with every sampling parameter set.
 pub fn sampled(stream: bool) -> ChatRequest {
     ChatRequest {
@@ -109,18 +341,9 @@ pub fn request(stream: bool) -> ChatRequest {
         model: String::new(),
         system: Some("You write SQL.".into()),
         messages: vec![
-            Message {
-                role: Role::User,
-                content: "Show me failed login attempts".into(),
-            },
-            Message {
-                role: Role::Assistant,
-                content: "Which table?".into(),
-            },
-            Message {
-                role: Role::User,
-                content: "cloudtrail".into(),
-            },
+            Message::text(Role::User, "Show me failed login attempts"),
+            Message::text(Role::Assistant, "Which table?"),
+            Message::text(Role::User, "cloudtrail"),
         ],
         max_tokens: 256,
         temperature: Some(0.0),
@@ -201,6 +424,7 @@ fn collect(
                 assert!(!*done, "delta after done");
                 text.push_str(&d);
             }
+            StreamEvent::ToolCall(_) => assert!(!*done, "tool call after done"),
             StreamEvent::Usage(u) => *usage = Some(u),
             StreamEvent::Done { .. } => *done = true,
         }
@@ -401,6 +625,34 @@ pub async fn probe<F: WireFixture>() {
         .parse_probe(raw.status, &raw.headers, &raw.body, F::model())
         .unwrap_err();
     assert_eq!(err.kind, ErrorKind::InvalidKey);
+}
+
+/// Instantiates the tool, image and structured-output behaviours for one fixture.
+#[macro_export]
+macro_rules! tool_behaviours {
+    ($fixture:ty) => {
+        mod tool_behaviours {
+            use super::*;
+            use $crate::providers::behaviours as b;
+
+            #[test]
+            fn tools_on_the_wire() {
+                b::tools_on_the_wire::<$fixture>()
+            }
+            #[test]
+            fn structured_on_the_wire() {
+                b::structured_on_the_wire::<$fixture>()
+            }
+            #[test]
+            fn tool_answer() {
+                b::tool_answer::<$fixture>()
+            }
+            #[test]
+            fn tool_stream() {
+                b::tool_stream::<$fixture>()
+            }
+        }
+    };
 }
 
 /// Instantiates every behaviour for one adapter's fixture.

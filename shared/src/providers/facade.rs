@@ -322,13 +322,22 @@ pub struct WholeAnswer(pub Option<Generation>);
 impl EventStream for WholeAnswer {
     async fn next_events(&mut self) -> Result<Option<Vec<StreamEvent>>, ProviderError> {
         Ok(self.0.take().map(|g| {
-            vec![
-                StreamEvent::Delta(g.content),
+            let mut events = vec![StreamEvent::Delta(g.content)];
+            for (i, call) in g.tool_calls.into_iter().enumerate() {
+                events.push(StreamEvent::ToolCall(super::ToolCallDelta {
+                    index: u32::try_from(i).unwrap_or(u32::MAX),
+                    id: Some(call.id),
+                    name: Some(call.name),
+                    arguments: call.arguments,
+                }));
+            }
+            events.extend([
                 StreamEvent::Usage(g.tokens),
                 StreamEvent::Done {
                     finish_reason: g.finish_reason,
                 },
-            ]
+            ]);
+            events
         }))
     }
 
@@ -364,9 +373,11 @@ mod tests {
     async fn a_whole_answer_streams_as_text_usage_end() {
         let mut s = WholeAnswer(Some(Generation {
             content: "hi".into(),
+            tool_calls: Vec::new(),
             model: "m".into(),
             tokens: Default::default(),
-            finish_reason: Some("stop".into()),
+            finish_reason: Some(super::super::FinishReason::Stop),
+            logprobs: None,
             rate_limit: None,
         }));
         let first = s.next_events().await.unwrap().unwrap();

@@ -14,8 +14,8 @@
 use super::error::{excerpt, kind_for_status, mentions_context_length, retry_after};
 use super::sse::{SseDecoder, SseEvents};
 use super::{
-    ChatRequest, ChatWire, Endpoint, ErrorKind, Generation, ProviderError, Role, StreamEvent,
-    StreamParser, WireRequest, join,
+    ChatRequest, ChatWire, Endpoint, ErrorKind, FinishReason, Generation, ProviderError, Role,
+    StreamEvent, StreamParser, WireRequest, join,
 };
 use crate::pricing::TokenCounts;
 use crate::provider::Provider;
@@ -327,18 +327,18 @@ impl ChatWire for Google {
         request: &ChatRequest,
     ) -> Result<WireRequest, ProviderError> {
         // System turns in the conversation join the system instruction.
-        let mut system: Vec<&str> = request.system.iter().map(String::as_str).collect();
+        let mut system: Vec<String> = request.system.iter().cloned().collect();
         let mut contents = Vec::new();
         for m in &request.messages {
             let role = match m.role {
                 Role::System => {
-                    system.push(&m.content);
+                    system.push(m.joined_text());
                     continue;
                 }
-                Role::User => "user",
+                Role::User | Role::Tool => "user",
                 Role::Assistant => "model",
             };
-            contents.push(json!({"role": role, "parts": [{"text": m.content}]}));
+            contents.push(json!({"role": role, "parts": [{"text": m.joined_text()}]}));
         }
         let mut config = json!({"maxOutputTokens": request.max_tokens});
         if let Some(t) = request.temperature {
@@ -388,9 +388,11 @@ impl ChatWire for Google {
         }
         Ok(Generation {
             content,
+            tool_calls: Vec::new(),
             model: r.model_version.unwrap_or_default(),
             tokens: r.usage_metadata.unwrap_or_default().counts(),
-            finish_reason,
+            finish_reason: finish_reason.as_deref().map(finish),
+            logprobs: None,
             rate_limit: None,
         })
     }
@@ -491,9 +493,23 @@ impl GoogleStream {
         if finish_reason.is_some() {
             self.done = true;
             out.push(StreamEvent::Usage(self.usage.counts()));
-            out.push(StreamEvent::Done { finish_reason });
+            out.push(StreamEvent::Done {
+                finish_reason: finish_reason.as_deref().map(finish),
+            });
         }
         Ok(())
+    }
+}
+
+/// Gemini's `finishReason`s in the neutral vocabulary (the blocked ones are errors
+/// before they get here).
+fn finish(r: &str) -> FinishReason {
+    match r {
+        "MAX_TOKENS" => FinishReason::Length,
+        "SAFETY" | "RECITATION" | "BLOCKLIST" | "PROHIBITED_CONTENT" | "SPII" => {
+            FinishReason::ContentFilter
+        }
+        _ => FinishReason::Stop,
     }
 }
 
@@ -708,7 +724,7 @@ mod tests {
             .unwrap();
         assert_eq!(g.content, "SELECT 1;");
         assert_eq!(g.model, "gemini-2.5-pro");
-        assert_eq!(g.finish_reason.as_deref(), Some("STOP"));
+        assert_eq!(g.finish_reason, Some(FinishReason::Stop));
         assert_eq!(
             g.tokens,
             TokenCounts {
@@ -842,10 +858,7 @@ mod tests {
         chat.temperature = None;
         chat.messages.insert(
             0,
-            crate::providers::Message {
-                role: Role::System,
-                content: "Be brief.".into(),
-            },
+            crate::providers::Message::text(Role::System, "Be brief."),
         );
         let r = Google.chat_request(&endpoint, Some(&key), &chat).unwrap();
         let b: serde_json::Value = serde_json::from_slice(r.body.as_deref().unwrap()).unwrap();

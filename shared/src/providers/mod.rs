@@ -9,6 +9,7 @@
 pub mod anthropic;
 pub mod azure;
 pub mod bedrock;
+pub mod chat;
 pub mod embed;
 pub mod endpoints;
 pub mod error;
@@ -24,50 +25,18 @@ pub mod transport;
 #[cfg(test)]
 pub mod behaviours;
 
+pub use chat::{
+    ChatRequest, FinishReason, Generation, ImageSource, Logprobs, Message, Part, ReasoningEffort,
+    ResponseFormat, Role, StreamEvent, Tool, ToolCall, ToolCallDelta, ToolChoice,
+};
 pub use error::{ErrorKind, ProviderError};
 pub use facade::{EventStream, ProviderApi, ReportsLimits, Route, key_required};
 pub use ratelimit::RateLimitState;
 pub use registry::{Providers, ProvidersInitError};
 
-use crate::pricing::TokenCounts;
 use crate::provider::Provider;
 use crate::secret::ApiKey;
 use http::{HeaderMap, HeaderValue, Method};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    System,
-    User,
-    Assistant,
-}
-
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Message {
-    pub role: Role,
-    pub content: String,
-}
-
-/// A chat completion request, in provider-neutral form.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct ChatRequest {
-    /// The provider's model id (for Azure, the deployment name).
-    pub model: String,
-    pub system: Option<String>,
-    pub messages: Vec<Message>,
-    pub max_tokens: u32,
-    pub temperature: Option<f64>,
-    /// Nucleus sampling, 0 to 1.
-    pub top_p: Option<f64>,
-    /// Up to four stop sequences (empty: none).
-    pub stop: Vec<String>,
-    pub seed: Option<i64>,
-    /// -2 to 2.
-    pub presence_penalty: Option<f64>,
-    /// -2 to 2.
-    pub frequency_penalty: Option<f64>,
-    pub stream: bool,
-}
 
 /// Where an adapter sends requests: the base URL from the allow-list or the operator's
 /// override, never from a user.
@@ -125,26 +94,6 @@ impl WireRequest {
     pub fn header(&mut self, name: &'static str, value: &'static str) {
         self.headers.insert(name, HeaderValue::from_static(value));
     }
-}
-
-/// A finished completion.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Generation {
-    pub content: String,
-    /// The model the provider says answered (may be more specific than requested).
-    pub model: String,
-    pub tokens: TokenCounts,
-    pub finish_reason: Option<String>,
-    /// What the answer said about the key's rate limits, when it said anything.
-    pub rate_limit: Option<RateLimitState>,
-}
-
-/// What a streamed body yields, in order: text deltas, then usage, then the end.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StreamEvent {
-    Delta(String),
-    Usage(TokenCounts),
-    Done { finish_reason: Option<String> },
 }
 
 /// Incremental parser of a streamed response body. Fed arbitrary chunks (an event may

@@ -17,8 +17,9 @@
 use super::error::{excerpt, kind_for_status, mentions_context_length, retry_after};
 use super::sse::{SseDecoder, SseEvents};
 use super::{
-    ChatRequest, ChatWire, Endpoint, ErrorKind, Generation, ProviderError, Role, StreamEvent,
-    StreamParser, WireRequest, join,
+    ChatRequest, ChatWire, Endpoint, ErrorKind, FinishReason, Generation, ImageSource, Message,
+    Part, ProviderError, ResponseFormat, Role, StreamEvent, StreamParser, ToolCall, ToolCallDelta,
+    ToolChoice, WireRequest, join,
 };
 use crate::pricing::TokenCounts;
 use crate::provider::Provider;
@@ -86,14 +87,7 @@ pub(crate) fn chat_body(
     if let Some(system) = &request.system {
         messages.push(json!({"role": "system", "content": system}));
     }
-    for m in &request.messages {
-        let role = match m.role {
-            Role::System => "system",
-            Role::User => "user",
-            Role::Assistant => "assistant",
-        };
-        messages.push(json!({"role": role, "content": m.content}));
-    }
+    messages.extend(request.messages.iter().map(message));
     let mut body = json!({ "messages": messages });
     if let Some(model) = model {
         body["model"] = json!(model);
@@ -103,6 +97,7 @@ pub(crate) fn chat_body(
         body["temperature"] = json!(t);
     }
     sampling(&mut body, request);
+    tooling(&mut body, request);
     if request.stream {
         body["stream"] = json!(true);
         if include_usage {
@@ -110,6 +105,130 @@ pub(crate) fn chat_body(
         }
     }
     body
+}
+
+/// One message in OpenAI's shape: text alone as a string, else a list of parts;
+/// assistant tool calls with JSON-string arguments; tool results by `tool_call_id`.
+fn message(m: &Message) -> Value {
+    let role = match m.role {
+        Role::System => "system",
+        Role::User => "user",
+        Role::Assistant => "assistant",
+        Role::Tool => "tool",
+    };
+    let content = match m.parts.as_slice() {
+        [] => Value::Null,
+        [Part::Text { text }] => json!(text),
+        parts => Value::Array(parts.iter().map(part).collect()),
+    };
+    let mut v = json!({"role": role, "content": content});
+    if !m.tool_calls.is_empty() {
+        v["tool_calls"] = m
+            .tool_calls
+            .iter()
+            .map(|c| {
+                json!({"id": c.id, "type": "function",
+                       "function": {"name": c.name, "arguments": c.arguments}})
+            })
+            .collect();
+    } else if content.is_null() {
+        v["content"] = json!("");
+    }
+    if let Some(id) = &m.tool_call_id {
+        v["tool_call_id"] = json!(id);
+    }
+    v
+}
+
+fn part(p: &Part) -> Value {
+    match p {
+        Part::Text { text } => json!({"type": "text", "text": text}),
+        Part::Image { source, detail } => {
+            let url = match source {
+                ImageSource::Base64 { media_type, data } => {
+                    format!("data:{media_type};base64,{data}")
+                }
+                ImageSource::Url { url } => url.clone(),
+            };
+            let mut image = json!({"url": url});
+            if let Some(d) = detail {
+                image["detail"] = json!(d);
+            }
+            json!({"type": "image_url", "image_url": image})
+        }
+    }
+}
+
+/// Tools, tool choice, response format, log probabilities and reasoning effort, under
+/// OpenAI's names (the family and Azure take the same).
+fn tooling(body: &mut Value, request: &ChatRequest) {
+    if !request.tools.is_empty() {
+        body["tools"] = request
+            .tools
+            .iter()
+            .map(|t| {
+                let mut f = json!({"name": t.name, "parameters": t.parameters});
+                if let Some(d) = &t.description {
+                    f["description"] = json!(d);
+                }
+                if let Some(strict) = t.strict {
+                    f["strict"] = json!(strict);
+                }
+                json!({"type": "function", "function": f})
+            })
+            .collect();
+    }
+    if let Some(choice) = &request.tool_choice {
+        body["tool_choice"] = match choice {
+            ToolChoice::Auto => json!("auto"),
+            ToolChoice::None => json!("none"),
+            ToolChoice::Required => json!("required"),
+            ToolChoice::Tool(name) => json!({"type": "function", "function": {"name": name}}),
+        };
+    }
+    if let Some(p) = request.parallel_tool_calls {
+        body["parallel_tool_calls"] = json!(p);
+    }
+    if let Some(format) = &request.response_format {
+        body["response_format"] = match format {
+            ResponseFormat::Text => json!({"type": "text"}),
+            ResponseFormat::JsonObject => json!({"type": "json_object"}),
+            ResponseFormat::JsonSchema {
+                name,
+                description,
+                schema,
+                strict,
+            } => {
+                let mut s = json!({"name": name, "schema": schema, "strict": strict});
+                if let Some(d) = description {
+                    s["description"] = json!(d);
+                }
+                json!({"type": "json_schema", "json_schema": s})
+            }
+        };
+    }
+    if let Some(l) = request.logprobs {
+        body["logprobs"] = json!(true);
+        if let Some(top) = l.top {
+            body["top_logprobs"] = json!(top);
+        }
+    }
+    if !request.logit_bias.is_empty() {
+        body["logit_bias"] = json!(request.logit_bias);
+    }
+    if let Some(e) = request.reasoning_effort {
+        body["reasoning_effort"] = json!(e.as_str());
+    }
+}
+
+/// OpenAI's finish reasons (and the family's older `function_call`).
+pub(crate) fn finish_reason(r: &str) -> FinishReason {
+    match r {
+        "length" => FinishReason::Length,
+        "tool_calls" | "function_call" => FinishReason::ToolCalls,
+        "content_filter" => FinishReason::ContentFilter,
+        _ => FinishReason::Stop,
+    }
 }
 
 /// OpenAI's own names for the sampling parameters; the compatible family and Azure
@@ -172,6 +291,33 @@ impl Usage {
 struct ResponseMessage {
     #[serde(default)]
     content: Option<String>,
+    #[serde(default)]
+    tool_calls: Vec<ResponseToolCall>,
+}
+
+#[derive(Deserialize)]
+struct ResponseToolCall {
+    #[serde(default)]
+    id: String,
+    function: ResponseFunction,
+}
+
+#[derive(Deserialize)]
+struct ResponseFunction {
+    #[serde(default)]
+    name: String,
+    /// A JSON string by the spec; a few compatible servers send the object itself.
+    #[serde(default)]
+    arguments: Value,
+}
+
+/// A tool call's arguments as JSON text, whichever way the server sent them.
+fn arguments_text(v: Value) -> String {
+    match v {
+        Value::String(s) => s,
+        Value::Null => "{}".to_owned(),
+        other => other.to_string(),
+    }
 }
 
 #[derive(Deserialize)]
@@ -179,6 +325,8 @@ struct Choice {
     message: ResponseMessage,
     #[serde(default)]
     finish_reason: Option<String>,
+    #[serde(default)]
+    logprobs: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -208,15 +356,34 @@ pub(crate) fn parse_completion(
         )
         .with_status(status)
     })?;
-    let first = r.choices.into_iter().next();
+    let Some(first) = r.choices.into_iter().next() else {
+        return Ok(Generation {
+            content: String::new(),
+            tool_calls: Vec::new(),
+            model: r.model,
+            tokens: r.usage.unwrap_or_default().counts(),
+            finish_reason: None,
+            logprobs: None,
+            rate_limit: None,
+        });
+    };
+    let tool_calls = first
+        .message
+        .tool_calls
+        .into_iter()
+        .map(|c| ToolCall {
+            id: c.id,
+            name: c.function.name,
+            arguments: arguments_text(c.function.arguments),
+        })
+        .collect();
     Ok(Generation {
-        content: first
-            .as_ref()
-            .and_then(|c| c.message.content.clone())
-            .unwrap_or_default(),
+        content: first.message.content.unwrap_or_default(),
+        tool_calls,
         model: r.model,
         tokens: r.usage.unwrap_or_default().counts(),
-        finish_reason: first.and_then(|c| c.finish_reason),
+        finish_reason: first.finish_reason.as_deref().map(finish_reason),
+        logprobs: first.logprobs.filter(|l| !l.is_null()),
         rate_limit: None,
     })
 }
@@ -439,7 +606,7 @@ pub(crate) struct ChatStream {
     label: &'static str,
     sse: SseDecoder,
     usage: Option<Usage>,
-    finish_reason: Option<String>,
+    finish_reason: Option<FinishReason>,
     done: bool,
 }
 
@@ -465,7 +632,7 @@ impl ChatStream {
                 out.push(StreamEvent::Usage(u.counts()));
             }
             out.push(StreamEvent::Done {
-                finish_reason: self.finish_reason.clone(),
+                finish_reason: self.finish_reason,
             });
             return Ok(());
         }
@@ -488,8 +655,13 @@ impl ChatStream {
                     out.push(StreamEvent::Delta(t.to_owned()));
                 }
             }
+            if let Some(calls) = choice["delta"]["tool_calls"].as_array() {
+                for (i, call) in calls.iter().enumerate() {
+                    out.push(StreamEvent::ToolCall(tool_call_delta(call, i)));
+                }
+            }
             if let Some(r) = choice["finish_reason"].as_str() {
-                self.finish_reason = Some(r.to_owned());
+                self.finish_reason = Some(finish_reason(r));
             }
         }
         for usage in [&v["usage"], &v["x_groq"]["usage"]] {
@@ -500,6 +672,26 @@ impl ChatStream {
             }
         }
         Ok(())
+    }
+}
+
+/// One `delta.tool_calls[]` item: its `index` (the position in the list when a server
+/// leaves it out), the id and name on its first fragment, a piece of the arguments.
+fn tool_call_delta(call: &Value, position: usize) -> ToolCallDelta {
+    let text = |v: &Value| v.as_str().filter(|s| !s.is_empty()).map(str::to_owned);
+    let arguments = match &call["function"]["arguments"] {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    };
+    ToolCallDelta {
+        index: call["index"]
+            .as_u64()
+            .and_then(|i| u32::try_from(i).ok())
+            .unwrap_or_else(|| u32::try_from(position).unwrap_or(u32::MAX)),
+        id: text(&call["id"]),
+        name: text(&call["function"]["name"]),
+        arguments,
     }
 }
 
@@ -522,7 +714,7 @@ impl SseEvents for ChatStream {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -661,6 +853,58 @@ mod tests {
         assert_eq!(e.kind, ErrorKind::QuotaExceeded);
     }
 
+    /// OpenAI's function-calling guide: an answer that calls a tool, and the same call
+    /// streamed (id, type and name on the first fragment, the arguments in pieces, then
+    /// `finish_reason: tool_calls` and the usage chunk). The compatible family answers
+    /// in the same shape.
+    pub(crate) const TOOL_ANSWER: &str = r#"{"id":"chatcmpl-abc123","object":"chat.completion","created":1699896916,"model":"gpt-4o-mini","choices":[{"index":0,"message":{"role":"assistant","content":null,"tool_calls":[{"id":"call_abc123","type":"function","function":{"name":"get_weather","arguments":"{\n\"city\": \"Paris\"\n}"}}]},"logprobs":null,"finish_reason":"tool_calls"}],"usage":{"prompt_tokens":82,"completion_tokens":17,"total_tokens":99,"completion_tokens_details":{"reasoning_tokens":0}}}"#;
+    pub(crate) const TOOL_STREAM: &str = "data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt-4o\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[{\"index\":0,\"id\":\"call_DdmO9pD3xa9XTPNJ32zg2hcA\",\"type\":\"function\",\"function\":{\"name\":\"get_weather\",\"arguments\":\"\"}}],\"refusal\":null},\"logprobs\":null,\"finish_reason\":null}]}\n\ndata: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt-4o\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"{\\\"\"}}]},\"logprobs\":null,\"finish_reason\":null}]}\n\ndata: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt-4o\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"city\"}}]},\"logprobs\":null,\"finish_reason\":null}]}\n\ndata: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt-4o\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"\\\":\\\"\"}}]},\"logprobs\":null,\"finish_reason\":null}]}\n\ndata: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt-4o\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"Paris, France\"}}]},\"logprobs\":null,\"finish_reason\":null}]}\n\ndata: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt-4o\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"\\\"}\"}}]},\"logprobs\":null,\"finish_reason\":null}]}\n\ndata: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt-4o\",\"choices\":[{\"index\":0,\"delta\":{},\"logprobs\":null,\"finish_reason\":\"tool_calls\"}]}\n\ndata: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt-4o\",\"choices\":[],\"usage\":{\"prompt_tokens\":60,\"completion_tokens\":18,\"total_tokens\":78}}\n\ndata: [DONE]\n\n";
+
+    /// The calls [`TOOL_ANSWER`] and [`TOOL_STREAM`] hold.
+    pub(crate) fn answer_call() -> crate::providers::ToolCall {
+        crate::providers::ToolCall {
+            id: "call_abc123".into(),
+            name: "get_weather".into(),
+            arguments: r#"{"city":"Paris"}"#.into(),
+        }
+    }
+
+    pub(crate) fn stream_call() -> crate::providers::ToolCall {
+        crate::providers::ToolCall {
+            id: "call_DdmO9pD3xa9XTPNJ32zg2hcA".into(),
+            name: "get_weather".into(),
+            arguments: r#"{"city":"Paris, France"}"#.into(),
+        }
+    }
+
+    /// The family's tool cases: OpenAI's shapes on the wire and in the answers.
+    macro_rules! openai_tool_fixture {
+        ($fixture:ty) => {
+            impl crate::providers::behaviours::ToolFixture for $fixture {
+                fn assert_tools(b: &serde_json::Value) {
+                    crate::providers::behaviours::assert_openai_tools(b)
+                }
+                fn assert_structured(b: &serde_json::Value) {
+                    crate::providers::behaviours::assert_openai_structured(b)
+                }
+                fn tool_answer() -> (&'static str, crate::providers::ToolCall) {
+                    (
+                        crate::providers::openai::tests::TOOL_ANSWER,
+                        crate::providers::openai::tests::answer_call(),
+                    )
+                }
+                fn tool_stream() -> (&'static str, crate::providers::ToolCall) {
+                    (
+                        crate::providers::openai::tests::TOOL_STREAM,
+                        crate::providers::openai::tests::stream_call(),
+                    )
+                }
+            }
+            crate::tool_behaviours!($fixture);
+        };
+    }
+    pub(crate) use openai_tool_fixture;
+
     mod openai_fixture {
         use super::super::*;
         use crate::providers::behaviours::{ErrorCase, WireFixture};
@@ -766,6 +1010,7 @@ mod tests {
         }
 
         crate::adapter_behaviours!(Fixture);
+        openai_tool_fixture!(Fixture);
 
         #[tokio::test]
         async fn an_overloaded_503_is_a_server_error() {
@@ -865,6 +1110,7 @@ mod tests {
         }
 
         crate::adapter_behaviours!(Fixture);
+        openai_tool_fixture!(Fixture);
     }
 
     /// DeepSeek: cache reads as `prompt_cache_hit_tokens`, 402 for an empty balance,
@@ -964,6 +1210,7 @@ mod tests {
         }
 
         crate::adapter_behaviours!(Fixture);
+        openai_tool_fixture!(Fixture);
     }
 
     /// Ollama: keyless (no Authorization header), tags in its listing, errors typed
@@ -1054,5 +1301,6 @@ mod tests {
         }
 
         crate::adapter_behaviours!(Fixture);
+        openai_tool_fixture!(Fixture);
     }
 }

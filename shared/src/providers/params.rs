@@ -3,7 +3,7 @@
 //! the chosen provider would otherwise ignore, so a caller never believes a `seed` was
 //! honoured when it was not.
 
-use super::ChatRequest;
+use super::{ChatRequest, ImageSource, Message, Part, ResponseFormat, Role};
 use crate::provider::Provider;
 
 /// At most this many stop sequences (OpenAI's limit).
@@ -18,15 +18,44 @@ pub enum Param {
     Seed,
     PresencePenalty,
     FrequencyPenalty,
+    /// Tool definitions, tool choice, and tool calls or results in the history.
+    Tools,
+    /// `parallel_tool_calls: false` (true is every provider's default).
+    ParallelToolCalls,
+    /// `json_object` or `json_schema`.
+    ResponseFormat,
+    /// Image parts of any source.
+    Images,
+    /// Image parts by https URL (some providers take only inline bytes).
+    ImageUrls,
+    Logprobs,
+    LogitBias,
+    ReasoningEffort,
+}
+
+/// The OpenAI-compatible family, whose wire format carries every OpenAI field.
+fn openai_family(provider: Provider) -> bool {
+    !matches!(
+        provider,
+        Provider::Anthropic | Provider::Bedrock | Provider::Google
+    )
 }
 
 impl Param {
-    pub const ALL: [Param; 5] = [
+    pub const ALL: [Param; 13] = [
         Param::TopP,
         Param::Stop,
         Param::Seed,
         Param::PresencePenalty,
         Param::FrequencyPenalty,
+        Param::Tools,
+        Param::ParallelToolCalls,
+        Param::ResponseFormat,
+        Param::Images,
+        Param::ImageUrls,
+        Param::Logprobs,
+        Param::LogitBias,
+        Param::ReasoningEffort,
     ];
 
     /// The name in OpenAI's Chat Completions API (what the refusal and the dropped
@@ -38,6 +67,14 @@ impl Param {
             Param::Seed => "seed",
             Param::PresencePenalty => "presence_penalty",
             Param::FrequencyPenalty => "frequency_penalty",
+            Param::Tools => "tools",
+            Param::ParallelToolCalls => "parallel_tool_calls",
+            Param::ResponseFormat => "response_format",
+            Param::Images => "image_url",
+            Param::ImageUrls => "image_url.url",
+            Param::Logprobs => "logprobs",
+            Param::LogitBias => "logit_bias",
+            Param::ReasoningEffort => "reasoning_effort",
         }
     }
 
@@ -49,24 +86,68 @@ impl Param {
             Param::Seed => "seed",
             Param::PresencePenalty => "presencePenalty",
             Param::FrequencyPenalty => "frequencyPenalty",
+            Param::Tools => "tools",
+            Param::ParallelToolCalls => "parallelToolCalls",
+            Param::ResponseFormat => "responseFormat",
+            Param::Images => "image_url",
+            Param::ImageUrls => "image_url.url",
+            Param::Logprobs => "logprobs",
+            Param::LogitBias => "logitBias",
+            Param::ReasoningEffort => "reasoningEffort",
         }
     }
 
-    /// Whether `provider`'s API has a field for it. Anthropic's Messages API and
-    /// Bedrock's Converse API have nucleus sampling and stop sequences only.
+    /// The catalog capability a model needs for it (`None`: any model).
+    pub fn capability(self) -> Option<&'static str> {
+        match self {
+            Param::Tools => Some("tools"),
+            Param::Images | Param::ImageUrls => Some("vision"),
+            Param::ReasoningEffort => Some("reasoning"),
+            _ => None,
+        }
+    }
+
+    /// Whether `provider`'s API has a field for it (the README's parameter table).
+    /// Anthropic's Messages API and Bedrock's Converse API have no seed or penalties;
+    /// Bedrock takes images as bytes only; Gemini has no switch for parallel calls;
+    /// log probabilities come back only in the OpenAI family's format.
     pub fn honoured_by(self, provider: Provider) -> bool {
-        match provider {
-            Provider::Anthropic | Provider::Bedrock => matches!(self, Param::TopP | Param::Stop),
-            Provider::OpenAi
-            | Provider::Google
-            | Provider::AzureOpenAi
-            | Provider::Groq
-            | Provider::OpenRouter
-            | Provider::Fireworks
-            | Provider::Mistral
-            | Provider::DeepSeek
-            | Provider::Together
-            | Provider::Ollama => true,
+        match self {
+            Param::TopP | Param::Stop | Param::Tools | Param::ResponseFormat | Param::Images => {
+                true
+            }
+            Param::Seed | Param::PresencePenalty | Param::FrequencyPenalty => {
+                !matches!(provider, Provider::Anthropic | Provider::Bedrock)
+            }
+            Param::ImageUrls => !matches!(provider, Provider::Bedrock | Provider::Ollama),
+            Param::ParallelToolCalls => {
+                provider == Provider::Anthropic
+                    || (openai_family(provider)
+                        && !matches!(provider, Provider::DeepSeek | Provider::Ollama))
+            }
+            Param::Logprobs => matches!(
+                provider,
+                Provider::OpenAi
+                    | Provider::AzureOpenAi
+                    | Provider::Together
+                    | Provider::Fireworks
+                    | Provider::OpenRouter
+                    | Provider::DeepSeek
+            ),
+            // Token ids are a tokenizer's: only OpenAI's own models (and Azure's copies,
+            // and OpenRouter passing them on) know them.
+            Param::LogitBias => matches!(
+                provider,
+                Provider::OpenAi | Provider::AzureOpenAi | Provider::OpenRouter
+            ),
+            Param::ReasoningEffort => matches!(
+                provider,
+                Provider::OpenAi
+                    | Provider::AzureOpenAi
+                    | Provider::Groq
+                    | Provider::OpenRouter
+                    | Provider::Google
+            ),
         }
     }
 
@@ -77,6 +158,33 @@ impl Param {
             Param::Seed => req.seed.is_some(),
             Param::PresencePenalty => req.presence_penalty.is_some(),
             Param::FrequencyPenalty => req.frequency_penalty.is_some(),
+            Param::Tools => req.uses_tools(),
+            Param::ParallelToolCalls => req.parallel_tool_calls == Some(false),
+            Param::ResponseFormat => req
+                .response_format
+                .as_ref()
+                .is_some_and(ResponseFormat::wants_json),
+            Param::Images => req.has_images(),
+            Param::ImageUrls => req.has_image_urls(),
+            Param::Logprobs => req.logprobs.is_some(),
+            Param::LogitBias => !req.logit_bias.is_empty(),
+            Param::ReasoningEffort => req.reasoning_effort.is_some(),
+        }
+    }
+
+    /// Whether a model of `provider` with `capabilities` can honour it in `req`. An
+    /// entry that lists no capabilities is not gated by them (an admin's custom model).
+    fn honoured(self, provider: Provider, capabilities: &[String], req: &ChatRequest) -> bool {
+        if !self.honoured_by(provider) {
+            return false;
+        }
+        // Log probabilities are passed through on whole answers only.
+        if self == Param::Logprobs && req.stream {
+            return false;
+        }
+        match self.capability() {
+            Some(c) if !capabilities.is_empty() => capabilities.iter().any(|have| have == c),
+            _ => true,
         }
     }
 
@@ -87,21 +195,78 @@ impl Param {
             Param::Seed => req.seed = None,
             Param::PresencePenalty => req.presence_penalty = None,
             Param::FrequencyPenalty => req.frequency_penalty = None,
+            Param::Tools => {
+                // Without tools the history's calls and results become plain text, so
+                // the conversation still reads the same to the model.
+                req.tools.clear();
+                req.tool_choice = None;
+                req.parallel_tool_calls = None;
+                for m in &mut req.messages {
+                    flatten_tool_turn(m);
+                }
+            }
+            Param::ParallelToolCalls => req.parallel_tool_calls = None,
+            Param::ResponseFormat => req.response_format = None,
+            Param::Images => {
+                for m in &mut req.messages {
+                    m.parts.retain(|p| !matches!(p, Part::Image { .. }));
+                }
+            }
+            Param::ImageUrls => {
+                for m in &mut req.messages {
+                    m.parts.retain(|p| {
+                        !matches!(
+                            p,
+                            Part::Image {
+                                source: ImageSource::Url { .. },
+                                ..
+                            }
+                        )
+                    });
+                }
+            }
+            Param::Logprobs => req.logprobs = None,
+            Param::LogitBias => req.logit_bias.clear(),
+            Param::ReasoningEffort => req.reasoning_effort = None,
         }
     }
 }
 
-/// The parameters `req` sets that `provider` cannot honour, in a fixed order.
-pub fn unhonoured(provider: Provider, req: &ChatRequest) -> Vec<Param> {
+/// A tool call or result rewritten as text, for a model that is sent no tools.
+fn flatten_tool_turn(m: &mut Message) {
+    for call in std::mem::take(&mut m.tool_calls) {
+        m.parts.push(Part::Text {
+            text: format!("[called {}({})]", call.name, call.arguments),
+        });
+    }
+    if m.role == Role::Tool {
+        m.role = Role::User;
+        let id = m.tool_call_id.take().unwrap_or_default();
+        m.parts.insert(
+            0,
+            Part::Text {
+                text: format!("[result of {id}] "),
+            },
+        );
+    }
+}
+
+/// The parameters `req` sets that a model of `provider` with `capabilities` cannot
+/// honour, in a fixed order.
+pub fn unhonoured(provider: Provider, capabilities: &[String], req: &ChatRequest) -> Vec<Param> {
     Param::ALL
         .into_iter()
-        .filter(|p| p.set_in(req) && !p.honoured_by(provider))
+        .filter(|p| p.set_in(req) && !p.honoured(provider, capabilities, req))
         .collect()
 }
 
-/// Removes the parameters `provider` cannot honour; returns what was removed.
-pub fn drop_unhonoured(provider: Provider, req: &mut ChatRequest) -> Vec<Param> {
-    let dropped = unhonoured(provider, req);
+/// Removes the parameters such a model cannot honour; returns what was removed.
+pub fn drop_unhonoured(
+    provider: Provider,
+    capabilities: &[String],
+    req: &mut ChatRequest,
+) -> Vec<Param> {
+    let dropped = unhonoured(provider, capabilities, req);
     for p in &dropped {
         p.clear(req);
     }
@@ -181,7 +346,7 @@ mod tests {
         };
         for p in [Provider::Anthropic, Provider::Bedrock] {
             assert_eq!(
-                unhonoured(p, &req),
+                unhonoured(p, &[], &req),
                 [Param::Seed, Param::PresencePenalty, Param::FrequencyPenalty]
             );
         }
@@ -191,15 +356,15 @@ mod tests {
             Provider::AzureOpenAi,
             Provider::Groq,
         ] {
-            assert!(unhonoured(p, &req).is_empty());
+            assert!(unhonoured(p, &[], &req).is_empty());
         }
         let mut dropped = req.clone();
-        drop_unhonoured(Provider::Anthropic, &mut dropped);
+        drop_unhonoured(Provider::Anthropic, &[], &mut dropped);
         assert_eq!(dropped.seed, None);
         assert_eq!(dropped.presence_penalty, None);
         assert_eq!(dropped.top_p, Some(0.5));
         assert_eq!(dropped.stop, ["END"]);
-        assert!(unhonoured(Provider::Anthropic, &ChatRequest::default()).is_empty());
+        assert!(unhonoured(Provider::Anthropic, &[], &ChatRequest::default()).is_empty());
     }
 
     #[test]
