@@ -12,6 +12,14 @@ and one last chunk has `"choices": []` and the usage counts, as OpenAI documents
 `dimensions` long (1536 when not asked), as floats or, for `"encoding_format": "base64"`
 (the Python SDK's default), as base64 of little-endian float32s.
 
+Tools and formats, as a model would answer them: a request offering `tools` whose last
+message is not a tool result gets one call of the first tool (arguments built from its
+schema: strings "Paris", integers 18, numbers 18.5, booleans true), whole or streamed as
+OpenAI streams calls (id, type and name first, then the arguments in pieces,
+`finish_reason: "tool_calls"`); a request whose last message is a tool result gets
+TOOL_RESULT_TEXT; `response_format: json_schema` gets an instance of the schema as its
+content, and `json_object` gets `{"ok": true}`.
+
 `GET /__requests` returns the JSON bodies received so far (tests check what the
 gateway forwarded); `GET /__health` answers 200.
 
@@ -33,6 +41,10 @@ JSON_USAGE = {"prompt_tokens": 19, "completion_tokens": 10, "total_tokens": 29}
 STREAM_PIECES = ["Hello", "!", " How", " can", " I", " help", "?"]
 STREAM_TEXT = "".join(STREAM_PIECES)
 STREAM_USAGE = {"prompt_tokens": 13, "completion_tokens": 7, "total_tokens": 20}
+
+TOOL_CALL_ID = "call_DdmO9pD3xa9XTPNJ32zg2hcA"
+TOOL_RESULT_TEXT = "It is 18C and sunny in Paris."
+TOOL_USAGE = {"prompt_tokens": 82, "completion_tokens": 17, "total_tokens": 99}
 
 EMBED_DEFAULT_DIMENSIONS = 1536
 EMBED_PROMPT_TOKENS_PER_INPUT = 5
@@ -73,6 +85,106 @@ def completion(model):
         },
         "service_tier": "default",
     }
+
+
+def instance(schema):
+    """A value matching a JSON schema, as a model answering it strictly would write."""
+    if not isinstance(schema, dict):
+        return None
+    if "enum" in schema:
+        return schema["enum"][0]
+    for key in ("anyOf", "oneOf", "allOf"):
+        if schema.get(key):
+            return instance(schema[key][0])
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "null")
+    if kind == "object" or "properties" in schema:
+        return {k: instance(v) for k, v in (schema.get("properties") or {}).items()}
+    return {"string": "Paris", "integer": 18, "number": 18.5, "boolean": True, "array": []}.get(kind)
+
+
+def wants_tool_call(body):
+    messages = body.get("messages") or []
+    last = messages[-1] if messages else {}
+    return bool(body.get("tools")) and body.get("tool_choice") != "none" and last.get("role") != "tool"
+
+
+def called_tool(body):
+    """The tool a call goes to: the forced one, else the first offered."""
+    choice = body.get("tool_choice")
+    if isinstance(choice, dict):
+        return choice["function"]["name"], next(
+            t["function"] for t in body["tools"] if t["function"]["name"] == choice["function"]["name"]
+        )
+    first = body["tools"][0]["function"]
+    return first["name"], first
+
+
+def tool_arguments(function):
+    return json.dumps(instance(function.get("parameters") or {"type": "object"}) or {})
+
+
+def answer_text(body):
+    """The content a non-tool answer carries for this request."""
+    messages = body.get("messages") or []
+    if messages and messages[-1].get("role") == "tool":
+        return TOOL_RESULT_TEXT
+    fmt = body.get("response_format") or {}
+    if fmt.get("type") == "json_schema":
+        return json.dumps(instance(fmt["json_schema"]["schema"]))
+    if fmt.get("type") == "json_object":
+        return json.dumps({"ok": True})
+    return JSON_TEXT
+
+
+def tool_completion(model, body):
+    """OpenAI's documented function-calling answer: content null, one call."""
+    name, function = called_tool(body)
+    return {
+        "id": "chatcmpl-abc123",
+        "object": "chat.completion",
+        "created": 1699896916,
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [
+                        {"id": TOOL_CALL_ID, "type": "function", "function": {"name": name, "arguments": tool_arguments(function)}}
+                    ],
+                    "refusal": None,
+                },
+                "logprobs": None,
+                "finish_reason": "tool_calls",
+            }
+        ],
+        "usage": {**TOOL_USAGE, "completion_tokens_details": {"reasoning_tokens": 0}},
+    }
+
+
+def tool_chunks(model, body, include_usage):
+    """A streamed call as OpenAI's function-calling guide shows it."""
+    name, function = called_tool(body)
+    args = tool_arguments(function)
+    base = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": model}
+    extra = {"usage": None} if include_usage else {}
+    first = {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [{"index": 0, "id": TOOL_CALL_ID, "type": "function", "function": {"name": name, "arguments": ""}}],
+    }
+    deltas = [first]
+    step = max(1, len(args) // 3)
+    for i in range(0, len(args), step):
+        deltas.append({"tool_calls": [{"index": 0, "function": {"arguments": args[i : i + step]}}]})
+    for d in deltas:
+        yield {**base, "choices": [{"index": 0, "delta": d, "logprobs": None, "finish_reason": None}], **extra}
+    yield {**base, "choices": [{"index": 0, "delta": {}, "logprobs": None, "finish_reason": "tool_calls"}], **extra}
+    if include_usage:
+        yield {**base, "choices": [], "usage": TOOL_USAGE}
 
 
 def chunks(model, include_usage):
@@ -164,8 +276,14 @@ class Handler(BaseHTTPRequestHandler):
             self._send_json(200, embeddings(body))
             return
         model = body.get("model", "gpt-4o-mini")
+        tool = wants_tool_call(body)
         if not body.get("stream"):
-            self._send_json(200, completion(model))
+            if tool:
+                self._send_json(200, tool_completion(model, body))
+            else:
+                answer = completion(model)
+                answer["choices"][0]["message"]["content"] = answer_text(body)
+                self._send_json(200, answer)
             return
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         self.send_response(200)
@@ -173,7 +291,7 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Cache-Control", "no-cache")
         self.send_header("Connection", "close")
         self.end_headers()
-        for c in chunks(model, include_usage):
+        for c in tool_chunks(model, body, include_usage) if tool else chunks(model, include_usage):
             self.wfile.write(b"data: " + json.dumps(c).encode() + b"\n\n")
             self.wfile.flush()
         self.wfile.write(b"data: [DONE]\n\n")

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The official OpenAI Python SDK against llm-local's OpenAI-compatible face.
+# The official OpenAI Python SDK, and LangChain's ChatOpenAI, against llm-local's
+# OpenAI-compatible face.
 #
 # Installs `openai` and `pytest` into ./.venv (tools/venv.sh, idempotent), builds
 # llm-local (a no-op when up to date; SKIP_BUILD=1 skips it), starts a loopback fake OpenAI
@@ -88,7 +89,7 @@ echo "==> openai_sdk: pytest"
 set +e
 (cd "$HERE" && GATEWAY_URL="$GATEWAY_URL" GATEWAY_TOKEN="$TOKEN" USER_ID="$USER_ID" FAKE_URL="$FAKE_URL" \
     DATA_DIR="$DATA_DIR" PYTHONDONTWRITEBYTECODE=1 \
-    "$PY" -m pytest -p no:cacheprovider -v -rA test_openai_sdk.py "$@")
+    "$PY" -m pytest -p no:cacheprovider -v -rA test_openai_sdk.py test_zlangchain.py "$@")
 rc=$?
 set -e
 exit $rc

@@ -202,6 +202,153 @@ def test_a_chat_model_is_not_an_embedding_model():
     assert len(upstream_requests()) == before, "upstream must not be called"
 
 
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Current weather for a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    },
+}
+WEATHER_QUESTION = [{"role": "user", "content": "What is the weather in Paris?"}]
+# A 1x1 PNG, as a data URL.
+PNG_DATA_URL = (
+    "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
+)
+
+
+def test_tools_answer_a_call_with_json_arguments():
+    before = len(upstream_requests())
+    resp = client().chat.completions.create(
+        model="gpt-4o-mini", messages=WEATHER_QUESTION, tools=[WEATHER_TOOL], tool_choice="auto", temperature=0.7,
+    )
+    SUCCESSFUL_REQUEST_IDS.append(resp._request_id)
+    choice = resp.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    assert choice.message.content is None
+    [call] = choice.message.tool_calls
+    assert (call.id, call.type, call.function.name) == (fake.TOOL_CALL_ID, "function", "get_weather")
+    assert json.loads(call.function.arguments) == {"city": "Paris"}
+    assert resp.usage.total_tokens == fake.TOOL_USAGE["total_tokens"]
+    [sent] = upstream_requests()[before:]
+    assert sent["body"]["tools"] == [WEATHER_TOOL]
+    assert sent["body"]["tool_choice"] == "auto"
+
+
+def test_a_tool_result_goes_back_and_the_model_answers():
+    before = len(upstream_requests())
+    history = WEATHER_QUESTION + [
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'}}
+            ],
+        },
+        {"role": "tool", "tool_call_id": "call_1", "content": "18C and sunny"},
+    ]
+    resp = client().chat.completions.create(
+        model="gpt-4o-mini", messages=history, tools=[WEATHER_TOOL], temperature=0.7,
+    )
+    SUCCESSFUL_REQUEST_IDS.append(resp._request_id)
+    assert resp.choices[0].message.content == fake.TOOL_RESULT_TEXT
+    assert resp.choices[0].finish_reason == "stop"
+    [sent] = upstream_requests()[before:]
+    messages = sent["body"]["messages"]
+    assert messages[1]["tool_calls"] == history[1]["tool_calls"]
+    assert messages[2] == {"role": "tool", "tool_call_id": "call_1", "content": "18C and sunny"}
+
+
+def test_streamed_tool_call_deltas_assemble_in_the_client():
+    stream = client().chat.completions.create(
+        model="gpt-4o-mini",
+        messages=WEATHER_QUESTION,
+        tools=[WEATHER_TOOL],
+        tool_choice={"type": "function", "function": {"name": "get_weather"}},
+        temperature=0.7,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    SUCCESSFUL_REQUEST_IDS.append(stream.response.headers.get("x-request-id"))
+    chunks = list(stream)
+    calls = {}
+    for ch in chunks:
+        for d in (ch.choices[0].delta.tool_calls or []) if ch.choices else []:
+            c = calls.setdefault(d.index, {"id": None, "name": None, "arguments": ""})
+            c["id"] = d.id or c["id"]
+            if d.function and d.function.name:
+                c["name"] = d.function.name
+            c["arguments"] += (d.function.arguments or "") if d.function else ""
+    assert list(calls) == [0]
+    assert calls[0]["id"] == fake.TOOL_CALL_ID
+    assert calls[0]["name"] == "get_weather"
+    assert json.loads(calls[0]["arguments"]) == {"city": "Paris"}
+    finishes = [ch.choices[0].finish_reason for ch in chunks if ch.choices and ch.choices[0].finish_reason]
+    assert finishes == ["tool_calls"]
+    assert chunks[-1].usage.total_tokens == fake.TOOL_USAGE["total_tokens"]
+
+
+def test_response_format_json_schema_reaches_the_upstream_and_parses():
+    before = len(upstream_requests())
+    schema = {
+        "type": "object",
+        "properties": {"city": {"type": "string"}, "celsius": {"type": "number"}},
+        "required": ["city", "celsius"],
+        "additionalProperties": False,
+    }
+    fmt = {"type": "json_schema", "json_schema": {"name": "weather", "schema": schema, "strict": True}}
+    resp = client().chat.completions.create(
+        model="gpt-4o-mini", messages=WEATHER_QUESTION, response_format=fmt, temperature=0.7,
+    )
+    SUCCESSFUL_REQUEST_IDS.append(resp._request_id)
+    assert json.loads(resp.choices[0].message.content) == {"city": "Paris", "celsius": 18.5}
+    [sent] = upstream_requests()[before:]
+    assert sent["body"]["response_format"] == fmt
+
+
+def test_an_image_part_reaches_the_upstream_unchanged():
+    before = len(upstream_requests())
+    content = [
+        {"type": "text", "text": "What is in this image?"},
+        {"type": "image_url", "image_url": {"url": PNG_DATA_URL, "detail": "low"}},
+        {"type": "image_url", "image_url": {"url": "https://upload.wikimedia.org/cat.jpg"}},
+    ]
+    resp = client().chat.completions.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": content}], temperature=0.7,
+    )
+    SUCCESSFUL_REQUEST_IDS.append(resp._request_id)
+    [sent] = upstream_requests()[before:]
+    assert sent["body"]["messages"][0]["content"] == content
+
+
+def test_an_image_to_a_model_without_vision_is_refused_or_dropped_when_asked():
+    before = len(upstream_requests())
+    content = [{"type": "text", "text": "What is in this image?"}, {"type": "image_url", "image_url": {"url": PNG_DATA_URL}}]
+    with pytest.raises(openai.BadRequestError) as ei:
+        client().chat.completions.create(model="gpt-4", messages=[{"role": "user", "content": content}])
+    assert ei.value.status_code == 400
+    error = ei.value.body
+    assert error["code"] == "unsupported_parameter", error
+    assert "image_url" in error["message"] and "openai" in error["message"], error
+    assert len(upstream_requests()) == before, "upstream must not be called"
+    raw = client().chat.completions.with_raw_response.create(
+        model="gpt-4",
+        messages=[{"role": "user", "content": content}],
+        temperature=0.7,
+        extra_headers={"x-gateway-drop-params": "true"},
+    )
+    SUCCESSFUL_REQUEST_IDS.append(raw.headers.get("x-request-id"))
+    assert raw.headers.get("x-gateway-dropped-params") == "image_url"
+    [sent] = upstream_requests()[before:]
+    assert sent["body"]["messages"][0]["content"] == "What is in this image?"
+
+
+def test_a_field_openai_does_not_define_is_still_refused():
+    with pytest.raises(openai.BadRequestError) as ei:
+        client().chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, extra_body={"tool_choise": "auto"})
+    assert "tool_choise" in json.dumps(ei.value.body)
+
+
 def _usage_rows():
     path = os.path.join(DATA_DIR, "gateway.sqlite3")
     con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
@@ -214,7 +361,7 @@ def _usage_rows():
 def test_zz_each_request_left_exactly_one_usage_entry():
     """Runs last: every successful request above left exactly one usage row, request ids
     are unique across the table, and nothing else was recorded for the user."""
-    assert len(SUCCESSFUL_REQUEST_IDS) == 7, SUCCESSFUL_REQUEST_IDS
+    assert len(SUCCESSFUL_REQUEST_IDS) == 13, SUCCESSFUL_REQUEST_IDS
     want = set(SUCCESSFUL_REQUEST_IDS)
     assert len(want) == len(SUCCESSFUL_REQUEST_IDS), "gateway reused a request id"
     deadline = time.monotonic() + 10
@@ -238,5 +385,9 @@ def test_zz_each_request_left_exactly_one_usage_entry():
             assert b["operation_type"] == "embedding", b
             assert b["output_tokens"] == 0, b
             continue
-        assert b["total_tokens"] in (fake.JSON_USAGE["total_tokens"], fake.STREAM_USAGE["total_tokens"]), b
+        assert b["total_tokens"] in (
+            fake.JSON_USAGE["total_tokens"],
+            fake.STREAM_USAGE["total_tokens"],
+            fake.TOOL_USAGE["total_tokens"],
+        ), b
         assert b["cost_usd"] is not None, b
