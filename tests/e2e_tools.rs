@@ -1,0 +1,398 @@
+//! Tools, images and structured output through `POST /api/llm-generate` of the
+//! `llm-local` binary, against a local upstream speaking OpenAI's wire format: what the
+//! provider receives, what the caller gets back (`toolCalls`, `finishReason`, streamed
+//! `toolCall` events), the cache telling tool sets apart, and refusals for a model whose
+//! catalog entry lacks the capability.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod local_support;
+
+use local_support::{Client, Server, start_with_env, token};
+use serde_json::{Value, json};
+use shared::store::UsageStore;
+use shared::store::sqlite::SqliteStore;
+use shared::usage::UsageEntry;
+use std::path::PathBuf;
+use std::time::Duration;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+const OPENAI_KEY: &str = "sk-proj-TOOLSOPENAIKEYMARKER-0123456789abcdefghijklmnop";
+const GOOGLE_KEY: &str = "AIzaSyTOOLSGOOGLEKEYMARKER0123456789abc";
+
+/// OpenAI's function-calling guide: an answer that calls `get_weather`.
+fn tool_answer() -> Value {
+    json!({"id": "chatcmpl-abc123", "object": "chat.completion", "created": 1699896916,
+           "model": "gpt-4o-mini-2024-07-18",
+           "choices": [{"index": 0, "message": {"role": "assistant", "content": null,
+               "tool_calls": [{"id": "call_abc123", "type": "function",
+                   "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}}]},
+               "logprobs": null, "finish_reason": "tool_calls"}],
+           "usage": {"prompt_tokens": 82, "completion_tokens": 17, "total_tokens": 99}})
+}
+
+fn text_answer(text: &str) -> Value {
+    json!({"id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "gpt-4o-mini",
+           "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                        "finish_reason": "stop"}],
+           "usage": {"prompt_tokens": 30, "completion_tokens": 8, "total_tokens": 38}})
+}
+
+fn weather_tool() -> Value {
+    json!({"type": "function", "function": {"name": "get_weather",
+        "description": "Current weather for a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                       "required": ["city"]}}})
+}
+
+struct Gateway {
+    _server: Server,
+    data: PathBuf,
+    client: Client,
+    token: String,
+    _tmp: tempfile::TempDir,
+}
+
+async fn gateway(openai: &MockServer) -> Gateway {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let token = token(&data, "alice", false);
+    let env = [
+        ("LLM_PROVIDER_URL_OPENAI", format!("{}/v1", openai.uri())),
+        // Nothing listens here: a request reaching Google would fail, not pass.
+        ("LLM_PROVIDER_URL_GOOGLE", "http://127.0.0.1:9".to_string()),
+        ("LLM_PROVIDER_TIMEOUT_SECS", "2".to_string()),
+        ("LLM_REQUESTS_PER_MINUTE", "100000".to_string()),
+    ];
+    let server = start_with_env(&data, &tmp.path().join("server.log"), &env);
+    let mut client = Client {
+        http: reqwest::Client::new(),
+        base: server.base.clone(),
+        bodies: Vec::new(),
+    };
+    let (s, v) = client
+        .call(
+            reqwest::Method::PUT,
+            "/api/llm-settings/alice",
+            Some(&token),
+            Some(json!({"preferences": {"defaultProvider": "openai", "autoFailover": false},
+                        "apiKeys": {"openai": OPENAI_KEY, "google": GOOGLE_KEY}})),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    Gateway {
+        _server: server,
+        data,
+        client,
+        token,
+        _tmp: tmp,
+    }
+}
+
+impl Gateway {
+    async fn generate(&mut self, body: Value) -> (u16, Value) {
+        let token = self.token.clone();
+        self.client
+            .call(
+                reqwest::Method::POST,
+                "/api/llm-generate/alice",
+                Some(&token),
+                Some(body),
+            )
+            .await
+    }
+
+    async fn usage(&self, expected: usize) -> Vec<UsageEntry> {
+        let store = SqliteStore::open(&self.data.join("gateway.sqlite3")).unwrap();
+        for _ in 0..100 {
+            let (entries, _) = store
+                .entries("alice", "2000", "9999", 1000, None)
+                .await
+                .unwrap();
+            if entries.len() >= expected {
+                return entries;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("fewer than {expected} usage entries");
+    }
+}
+
+async fn bodies(server: &MockServer) -> Vec<Value> {
+    server
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| serde_json::from_slice(&r.body).unwrap())
+        .collect()
+}
+
+async fn openai_answering(answer: Value) -> MockServer {
+    let o = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(answer))
+        .mount(&o)
+        .await;
+    o
+}
+
+#[tokio::test]
+async fn a_tool_call_and_its_result_round_trip_with_usage() {
+    let o = openai_answering(tool_answer()).await;
+    let mut g = gateway(&o).await;
+    let (s, v) = g
+        .generate(json!({
+            "prompt": "What is the weather in Paris?", "model": "gpt-4o-mini",
+            "tools": [weather_tool()], "toolChoice": "required", "parallelToolCalls": false
+        }))
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["finishReason"], "tool_calls");
+    assert_eq!(v["content"], "");
+    assert_eq!(
+        v["toolCalls"],
+        json!([{"id": "call_abc123", "type": "function",
+                "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}}])
+    );
+    assert_eq!(v["usage"]["total_tokens"], 99);
+    let sent = bodies(&o).await;
+    assert_eq!(sent[0]["tools"], json!([weather_tool()]));
+    assert_eq!(sent[0]["tool_choice"], "required");
+    assert_eq!(sent[0]["parallel_tool_calls"], false);
+
+    // The result goes back; the history reaches the provider in its own shape.
+    o.reset().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(text_answer("18C in Paris.")))
+        .mount(&o)
+        .await;
+    let (s, v) = g
+        .generate(json!({
+            "model": "gpt-4o-mini", "tools": [weather_tool()],
+            "messages": [
+                {"role": "user", "content": "What is the weather in Paris?"},
+                {"role": "assistant", "toolCalls": v["toolCalls"]},
+                {"role": "tool", "toolCallId": "call_abc123", "content": "18C"}
+            ]
+        }))
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["content"], "18C in Paris.");
+    assert_eq!(v["finishReason"], "stop");
+    assert!(v.get("toolCalls").is_none(), "{v}");
+    let sent = bodies(&o).await;
+    assert_eq!(
+        sent[0]["messages"][1],
+        json!({"role": "assistant", "content": null, "tool_calls": [{"id": "call_abc123",
+            "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}}]})
+    );
+    assert_eq!(
+        sent[0]["messages"][2],
+        json!({"role": "tool", "tool_call_id": "call_abc123", "content": "18C"})
+    );
+
+    // One entry each, priced from the provider's counts.
+    let entries = g.usage(2).await;
+    assert_eq!(entries.len(), 2);
+    assert!(entries.iter().any(|e| e.input_tokens == 82 && e.output_tokens == 17));
+    assert!(entries.iter().all(|e| e.cost_usd.is_some_and(|c| c.0 > 0)));
+}
+
+#[tokio::test]
+async fn a_streamed_call_arrives_as_tool_call_events() {
+    let chunk = |delta: Value, finish: Value| {
+        format!(
+            "data: {}\n\n",
+            json!({"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o",
+                   "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+        )
+    };
+    let body = [
+        chunk(
+            json!({"role": "assistant", "tool_calls": [{"index": 0, "id": "call_9", "type": "function",
+                   "function": {"name": "get_weather", "arguments": ""}}]}),
+            Value::Null,
+        ),
+        chunk(
+            json!({"tool_calls": [{"index": 0, "function": {"arguments": "{\"city\":"}}]}),
+            Value::Null,
+        ),
+        chunk(
+            json!({"tool_calls": [{"index": 0, "function": {"arguments": "\"Paris\"}"}}]}),
+            Value::Null,
+        ),
+        chunk(json!({}), json!("tool_calls")),
+        format!(
+            "data: {}\n\ndata: [DONE]\n\n",
+            json!({"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o",
+                   "choices": [], "usage": {"prompt_tokens": 60, "completion_tokens": 18, "total_tokens": 78}})
+        ),
+    ]
+    .concat();
+    let o = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(body, "text/event-stream"))
+        .mount(&o)
+        .await;
+    let mut g = gateway(&o).await;
+    let resp = g
+        .client
+        .http
+        .post(format!("{}/api/llm-generate/alice", g.client.base))
+        .bearer_auth(&g.token)
+        .json(&json!({"prompt": "weather?", "model": "gpt-4o", "stream": true,
+                      "tools": [weather_tool()]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let text = resp.text().await.unwrap();
+    let events: Vec<(String, Value)> = text
+        .split("\n\n")
+        .filter_map(|block| {
+            let event = block.lines().find_map(|l| l.strip_prefix("event: "))?;
+            let data = block.lines().find_map(|l| l.strip_prefix("data: "))?;
+            Some((event.to_owned(), serde_json::from_str(data).unwrap()))
+        })
+        .collect();
+    let calls: Vec<&Value> = events
+        .iter()
+        .filter(|(e, _)| e == "toolCall")
+        .map(|(_, d)| d)
+        .collect();
+    assert_eq!(calls.len(), 3, "{text}");
+    assert_eq!(calls[0]["id"], "call_9");
+    assert_eq!(calls[0]["name"], "get_weather");
+    let arguments: String = calls
+        .iter()
+        .map(|c| c["arguments"].as_str().unwrap())
+        .collect();
+    assert_eq!(arguments, "{\"city\":\"Paris\"}");
+    let (last, done) = events.last().unwrap();
+    assert_eq!(last, "done");
+    assert_eq!(done["finishReason"], "tool_calls");
+    assert_eq!(done["usage"]["total_tokens"], 78);
+    let entries = g.usage(1).await;
+    assert_eq!((entries[0].input_tokens, entries[0].output_tokens), (60, 18));
+}
+
+#[tokio::test]
+async fn the_cache_tells_tool_sets_apart_and_keeps_the_calls() {
+    let o = openai_answering(tool_answer()).await;
+    let mut g = gateway(&o).await;
+    let ask = |tools: Value| {
+        json!({"prompt": "weather?", "model": "gpt-4o-mini", "temperature": 0.0, "tools": tools})
+    };
+    let (s, first) = g.generate(ask(json!([weather_tool()]))).await;
+    assert_eq!((s, first["cached"].as_bool()), (200, Some(false)), "{first}");
+    let (_, again) = g.generate(ask(json!([weather_tool()]))).await;
+    assert_eq!(again["cached"], true, "{again}");
+    assert_eq!(again["toolCalls"], first["toolCalls"]);
+    assert_eq!(again["finishReason"], "tool_calls");
+    let mut other = weather_tool();
+    other["function"]["description"] = json!("Weather, in Fahrenheit");
+    let (_, changed) = g.generate(ask(json!([other]))).await;
+    assert_eq!(changed["cached"], false, "a different tool is a different request");
+    assert_eq!(bodies(&o).await.len(), 2);
+}
+
+#[tokio::test]
+async fn a_model_without_the_capability_is_refused_by_name_before_any_call() {
+    let o = openai_answering(text_answer("x")).await;
+    let mut g = gateway(&o).await;
+    // gemini-pro's catalog entry has no `tools`; gpt-4's has no `vision`.
+    let (s, v) = g
+        .generate(json!({"prompt": "weather?", "model": "gemini-pro", "tools": [weather_tool()]}))
+        .await;
+    assert_eq!((s, v["error"]["code"].as_str()), (400, Some("unsupported_parameter")), "{v}");
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(message.contains("tools") && message.contains("google"), "{message}");
+    let image = json!({"model": "gpt-4", "messages": [{"role": "user", "content": [
+        {"type": "text", "text": "What is this?"},
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}]}]});
+    let (s, v) = g.generate(image.clone()).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (400, Some("unsupported_parameter")), "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("image_url"));
+    assert!(bodies(&o).await.is_empty(), "nothing was sent");
+
+    // Asked to, the gateway drops the image and says so.
+    let resp = g
+        .client
+        .http
+        .post(format!("{}/api/llm-generate/alice", g.client.base))
+        .bearer_auth(&g.token)
+        .header("x-gateway-drop-params", "true")
+        .json(&image)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.headers().get("x-gateway-dropped-params").unwrap(),
+        "image_url"
+    );
+    assert_eq!(bodies(&o).await[0]["messages"][0]["content"], "What is this?");
+}
+
+#[tokio::test]
+async fn bad_tool_fields_are_400s_naming_the_field() {
+    let o = openai_answering(text_answer("x")).await;
+    let mut g = gateway(&o).await;
+    for (body, field) in [
+        (
+            json!({"prompt": "x", "toolChoice": {"type": "function", "function": {"name": "nope"}},
+                   "tools": [weather_tool()]}),
+            "toolChoice.function.name",
+        ),
+        (
+            json!({"prompt": "x", "tools": [{"type": "function", "function": {"name": "bad name"}}]}),
+            "tools[0].function.name",
+        ),
+        (
+            json!({"messages": [{"role": "user", "content": "x"},
+                                {"role": "tool", "content": "18C"}]}),
+            "messages[1].tool_call_id",
+        ),
+        (
+            json!({"prompt": "x", "responseFormat": {"type": "json_schema",
+                   "json_schema": {"name": "w"}}}),
+            "responseFormat.json_schema.schema",
+        ),
+        (
+            json!({"messages": [{"role": "user", "content": [{"type": "image_url",
+                   "image_url": {"url": "http://example.com/a.png"}}]}]}),
+            "messages[0].content[0].image_url.url",
+        ),
+    ] {
+        let (s, v) = g.generate(body.clone()).await;
+        assert_eq!(s, 400, "{body} -> {v}");
+        let message = v["error"]["message"].as_str().unwrap();
+        assert!(message.contains(field), "{field} not named in {message}");
+    }
+    assert!(bodies(&o).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_json_schema_answer_is_requested_and_returned() {
+    let o = openai_answering(text_answer(r#"{"city":"Paris","celsius":18}"#)).await;
+    let mut g = gateway(&o).await;
+    let schema = json!({"type": "object", "properties": {"city": {"type": "string"},
+        "celsius": {"type": "number"}}, "required": ["city", "celsius"],
+        "additionalProperties": false});
+    let (s, v) = g
+        .generate(json!({"prompt": "Paris, 18 degrees", "model": "gpt-4o-mini",
+            "responseFormat": {"type": "json_schema",
+                "json_schema": {"name": "weather", "schema": schema, "strict": true}}}))
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let answer: Value = serde_json::from_str(v["content"].as_str().unwrap()).unwrap();
+    assert_eq!(answer["city"], "Paris");
+    assert_eq!(
+        bodies(&o).await[0]["response_format"],
+        json!({"type": "json_schema", "json_schema": {"name": "weather", "schema": schema, "strict": true}})
+    );
+}
