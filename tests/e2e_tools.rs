@@ -75,8 +75,10 @@ async fn gateway(openai: &MockServer) -> Gateway {
             reqwest::Method::PUT,
             "/api/llm-settings/alice",
             Some(&token),
-            Some(json!({"preferences": {"defaultProvider": "openai", "autoFailover": false},
-                        "apiKeys": {"openai": OPENAI_KEY, "google": GOOGLE_KEY}})),
+            Some(
+                json!({"preferences": {"defaultProvider": "openai", "autoFailover": false},
+                        "apiKeys": {"openai": OPENAI_KEY, "google": GOOGLE_KEY}}),
+            ),
         )
         .await;
     assert_eq!(s, 200, "{v}");
@@ -197,7 +199,11 @@ async fn a_tool_call_and_its_result_round_trip_with_usage() {
     // One entry each, priced from the provider's counts.
     let entries = g.usage(2).await;
     assert_eq!(entries.len(), 2);
-    assert!(entries.iter().any(|e| e.input_tokens == 82 && e.output_tokens == 17));
+    assert!(
+        entries
+            .iter()
+            .any(|e| e.input_tokens == 82 && e.output_tokens == 17)
+    );
     assert!(entries.iter().all(|e| e.cost_usd.is_some_and(|c| c.0 > 0)));
 }
 
@@ -238,14 +244,16 @@ async fn a_streamed_call_arrives_as_tool_call_events() {
         .respond_with(ResponseTemplate::new(200).set_body_raw(body, "text/event-stream"))
         .mount(&o)
         .await;
-    let mut g = gateway(&o).await;
+    let g = gateway(&o).await;
     let resp = g
         .client
         .http
         .post(format!("{}/api/llm-generate/alice", g.client.base))
         .bearer_auth(&g.token)
-        .json(&json!({"prompt": "weather?", "model": "gpt-4o", "stream": true,
-                      "tools": [weather_tool()]}))
+        .json(
+            &json!({"prompt": "weather?", "model": "gpt-4o", "stream": true,
+                      "tools": [weather_tool()]}),
+        )
         .send()
         .await
         .unwrap();
@@ -277,18 +285,23 @@ async fn a_streamed_call_arrives_as_tool_call_events() {
     assert_eq!(done["finishReason"], "tool_calls");
     assert_eq!(done["usage"]["total_tokens"], 78);
     let entries = g.usage(1).await;
-    assert_eq!((entries[0].input_tokens, entries[0].output_tokens), (60, 18));
+    assert_eq!(
+        (entries[0].input_tokens, entries[0].output_tokens),
+        (60, 18)
+    );
 }
 
 #[tokio::test]
 async fn the_cache_tells_tool_sets_apart_and_keeps_the_calls() {
     let o = openai_answering(tool_answer()).await;
     let mut g = gateway(&o).await;
-    let ask = |tools: Value| {
-        json!({"prompt": "weather?", "model": "gpt-4o-mini", "temperature": 0.0, "tools": tools})
-    };
+    let ask = |tools: Value| json!({"prompt": "weather?", "model": "gpt-4o-mini", "temperature": 0.0, "tools": tools});
     let (s, first) = g.generate(ask(json!([weather_tool()]))).await;
-    assert_eq!((s, first["cached"].as_bool()), (200, Some(false)), "{first}");
+    assert_eq!(
+        (s, first["cached"].as_bool()),
+        (200, Some(false)),
+        "{first}"
+    );
     let (_, again) = g.generate(ask(json!([weather_tool()]))).await;
     assert_eq!(again["cached"], true, "{again}");
     assert_eq!(again["toolCalls"], first["toolCalls"]);
@@ -296,7 +309,10 @@ async fn the_cache_tells_tool_sets_apart_and_keeps_the_calls() {
     let mut other = weather_tool();
     other["function"]["description"] = json!("Weather, in Fahrenheit");
     let (_, changed) = g.generate(ask(json!([other]))).await;
-    assert_eq!(changed["cached"], false, "a different tool is a different request");
+    assert_eq!(
+        changed["cached"], false,
+        "a different tool is a different request"
+    );
     assert_eq!(bodies(&o).await.len(), 2);
 }
 
@@ -308,15 +324,31 @@ async fn a_model_without_the_capability_is_refused_by_name_before_any_call() {
     let (s, v) = g
         .generate(json!({"prompt": "weather?", "model": "gemini-pro", "tools": [weather_tool()]}))
         .await;
-    assert_eq!((s, v["error"]["code"].as_str()), (400, Some("unsupported_parameter")), "{v}");
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (400, Some("unsupported_parameter")),
+        "{v}"
+    );
     let message = v["error"]["message"].as_str().unwrap();
-    assert!(message.contains("tools") && message.contains("google"), "{message}");
+    assert!(
+        message.contains("tools") && message.contains("google"),
+        "{message}"
+    );
     let image = json!({"model": "gpt-4", "messages": [{"role": "user", "content": [
         {"type": "text", "text": "What is this?"},
         {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}]}]});
     let (s, v) = g.generate(image.clone()).await;
-    assert_eq!((s, v["error"]["code"].as_str()), (400, Some("unsupported_parameter")), "{v}");
-    assert!(v["error"]["message"].as_str().unwrap().contains("image_url"));
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (400, Some("unsupported_parameter")),
+        "{v}"
+    );
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("image_url")
+    );
     assert!(bodies(&o).await.is_empty(), "nothing was sent");
 
     // Asked to, the gateway drops the image and says so.
@@ -335,7 +367,39 @@ async fn a_model_without_the_capability_is_refused_by_name_before_any_call() {
         resp.headers().get("x-gateway-dropped-params").unwrap(),
         "image_url"
     );
-    assert_eq!(bodies(&o).await[0]["messages"][0]["content"], "What is this?");
+    assert_eq!(
+        bodies(&o).await[0]["messages"][0]["content"],
+        "What is this?"
+    );
+
+    // A stream names what it dropped too: the header leaves before the first delta.
+    o.reset().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(
+            "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"A cat\"},\"finish_reason\":\"stop\"}]}\n\ndata: {\"choices\":[],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":2}}\n\ndata: [DONE]\n\n",
+            "text/event-stream",
+        ))
+        .mount(&o)
+        .await;
+    let mut streamed = image.clone();
+    streamed["stream"] = json!(true);
+    let resp = g
+        .client
+        .http
+        .post(format!("{}/api/llm-generate/alice", g.client.base))
+        .bearer_auth(&g.token)
+        .header("x-gateway-drop-params", "true")
+        .json(&streamed)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.headers().get("x-gateway-dropped-params").unwrap(),
+        "image_url"
+    );
+    assert!(resp.text().await.unwrap().contains("A cat"));
 }
 
 #[tokio::test]
@@ -384,9 +448,11 @@ async fn a_json_schema_answer_is_requested_and_returned() {
         "celsius": {"type": "number"}}, "required": ["city", "celsius"],
         "additionalProperties": false});
     let (s, v) = g
-        .generate(json!({"prompt": "Paris, 18 degrees", "model": "gpt-4o-mini",
+        .generate(
+            json!({"prompt": "Paris, 18 degrees", "model": "gpt-4o-mini",
             "responseFormat": {"type": "json_schema",
-                "json_schema": {"name": "weather", "schema": schema, "strict": true}}}))
+                "json_schema": {"name": "weather", "schema": schema, "strict": true}}}),
+        )
         .await;
     assert_eq!(s, 200, "{v}");
     let answer: Value = serde_json::from_str(v["content"].as_str().unwrap()).unwrap();

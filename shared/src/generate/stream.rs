@@ -23,6 +23,11 @@ const STREAM_LEASE_MARGIN: Duration = Duration::from_secs(3);
 
 #[derive(Debug)]
 pub enum Event {
+    /// The stream opened at a candidate: before any delta, what it dropped (the faces
+    /// name it in `x-gateway-dropped-params`, a header, so it must come first).
+    Opened {
+        dropped: Vec<&'static str>,
+    },
     Delta(String),
     /// A fragment of a tool call (its id and name first, then pieces of its arguments).
     ToolCall(ToolCallDelta),
@@ -77,6 +82,15 @@ pub(super) async fn pump(
     );
     let shutdown = call.st.lifecycle.shutdown.clone();
     let mut cut_by_us = false;
+    if tx
+        .send(Event::Opened {
+            dropped: c.dropped.clone(),
+        })
+        .await
+        .is_err()
+    {
+        seen.client_gone = true;
+    }
     let failure: Option<ProviderError> = loop {
         let next = tokio::select! {
             r = events.next_events() => r,

@@ -3,7 +3,7 @@
 
 use super::error::{ApiError, current_request_id};
 use super::extract::{JsonBody, UserId};
-use super::sse::{error_data, events, first_event};
+use super::sse::{error_data, events, opened};
 use crate::generate::request::GenerateBody;
 use crate::generate::stream::{self, Event};
 use crate::generate::{GenerateResponse, GenerateState, generate_detached};
@@ -81,8 +81,11 @@ async fn generate_handler(
     let request_id = current_request_id();
     if req.stream {
         let mut rx = stream::start(st, user_id, request_id.clone(), req);
-        let first = first_event(&mut rx).await?;
-        return Ok(sse(first, rx, request_id).into_response());
+        let (first, dropped) = opened(&mut rx).await?;
+        return Ok(with_dropped(
+            sse(first, rx, request_id).into_response(),
+            &dropped,
+        ));
     }
     let r = generate_detached(&st, &user_id, request_id, req).await?;
     let dropped = r.dropped_params.clone();
@@ -118,6 +121,8 @@ fn sse(
                     "index": t.index, "id": t.id, "name": t.name, "arguments": t.arguments,
                 }))
                 .unwrap_or_else(|_| SseEvent::default().event("error").data("{}")),
+            // Only ever first, and taken by `opened`.
+            Event::Opened { .. } => SseEvent::default().comment("opened"),
             Event::Done(r) => SseEvent::default()
                 .event("done")
                 .json_data(done_payload(&r))

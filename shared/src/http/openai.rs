@@ -6,7 +6,7 @@
 use super::error::{ApiError, current_request_id};
 use super::extract::JsonBody;
 use super::generate::{GenerateApi, drop_params_requested, with_dropped};
-use super::sse::{error_data, events, first_event};
+use super::sse::{error_data, events, opened};
 use crate::generate::chat_fields::{MessageIn, ResponseFormatIn, ToolChoiceIn, ToolIn};
 use crate::generate::error::GenerateError;
 use crate::generate::request::Generate;
@@ -241,7 +241,7 @@ pub async fn chat_completions(
         return Ok(with_dropped(answer, &r.dropped_params));
     }
     let mut rx = stream::start(st, user_id, request_id.clone(), req);
-    let first = first_event(&mut rx).await?;
+    let (first, dropped) = opened(&mut rx).await?;
     let id = completion_id(&request_id);
     let ts = created();
     // `delta: None` is OpenAI's usage-only chunk, whose `choices` is empty.
@@ -270,6 +270,8 @@ pub async fn chat_completions(
             Ok(SseEvent::default().data(chunk(Some(delta), Value::Null, None).to_string()))
         };
         let items: Vec<Result<SseEvent, std::convert::Infallible>> = match event {
+            // Only ever first, and taken by `opened`.
+            Event::Opened { .. } => Vec::new(),
             Event::Delta(text) => vec![delta_chunk(json!({"content": text}))],
             Event::ToolCall(t) => vec![delta_chunk(json!({"tool_calls": [tool_call_delta(&t)]}))],
             Event::Done(r) if usage_chunk => vec![
@@ -295,9 +297,10 @@ pub async fn chat_completions(
         };
         futures_util::stream::iter(items)
     });
-    Ok(Sse::new(stream)
+    let response = Sse::new(stream)
         .keep_alive(KeepAlive::default())
-        .into_response())
+        .into_response();
+    Ok(with_dropped(response, &dropped))
 }
 
 /// The answer's message: `content` is `null` when the model only called tools, as

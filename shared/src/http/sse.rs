@@ -6,12 +6,20 @@ use crate::generate::stream::Event;
 use futures_util::stream::Stream;
 use tokio::sync::mpsc;
 
-/// Waits for the first event; a failure before any text becomes the error response.
-pub async fn first_event(rx: &mut mpsc::Receiver<Event>) -> Result<Event, ApiError> {
-    match rx.recv().await {
-        Some(Event::Failed(e)) => Err(e.into()),
-        Some(event) => Ok(event),
-        None => Err(ApiError::internal("stream ended before its first event")),
+/// Waits for the first event after the stream opened (a failure before any text becomes
+/// the error response); with it, the parameters the answering candidate dropped, for the
+/// `x-gateway-dropped-params` header, which must precede the body.
+pub async fn opened(
+    rx: &mut mpsc::Receiver<Event>,
+) -> Result<(Event, Vec<&'static str>), ApiError> {
+    let mut dropped = Vec::new();
+    loop {
+        match rx.recv().await {
+            Some(Event::Opened { dropped: d }) => dropped = d,
+            Some(Event::Failed(e)) => return Err(e.into()),
+            Some(event) => return Ok((event, dropped)),
+            None => return Err(ApiError::internal("stream ended before its first event")),
+        }
     }
 }
 
