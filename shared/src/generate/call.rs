@@ -254,6 +254,7 @@ impl<'a> Call<'a> {
             Some(p) => Err(GenerateError::UnsupportedParameter {
                 param: p.name(),
                 provider,
+                model: llm.model.id.clone(),
             }),
         }
     }

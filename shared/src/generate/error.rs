@@ -74,10 +74,13 @@ pub enum GenerateError {
     #[error("no API key is saved for {0}; save one with PUT /api/llm-settings/{{userId}}")]
     NoKey(Provider),
     /// The chosen provider has no such parameter, and dropping it was not allowed.
-    #[error("{param} is not supported by {provider}; send x-gateway-drop-params: true to drop it")]
+    #[error(
+        "{param} is not supported by {provider} model {model}; send x-gateway-drop-params: true to drop it"
+    )]
     UnsupportedParameter {
         param: &'static str,
         provider: Provider,
+        model: String,
     },
     /// A field of the request is wrong (`field` is its JSON name).
     #[error("{field}: {message}")]

@@ -664,7 +664,7 @@ async fn a_seed_the_primary_cannot_honour_is_refused_before_any_call() {
     .await
     .unwrap_err();
     match &err {
-        GenerateError::UnsupportedParameter { param, provider } => {
+        GenerateError::UnsupportedParameter { param, provider, .. } => {
             assert_eq!((*param, *provider), ("seed", Provider::Anthropic));
         }
         other => panic!("{other:?}"),
