@@ -334,3 +334,59 @@ async fn a_refused_reservation_is_402_budget_exceeded_without_a_call() {
     assert_eq!(entries[0].operation_type, "embedding");
     assert_eq!(entries[0].error_type.as_deref(), Some("budget_exceeded"));
 }
+
+#[tokio::test]
+async fn azure_embeds_at_the_users_deployment_without_model_in_the_body() {
+    const AZURE_KEY: &str = "0123456789abcdef0123456789abcdef";
+    let azure = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/openai/deployments/prod-embed/embeddings"))
+        .and(header("api-key", AZURE_KEY))
+        .respond_with(answer(6))
+        .expect(1)
+        .mount(&azure)
+        .await;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let token = token(&data, "alice", false);
+    let env = [
+        ("LLM_PROVIDER_URL_AZURE_OPENAI", azure.uri()),
+        ("LLM_REQUESTS_PER_MINUTE", "100000".to_string()),
+    ];
+    let server = start_with_env(&data, &tmp.path().join("server.log"), &env);
+    let mut client = Client {
+        http: reqwest::Client::new(),
+        base: server.base.clone(),
+        bodies: Vec::new(),
+    };
+    let (s, v) = client
+        .call(
+            reqwest::Method::PUT,
+            "/api/llm-settings/alice",
+            Some(&token),
+            Some(json!({"preferences": {"azureResource": "contoso",
+                            "azureDeployments": {"text-embedding-3-small": "prod-embed"}},
+                        "apiKeys": {"azure_openai": AZURE_KEY}})),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = client
+        .call(
+            reqwest::Method::POST,
+            "/v1/embeddings",
+            Some(&token),
+            Some(json!({"model": "azure_openai/text-embedding-3-small", "input": ["a", "b"]})),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["data"].as_array().unwrap().len(), 2);
+    let sent: Value =
+        serde_json::from_slice(&azure.received_requests().await.unwrap()[0].body).unwrap();
+    assert_eq!(sent, json!({"input": ["a", "b"]}));
+    let entries = usage_entries(&data, 1).await;
+    assert_eq!(entries[0].provider, Provider::AzureOpenAi);
+    assert_eq!(entries[0].operation_type, "embedding");
+    // 6 tokens at $0.02 / 1M.
+    assert_eq!(entries[0].cost_usd, Some(NanoUsd(120)));
+    drop(server);
+}

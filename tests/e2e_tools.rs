@@ -19,6 +19,7 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 
 const OPENAI_KEY: &str = "sk-proj-TOOLSOPENAIKEYMARKER-0123456789abcdefghijklmnop";
 const GOOGLE_KEY: &str = "AIzaSyTOOLSGOOGLEKEYMARKER0123456789abc";
+const ANTHROPIC_KEY: &str = "sk-ant-api03-TOOLSANTHROPICMARKER-0123456789abcdefghijklmnop";
 
 /// OpenAI's function-calling guide: an answer that calls `get_weather`.
 fn tool_answer() -> Value {
@@ -54,13 +55,20 @@ struct Gateway {
 }
 
 async fn gateway(openai: &MockServer) -> Gateway {
+    // Nothing listens at port 9: a request reaching Anthropic or Google would fail.
+    gateway_at(&format!("{}/v1", openai.uri()), "http://127.0.0.1:9", "http://127.0.0.1:9").await
+}
+
+/// A gateway whose OpenAI, Anthropic and Google base URLs are these, with alice holding
+/// a key for each.
+async fn gateway_at(openai: &str, anthropic: &str, google: &str) -> Gateway {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     let token = token(&data, "alice", false);
     let env = [
-        ("LLM_PROVIDER_URL_OPENAI", format!("{}/v1", openai.uri())),
-        // Nothing listens here: a request reaching Google would fail, not pass.
-        ("LLM_PROVIDER_URL_GOOGLE", "http://127.0.0.1:9".to_string()),
+        ("LLM_PROVIDER_URL_OPENAI", openai.to_string()),
+        ("LLM_PROVIDER_URL_ANTHROPIC", anthropic.to_string()),
+        ("LLM_PROVIDER_URL_GOOGLE", google.to_string()),
         ("LLM_PROVIDER_TIMEOUT_SECS", "2".to_string()),
         ("LLM_REQUESTS_PER_MINUTE", "100000".to_string()),
     ];
@@ -77,7 +85,8 @@ async fn gateway(openai: &MockServer) -> Gateway {
             Some(&token),
             Some(
                 json!({"preferences": {"defaultProvider": "openai", "autoFailover": false},
-                        "apiKeys": {"openai": OPENAI_KEY, "google": GOOGLE_KEY}}),
+                        "apiKeys": {"openai": OPENAI_KEY, "google": GOOGLE_KEY,
+                                    "anthropic": ANTHROPIC_KEY}}),
             ),
         )
         .await;
@@ -461,4 +470,114 @@ async fn a_json_schema_answer_is_requested_and_returned() {
         bodies(&o).await[0]["response_format"],
         json!({"type": "json_schema", "json_schema": {"name": "weather", "schema": schema, "strict": true}})
     );
+}
+
+/// The OpenAI face's request for a second turn: the user asked (with an image), the
+/// assistant called `get_weather`, the tool answered.
+fn second_turn(model: &str) -> Value {
+    json!({"model": model, "tools": [weather_tool()], "tool_choice": "required",
+        "messages": [
+            {"role": "system", "content": "You are a weather bot."},
+            {"role": "user", "content": [
+                {"type": "text", "text": "Weather here?"},
+                {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}]},
+            {"role": "assistant", "content": null, "tool_calls": [{"id": "call_1", "type": "function",
+                "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}}]},
+            {"role": "tool", "tool_call_id": "call_1", "content": "18C"}
+        ]})
+}
+
+async fn chat_completion(g: &mut Gateway, body: Value) -> (u16, Value) {
+    let token = g.token.clone();
+    g.client
+        .call(
+            reqwest::Method::POST,
+            "/v1/chat/completions",
+            Some(&token),
+            Some(body),
+        )
+        .await
+}
+
+#[tokio::test]
+async fn the_openai_face_speaks_tools_to_an_anthropic_model() {
+    // Anthropic's tool-use guide: a `tool_use` answer.
+    let a = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/messages"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "id": "msg_01Aq9w938a90dw8q", "type": "message", "role": "assistant",
+            "model": "claude-3-5-sonnet-20241022",
+            "content": [
+                {"type": "text", "text": "<thinking>I need the weather tool.</thinking>"},
+                {"type": "tool_use", "id": "toolu_01A09q90qw90lq917835lq9",
+                 "name": "get_weather", "input": {"city": "Lyon"}}],
+            "stop_reason": "tool_use", "stop_sequence": null,
+            "usage": {"input_tokens": 472, "output_tokens": 91}})))
+        .mount(&a)
+        .await;
+    let mut g = gateway_at("http://127.0.0.1:9", &a.uri(), "http://127.0.0.1:9").await;
+    let (s, v) = chat_completion(&mut g, second_turn("claude-3-5-sonnet-20241022")).await;
+    assert_eq!(s, 200, "{v}");
+    let choice = &v["choices"][0];
+    assert_eq!(choice["finish_reason"], "tool_calls");
+    assert_eq!(choice["message"]["tool_calls"][0]["id"], "toolu_01A09q90qw90lq917835lq9");
+    let args: Value =
+        serde_json::from_str(choice["message"]["tool_calls"][0]["function"]["arguments"].as_str().unwrap())
+            .unwrap();
+    assert_eq!(args, json!({"city": "Lyon"}));
+    let sent = &bodies(&a).await[0];
+    assert_eq!(sent["system"], "You are a weather bot.");
+    assert_eq!(sent["tools"][0]["name"], "get_weather");
+    assert_eq!(sent["tools"][0]["input_schema"], weather_tool()["function"]["parameters"]);
+    assert_eq!(sent["tool_choice"], json!({"type": "any"}));
+    let m = &sent["messages"];
+    assert_eq!(m[0]["content"][1]["type"], "image");
+    assert_eq!(m[0]["content"][1]["source"]["media_type"], "image/png");
+    assert_eq!(
+        m[1]["content"],
+        json!([{"type": "tool_use", "id": "call_1", "name": "get_weather", "input": {"city": "Paris"}}])
+    );
+    assert_eq!(m[2]["role"], "user");
+    assert_eq!(m[2]["content"][0]["type"], "tool_result");
+    assert_eq!(m[2]["content"][0]["tool_use_id"], "call_1");
+    let entries = g.usage(1).await;
+    assert_eq!((entries[0].input_tokens, entries[0].output_tokens), (472, 91));
+}
+
+#[tokio::test]
+async fn the_openai_face_speaks_tools_to_a_gemini_model() {
+    let gm = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1beta/models/gemini-1.5-pro:generateContent"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "candidates": [{"content": {"role": "model", "parts": [
+                {"functionCall": {"name": "get_weather", "args": {"city": "Lyon"}}}]},
+                "finishReason": "STOP", "index": 0}],
+            "usageMetadata": {"promptTokenCount": 120, "candidatesTokenCount": 12,
+                              "totalTokenCount": 132},
+            "modelVersion": "gemini-1.5-pro-002"})))
+        .mount(&gm)
+        .await;
+    let mut g = gateway_at("http://127.0.0.1:9", "http://127.0.0.1:9", &gm.uri()).await;
+    let (s, v) = chat_completion(&mut g, second_turn("gemini-1.5-pro")).await;
+    assert_eq!(s, 200, "{v}");
+    let choice = &v["choices"][0];
+    assert_eq!(choice["finish_reason"], "tool_calls");
+    let call = &choice["message"]["tool_calls"][0];
+    assert_eq!(call["function"]["name"], "get_weather");
+    assert!(!call["id"].as_str().unwrap().is_empty(), "a call id, even if Gemini gives none");
+    let sent = &bodies(&gm).await[0];
+    assert_eq!(sent["tools"][0]["functionDeclarations"][0]["name"], "get_weather");
+    assert_eq!(sent["toolConfig"]["functionCallingConfig"]["mode"], "ANY");
+    let contents = &sent["contents"];
+    assert_eq!(contents[0]["parts"][1]["inlineData"]["mimeType"], "image/png");
+    assert_eq!(
+        contents[1]["parts"][0]["functionCall"],
+        json!({"name": "get_weather", "args": {"city": "Paris"}})
+    );
+    assert_eq!(contents[2]["role"], "user");
+    assert_eq!(contents[2]["parts"][0]["functionResponse"]["name"], "get_weather");
+    let entries = g.usage(1).await;
+    assert_eq!((entries[0].input_tokens, entries[0].output_tokens), (120, 12));
 }

@@ -424,6 +424,8 @@ async fn collect(mut rx: tokio::sync::mpsc::Receiver<Event>) -> (String, Option<
     while let Some(event) = rx.recv().await {
         match event {
             Event::Delta(d) => text.push_str(&d),
+            // Before the first delta: what the candidate dropped (nothing here).
+            Event::Opened { dropped } => assert!(dropped.is_empty()),
             last => return (text, Some(last)),
         }
     }
@@ -664,7 +666,9 @@ async fn a_seed_the_primary_cannot_honour_is_refused_before_any_call() {
     .await
     .unwrap_err();
     match &err {
-        GenerateError::UnsupportedParameter { param, provider, .. } => {
+        GenerateError::UnsupportedParameter {
+            param, provider, ..
+        } => {
             assert_eq!((*param, *provider), ("seed", Provider::Anthropic));
         }
         other => panic!("{other:?}"),

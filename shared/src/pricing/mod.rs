@@ -124,6 +124,12 @@ pub fn catalog() -> Result<&'static Catalog, PricingError> {
 pub trait ModelLookup: Send + Sync {
     /// A model users may pick, by id, optionally within one provider.
     fn find_model(&self, provider: Option<Provider>, model: &str) -> Option<&ModelPrice>;
+
+    /// A chat or an embedding model users may call (an Azure deployment may serve
+    /// either).
+    fn find_any_model(&self, provider: Option<Provider>, model: &str) -> Option<&ModelPrice> {
+        self.find_model(provider, model)
+    }
 }
 
 impl ModelLookup for Catalog {

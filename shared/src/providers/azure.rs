@@ -59,7 +59,14 @@ impl AzureOpenAi {
         }
     }
 
-    fn url(&self, endpoint: &Endpoint, deployment: &str) -> Result<String, ProviderError> {
+    /// `{base}/openai/deployments/{deployment}/{operation}?api-version=...`, the
+    /// deployment (not the body) naming the model.
+    fn url(
+        &self,
+        endpoint: &Endpoint,
+        deployment: &str,
+        operation: &str,
+    ) -> Result<String, ProviderError> {
         if !valid_deployment(deployment) {
             return Err(ProviderError::new(
                 ErrorKind::InvalidRequest,
@@ -75,7 +82,7 @@ impl AzureOpenAi {
         Ok(join(
             &endpoint.base_url,
             &format!(
-                "/openai/deployments/{deployment}/chat/completions?api-version={}",
+                "/openai/deployments/{deployment}/{operation}?api-version={}",
                 self.api_version
             ),
         ))
@@ -90,7 +97,8 @@ impl AzureOpenAi {
         // The deployment picks the model; `max_tokens` is what every GA api-version
         // documents for chat completions.
         let body = chat_body(request, None, "max_tokens", true);
-        let mut req = WireRequest::post_json(self.url(endpoint, &request.model)?, &body)?;
+        let url = self.url(endpoint, &request.model, "chat/completions")?;
+        let mut req = WireRequest::post_json(url, &body)?;
         let key = key.ok_or_else(|| ProviderError::new(ErrorKind::InvalidKey, "no key"))?;
         req.secret_header("api-key", key.expose())?;
         Ok(req)
@@ -134,6 +142,29 @@ impl ChatWire for AzureOpenAi {
 
     fn stream_parser(&self) -> Box<dyn StreamParser> {
         Box::new(ChatStream::new(LABEL))
+    }
+
+    /// Azure OpenAI's embeddings (its REST reference, 2024-10-21): OpenAI's body
+    /// without `model`, at the deployment's `embeddings` path.
+    fn embeds(&self) -> bool {
+        true
+    }
+
+    fn embed_request(
+        &self,
+        endpoint: &Endpoint,
+        key: Option<&ApiKey>,
+        request: &super::embed::EmbedRequest,
+    ) -> Result<WireRequest, ProviderError> {
+        let mut body = super::embed::body(request);
+        if let Some(b) = body.as_object_mut() {
+            b.remove("model");
+        }
+        let url = self.url(endpoint, &request.model, "embeddings")?;
+        let mut req = WireRequest::post_json(url, &body)?;
+        let key = key.ok_or_else(|| ProviderError::new(ErrorKind::InvalidKey, "no key"))?;
+        req.secret_header("api-key", key.expose())?;
+        Ok(req)
     }
 
     fn probe_request(

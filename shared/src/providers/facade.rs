@@ -260,6 +260,18 @@ impl ProviderApi for Providers {
             return Err(no_embeddings(route.provider));
         }
         let (wire, endpoint) = self.http_wire(route)?;
+        // Azure calls a model by the user's deployment name, as for chat.
+        let renamed;
+        let request = match route.model_name(&request.model) {
+            name if name == request.model => request,
+            name => {
+                renamed = EmbedRequest {
+                    model: name.to_owned(),
+                    ..request.clone()
+                };
+                &renamed
+            }
+        };
         let request_out = wire.embed_request(&endpoint, route.key, request)?;
         let raw = self.transport.send(request_out).await?;
         let now = chrono::Utc::now();

@@ -213,6 +213,12 @@ impl ModelLookup for RegistryView {
     fn find_model(&self, provider: Option<Provider>, model: &str) -> Option<&ModelPrice> {
         self.find(None, provider, model).map(|r| &r.model)
     }
+
+    fn find_any_model(&self, provider: Option<Provider>, model: &str) -> Option<&ModelPrice> {
+        self.find(None, provider, model)
+            .or_else(|| self.find_embedder(None, provider, model))
+            .map(|r| &r.model)
+    }
 }
 
 /// What a tenant's members may pick: the global entries and the tenant's own.
@@ -225,6 +231,13 @@ impl ModelLookup for Scoped<'_> {
     fn find_model(&self, provider: Option<Provider>, model: &str) -> Option<&ModelPrice> {
         self.view
             .find(self.tenant, provider, model)
+            .map(|r| &r.model)
+    }
+
+    fn find_any_model(&self, provider: Option<Provider>, model: &str) -> Option<&ModelPrice> {
+        self.view
+            .find(self.tenant, provider, model)
+            .or_else(|| self.view.find_embedder(self.tenant, provider, model))
             .map(|r| &r.model)
     }
 }
@@ -277,7 +290,9 @@ mod tests {
             [
                 "text-embedding-3-small",
                 "text-embedding-3-large",
-                "text-embedding-ada-002"
+                "text-embedding-ada-002",
+                "text-embedding-3-small",
+                "text-embedding-3-large"
             ]
         );
     }

@@ -220,12 +220,12 @@ impl PreferencesPatch {
         if let Some(v) = self.azure_deployments {
             for (model, deployment) in &v {
                 if catalog
-                    .find_model(Some(Provider::AzureOpenAi), model)
+                    .find_any_model(Some(Provider::AzureOpenAi), model)
                     .is_none()
                 {
                     return Err(SettingsError::invalid(
                         field("azureDeployments"),
-                        "keys must be azure_openai models from GET /api/llm-models",
+                        "keys must be azure_openai models: chat models from GET /api/llm-models, embedding models from GET /v1/models",
                     ));
                 }
                 let ok = (1..=64).contains(&deployment.len())
