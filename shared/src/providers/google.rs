@@ -20,7 +20,7 @@ use super::sse::{SseDecoder, SseEvents};
 use super::{
     ChatRequest, ChatWire, Endpoint, ErrorKind, FinishReason, Generation, ImageSource, Message,
     ProviderError, ReasoningEffort, ResponseFormat, Role, StreamEvent, StreamParser, ToolCall,
-    ToolChoice, WireRequest, join,
+    ToolCallDelta, ToolChoice, WireRequest, join,
 };
 use crate::pricing::TokenCounts;
 use crate::provider::Provider;
@@ -57,11 +57,47 @@ impl UsageMetadata {
 }
 
 #[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
 struct Part {
     #[serde(default)]
     text: Option<String>,
     #[serde(default)]
     thought: bool,
+    #[serde(default)]
+    function_call: Option<FunctionCall>,
+}
+
+/// A whole call (Gemini never splits one across stream chunks). `id` is set by some
+/// models and the Live API only.
+#[derive(Deserialize, Default)]
+struct FunctionCall {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    args: Option<Value>,
+}
+
+impl FunctionCall {
+    /// The neutral call, `index` being its ordinal in the answer. Without an id from
+    /// Gemini, one is made from the ordinal and the name: stable for the same answer
+    /// (a cached one too), and enough for [`function_response`], which goes by name.
+    fn to_call(&self, index: usize) -> ToolCall {
+        let id = match self.id.as_deref() {
+            Some(id) if !id.is_empty() => id.to_owned(),
+            _ => format!("call_{index}_{}", self.name),
+        };
+        let arguments = match &self.args {
+            None | Some(Value::Null) => "{}".to_owned(),
+            Some(v) => v.to_string(),
+        };
+        ToolCall {
+            id,
+            name: self.name.clone(),
+            arguments,
+        }
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -87,6 +123,17 @@ impl Candidate {
             .flat_map(|c| &c.parts)
             .filter(|p| !p.thought)
             .filter_map(|p| p.text.as_deref())
+            .collect()
+    }
+
+    /// The calls, numbered from `first` (the calls already seen in a stream).
+    fn tool_calls(&self, first: usize) -> Vec<ToolCall> {
+        self.content
+            .iter()
+            .flat_map(|c| &c.parts)
+            .filter_map(|p| p.function_call.as_ref())
+            .enumerate()
+            .map(|(i, c)| c.to_call(first + i))
             .collect()
     }
 }
@@ -122,14 +169,15 @@ const BLOCKED_FINISH: [&str; 6] = [
 ];
 
 /// A blocked prompt (`promptFeedback.blockReason`, no candidates) or a candidate stopped
-/// for safety, when no text came with it: the provider refused this request's content.
+/// for safety, when nothing (no text, no call) came with it: the provider refused this
+/// request's content.
 fn blocked(
     block_reason: Option<&str>,
     finish_reason: Option<&str>,
-    text_is_empty: bool,
+    nothing_said: bool,
 ) -> Option<ProviderError> {
     let reason = block_reason.or(finish_reason.filter(|r| BLOCKED_FINISH.contains(r)))?;
-    text_is_empty.then(|| {
+    nothing_said.then(|| {
         ProviderError::new(
             ErrorKind::InvalidRequest,
             format!("google: content blocked ({reason})"),
@@ -672,20 +720,23 @@ impl ChatWire for Google {
         })?;
         let first = r.candidates.first();
         let content = first.map(Candidate::text).unwrap_or_default();
+        let tool_calls = first.map(|c| c.tool_calls(0)).unwrap_or_default();
         let finish_reason = first.and_then(|c| c.finish_reason.clone());
         let block_reason = r
             .prompt_feedback
             .as_ref()
             .and_then(|f| f.block_reason.as_deref());
-        if let Some(e) = blocked(block_reason, finish_reason.as_deref(), content.is_empty()) {
+        let nothing_said = content.is_empty() && tool_calls.is_empty();
+        if let Some(e) = blocked(block_reason, finish_reason.as_deref(), nothing_said) {
             return Err(e);
         }
+        let finish_reason = finish_of(finish_reason.as_deref(), !tool_calls.is_empty());
         Ok(Generation {
             content,
-            tool_calls: Vec::new(),
+            tool_calls,
             model: r.model_version.unwrap_or_default(),
             tokens: r.usage_metadata.unwrap_or_default().counts(),
-            finish_reason: finish_reason.as_deref().map(finish),
+            finish_reason,
             logprobs: None,
             rate_limit: None,
         })
@@ -749,6 +800,8 @@ struct GoogleStream {
     sse: SseDecoder,
     usage: UsageMetadata,
     emitted_text: bool,
+    /// Calls streamed so far: the next call's index.
+    calls: usize,
     done: bool,
 }
 
@@ -776,19 +829,30 @@ impl GoogleStream {
             self.emitted_text = true;
             out.push(StreamEvent::Delta(text));
         }
+        // Each call arrives whole: one fragment carries its id, name and arguments.
+        for call in first.map(|c| c.tool_calls(self.calls)).unwrap_or_default() {
+            out.push(StreamEvent::ToolCall(ToolCallDelta {
+                index: u32::try_from(self.calls).unwrap_or(u32::MAX),
+                id: Some(call.id),
+                name: Some(call.name),
+                arguments: call.arguments,
+            }));
+            self.calls += 1;
+        }
         let finish_reason = first.and_then(|c| c.finish_reason.clone());
         let block_reason = chunk
             .prompt_feedback
             .as_ref()
             .and_then(|f| f.block_reason.as_deref());
-        if let Some(e) = blocked(block_reason, finish_reason.as_deref(), !self.emitted_text) {
+        let nothing_said = !self.emitted_text && self.calls == 0;
+        if let Some(e) = blocked(block_reason, finish_reason.as_deref(), nothing_said) {
             return Err(e);
         }
         if finish_reason.is_some() {
             self.done = true;
             out.push(StreamEvent::Usage(self.usage.counts()));
             out.push(StreamEvent::Done {
-                finish_reason: finish_reason.as_deref().map(finish),
+                finish_reason: finish_of(finish_reason.as_deref(), self.calls > 0),
             });
         }
         Ok(())
@@ -804,6 +868,16 @@ fn finish(r: &str) -> FinishReason {
             FinishReason::ContentFilter
         }
         _ => FinishReason::Stop,
+    }
+}
+
+/// The neutral finish reason of an answer: Gemini says STOP after calling a function,
+/// where the neutral vocabulary says `tool_calls` (a cut-off or filtered answer keeps
+/// its own reason).
+fn finish_of(reason: Option<&str>, called: bool) -> Option<FinishReason> {
+    match reason.map(finish) {
+        None | Some(FinishReason::Stop) if called => Some(FinishReason::ToolCalls),
+        other => other,
     }
 }
 
@@ -953,6 +1027,82 @@ mod tests {
     }
 
     crate::adapter_behaviours!(Fixture);
+
+    // A generateContent answer calling a function, shaped as in the Gemini API's
+    // function-calling guide (the call part carries a thoughtSignature on thinking
+    // models; no id, finishReason STOP).
+    const TOOL_ANSWER: &str = r#"{"candidates":[{"content":{"parts":[{"functionCall":{"name":"get_weather","args":{"city":"Paris"}},"thoughtSignature":"CiQB0e2Kb7l4kqGn1x2nZ9l1oW3Jt2n4O9mYxWfK8p3qv6sAbCd="}],"role":"model"},"finishReason":"STOP","index":0}],"usageMetadata":{"promptTokenCount":58,"candidatesTokenCount":15,"totalTokenCount":151,"promptTokensDetails":[{"modality":"TEXT","tokenCount":58}],"thoughtsTokenCount":78},"modelVersion":"gemini-2.5-flash","responseId":"p3iLaOa6LcTnnvgPjJaa4Qc"}"#;
+
+    // The same call streamed (alt=sse): a thought-free first chunk with interim usage,
+    // then the whole call in the chunk that ends the stream, with the final counts.
+    const TOOL_STREAM: &str = "data: {\"candidates\": [{\"content\": {\"parts\": [{\"text\": \"\"}],\"role\": \"model\"},\"index\": 0}],\"usageMetadata\": {\"promptTokenCount\": 58,\"totalTokenCount\": 58},\"modelVersion\": \"gemini-2.5-flash\",\"responseId\": \"q3iLaLbVAcTnnvgPjJaa4Qc\"}\r\n\r\ndata: {\"candidates\": [{\"content\": {\"parts\": [{\"functionCall\": {\"name\": \"get_weather\",\"args\": {\"city\": \"Paris\"}},\"thoughtSignature\": \"CiQB0e2Kb7l4kqGn1x2nZ9l1oW3Jt2n4O9mYxWfK8p3qv6sAbCd=\"}],\"role\": \"model\"},\"finishReason\": \"STOP\",\"index\": 0}],\"usageMetadata\": {\"promptTokenCount\": 58,\"candidatesTokenCount\": 15,\"totalTokenCount\": 151,\"promptTokensDetails\": [{\"modality\": \"TEXT\",\"tokenCount\": 58}],\"thoughtsTokenCount\": 78},\"modelVersion\": \"gemini-2.5-flash\",\"responseId\": \"q3iLaLbVAcTnnvgPjJaa4Qc\"}\r\n\r\n";
+
+    fn paris_call() -> crate::providers::ToolCall {
+        crate::providers::ToolCall {
+            id: "call_0_get_weather".into(),
+            name: "get_weather".into(),
+            arguments: r#"{"city":"Paris"}"#.into(),
+        }
+    }
+
+    impl crate::providers::behaviours::ToolFixture for Fixture {
+        fn assert_tools(b: &serde_json::Value) {
+            assert_eq!(
+                *b,
+                json!({
+                    "systemInstruction": {"parts": [{"text": "You are a weather bot."}]},
+                    "contents": [
+                        {"role": "user", "parts": [
+                            {"text": "What is the weather in Paris, and where is this?"},
+                            {"inlineData": {"mimeType": "image/png", "data": "iVBORw0KGgo="}}
+                        ]},
+                        {"role": "model", "parts": [
+                            {"functionCall": {"name": "get_weather", "args": {"city": "Paris"}}}
+                        ]},
+                        {"role": "user", "parts": [
+                            {"functionResponse": {"name": "get_weather",
+                                "response": {"content": "18C and sunny"}}}
+                        ]}
+                    ],
+                    "tools": [{"functionDeclarations": [{
+                        "name": "get_weather",
+                        "description": "Current weather for a city",
+                        "parameters": {
+                            "type": "object",
+                            "properties": {"city": {"type": "string"}},
+                            "required": ["city"]
+                        }
+                    }]}],
+                    "toolConfig": {"functionCallingConfig": {
+                        "mode": "ANY", "allowedFunctionNames": ["get_weather"]}},
+                    "generationConfig": {"maxOutputTokens": 256, "temperature": 0.0}
+                })
+            );
+        }
+        fn assert_structured(b: &serde_json::Value) {
+            assert_eq!(
+                b["generationConfig"],
+                json!({
+                    "maxOutputTokens": 256,
+                    "responseMimeType": "application/json",
+                    "responseSchema": {
+                        "type": "object",
+                        "properties": {"city": {"type": "string"}, "celsius": {"type": "number"}},
+                        "required": ["city", "celsius"]
+                    }
+                })
+            );
+            assert!(b.get("tools").is_none());
+        }
+        fn tool_answer() -> (&'static str, crate::providers::ToolCall) {
+            (TOOL_ANSWER, paris_call())
+        }
+        fn tool_stream() -> (&'static str, crate::providers::ToolCall) {
+            (TOOL_STREAM, paris_call())
+        }
+    }
+
+    crate::tool_behaviours!(Fixture);
 
     fn body_of(chat: &ChatRequest) -> Result<serde_json::Value, ProviderError> {
         let endpoint = Endpoint {
@@ -1177,6 +1327,66 @@ mod tests {
                 json!({"thinkingBudget": budget})
             );
         }
+    }
+
+    #[test]
+    fn calls_are_numbered_and_keep_an_id_gemini_gave() {
+        let body = r#"{"candidates":[{"content":{"parts":[{"text":"Let me check."},{"functionCall":{"name":"get_weather","args":{"city":"Paris"}}},{"functionCall":{"id":"fc-7","name":"get_time"}}],"role":"model"},"finishReason":"STOP","index":0}],"modelVersion":"gemini-2.5-flash"}"#;
+        let g = Google
+            .parse_chat(200, &HeaderMap::new(), body.as_bytes())
+            .unwrap();
+        assert_eq!(g.content, "Let me check.");
+        assert_eq!(
+            g.tool_calls,
+            vec![
+                call("call_0_get_weather", "get_weather", r#"{"city":"Paris"}"#),
+                call("fc-7", "get_time", "{}"),
+            ]
+        );
+        assert_eq!(g.finish_reason, Some(FinishReason::ToolCalls));
+
+        // A call cut off by the token limit keeps its reason.
+        let cut = body.replace("STOP", "MAX_TOKENS");
+        let g = Google
+            .parse_chat(200, &HeaderMap::new(), cut.as_bytes())
+            .unwrap();
+        assert_eq!(g.finish_reason, Some(FinishReason::Length));
+
+        // A second streamed call is index 1 and id call_1_...
+        let mut p = Google.stream_parser();
+        let mut events = p.feed(b"data: {\"candidates\": [{\"content\": {\"parts\": [{\"functionCall\": {\"name\": \"a\",\"args\": {}}}],\"role\": \"model\"},\"index\": 0}]}\r\n\r\ndata: {\"candidates\": [{\"content\": {\"parts\": [{\"functionCall\": {\"name\": \"b\",\"args\": {\"x\": 1}}}],\"role\": \"model\"},\"finishReason\": \"STOP\",\"index\": 0}]}\r\n\r\n").unwrap();
+        events.extend(p.finish().unwrap());
+        assert_eq!(
+            events,
+            vec![
+                StreamEvent::ToolCall(ToolCallDelta {
+                    index: 0,
+                    id: Some("call_0_a".into()),
+                    name: Some("a".into()),
+                    arguments: "{}".into()
+                }),
+                StreamEvent::ToolCall(ToolCallDelta {
+                    index: 1,
+                    id: Some("call_1_b".into()),
+                    name: Some("b".into()),
+                    arguments: r#"{"x":1}"#.into()
+                }),
+                StreamEvent::Usage(TokenCounts::default()),
+                StreamEvent::Done {
+                    finish_reason: Some(FinishReason::ToolCalls)
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn a_call_with_a_safety_finish_is_not_blocked() {
+        let body = r#"{"candidates":[{"content":{"parts":[{"functionCall":{"name":"get_weather","args":{"city":"Paris"}}}],"role":"model"},"finishReason":"SAFETY","index":0}],"modelVersion":"gemini-2.5-flash"}"#;
+        let g = Google
+            .parse_chat(200, &HeaderMap::new(), body.as_bytes())
+            .unwrap();
+        assert_eq!(g.tool_calls.len(), 1);
+        assert_eq!(g.finish_reason, Some(FinishReason::ContentFilter));
     }
 
     fn kind_of(status: u16, body: &str) -> ProviderError {
