@@ -336,6 +336,7 @@ fn invalid(detail: String) -> ProviderError {
 /// `user` turn, and consecutive results share one turn, since Gemini expects every
 /// response to one turn's calls together.
 fn contents(request: &ChatRequest, system: &mut Vec<String>) -> Result<Vec<Value>, ProviderError> {
+    let sign = needs_signatures(&request.model);
     let mut contents = Vec::with_capacity(request.messages.len());
     let mut responses: Vec<Value> = Vec::new();
     for (i, m) in request.messages.iter().enumerate() {
@@ -347,7 +348,7 @@ fn contents(request: &ChatRequest, system: &mut Vec<String>) -> Result<Vec<Value
                     let parts = std::mem::take(&mut responses);
                     contents.push(json!({"role": "user", "parts": parts}));
                 }
-                contents.push(turn(m)?);
+                contents.push(turn(m, sign)?);
             }
         }
     }
@@ -357,8 +358,29 @@ fn contents(request: &ChatRequest, system: &mut Vec<String>) -> Result<Vec<Value
     Ok(contents)
 }
 
-/// A user or model turn: its parts, then (model turns) its calls.
-fn turn(m: &Message) -> Result<Value, ProviderError> {
+/// Google's documented placeholder for a `thoughtSignature` the client does not have.
+const SKIP_SIGNATURE: &str = "skip_thought_signature_validator";
+
+/// Whether replayed calls need a `thoughtSignature`. Gemini 3 and later refuse a
+/// history whose `functionCall` parts lack one (400 "Function call is missing a
+/// thought_signature"); the neutral history cannot keep Gemini's opaque signatures,
+/// so those models get the placeholder. Models known older (1.x, 2.x) are sent none;
+/// an id whose version cannot be read (`gemini-flash-latest`, tuned models) gets it,
+/// which older models accept too.
+fn needs_signatures(model: &str) -> bool {
+    let id = model.rsplit('/').next().unwrap_or(model);
+    let major: String = id
+        .strip_prefix("gemini-")
+        .unwrap_or_default()
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    major.parse::<u32>().map_or(true, |v| v >= 3)
+}
+
+/// A user or model turn: its parts, then (model turns) its calls, with the signature
+/// placeholder when `sign`.
+fn turn(m: &Message, sign: bool) -> Result<Value, ProviderError> {
     let role = if m.role == Role::Assistant {
         "model"
     } else {
@@ -374,7 +396,11 @@ fn turn(m: &Message) -> Result<Value, ProviderError> {
         .collect();
     if m.role == Role::Assistant {
         for c in &m.tool_calls {
-            parts.push(json!({"functionCall": {"name": c.name, "args": call_args(c)?}}));
+            let mut p = json!({"functionCall": {"name": c.name, "args": call_args(c)?}});
+            if sign {
+                p["thoughtSignature"] = json!(SKIP_SIGNATURE);
+            }
+            parts.push(p);
         }
     }
     if parts.is_empty() {
@@ -1305,6 +1331,41 @@ mod tests {
         chat.response_format = Some(ResponseFormat::Text);
         let c = &body_of(&chat).unwrap()["generationConfig"];
         assert!(c.get("responseMimeType").is_none());
+    }
+
+    #[test]
+    fn gemini_3_replays_calls_with_the_signature_placeholder() {
+        for (model, sign) in [
+            ("gemini-2.5-flash", false),
+            ("models/gemini-2.0-flash-001", false),
+            ("gemini-1.5-pro", false),
+            ("gemini-3-pro-preview", true),
+            ("models/gemini-3.1-flash", true),
+            ("gemini-10-ultra", true),
+            ("gemini-flash-latest", true),
+            ("tunedModels/sql-writer-7x2k", true),
+        ] {
+            assert_eq!(needs_signatures(model), sign, "{model}");
+        }
+        let chat = ChatRequest {
+            model: "gemini-3-pro-preview".into(),
+            ..crate::providers::behaviours::tooled(false)
+        };
+        let r = Google
+            .chat_request(
+                &Endpoint {
+                    base_url: "https://generativelanguage.googleapis.com".into(),
+                },
+                Some(&ApiKey::new(KEY.into())),
+                &chat,
+            )
+            .unwrap();
+        let b: serde_json::Value = serde_json::from_slice(r.body.as_deref().unwrap()).unwrap();
+        assert_eq!(
+            b["contents"][1]["parts"],
+            json!([{"functionCall": {"name": "get_weather", "args": {"city": "Paris"}},
+                    "thoughtSignature": "skip_thought_signature_validator"}])
+        );
     }
 
     #[test]
