@@ -518,36 +518,77 @@ const SCHEMA_KEYS: [&str; 22] = [
 /// numbers); others (`email`, `uri`, ...) are refused for strings, so they are dropped.
 const SCHEMA_FORMATS: [&str; 6] = ["enum", "date-time", "float", "double", "int32", "int64"];
 
+/// How many `$ref`s deep a schema is inlined: enough for nested models, and a bound
+/// on a recursive schema (which Gemini's `Schema` cannot express) and on its size.
+const MAX_REF_DEPTH: usize = 8;
+
 /// A JSON Schema cleaned to what Gemini accepts, recursively through `properties`,
-/// `items` and `anyOf`: unknown keys dropped; a `type` list with `"null"` becomes the
+/// `items` and `anyOf`: unknown keys dropped; local `$ref`s (to `$defs` or
+/// `definitions`, as Pydantic and zod write nested models) inlined, since Gemini has
+/// no references; a one-element `allOf` merged; a `type` list with `"null"` becomes the
 /// one type and `nullable` (Gemini takes a single type), several types an `anyOf`;
 /// `const` becomes a one-value `enum`.
 fn gemini_schema(schema: &Value) -> Value {
+    let defs = schema.get("$defs").or_else(|| schema.get("definitions"));
+    clean_schema(schema, defs, 0)
+}
+
+/// The definition a local reference names.
+fn resolve_ref<'a>(reference: &str, defs: Option<&'a Value>) -> Option<&'a Value> {
+    let name = reference
+        .strip_prefix("#/$defs/")
+        .or_else(|| reference.strip_prefix("#/definitions/"))?;
+    defs?.get(name)
+}
+
+/// `base`'s keys overridden by `over`'s, but for `skip`.
+fn merged(base: Option<&Value>, over: &Map<String, Value>, skip: &str) -> Value {
+    let mut out = match base {
+        Some(Value::Object(b)) => b.clone(),
+        _ => Map::new(),
+    };
+    for (k, v) in over {
+        if k != skip {
+            out.insert(k.clone(), v.clone());
+        }
+    }
+    Value::Object(out)
+}
+
+fn clean_schema(schema: &Value, defs: Option<&Value>, depth: usize) -> Value {
     let Value::Object(map) = schema else {
         return schema.clone();
     };
+    // The reference replaced by what it names, the referring schema's own keys (a
+    // `description`) winning; past the depth bound, or unresolved, only those keys stay.
+    if let Some(reference) = map.get("$ref").and_then(Value::as_str) {
+        let target = resolve_ref(reference, defs).filter(|_| depth < MAX_REF_DEPTH);
+        return clean_schema(&merged(target, map, "$ref"), defs, depth + 1);
+    }
+    if let Some(Value::Array(all)) = map.get("allOf") {
+        if let [one] = all.as_slice() {
+            return clean_schema(&merged(Some(one), map, "allOf"), defs, depth);
+        }
+    }
+    let clean = |s: &Value| clean_schema(s, defs, depth);
     let mut out = Map::new();
     for (k, v) in map {
         match k.as_str() {
             "properties" => {
                 let props = match v {
-                    Value::Object(p) => p
-                        .iter()
-                        .map(|(name, s)| (name.clone(), gemini_schema(s)))
-                        .collect(),
+                    Value::Object(p) => {
+                        p.iter().map(|(name, s)| (name.clone(), clean(s))).collect()
+                    }
                     _ => continue,
                 };
                 out.insert(k.clone(), Value::Object(props));
             }
             "items" => {
-                out.insert(k.clone(), gemini_schema(v));
+                out.insert(k.clone(), clean(v));
             }
             "anyOf" | "oneOf" => {
                 if let Value::Array(a) = v {
-                    out.insert(
-                        "anyOf".into(),
-                        Value::Array(a.iter().map(gemini_schema).collect()),
-                    );
+                    out.insert("anyOf".into(), Value::Array(a.iter().map(clean).collect()));
                 }
             }
             "type" => match v {
@@ -1297,6 +1338,42 @@ mod tests {
                 "required": ["tags"]
             })
         );
+        // Nested models by reference, as Pydantic writes them, are inlined; a recursive
+        // one stops at the depth bound.
+        let pydantic = json!({
+            "$defs": {
+                "City": {"type": "object", "title": "City", "additionalProperties": false,
+                         "properties": {"name": {"type": "string"}}, "required": ["name"]},
+                "Node": {"type": "object", "properties": {"next": {"$ref": "#/$defs/Node"}}}
+            },
+            "type": "object",
+            "properties": {
+                "city": {"$ref": "#/$defs/City", "description": "Where"},
+                "home": {"allOf": [{"$ref": "#/$defs/City"}], "description": "Home"},
+                "maybe": {"anyOf": [{"$ref": "#/definitions/Missing"}, {"type": "null"}]},
+                "list": {"$ref": "#/$defs/Node"}
+            }
+        });
+        let city = json!({"type": "object", "title": "City",
+                          "properties": {"name": {"type": "string"}}, "required": ["name"]});
+        let cleaned = gemini_schema(&pydantic);
+        let props = &cleaned["properties"];
+        let with = |d: &str| {
+            let mut c = city.clone();
+            c["description"] = json!(d);
+            c
+        };
+        assert_eq!(props["city"], with("Where"));
+        assert_eq!(props["home"], with("Home"));
+        assert_eq!(props["maybe"], json!({"anyOf": [{}, {"type": "null"}]}));
+        let mut node = &props["list"];
+        for _ in 0..MAX_REF_DEPTH {
+            assert_eq!(node["type"], "object");
+            node = &node["properties"]["next"];
+        }
+        assert_eq!(*node, json!({}));
+        assert!(cleaned.get("$defs").is_none());
+
         // A function without parameters sends none (Gemini refuses an empty object).
         let mut chat = crate::providers::behaviours::tooled(false);
         chat.tools[0].parameters =
