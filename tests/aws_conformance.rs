@@ -325,6 +325,82 @@ async fn bedrock_converse_with_role_and_with_a_saved_key_pair() {
     bedrock.probe(Some(&key), model).await.unwrap();
 }
 
+/// A tool conversation with every block Converse gets from the gateway: text and image
+/// bytes, the assistant's toolUse, the toolResult, and a toolConfig forcing the tool.
+/// ministack's mock answers it with its canned text (it calls tools only when proxying
+/// to a real model), so this proves the SDK's serialization of the blocks is accepted.
+#[tokio::test]
+#[ignore = "needs the AWS emulator; run by `make test`"]
+async fn bedrock_converse_takes_tools_images_and_results() {
+    use shared::providers::bedrock::Bedrock;
+    use shared::providers::{
+        ChatRequest, ImageSource, Message, Part, ResponseFormat, Role, Tool, ToolCall, ToolChoice,
+    };
+    let bedrock = Bedrock::new(config().await, None);
+    let model = "anthropic.claude-3-5-sonnet-20241022-v2:0";
+    let weather = Tool {
+        name: "get_weather".into(),
+        description: Some("Current weather for a city".into()),
+        parameters: serde_json::json!({"type": "object",
+            "properties": {"city": {"type": "string"}}, "required": ["city"]}),
+        strict: None,
+    };
+    let request = ChatRequest {
+        model: model.into(),
+        system: Some("You are a weather bot.".into()),
+        messages: vec![
+            Message {
+                role: Role::User,
+                parts: vec![
+                    Part::Text {
+                        text: "What is the weather in Paris, and where is this?".into(),
+                    },
+                    Part::Image {
+                        source: ImageSource::Base64 {
+                            media_type: "image/png".into(),
+                            data: "iVBORw0KGgo=".into(),
+                        },
+                        detail: None,
+                    },
+                ],
+                ..Message::default()
+            },
+            Message {
+                role: Role::Assistant,
+                tool_calls: vec![ToolCall {
+                    id: "tooluse_1".into(),
+                    name: "get_weather".into(),
+                    arguments: r#"{"city":"Paris"}"#.into(),
+                }],
+                ..Message::default()
+            },
+            Message {
+                tool_call_id: Some("tooluse_1".into()),
+                ..Message::text(Role::Tool, "18C and sunny")
+            },
+        ],
+        tools: vec![weather.clone()],
+        tool_choice: Some(ToolChoice::Tool("get_weather".into())),
+        max_tokens: 64,
+        ..ChatRequest::default()
+    };
+    let g = bedrock.converse(None, &request).await.unwrap();
+    assert!(!g.content.is_empty() || !g.tool_calls.is_empty(), "{g:?}");
+    let structured = ChatRequest {
+        model: model.into(),
+        messages: vec![Message::text(Role::User, "Paris is at 18 degrees.")],
+        response_format: Some(ResponseFormat::JsonSchema {
+            name: "weather".into(),
+            description: None,
+            schema: weather.parameters,
+            strict: true,
+        }),
+        max_tokens: 64,
+        ..ChatRequest::default()
+    };
+    bedrock.converse(None, &structured).await.unwrap();
+}
+
 #[tokio::test]
 #[ignore = "needs the AWS emulator; run by `make test`"]
 async fn bedrock_unreachable_is_a_network_error() {
