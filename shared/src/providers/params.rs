@@ -182,6 +182,14 @@ impl Param {
         if self == Param::Logprobs && req.stream {
             return false;
         }
+        // Anthropic and Bedrock answer a JSON format through a forced tool of their own,
+        // which cannot sit beside the caller's tools.
+        if self == Param::ResponseFormat
+            && matches!(provider, Provider::Anthropic | Provider::Bedrock)
+            && req.uses_tools()
+        {
+            return false;
+        }
         match self.capability() {
             Some(c) if !capabilities.is_empty() => capabilities.iter().any(|have| have == c),
             _ => true,
@@ -365,6 +373,90 @@ mod tests {
         assert_eq!(dropped.top_p, Some(0.5));
         assert_eq!(dropped.stop, ["END"]);
         assert!(unhonoured(Provider::Anthropic, &[], &ChatRequest::default()).is_empty());
+    }
+
+    #[test]
+    fn a_json_format_beside_tools_is_refused_where_it_is_a_forced_tool() {
+        let req = ChatRequest {
+            tools: vec![super::super::Tool {
+                name: "f".into(),
+                description: None,
+                parameters: serde_json::json!({"type": "object"}),
+                strict: None,
+            }],
+            response_format: Some(ResponseFormat::JsonObject),
+            ..ChatRequest::default()
+        };
+        for p in [Provider::Anthropic, Provider::Bedrock] {
+            assert_eq!(unhonoured(p, &[], &req), [Param::ResponseFormat]);
+        }
+        assert!(unhonoured(Provider::OpenAi, &[], &req).is_empty());
+        assert!(unhonoured(Provider::Google, &[], &req).is_empty());
+    }
+
+    #[test]
+    fn capabilities_gate_tools_images_and_reasoning() {
+        let mut req = ChatRequest {
+            messages: vec![Message {
+                role: Role::User,
+                parts: vec![Part::Image {
+                    source: ImageSource::Url {
+                        url: "https://x.test/a.png".into(),
+                    },
+                    detail: None,
+                }],
+                ..Message::default()
+            }],
+            ..ChatRequest::default()
+        };
+        let text_only = ["chat".to_owned()];
+        assert_eq!(
+            unhonoured(Provider::OpenAi, &text_only, &req),
+            [Param::Images, Param::ImageUrls]
+        );
+        let vision = ["chat".to_owned(), "vision".to_owned()];
+        assert!(unhonoured(Provider::OpenAi, &vision, &req).is_empty());
+        // Bedrock takes bytes only; dropping removes the URL image and nothing else.
+        assert_eq!(unhonoured(Provider::Bedrock, &vision, &req), [Param::ImageUrls]);
+        drop_unhonoured(Provider::Bedrock, &vision, &mut req);
+        assert!(req.messages[0].parts.is_empty());
+        // An entry listing no capabilities is not gated by them.
+        req.reasoning_effort = Some(super::super::ReasoningEffort::Low);
+        assert!(unhonoured(Provider::OpenAi, &[], &req).is_empty());
+        assert_eq!(
+            unhonoured(Provider::OpenAi, &vision, &req),
+            [Param::ReasoningEffort]
+        );
+    }
+
+    #[test]
+    fn dropped_tools_leave_the_history_readable() {
+        let mut req = ChatRequest {
+            messages: vec![
+                Message {
+                    role: Role::Assistant,
+                    tool_calls: vec![super::super::ToolCall {
+                        id: "c1".into(),
+                        name: "get_weather".into(),
+                        arguments: "{}".into(),
+                    }],
+                    ..Message::default()
+                },
+                Message {
+                    role: Role::Tool,
+                    parts: vec![Part::Text { text: "18C".into() }],
+                    tool_call_id: Some("c1".into()),
+                    ..Message::default()
+                },
+            ],
+            ..ChatRequest::default()
+        };
+        let caps = ["chat".to_owned()];
+        assert_eq!(drop_unhonoured(Provider::OpenAi, &caps, &mut req), [Param::Tools]);
+        assert!(!req.uses_tools());
+        assert_eq!(req.messages[0].joined_text(), "[called get_weather({})]");
+        assert_eq!(req.messages[1].role, Role::User);
+        assert_eq!(req.messages[1].joined_text(), "[result of c1] 18C");
     }
 
     #[test]
