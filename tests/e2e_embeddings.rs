@@ -390,3 +390,94 @@ async fn azure_embeds_at_the_users_deployment_without_model_in_the_body() {
     assert_eq!(entries[0].cost_usd, Some(NanoUsd(120)));
     drop(server);
 }
+
+#[tokio::test]
+async fn bedrock_titan_embeds_one_input_per_call_with_its_token_counts() {
+    use wiremock::matchers::{body_json, path_regex};
+    // A loopback endpoint in Bedrock's place: the SDK signs and sends InvokeModel to it.
+    let bedrock = MockServer::start().await;
+    for (text, vector, tokens) in [
+        ("a", json!([0.5, -0.25]), 3),
+        ("bb", json!([0.125, 1.0]), 4),
+    ] {
+        Mock::given(method("POST"))
+            .and(path_regex(
+                r"^/model/amazon\.titan-embed-text-v2(:|%3A)0/invoke$",
+            ))
+            .and(body_json(json!({"inputText": text, "dimensions": 256})))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+                "embedding": vector, "inputTextTokenCount": tokens,
+                "embeddingsByType": {"float": vector}})))
+            .expect(1)
+            .mount(&bedrock)
+            .await;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let log = tmp.path().join("server.log");
+    let token = token(&data, "alice", false);
+    let env = [
+        ("LLM_PROVIDER_URL_BEDROCK", bedrock.uri()),
+        ("LLM_REQUESTS_PER_MINUTE", "100000".to_string()),
+    ];
+    let server = start_with_env(&data, &log, &env);
+    let mut client = Client {
+        http: reqwest::Client::new(),
+        base: server.base.clone(),
+        bodies: Vec::new(),
+    };
+    let secret = format!("TITANSECRETMARKER{}", "s".repeat(23));
+    let (s, v) = client
+        .call(
+            reqwest::Method::PUT,
+            "/api/llm-settings/alice",
+            Some(&token),
+            Some(json!({"apiKeys": {"bedrock": format!("AKIAIOSFODNN7EXAMPLE:{secret}")}})),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = client
+        .call(
+            reqwest::Method::POST,
+            "/v1/embeddings",
+            Some(&token),
+            Some(
+                json!({"model": "amazon.titan-embed-text-v2:0", "input": ["a", "bb"],
+                        "dimensions": 256, "encoding_format": "float"}),
+            ),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["data"][0]["embedding"], json!([0.5, -0.25]));
+    assert_eq!(v["data"][1]["embedding"], json!([0.125, 1.0]));
+    assert_eq!(v["usage"]["prompt_tokens"], 7);
+    // The SDK signed with the saved pair; the secret went nowhere.
+    let received = bedrock.received_requests().await.unwrap();
+    let auth = received[0]
+        .headers
+        .get("authorization")
+        .unwrap()
+        .to_str()
+        .unwrap();
+    assert!(
+        auth.starts_with("AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/"),
+        "{auth}"
+    );
+    let entries = usage_entries(&data, 1).await;
+    assert_eq!(entries[0].provider, Provider::Bedrock);
+    assert_eq!(entries[0].input_tokens, 7);
+    // 7 tokens at $0.02 / 1M.
+    assert_eq!(entries[0].cost_usd, Some(NanoUsd(140)));
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        !text.contains("TITANSECRETMARKER"),
+        "the secret reached the log"
+    );
+    for b in &client.bodies {
+        assert!(
+            !b.contains("TITANSECRETMARKER"),
+            "the secret reached a response"
+        );
+    }
+    drop(server);
+}

@@ -56,7 +56,12 @@ struct Gateway {
 
 async fn gateway(openai: &MockServer) -> Gateway {
     // Nothing listens at port 9: a request reaching Anthropic or Google would fail.
-    gateway_at(&format!("{}/v1", openai.uri()), "http://127.0.0.1:9", "http://127.0.0.1:9").await
+    gateway_at(
+        &format!("{}/v1", openai.uri()),
+        "http://127.0.0.1:9",
+        "http://127.0.0.1:9",
+    )
+    .await
 }
 
 /// A gateway whose OpenAI, Anthropic and Google base URLs are these, with alice holding
@@ -476,15 +481,15 @@ async fn a_json_schema_answer_is_requested_and_returned() {
 /// assistant called `get_weather`, the tool answered.
 fn second_turn(model: &str) -> Value {
     json!({"model": model, "tools": [weather_tool()], "tool_choice": "required",
-        "messages": [
-            {"role": "system", "content": "You are a weather bot."},
-            {"role": "user", "content": [
-                {"type": "text", "text": "Weather here?"},
-                {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}]},
-            {"role": "assistant", "content": null, "tool_calls": [{"id": "call_1", "type": "function",
-                "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}}]},
-            {"role": "tool", "tool_call_id": "call_1", "content": "18C"}
-        ]})
+    "messages": [
+        {"role": "system", "content": "You are a weather bot."},
+        {"role": "user", "content": [
+            {"type": "text", "text": "Weather here?"},
+            {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}]},
+        {"role": "assistant", "content": null, "tool_calls": [{"id": "call_1", "type": "function",
+            "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}}]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "18C"}
+    ]})
 }
 
 async fn chat_completion(g: &mut Gateway, body: Value) -> (u16, Value) {
@@ -521,15 +526,24 @@ async fn the_openai_face_speaks_tools_to_an_anthropic_model() {
     assert_eq!(s, 200, "{v}");
     let choice = &v["choices"][0];
     assert_eq!(choice["finish_reason"], "tool_calls");
-    assert_eq!(choice["message"]["tool_calls"][0]["id"], "toolu_01A09q90qw90lq917835lq9");
-    let args: Value =
-        serde_json::from_str(choice["message"]["tool_calls"][0]["function"]["arguments"].as_str().unwrap())
-            .unwrap();
+    assert_eq!(
+        choice["message"]["tool_calls"][0]["id"],
+        "toolu_01A09q90qw90lq917835lq9"
+    );
+    let args: Value = serde_json::from_str(
+        choice["message"]["tool_calls"][0]["function"]["arguments"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
     assert_eq!(args, json!({"city": "Lyon"}));
     let sent = &bodies(&a).await[0];
     assert_eq!(sent["system"], "You are a weather bot.");
     assert_eq!(sent["tools"][0]["name"], "get_weather");
-    assert_eq!(sent["tools"][0]["input_schema"], weather_tool()["function"]["parameters"]);
+    assert_eq!(
+        sent["tools"][0]["input_schema"],
+        weather_tool()["function"]["parameters"]
+    );
     assert_eq!(sent["tool_choice"], json!({"type": "any"}));
     let m = &sent["messages"];
     assert_eq!(m[0]["content"][1]["type"], "image");
@@ -542,7 +556,10 @@ async fn the_openai_face_speaks_tools_to_an_anthropic_model() {
     assert_eq!(m[2]["content"][0]["type"], "tool_result");
     assert_eq!(m[2]["content"][0]["tool_use_id"], "call_1");
     let entries = g.usage(1).await;
-    assert_eq!((entries[0].input_tokens, entries[0].output_tokens), (472, 91));
+    assert_eq!(
+        (entries[0].input_tokens, entries[0].output_tokens),
+        (472, 91)
+    );
 }
 
 #[tokio::test]
@@ -566,18 +583,33 @@ async fn the_openai_face_speaks_tools_to_a_gemini_model() {
     assert_eq!(choice["finish_reason"], "tool_calls");
     let call = &choice["message"]["tool_calls"][0];
     assert_eq!(call["function"]["name"], "get_weather");
-    assert!(!call["id"].as_str().unwrap().is_empty(), "a call id, even if Gemini gives none");
+    assert!(
+        !call["id"].as_str().unwrap().is_empty(),
+        "a call id, even if Gemini gives none"
+    );
     let sent = &bodies(&gm).await[0];
-    assert_eq!(sent["tools"][0]["functionDeclarations"][0]["name"], "get_weather");
+    assert_eq!(
+        sent["tools"][0]["functionDeclarations"][0]["name"],
+        "get_weather"
+    );
     assert_eq!(sent["toolConfig"]["functionCallingConfig"]["mode"], "ANY");
     let contents = &sent["contents"];
-    assert_eq!(contents[0]["parts"][1]["inlineData"]["mimeType"], "image/png");
+    assert_eq!(
+        contents[0]["parts"][1]["inlineData"]["mimeType"],
+        "image/png"
+    );
     assert_eq!(
         contents[1]["parts"][0]["functionCall"],
         json!({"name": "get_weather", "args": {"city": "Paris"}})
     );
     assert_eq!(contents[2]["role"], "user");
-    assert_eq!(contents[2]["parts"][0]["functionResponse"]["name"], "get_weather");
+    assert_eq!(
+        contents[2]["parts"][0]["functionResponse"]["name"],
+        "get_weather"
+    );
     let entries = g.usage(1).await;
-    assert_eq!((entries[0].input_tokens, entries[0].output_tokens), (120, 12));
+    assert_eq!(
+        (entries[0].input_tokens, entries[0].output_tokens),
+        (120, 12)
+    );
 }

@@ -42,7 +42,7 @@ impl Bedrock {
     }
 
     /// A client with the user's key pair, or the ambient credentials without one.
-    fn client(&self, key: Option<&ApiKey>) -> Result<Client, ProviderError> {
+    pub(crate) fn client(&self, key: Option<&ApiKey>) -> Result<Client, ProviderError> {
         let mut builder = aws_sdk_bedrockruntime::config::Builder::from(&self.config);
         if let Some(url) = &self.endpoint_url {
             builder = builder.endpoint_url(url);
@@ -451,7 +451,7 @@ fn non_negative(v: i32) -> u64 {
 }
 
 /// Bedrock's error codes, which also cover IAM's answers to bad credentials.
-fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
+pub(crate) fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
     e: SdkError<E, aws_sdk_bedrockruntime::config::http::HttpResponse>,
 ) -> ProviderError {
     let detail = aws_sdk_bedrockruntime::error::DisplayErrorContext(&e).to_string();

@@ -257,7 +257,7 @@ impl ProviderApi for Providers {
         request: &EmbedRequest,
     ) -> Result<Embeddings, ProviderError> {
         if route.provider == Provider::Bedrock {
-            return Err(no_embeddings(route.provider));
+            return self.bedrock.embed(route.key, request).await;
         }
         let (wire, endpoint) = self.http_wire(route)?;
         // Azure calls a model by the user's deployment name, as for chat.

@@ -20,6 +20,7 @@ pub mod params;
 pub mod ratelimit;
 pub mod registry;
 pub mod sse;
+pub mod titan;
 pub mod transport;
 
 #[cfg(test)]

@@ -417,7 +417,10 @@ mod tests {
         let vision = ["chat".to_owned(), "vision".to_owned()];
         assert!(unhonoured(Provider::OpenAi, &vision, &req).is_empty());
         // Bedrock takes bytes only; dropping removes the URL image and nothing else.
-        assert_eq!(unhonoured(Provider::Bedrock, &vision, &req), [Param::ImageUrls]);
+        assert_eq!(
+            unhonoured(Provider::Bedrock, &vision, &req),
+            [Param::ImageUrls]
+        );
         drop_unhonoured(Provider::Bedrock, &vision, &mut req);
         assert!(req.messages[0].parts.is_empty());
         // An entry listing no capabilities is not gated by them.
@@ -452,7 +455,10 @@ mod tests {
             ..ChatRequest::default()
         };
         let caps = ["chat".to_owned()];
-        assert_eq!(drop_unhonoured(Provider::OpenAi, &caps, &mut req), [Param::Tools]);
+        assert_eq!(
+            drop_unhonoured(Provider::OpenAi, &caps, &mut req),
+            [Param::Tools]
+        );
         assert!(!req.uses_tools());
         assert_eq!(req.messages[0].joined_text(), "[called get_weather({})]");
         assert_eq!(req.messages[1].role, Role::User);

@@ -43,9 +43,10 @@ pub fn wire(provider: Provider) -> Option<Box<dyn ChatWire>> {
     }
 }
 
-/// Whether `provider` has an embeddings API the gateway speaks.
+/// Whether `provider` has an embeddings API the gateway speaks (Bedrock's is Titan's,
+/// through the SDK: `titan.rs`).
 pub fn embeds(provider: Provider) -> bool {
-    wire(provider).is_some_and(|w| w.embeds())
+    provider == Provider::Bedrock || wire(provider).is_some_and(|w| w.embeds())
 }
 
 impl Providers {

@@ -281,18 +281,20 @@ mod tests {
             .unwrap();
         assert!(!r.usable_by(None), "an llmId cannot route a chat to it");
         assert!(v.find_embedder(None, None, "gpt-4o-mini").is_none());
-        let embedders: Vec<_> = v
+        let mut embedders: Vec<String> = v
             .embedders(None)
-            .map(|r| r.entry.model_name.as_str())
+            .map(|r| format!("{}/{}", r.entry.provider, r.entry.model_name))
             .collect();
+        embedders.sort();
         assert_eq!(
             embedders,
             [
-                "text-embedding-3-small",
-                "text-embedding-3-large",
-                "text-embedding-ada-002",
-                "text-embedding-3-small",
-                "text-embedding-3-large"
+                "azure_openai/text-embedding-3-large",
+                "azure_openai/text-embedding-3-small",
+                "bedrock/amazon.titan-embed-text-v2:0",
+                "openai/text-embedding-3-large",
+                "openai/text-embedding-3-small",
+                "openai/text-embedding-ada-002",
             ]
         );
     }
