@@ -562,3 +562,65 @@ async fn the_model_list_parses_in_both_sdks() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_stream_that_breaks_midway_ends_in_an_error_event() {
+    // No finish, no usage, no [DONE]: the upstream stream just ends.
+    let mut body = String::new();
+    for c in [
+        chunk(json!({"role": "assistant", "content": "Hel"}), Value::Null),
+        chunk(json!({"content": "lo"}), Value::Null),
+    ] {
+        body.push_str(&format!("data: {c}\n\n"));
+    }
+    let g = gateway(
+        ResponseTemplate::new(200).set_body_raw(body, "text/event-stream"),
+        unused(),
+    )
+    .await;
+    let r = g
+        .post(
+            "/v1/messages",
+            json!({"model": "gpt-4o", "max_tokens": 50, "stream": true,
+                   "messages": [{"role": "user", "content": "Hi"}]}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let events = sse_events(&r.text().await.unwrap());
+    let (name, data) = events.last().unwrap();
+    assert_eq!(name, "error");
+    assert_eq!(data["type"], "error");
+    assert_eq!(data["error"]["type"], "api_error");
+    assert!(data["error"]["message"].is_string());
+    assert_eq!(events[0].0, "message_start");
+    assert!(!events.iter().any(|(e, _)| e == "message_stop"));
+}
+
+#[tokio::test]
+async fn a_failure_before_the_stream_starts_is_an_ordinary_error_response() {
+    let g = gateway(
+        ResponseTemplate::new(500)
+            .set_body_json(json!({"error": {"message": "The server had an error",
+            "type": "server_error", "param": null, "code": null}})),
+        unused(),
+    )
+    .await;
+    let r = g
+        .post(
+            "/v1/messages",
+            json!({"model": "gpt-4o", "max_tokens": 50, "stream": true,
+                   "messages": [{"role": "user", "content": "Hi"}]}),
+        )
+        .await;
+    assert_eq!(r.status(), 502);
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/json")
+    );
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["type"], "error");
+    assert_eq!(v["error"]["type"], "api_error");
+    assert_eq!(v["error"]["attempts"][0]["provider"], "openai");
+}

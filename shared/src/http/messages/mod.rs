@@ -30,7 +30,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use request::{MessagesBody, renamed};
-use response::{Blocks, error_body};
+use response::{Blocks, error_body, to_sse};
 use serde_json::{Value, json};
 
 /// The tokens an image is counted at by `count_tokens` (the engine's own estimate).
@@ -91,7 +91,7 @@ pub async fn create_message(
     use futures_util::StreamExt;
     let stream = futures_util::stream::once(async move { start })
         .chain(events(first, rx).flat_map(move |e| futures_util::stream::iter(blocks.events(e))))
-        .map(Ok::<_, std::convert::Infallible>);
+        .map(|e| Ok::<_, std::convert::Infallible>(to_sse(e)));
     Ok(Sse::new(stream)
         .keep_alive(KeepAlive::default())
         .into_response())

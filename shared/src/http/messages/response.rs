@@ -103,11 +103,11 @@ pub fn error_body(
     body
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Open {
     Text,
-    /// The neutral index of the tool call the block holds.
-    Tool(u32),
+    /// The neutral index and the id of the tool call the block holds.
+    Tool(u32, String),
 }
 
 /// Turns the engine's events into Anthropic's, one content block at a time: a new block
@@ -120,7 +120,15 @@ pub struct Blocks {
     open: Option<Open>,
 }
 
-fn sse(name: &'static str, data: Value) -> SseEvent {
+/// An event's name and data, before it is written as SSE.
+pub type Named = (&'static str, Value);
+
+fn sse(name: &'static str, data: Value) -> Named {
+    (name, data)
+}
+
+/// One event on the wire: `event: <name>` and its JSON.
+pub fn to_sse((name, data): Named) -> SseEvent {
     SseEvent::default().event(name).data(data.to_string())
 }
 
@@ -137,7 +145,7 @@ impl Blocks {
 
     /// `message_start`: the usage is zero, since the input count is only known at the
     /// end; `message_delta` carries both counts, as Anthropic's newer API does.
-    pub fn start(&self) -> SseEvent {
+    pub fn start(&self) -> Named {
         sse(
             "message_start",
             json!({"type": "message_start", "message": {
@@ -147,7 +155,7 @@ impl Blocks {
         )
     }
 
-    fn close(&mut self, out: &mut Vec<SseEvent>) {
+    fn close(&mut self, out: &mut Vec<Named>) {
         if self.open.take().is_some() {
             let index = self.next - 1;
             out.push(sse(
@@ -157,7 +165,7 @@ impl Blocks {
         }
     }
 
-    fn open_block(&mut self, open: Open, block: Value, out: &mut Vec<SseEvent>) -> u32 {
+    fn open_block(&mut self, open: Open, block: Value, out: &mut Vec<Named>) -> u32 {
         self.close(out);
         let index = self.next;
         self.next += 1;
@@ -169,7 +177,7 @@ impl Blocks {
         index
     }
 
-    fn text(&mut self, text: String, out: &mut Vec<SseEvent>) {
+    fn text(&mut self, text: String, out: &mut Vec<Named>) {
         let index = match self.open {
             Some(Open::Text) => self.next - 1,
             _ => self.open_block(Open::Text, json!({"type": "text", "text": ""}), out),
@@ -181,20 +189,21 @@ impl Blocks {
         ));
     }
 
-    fn tool(&mut self, t: ToolCallDelta, out: &mut Vec<SseEvent>) {
-        // A call's first fragment carries its id; one without continues the open call.
-        let index = match (self.open, &t.id) {
-            (Some(Open::Tool(i)), None) if i == t.index => self.next - 1,
-            _ => {
-                let id =
-                    t.id.unwrap_or_else(|| format!("toolu_{}_{}", self.id, t.index));
-                let name = t.name.unwrap_or_default();
-                self.open_block(
-                    Open::Tool(t.index),
-                    json!({"type": "tool_use", "id": id, "name": name, "input": {}}),
-                    out,
-                )
-            }
+    fn tool(&mut self, t: ToolCallDelta, out: &mut Vec<Named>) {
+        // A call's first fragment carries its id; a later one of the same call has no id,
+        // or (from some adapters) the same id again.
+        let continues = matches!(&self.open, Some(Open::Tool(i, id))
+            if *i == t.index && t.id.as_ref().is_none_or(|new| new == id));
+        let index = if continues {
+            self.next - 1
+        } else {
+            let id = t.id.unwrap_or_else(|| {
+                let msg = self.id.trim_start_matches("msg_");
+                format!("toolu_{msg}_{}", t.index)
+            });
+            let name = t.name.unwrap_or_default();
+            let block = json!({"type": "tool_use", "id": id, "name": name, "input": {}});
+            self.open_block(Open::Tool(t.index, id), block, out)
         };
         if !t.arguments.is_empty() {
             out.push(sse(
@@ -206,7 +215,7 @@ impl Blocks {
     }
 
     /// The Anthropic events for one engine event.
-    pub fn events(&mut self, event: Event) -> Vec<SseEvent> {
+    pub fn events(&mut self, event: Event) -> Vec<Named> {
         let mut out = Vec::new();
         match event {
             Event::Delta(text) => self.text(text, &mut out),
@@ -254,6 +263,44 @@ mod tests {
         assert_eq!(input(r#"{"a":1}"#), json!({"a": 1}));
         assert_eq!(input("{\"a\":"), json!({}));
         assert_eq!(input("[1]"), json!({}));
+    }
+
+    #[test]
+    fn a_repeated_id_continues_its_block_and_a_new_one_opens_another() {
+        let mut b = Blocks::new("req-1", "m".into());
+        let call = |index, id: Option<&str>, args: &str| {
+            Event::ToolCall(ToolCallDelta {
+                index,
+                id: id.map(str::to_owned),
+                name: id.map(|_| "f".to_owned()),
+                arguments: args.into(),
+            })
+        };
+        let mut out = b.events(Event::Delta("hi".into()));
+        out.extend(b.events(call(0, Some("a"), "{")));
+        out.extend(b.events(call(0, Some("a"), "}")));
+        out.extend(b.events(call(0, None, "")));
+        out.extend(b.events(call(1, None, "{}")));
+        let seq: Vec<String> = out
+            .iter()
+            .map(|(n, d)| format!("{n}:{}", d["index"]))
+            .collect();
+        assert_eq!(
+            seq,
+            [
+                "content_block_start:0",
+                "content_block_delta:0",
+                "content_block_stop:0",
+                "content_block_start:1",
+                "content_block_delta:1",
+                "content_block_delta:1",
+                "content_block_stop:1",
+                "content_block_start:2",
+                "content_block_delta:2",
+            ]
+        );
+        // A call that came without an id still gets one.
+        assert_eq!(out[7].1["content_block"]["id"], "toolu_1_1");
     }
 
     #[test]
