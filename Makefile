@@ -42,12 +42,14 @@ test-unit: check-tools
 	@echo "==> every test in the workspace (embedded store, router, Lambda events, e2e over a socket)"
 	$(CARGO) test --workspace --locked
 
-## test-sdk: the official OpenAI Python SDK against llm-local, and a loopback load of
+## test-sdk: the official OpenAI and Anthropic Python SDKs against llm-local, and a loopback load of
 ## 3,000 requests that must leave exactly one usage entry each (reuses test-unit's build)
 test-sdk: check-tools venv
 	@echo "==> the official openai SDK against llm-local"
 	$(CARGO) build --locked -p llm-local
 	SKIP_BUILD=1 LLM_LOCAL_BIN=$(CURDIR)/target/debug/llm-local tests/openai_sdk/run.sh
+	@echo "==> the official anthropic SDK against llm-local"
+	SKIP_BUILD=1 LLM_LOCAL_BIN=$(CURDIR)/target/debug/llm-local tests/anthropic_sdk/run.sh
 	@echo "==> 3,000 generate requests on loopback: exactly one usage entry each"
 	$(VENV_BIN)/python tools/load_test.py --bin $(CURDIR)/target/debug/llm-local -n 3000
 

@@ -139,7 +139,7 @@ fn invalid(field: impl Into<String>, message: impl Into<String>) -> GenerateErro
 }
 
 /// OpenAI's rule for function names, which every provider here accepts.
-fn valid_name(name: &str) -> bool {
+pub(crate) fn valid_name(name: &str) -> bool {
     (1..=64).contains(&name.len())
         && name
             .bytes()
@@ -270,7 +270,7 @@ fn part(field: &str, role: Role, p: PartIn) -> Result<Part, GenerateError> {
 
 /// A data URL (`data:image/png;base64,...`) or an https URL. Plain http, other schemes
 /// and other media types are refused: the provider, not the gateway, fetches a URL.
-fn image_source(field: &str, url: String) -> Result<ImageSource, GenerateError> {
+pub(crate) fn image_source(field: &str, url: String) -> Result<ImageSource, GenerateError> {
     if let Some(rest) = url.strip_prefix("data:") {
         let (header, data) = rest
             .split_once(',')

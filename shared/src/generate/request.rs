@@ -48,6 +48,10 @@ pub struct GenerateBody {
     pub stream: Option<bool>,
     pub cache: Option<bool>,
     pub metadata: Option<BTreeMap<String, serde_json::Value>>,
+    /// Messages another face has already put in neutral form (the Anthropic face, whose
+    /// blocks do not map one to one onto OpenAI-shaped messages); never from a body.
+    #[serde(skip)]
+    pub neutral_messages: Option<Vec<Message>>,
 }
 
 /// The tool, format and reasoning fields of a request, validated.
@@ -98,9 +102,10 @@ impl GenerateBody {
         tenant: Option<String>,
     ) -> Result<Generate, GenerateError> {
         let scope = tenant.as_deref();
-        let messages = match (self.prompt, self.messages) {
-            (Some(p), None) => vec![Message::text(Role::User, p)],
-            (None, Some(m)) => chat_fields::messages(m)?,
+        let messages = match (self.prompt, self.messages, self.neutral_messages) {
+            (Some(p), None, None) => vec![Message::text(Role::User, p)],
+            (None, Some(m), None) => chat_fields::messages(m)?,
+            (None, None, Some(m)) => m,
             _ => {
                 return Err(GenerateError::invalid(
                     "prompt",

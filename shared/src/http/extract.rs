@@ -35,22 +35,33 @@ where
                     .ok_or(ApiError::Unauthorized)
             }
             IdentityMode::LocalTokens(tokens) => {
-                let token = parts
-                    .headers
-                    .get(AUTHORIZATION)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| {
-                        v.strip_prefix("Bearer ")
-                            .or_else(|| v.strip_prefix("bearer "))
-                    })
-                    .map(str::trim)
-                    .ok_or(ApiError::Unauthorized)?;
+                let token = local_token(&parts.headers).ok_or(ApiError::Unauthorized)?;
                 identity::caller_from_token(tokens.as_ref(), token)
                     .await?
                     .ok_or(ApiError::Unauthorized)
             }
         }
     }
+}
+
+/// The caller's token: `Authorization: Bearer <token>`, else `x-api-key: <token>`, which
+/// is where the Anthropic SDKs (and Claude Code) put their key. Both are accepted on every
+/// route, not just `/v1/messages`: it is the same token either way, and one rule is
+/// simpler to reason about than a per-route one. An `Authorization` header that is there
+/// wins, even when malformed, so a bad bearer token never falls back to another header.
+fn local_token(headers: &axum::http::HeaderMap) -> Option<&str> {
+    if let Some(v) = headers.get(AUTHORIZATION) {
+        let v = v.to_str().ok()?;
+        return v
+            .strip_prefix("Bearer ")
+            .or_else(|| v.strip_prefix("bearer "))
+            .map(str::trim);
+    }
+    headers
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
 }
 
 /// The `{userId}` path segment, percent-decoded and checked.
@@ -233,7 +244,7 @@ fn underflowing_number(bytes: &[u8]) -> Option<String> {
 /// serde quotes offending values (`invalid type: string "sk-..."`); drop them so that a
 /// key sent in the wrong place is not echoed back or logged. Field names in backticks
 /// are kept unless they are long enough to be a pasted secret.
-fn redact_values(message: &str) -> String {
+pub(crate) fn redact_values(message: &str) -> String {
     let mut out = String::with_capacity(message.len());
     let mut rest = message;
     while let Some(start) = rest.find(['"', '`']) {
@@ -268,6 +279,26 @@ mod tests {
             Err(ApiError::InvalidField { field, message }) => (field, message),
             other => panic!("{json}: expected a field error, got {:?}", other.err()),
         }
+    }
+
+    #[test]
+    fn the_token_is_the_bearer_else_the_x_api_key() {
+        let headers = |pairs: &[(&'static str, &'static str)]| {
+            let mut h = axum::http::HeaderMap::new();
+            for (k, v) in pairs {
+                h.insert(*k, axum::http::HeaderValue::from_static(v));
+            }
+            h
+        };
+        let h = headers(&[("authorization", "Bearer llmk_a")]);
+        assert_eq!(local_token(&h), Some("llmk_a"));
+        let h = headers(&[("x-api-key", "llmk_b")]);
+        assert_eq!(local_token(&h), Some("llmk_b"));
+        // A malformed Authorization header is not rescued by another header.
+        let h = headers(&[("authorization", "Basic eA=="), ("x-api-key", "llmk_b")]);
+        assert_eq!(local_token(&h), None);
+        assert_eq!(local_token(&headers(&[("x-api-key", " ")])), None);
+        assert_eq!(local_token(&headers(&[])), None);
     }
 
     #[test]

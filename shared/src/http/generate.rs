@@ -1,5 +1,6 @@
 //! The `generate` function's router: `POST /api/llm-generate/{userId}` (JSON or
-//! Server-Sent Events), merged with the OpenAI-compatible face of the same engine.
+//! Server-Sent Events), merged with the OpenAI-compatible and Anthropic Messages faces of
+//! the same engine.
 
 use super::error::{ApiError, current_request_id};
 use super::extract::{JsonBody, UserId};
@@ -41,6 +42,7 @@ pub fn generate_router(api: GenerateApi) -> Router {
     Router::new()
         .route("/api/llm-generate/{user_id}", post(generate_handler))
         .merge(super::openai::openai_routes())
+        .merge(super::messages::messages_routes())
         .merge(super::embeddings::embeddings_routes())
         .with_state(api)
 }

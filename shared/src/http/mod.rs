@@ -9,6 +9,7 @@ pub mod error;
 pub mod extract;
 mod failures;
 pub mod generate;
+pub mod messages;
 pub mod openai;
 pub mod settings;
 mod sse;

@@ -117,7 +117,7 @@ fn openai_field(field: String) -> String {
 /// `provider/model` first (so `openai/gpt-4o-mini` is OpenAI's model), then a plain
 /// catalog id (which may itself contain a `/`, like OpenRouter's).
 /// A tenant's members also reach the tenant's own entries.
-fn resolve_model<'v>(
+pub(super) fn resolve_model<'v>(
     view: &'v RegistryView,
     model: &str,
     tenant: Option<&str>,
@@ -334,7 +334,10 @@ fn tool_call_delta(t: &ToolCallDelta) -> Value {
 }
 
 /// The enabled registry entries, in priority order: the chat models, then the embedding
-/// models (`POST /v1/embeddings`), as OpenAI's listing also holds both.
+/// models (`POST /v1/embeddings`), as OpenAI's listing also holds both. Each entry and
+/// the list carry both SDKs' fields (OpenAI's `object`/`created`/`owned_by`, Anthropic's
+/// `type`/`display_name`/`created_at` and one page's `has_more`/`first_id`/`last_id`),
+/// so `client.models.list()` parses in either.
 pub async fn list_models(caller: Caller, State(st): State<GenerateState>) -> Json<Value> {
     let view = st.registry.view().await;
     let tenant = caller.tenant_id.as_deref();
@@ -342,9 +345,24 @@ pub async fn list_models(caller: Caller, State(st): State<GenerateState>) -> Jso
         .usable(tenant)
         .chain(view.embedders(tenant))
         .map(|r| &r.model)
-        .map(|m| json!({"id": format!("{}/{}", m.provider, m.id), "object": "model", "created": 0, "owned_by": m.provider}))
+        .map(|m| {
+            json!({"id": format!("{}/{}", m.provider, m.id), "object": "model", "created": 0,
+                   "owned_by": m.provider, "type": "model", "display_name": m.display_name,
+                   "created_at": created_at(&m.effective_date)})
+        })
         .collect();
-    Json(json!({"object": "list", "data": data}))
+    let first_id = data.first().map_or(Value::Null, |m| m["id"].clone());
+    let last_id = data.last().map_or(Value::Null, |m| m["id"].clone());
+    Json(json!({"object": "list", "data": data, "has_more": false,
+                "first_id": first_id, "last_id": last_id}))
+}
+
+/// Anthropic's RFC 3339 `created_at`: the catalog's price date is the nearest thing the
+/// gateway knows to a release date (the epoch when it is not a date).
+fn created_at(effective_date: &str) -> String {
+    chrono::NaiveDate::parse_from_str(effective_date, "%Y-%m-%d")
+        .map_or_else(|_| "1970-01-01".to_owned(), |d| d.to_string())
+        + "T00:00:00Z"
 }
 
 #[cfg(test)]
