@@ -15,7 +15,7 @@ use super::error::{ApiError, current_request_id};
 use super::extract::JsonBody;
 use super::generate::{GenerateApi, drop_params_requested, with_dropped};
 use super::openai::resolve_model;
-use super::sse::{events, first_event};
+use super::sse::{events, opened};
 use crate::generate::request::Generate;
 use crate::generate::stream;
 use crate::generate::{GenerateState, generate_detached};
@@ -85,16 +85,17 @@ pub async fn create_message(
     }
     let mut rx = stream::start(st, user_id, request_id.clone(), req);
     // A failure before the first event is an ordinary error response.
-    let first = first_event(&mut rx).await?;
+    let (first, dropped) = opened(&mut rx).await?;
     let mut blocks = Blocks::new(&request_id, requested_model);
     let start = blocks.start();
     use futures_util::StreamExt;
     let stream = futures_util::stream::once(async move { start })
         .chain(events(first, rx).flat_map(move |e| futures_util::stream::iter(blocks.events(e))))
         .map(|e| Ok::<_, std::convert::Infallible>(to_sse(e)));
-    Ok(Sse::new(stream)
+    let response = Sse::new(stream)
         .keep_alive(KeepAlive::default())
-        .into_response())
+        .into_response();
+    Ok(with_dropped(response, &dropped))
 }
 
 /// An estimate, not a count: the gateway has no tokenizer, so the prompt is counted as

@@ -218,6 +218,8 @@ impl Blocks {
     pub fn events(&mut self, event: Event) -> Vec<Named> {
         let mut out = Vec::new();
         match event {
+            // Only ever first, and taken by `opened`.
+            Event::Opened { .. } => {}
             Event::Delta(text) => self.text(text, &mut out),
             Event::ToolCall(t) => self.tool(t, &mut out),
             Event::Done(r) => {
