@@ -75,11 +75,8 @@ def test_messages_stream_text():
     assert final.usage.input_tokens == fake.USAGE_IN
 
 
-# The Anthropic adapter learns tools on another branch; until it lands here, a Claude
-# model behind this face answers text. Non-strict, so the merge turns it into a pass.
-CLAUDE_TOOLS = pytest.param(
-    CLAUDE, marks=pytest.mark.xfail(reason="the Anthropic adapter does not translate tools yet", strict=False)
-)
+# A Claude model behind this face: its tools go to Anthropic as tool_use blocks.
+CLAUDE_TOOLS = CLAUDE
 
 
 @pytest.mark.parametrize("model", [CLAUDE_TOOLS, GPT])
