@@ -12,7 +12,7 @@ LAMBDAS := llm-settings generate llm-usage
 VENV_BIN := $(CURDIR)/.venv/bin
 WITH_EMULATOR := tools/with_ministack.sh
 
-.PHONY: run token test test-unit test-aws lint fmt venv build infra-check deploy-local bench bench-profile check-tools clean
+.PHONY: run token test test-unit test-sdk test-browser test-aws lint fmt venv build infra-check deploy-local bench bench-profile check-tools clean
 
 check-tools:
 	@command -v $(CARGO) >/dev/null || { echo "make: cargo not found; install Rust (https://rustup.rs) and retry"; exit 1; }
@@ -35,7 +35,7 @@ token: check-tools
 
 ## test: everything: lints, unit/router/e2e tests, AWS conformance and the Terraform
 ## deployment into the emulator, and the infra static checks
-test: check-tools lint test-unit test-sdk test-aws infra-check deploy-local
+test: check-tools lint test-unit test-sdk test-browser test-aws infra-check deploy-local
 	@echo "==> make test: all suites passed"
 
 test-unit: check-tools
@@ -52,6 +52,13 @@ test-sdk: check-tools venv
 	SKIP_BUILD=1 LLM_LOCAL_BIN=$(CURDIR)/target/debug/llm-local tests/anthropic_sdk/run.sh
 	@echo "==> 3,000 generate requests on loopback: exactly one usage entry each"
 	$(VENV_BIN)/python tools/load_test.py --bin $(CURDIR)/target/debug/llm-local -n 3000
+
+## test-browser: the dashboard in Debian's chromium driven by playwright-core (both installed
+## if missing); screenshots of every page (light, dark, phone) in tests/browser/artifacts/
+test-browser: check-tools
+	@echo "==> the dashboard in a real browser (chromium + playwright-core)"
+	$(CARGO) build --locked -p llm-local
+	SKIP_BUILD=1 LLM_LOCAL_BIN=$(CURDIR)/target/debug/llm-local tests/browser/run.sh
 
 ## test-aws: the store conformance suite on DynamoDB and Secrets Manager in ministack
 test-aws: check-tools venv

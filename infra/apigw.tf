@@ -3,6 +3,7 @@
 locals {
   # Authenticated by the JWT authorizer.
   api_routes = {
+    "GET /api/me"                                       = "llm-settings"
     "GET /api/llm-models"                               = "llm-settings"
     "GET /api/llm-settings/{userId}"                    = "llm-settings"
     "PUT /api/llm-settings/{userId}"                    = "llm-settings"
@@ -47,9 +48,13 @@ locals {
     "GET /api/tenants/{tenantId}/llm-usage/last24h"               = "llm-usage"
   }
 
-  # Public: no authorizer. Only the liveness probe.
+  # Public: no authorizer. The liveness probe, and the dashboard's static page and
+  # assets (they hold no data: every number they show comes from the routes above, with
+  # the user's token).
   public_api_routes = {
-    "GET /health" = "llm-settings"
+    "GET /health"        = "llm-settings"
+    "GET /"              = "llm-settings"
+    "GET /assets/{file}" = "llm-settings"
   }
 }
 
@@ -100,7 +105,7 @@ resource "aws_apigatewayv2_route" "jwt" {
 
 resource "aws_apigatewayv2_route" "public" {
   for_each = local.public_api_routes
-  #checkov:skip=CKV_AWS_309:Public by the API contract: GET /health is a liveness probe that returns no data. Every other route is in aws_apigatewayv2_route.jwt.
+  #checkov:skip=CKV_AWS_309:Public by the API contract: GET /health is a liveness probe, GET / and GET /assets/{file} are the dashboard's static files; none returns data. Every other route is in aws_apigatewayv2_route.jwt.
 
   api_id             = aws_apigatewayv2_api.this.id
   route_key          = each.key

@@ -618,3 +618,84 @@ async fn every_providers_connection_test_reaches_its_own_upstream() {
         );
     }
 }
+
+#[tokio::test]
+async fn dashboard_pages_and_who_am_i() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let log = tmp.path().join("server.log");
+    let alice = token(&data, "alice", false);
+    let admin = token(&data, "ops", true);
+    let server = start_with_env(&data, &log, &[]);
+    let http = reqwest::Client::new();
+
+    // The page and its files need no token, come from this origin only, and are typed.
+    let page = http.get(format!("{}/", server.base)).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert_eq!(page.headers()["content-type"], "text/html; charset=utf-8");
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(csp.starts_with("default-src 'none'") && csp.contains("connect-src 'self'"));
+    assert_eq!(page.headers()["x-frame-options"], "DENY");
+    assert!(page.text().await.unwrap().contains("/assets/app.js"));
+    for (file, kind) in [
+        ("app.js", "text/javascript; charset=utf-8"),
+        ("app.css", "text/css; charset=utf-8"),
+    ] {
+        let r = http
+            .get(format!("{}/assets/{file}", server.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            (r.status().as_u16(), &r.headers()["content-type"]),
+            (200, &kind.parse().unwrap())
+        );
+    }
+    // Only the embedded files: no path reaches the disk.
+    for path in [
+        "/assets/nope.js",
+        "/assets/..%2FCargo.toml",
+        "/assets/%2e%2e%2fmain.rs",
+    ] {
+        let r = http
+            .get(format!("{}{path}", server.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404, "{path}");
+        assert_eq!(
+            r.json::<Value>().await.unwrap()["error"]["code"],
+            "not_found"
+        );
+    }
+
+    // Who the token belongs to, for the pages to choose what to show.
+    let mut c = Client {
+        http,
+        base: server.base.clone(),
+        bodies: Vec::new(),
+    };
+    let (s, v) = c.call(reqwest::Method::GET, "/api/me", None, None).await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (401, Some("unauthorized"))
+    );
+    let (s, v) = c
+        .call(reqwest::Method::GET, "/api/me", Some(&alice), None)
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        v,
+        json!({"userId": "alice", "admin": false, "tenantId": null, "tenantAdmin": false})
+    );
+    let (_, v) = c
+        .call(reqwest::Method::GET, "/api/me", Some(&admin), None)
+        .await;
+    assert_eq!(
+        (v["userId"].as_str(), v["admin"].as_bool()),
+        (Some("ops"), Some(true))
+    );
+}

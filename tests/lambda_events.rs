@@ -87,6 +87,25 @@ async fn no_authorizer_claims_is_401_and_bearer_headers_are_not_trusted() {
 }
 
 #[tokio::test]
+async fn the_dashboard_page_is_public_and_self_contained() {
+    // `GET /` reaches llm-settings without an authorizer (infra: public_api_routes).
+    let router = lambda_router();
+    let request = lambda_http::request::from_str(&fixture("apigw_v2_get_dashboard.json")).unwrap();
+    let response = router.oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let headers = response.headers().clone();
+    assert_eq!(headers["content-type"], "text/html; charset=utf-8");
+    let csp = headers["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("connect-src 'self'") && csp.contains("script-src 'self'"));
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let html = String::from_utf8(bytes.to_vec()).unwrap();
+    assert!(
+        html.contains("<script type=\"module\" src=\"/assets/app.js\">"),
+        "{html}"
+    );
+}
+
+#[tokio::test]
 async fn put_through_the_lambda_path_plain_and_base64() {
     let router = lambda_router();
     let (status, body) = invoke(&router, "apigw_v2_put_own_settings.json").await;

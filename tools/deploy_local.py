@@ -648,6 +648,19 @@ def run_journey(d: Deployer, ev: tfeval.Evaluator, j: Journey, stub: ProviderStu
 
     # Authentication at the gateway
     j.expect("GET /health without a token -> 200", "GET", "/health", 200)
+    # The dashboard: public pages from llm-settings, the caller from the JWT's claims.
+    st, _, page = j.expect("GET / (the dashboard) without a token -> 200", "GET", "/", 200)
+    j.check("the dashboard page loads its script from this origin", '<script type="module" src="/assets/app.js">' in page,
+            page[:200])
+    st, _, script = j.expect("GET /assets/app.js without a token -> 200", "GET", "/assets/app.js", 200)
+    j.check("the dashboard script arrives as text", "import" in script, script[:120])
+    j.expect("GET /assets/missing.js -> 404", "GET", "/assets/missing.js", 404)
+    j.expect("GET /api/me without a token -> 401", "GET", "/api/me", 401)
+    st, js, _ = j.expect("alice GET /api/me -> 200", "GET", "/api/me", 200, token=alice)
+    j.check("/api/me names alice by her sub, not an admin",
+            isinstance(js, dict) and js.get("userId") == sub and js.get("admin") is False, str(js))
+    st, js, _ = j.expect("ops GET /api/me -> 200", "GET", "/api/me", 200, token=ops)
+    j.check("/api/me says ops is an admin", isinstance(js, dict) and js.get("admin") is True, str(js))
     p = f"/api/llm-settings/{sub}"
     j.expect("GET settings without a token -> 401", "GET", p, 401)
     j.expect("GET settings with a garbage token -> 401", "GET", p, 401, raw_auth="Bearer not.a.jwt")

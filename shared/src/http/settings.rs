@@ -21,6 +21,7 @@ use serde::Serialize;
 pub fn settings_router(state: AppState) -> Router {
     Router::new()
         .route("/health", get(health))
+        .route("/api/me", get(me))
         .route("/api/llm-models", get(list_models))
         .route(
             "/api/llm-settings/{user_id}",
@@ -33,11 +34,23 @@ pub fn settings_router(state: AppState) -> Router {
         .route("/api/llm-settings/{user_id}/test", post(test_connection))
         .merge(super::tenants::tenant_settings_routes())
         .merge(super::admin::admin_routes())
+        .merge(super::pages::page_routes())
         .with_state(state)
 }
 
 async fn health() -> Json<serde_json::Value> {
     Json(serde_json::json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}))
+}
+
+/// Who the token belongs to: what the dashboard needs to know which pages to show and
+/// whose settings to read. Only what the caller's own token already says.
+async fn me(caller: Caller) -> Json<serde_json::Value> {
+    Json(serde_json::json!({
+        "userId": caller.user_id,
+        "admin": caller.is_admin,
+        "tenantId": caller.tenant_id,
+        "tenantAdmin": caller.is_tenant_admin,
+    }))
 }
 
 async fn get_settings(
