@@ -135,6 +135,17 @@ test('sign in with the keyboard, a wrong token is refused, sign out forgets the 
   await done();
 });
 
+test('a sign-in redirect (#id_token=..., as Cognito\'s hosted UI returns) signs in and leaves no token in the URL', async () => {
+  const { page, done } = await open(null, { hash: `#id_token=${tokens.bob}&token_type=Bearer&expires_in=3600` });
+  await page.getByRole('heading', { name: 'Settings', level: 1 }).waitFor();
+  assert.equal(new URL(page.url()).hash, '#/settings');
+  assert.ok(!page.url().includes(tokens.bob));
+  // The entry was replaced, not added: going back leaves the dashboard (to about:blank).
+  await page.goBack();
+  assert.ok(!page.url().includes(tokens.bob), page.url());
+  await done();
+});
+
 test('save a key: the card says Configured with a masked hint, and the key is never in the page', async () => {
   const { page, done } = await open(tokens.alice, { allowHttp: [400] });
   const openai = page.locator('[data-provider="openai"]');
@@ -306,6 +317,31 @@ test('a non-admin sees no admin page, and the API refuses them too', async () =>
   assert.equal(await page.getByRole('link', { name: 'Tenant' }).count(), 0);
   assert.equal(await page.getByRole('heading', { name: 'Model registry' }).count(), 0);
   assert.equal((await gw.api(tokens.bob, 'GET', '/api/admin/llms')).status, 403);
+  await done();
+});
+
+test('admin: the add form shows the API\'s validation, then adds a model users can pick', async () => {
+  const { page, done } = await open(tokens.admin, { hash: '#/admin', allowHttp: [400] });
+  await page.getByRole('button', { name: 'Add model' }).click();
+  const form = page.locator('form', { has: page.getByRole('button', { name: 'Add model' }) });
+  await form.getByRole('status').filter({ hasText: 'name' }).waitFor();
+  assert.equal(await form.getByLabel('Name', { exact: true }).getAttribute('aria-invalid'), 'true');
+  // A literal key as the operator credential is refused, and not shown back.
+  await form.getByLabel('Name', { exact: true }).fill('Team mini');
+  await form.getByLabel('Provider', { exact: true }).selectOption('openai');
+  await form.getByLabel('Model name').fill('gpt-4o-mini');
+  await form.getByLabel('Priority').fill('1');
+  await form.getByLabel('Operator credential').selectOption('api_key_env');
+  await form.getByLabel('Credential reference').fill(KEY);
+  await page.getByRole('button', { name: 'Add model' }).click();
+  await form.getByRole('status').filter({ hasText: 'auth_meta' }).waitFor();
+  assert.ok(!(await form.getByRole('status').textContent()).includes(KEY));
+  await form.getByLabel('Operator credential').selectOption('');
+  await page.getByRole('button', { name: 'Add model' }).click();
+  await form.getByRole('status').filter({ hasText: 'Team mini saved' }).waitFor();
+  await page.getByRole('switch', { name: 'Enabled Team mini' }).waitFor();
+  const models = await gw.api(tokens.alice, 'GET', '/api/llm-models');
+  assert.equal(models.body.models[0].name, 'Team mini', 'priority 1 lists first');
   await done();
 });
 

@@ -72,7 +72,7 @@ function registry(providers) {
         onchange: (ev) => act(() => put(`/api/admin/llms/${seg(e.id)}`, { priority: Number(ev.target.value), version: e.version }),
           `${e.name}: priority ${ev.target.value}`),
       });
-      const defaults = (e.default_for || []).join(', ');
+      const defaults = (e.default_for || []).map((o) => (o === '*' ? 'every operation' : o)).join(', ');
       return h('tr', { 'data-id': e.id },
         td(pick), td(h('span', {}, e.name, e.scope !== 'global' ? h('span.badge', { text: e.scope }) : null)),
         td(providerName(e.provider)), td(e.model_name), td(priority), td(enabled),

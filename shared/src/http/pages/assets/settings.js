@@ -147,6 +147,8 @@ export async function renderSettings(view, base) {
     alertThresholds: h('input', { type: 'text', placeholder: '50, 80, 100' }),
     autoFailover: h('input', { type: 'checkbox' }),
     fallbackProviders: h('input', { type: 'text', placeholder: 'openai, google' }),
+    azureResource: h('input', { type: 'text', placeholder: 'my-resource' }),
+    azureDeployments: h('input', { type: 'text', placeholder: 'gpt-4o-mini=prod-4o-mini' }),
   };
   controls.defaultProvider.value = prefs.defaultProvider;
   controls.maxTokens.value = prefs.maxTokens;
@@ -158,6 +160,8 @@ export async function renderSettings(view, base) {
   controls.alertThresholds.value = (prefs.alertThresholds || []).join(', ');
   controls.autoFailover.checked = prefs.autoFailover;
   controls.fallbackProviders.value = (prefs.fallbackProviders || []).join(', ');
+  controls.azureResource.value = prefs.azureResource || '';
+  controls.azureDeployments.value = Object.entries(prefs.azureDeployments || {}).map(([m, d]) => `${m}=${d}`).join(', ');
 
   const check = (label, el) => h('label.inline', {}, el, label);
   const advanced = h('details', {},
@@ -175,7 +179,10 @@ export async function renderSettings(view, base) {
       field('Budget action', controls.budgetAction)[0],
       field('Alert thresholds (%)', controls.alertThresholds, 'Comma separated, 1 to 100.')[0]),
     field('Failover order', controls.fallbackProviders,
-      `Providers tried after the first, in order, comma separated. Empty: the registry's order. One of: ${providers.join(', ')}.`)[0]);
+      `Providers tried after the first, in order, comma separated. Empty: the registry's order. One of: ${providers.join(', ')}.`)[0],
+    h('div.row', {},
+      field('Azure resource', controls.azureResource, 'Your Azure OpenAI resource name (<name>.openai.azure.com).')[0],
+      field('Azure deployments', controls.azureDeployments, 'model=deployment, comma separated.')[0]));
 
   const numberOr = (text) => (text.trim() !== '' && !Number.isNaN(Number(text)) ? Number(text) : text);
   const list = (text) => text.split(',').map((x) => x.trim()).filter(Boolean);
@@ -192,6 +199,11 @@ export async function renderSettings(view, base) {
       alertThresholds: list(controls.alertThresholds.value).map(numberOr),
       autoFailover: controls.autoFailover.checked,
       fallbackProviders: list(controls.fallbackProviders.value),
+      azureResource: controls.azureResource.value.trim() || null,
+      azureDeployments: Object.fromEntries(list(controls.azureDeployments.value).map((pair) => {
+        const at = pair.indexOf('=');
+        return at < 0 ? [pair, ''] : [pair.slice(0, at).trim(), pair.slice(at + 1).trim()];
+      })),
     };
     const map = {};
     for (const { op, select } of Object.values(selects)) {

@@ -39,7 +39,8 @@ export async function render(view, { me }) {
   ]);
   view.append(
     h('h2', { text: 'Usage, last 30 days' }), summaryCards(sum),
-    h('div.grid', {}, breakdown('By provider', sum.by_provider, providerName), breakdown('By model', sum.by_model)),
+    h('div.grid.wide', {}, breakdown('By provider', 'Provider', sum.by_provider, providerName),
+      breakdown('By model', 'Model', sum.by_model)),
     h('h2', { text: 'Last 24 hours' }), last24h(day),
     h('h2', { text: 'Tenant keys and preferences' }),
   );

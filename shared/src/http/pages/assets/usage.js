@@ -33,13 +33,13 @@ export function summaryCards(sum) {
     card('Avg latency', ms(sum.avg_latency_ms)));
 }
 
-export function breakdown(title, groups, nameOf) {
+export function breakdown(title, column, groups, nameOf) {
   const rows = Object.entries(groups || {})
     .sort((a, b) => (Number(b[1].cost_usd) || 0) - (Number(a[1].cost_usd) || 0))
     .map(([k, v]) => h('tr', { 'data-key': k }, td(nameOf ? nameOf(k) : k),
       td(int(v.requests), true), td(int(v.tokens), true), td(usd(v.cost_usd), true)));
   return h('section', {}, h('h3', { text: title }),
-    rows.length ? table([title.replace(/^By /, ''), '#Requests', '#Tokens', '#Cost'], rows, title)
+    rows.length ? table([column, '#Requests', '#Tokens', '#Cost'], rows, title)
       : h('p.muted', { text: 'No requests in this period.' }));
 }
 
@@ -96,10 +96,10 @@ export async function render(view, { me, stale }) {
       dailyChart(daily.days || [], `Daily cost, last ${days} days`),
       budgetBar(budget),
       h('h2', { text: 'Breakdowns' }),
-      h('div.grid', {},
-        breakdown('By provider', sum.by_provider, providerName),
-        breakdown('By operation', sum.by_operation),
-        breakdown('By model', sum.by_model)),
+      h('div.grid.wide', {},
+        breakdown('By provider', 'Provider', sum.by_provider, providerName),
+        breakdown('By operation', 'Operation', sum.by_operation),
+        breakdown('By model', 'Model', sum.by_model)),
     );
   }
 
