@@ -247,6 +247,30 @@ mod tests {
     }
 
     #[test]
+    fn a_long_context_tier_prices_every_token_once_the_largest_request_exceeds_it() {
+        let mut m = price(Provider::Google, "tiered", "1", "2");
+        m.long_context = Some(crate::pricing::LongContextTier {
+            above_input_tokens: 1_000,
+            input: "10".parse().unwrap(),
+            output: "20".parse().unwrap(),
+            cached_read: None,
+            cache_write: None,
+        });
+        // Summed input over the tier, every request under it: base rates, 3,000 × 1 + 100 × 2.
+        let under = ModelUsage {
+            largest_input: 1_000,
+            ..used("x", 3_000, 100, 0, 0)
+        };
+        assert_eq!(cost_on(&m, &under), Some(NanoUsd(3_200_000)));
+        // One request over it: the tier for all, 3,000 × 10 + 100 × 20.
+        let over = ModelUsage {
+            largest_input: 1_001,
+            ..under
+        };
+        assert_eq!(cost_on(&m, &over), Some(NanoUsd(32_000_000)));
+    }
+
+    #[test]
     fn alternatives_must_fit_the_context_and_keep_tools_and_vision() {
         let cheap_text = price(Provider::Groq, "text", "0.05", "0.08");
         let mut small_window = price(Provider::Google, "window", "0.06", "0.10");
@@ -274,11 +298,11 @@ mod tests {
         let u = used("gpt-4o", 2_000, 1_000, 0, 15_000_000);
         // With vision required, only the model with vision and a large window is left:
         // 2,000 × 0.10 + 1,000 × 0.30 = 500 per million = 500,000 nanos.
-        let found = cheaper_models(&[u.clone()], |_, _| Some(both.clone()), &alts);
+        let found = cheaper_models(std::slice::from_ref(&u), |_, _| Some(both.clone()), &alts);
         assert_eq!(found[0].alternative_model, "vision");
         assert_eq!(found[0].saving_usd, NanoUsd(15_000_000 - 500_000));
         // A text-only model may go to the cheapest: 2,000 × 0.05 + 1,000 × 0.08 = 180.
-        let found = cheaper_models(&[u.clone()], |_, _| Some(tools.clone()), &alts);
+        let found = cheaper_models(std::slice::from_ref(&u), |_, _| Some(tools.clone()), &alts);
         assert_eq!(found[0].alternative_model, "text");
         assert_eq!(found[0].alternative_cost_usd, NanoUsd(180_000));
         // An unknown model requires both.
