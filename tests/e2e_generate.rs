@@ -1119,6 +1119,19 @@ async fn insights_show_repeated_prompts_and_a_cheaper_enabled_model() {
         )
         .await;
     assert_eq!(s, 403, "{v}");
+    // An admin sees alice's insights: the same repeats.
+    let admin = admin_token(&g);
+    let (s, v) = g
+        .client
+        .call(
+            reqwest::Method::GET,
+            "/api/llm-usage/alice/insights",
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["repeated_prompts"]["repeated_requests"], 2);
     let (s, _) = g
         .client
         .call(
@@ -1165,4 +1178,8 @@ async fn insights_show_repeated_prompts_and_a_cheaper_enabled_model() {
 
 fn token_for(g: &Gateway, user: &str) -> String {
     token(&g.data, user, false)
+}
+
+fn admin_token(g: &Gateway) -> String {
+    token(&g.data, "root", true)
 }

@@ -96,7 +96,8 @@ pub async fn insights(
     let range = Range::last_days(days, now);
     let budget = dashboard::budget(src.settings, src.limits, src.budgets, user_id, now).await?;
     let rows = dashboard::daily_rows_of(src.usage, user_id, days, now).await?;
-    let (entries, truncated) = read_entries(src.usage, user_id, &range, now.timestamp()).await?;
+    let (entries, truncated) =
+        read_entries(src.usage, user_id, &range, now.timestamp(), MAX_ENTRIES).await?;
     let tenant: Option<String> = match tenant {
         Some(known) => known.map(str::to_owned),
         None => entries.last().and_then(|e| e.tenant_id.clone()),
@@ -150,24 +151,26 @@ pub fn forecast(b: &BudgetReport, now: DateTime<Utc>) -> Forecast {
 }
 
 /// The period's unexpired entries, oldest first, with the store's paged query: the
-/// newest [`MAX_ENTRIES`] at most, and whether more were left.
+/// newest `max` at most, and whether more were left.
 async fn read_entries(
     usage: &dyn UsageStore,
     user_id: &str,
     range: &Range,
     now_unix: i64,
+    max: usize,
 ) -> Result<(Vec<UsageEntry>, bool), UsageError> {
     let (start, end) = (range.start_key(), range.end_key());
     let mut out: Vec<UsageEntry> = Vec::new();
     let mut before: Option<String> = None;
     loop {
-        let want = (MAX_ENTRIES + 1 - out.len()).min(1000);
+        // One more than `max`, to know whether any was left.
+        let want = (max + 1 - out.len()).min(1000);
         let (page, next) = usage
             .entries(user_id, &start, &end, want, before.as_deref())
             .await?;
         out.extend(page.into_iter().filter(|e| e.ttl > now_unix));
-        if out.len() > MAX_ENTRIES {
-            out.truncate(MAX_ENTRIES);
+        if out.len() > max {
+            out.truncate(max);
             out.reverse();
             return Ok((out, true));
         }
@@ -219,6 +222,54 @@ async fn suggestions(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::sqlite::SqliteStore;
+
+    fn entry(i: i64, now: DateTime<Utc>) -> UsageEntry {
+        UsageEntry {
+            user_id: "alice".into(),
+            timestamp: crate::usage::timestamp(now - chrono::Duration::seconds(i + 1)),
+            request_id: format!("req-{i:04}"),
+            provider: crate::provider::Provider::OpenAi,
+            model: "m".into(),
+            operation_type: "conversation".into(),
+            input_tokens: 1,
+            output_tokens: 1,
+            cached_input_tokens: 0,
+            total_tokens: 2,
+            cost_usd: Some(NanoUsd(1)),
+            latency_ms: 1.0,
+            status: crate::usage::UsageStatus::Success,
+            error_type: None,
+            price_version: "test".into(),
+            metadata: Default::default(),
+            key_source: None,
+            tenant_id: None,
+            ttl: now.timestamp() + 3600,
+        }
+    }
+
+    #[tokio::test]
+    async fn entries_are_read_newest_first_up_to_the_bound_and_returned_oldest_first() {
+        let db = SqliteStore::open_in_memory().unwrap();
+        let now = Utc::now();
+        let batch: Vec<_> = (0..8).map(|i| (entry(i, now), None)).collect();
+        db.record_batch(&batch).await.unwrap();
+        let range = Range::last_days(7, now);
+        let (read, truncated) = read_entries(&db, "alice", &range, now.timestamp(), 5)
+            .await
+            .unwrap();
+        assert!(truncated);
+        // The five newest (req-0000 is the newest), oldest of them first.
+        let ids: Vec<&str> = read.iter().map(|e| e.request_id.as_str()).collect();
+        assert_eq!(
+            ids,
+            ["req-0004", "req-0003", "req-0002", "req-0001", "req-0000"]
+        );
+        let (read, truncated) = read_entries(&db, "alice", &range, now.timestamp(), 8)
+            .await
+            .unwrap();
+        assert_eq!((read.len(), truncated), (8, false));
+    }
 
     #[test]
     fn the_forecast_is_the_budget_with_the_month_counted() {
