@@ -1132,6 +1132,42 @@ async fn insights_show_repeated_prompts_and_a_cheaper_enabled_model() {
         .await;
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["repeated_prompts"]["repeated_requests"], 2);
+    // Disabled, it is no longer suggested: the next cheapest is, Gemini 1.5 Flash at
+    // $0.075 / $0.30: 4,500 × 0.075 + 1,500 × 0.30 = 787.5 per 1M tokens.
+    let nova = shared::registry::seed::seed_id(Provider::Bedrock, "amazon.nova-lite-v1:0");
+    let (s, v) = g
+        .client
+        .call(
+            reqwest::Method::POST,
+            &format!("/api/admin/llms/{nova}/toggle"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!((s, v["enabled"].clone()), (200, json!(false)), "{v}");
+    let (s, v) = g
+        .client
+        .call(
+            reqwest::Method::GET,
+            "/api/llm-usage/alice/insights",
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let s0 = &v["cheaper_models"][0];
+    assert_eq!(
+        (
+            s0["alternative_provider"].as_str(),
+            s0["alternative_model"].as_str()
+        ),
+        (Some("google"), Some("gemini-1.5-flash")),
+        "{v}"
+    );
+    assert_eq!(nanos(&s0["alternative_cost_usd"]), 787_500);
+    assert_eq!(nanos(&s0["saving_usd"]), 36_000_000 - 787_500);
+    // alice saved keys for openai and anthropic only.
+    assert_eq!(s0["needs_key"], true);
     let (s, _) = g
         .client
         .call(
