@@ -1006,8 +1006,10 @@ async fn insights_show_repeated_prompts_and_a_cheaper_enabled_model() {
     .await;
     let prompt = "Show me failed logins PROMPTTEXTMARKER";
     for _ in 0..3 {
+        // A client's own `prompt_hash` is replaced: the name is the gateway's.
         let (s, v) = g
-            .generate(json!({"prompt": prompt, "temperature": 0.0}))
+            .generate(json!({"prompt": prompt, "temperature": 0.0,
+                             "metadata": {"prompt_hash": "forged", "table": "t"}}))
             .await;
         assert_eq!((s, v["cached"].as_bool()), (200, Some(false)), "{v}");
     }
@@ -1022,6 +1024,10 @@ async fn insights_show_repeated_prompts_and_a_cheaper_enabled_model() {
     assert_eq!(hashes[0].len(), 16);
     assert!(hashes[0].chars().all(|c| c.is_ascii_hexdigit()));
     for e in &entries {
+        assert_eq!(
+            e.metadata["table"], "t",
+            "the client's other metadata is kept"
+        );
         let text = serde_json::to_string(&e.metadata).unwrap();
         assert!(
             !text.contains("PROMPTTEXTMARKER") && !text.contains("failed"),

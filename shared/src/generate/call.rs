@@ -664,10 +664,12 @@ impl<'a> Call<'a> {
         }
     }
 
-    /// The client's metadata, with the request's fingerprint (which replaces a client
-    /// value of that name: the insights must be able to trust it).
+    /// The client's metadata, with the request's fingerprint. The name is reserved: a
+    /// client value of it is dropped even where there is no fingerprint (embeddings), so
+    /// the insights can trust every one they read.
     fn metadata(&self) -> std::collections::BTreeMap<String, serde_json::Value> {
         let mut m = self.req.metadata.clone();
+        m.remove(PROMPT_HASH);
         if let Some(h) = &self.prompt_hash {
             m.insert(PROMPT_HASH.to_owned(), serde_json::Value::String(h.clone()));
         }
