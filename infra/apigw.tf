@@ -17,6 +17,7 @@ locals {
     "GET /api/llm-usage/{userId}/daily"                 = "llm-usage"
     "GET /api/llm-usage/{userId}/budget"                = "llm-usage"
     "GET /api/llm-usage/{userId}/export"                = "llm-usage"
+    "GET /api/llm-usage/{userId}/insights"              = "llm-usage"
     "GET /api/admin/usage/summary"                      = "llm-usage"
     # Tenant analytics (members, tenant admins and global admins; 403 for others).
     "GET /api/tenants/{tenantId}/llm-usage/summary" = "llm-usage"

@@ -240,7 +240,8 @@ data "aws_iam_policy_document" "generate" {
 # Query on the user's partition of the usage table; the admin summary is a Query on the
 # ProviderIndex GSI (index reads are authorized on the index ARN, not the table's); the
 # budget limit is a GetItem on the settings item; the admin audit log is a Query per
-# month partition of the audit table. The page-token key is one GetSecretValue at cold
+# month partition of the audit table; the insights read the model registry (one Query of
+# its partition, as generate does). The page-token key is one GetSecretValue at cold
 # start. No Put/Update/Delete/BatchWrite/TransactWrite, no Scan.
 data "aws_iam_policy_document" "llm_usage" {
   statement {
@@ -265,6 +266,12 @@ data "aws_iam_policy_document" "llm_usage" {
     sid       = "AuditTableQuery"
     actions   = ["dynamodb:Query"]
     resources = [aws_dynamodb_table.audit.arn]
+  }
+
+  statement {
+    sid       = "RegistryTableRead"
+    actions   = ["dynamodb:GetItem", "dynamodb:Query"]
+    resources = [aws_dynamodb_table.registry.arn]
   }
 
   statement {

@@ -66,7 +66,7 @@ locals {
         local.log_filter_env,
       )
     }
-    # Usage reports (entries, summary, daily trend, budget, export), the admin usage
+    # Usage reports (entries, summary, daily trend, budget, export, insights), the admin usage
     # summary, the audit log and provider health. Read-only: its role has no write
     # action on any table (iam.tf). The page-token key is read once per cold start from
     # the secret in secrets.tf.
@@ -81,7 +81,10 @@ locals {
           USAGE_TABLE    = aws_dynamodb_table.usage.name
           CACHE_TABLE    = aws_dynamodb_table.cache.name
           AUDIT_TABLE    = aws_dynamodb_table.audit.name
-          # How soon an admin's new limits show in /budget.
+          # Read only: the models /insights may suggest instead of the ones used.
+          REGISTRY_TABLE = aws_dynamodb_table.registry.name
+          # How soon an admin's new limits show in /budget (and registry changes in
+          # /insights).
           LLM_SETTINGS_CACHE_SECS    = tostring(var.settings_cache_seconds)
           USAGE_TOKEN_KEY_SECRET_ARN = aws_secretsmanager_secret.usage_token_key.arn
           ADMIN_GROUP_CLAIM          = var.admin_group_claim

@@ -246,7 +246,7 @@ variable "usage_retention_days" {
 }
 
 variable "settings_cache_seconds" {
-  description = "How old a function's view of data other instances write may be, in seconds: generate's view of a user's settings (preferences, key versions, budget limit), of the month's spend that budget alerts compare against, of the model registry and of admin limits; llm-settings' view of the registry; llm-usage's view of admin limits. A change applies everywhere within this; reservations never use it (each is a conditional write). 0 reads them on every request (more DynamoDB round trips)."
+  description = "How old a function's view of data other instances write may be, in seconds: generate's view of a user's settings (preferences, key versions, budget limit), of the month's spend that budget alerts compare against, of the model registry and of admin limits; llm-settings' view of the registry; llm-usage's view of admin limits and of the registry (insights). A change applies everywhere within this; reservations never use it (each is a conditional write). 0 reads them on every request (more DynamoDB round trips)."
   type        = number
   default     = 5
 

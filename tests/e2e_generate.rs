@@ -981,3 +981,247 @@ async fn sampling_parameters_are_translated_refused_or_dropped() {
     );
     assert!(v["error"]["message"].as_str().unwrap().contains("topP"));
 }
+
+/// Dollars of a JSON money field as nano-dollars (exact at these magnitudes).
+fn nanos(v: &Value) -> i64 {
+    (v.as_f64().unwrap_or_else(|| panic!("not a number: {v}")) * 1e9).round() as i64
+}
+
+#[tokio::test]
+async fn insights_show_repeated_prompts_and_a_cheaper_enabled_model() {
+    let o = MockServer::start().await;
+    let a = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/messages"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(anthropic_body(1500, 500)))
+        .expect(3)
+        .mount(&a)
+        .await;
+    let mut g = gateway(
+        &o,
+        &a,
+        json!({"defaultProvider": "anthropic", "fallbackProviders": [], "enableCaching": false}),
+        &[],
+    )
+    .await;
+    let prompt = "Show me failed logins PROMPTTEXTMARKER";
+    for _ in 0..3 {
+        // A client's own `prompt_hash` is replaced: the name is the gateway's.
+        let (s, v) = g
+            .generate(json!({"prompt": prompt, "temperature": 0.0,
+                             "metadata": {"prompt_hash": "forged", "table": "t"}}))
+            .await;
+        assert_eq!((s, v["cached"].as_bool()), (200, Some(false)), "{v}");
+    }
+    let entries = g.usage(3).await;
+    assert_eq!(entries.len(), 3);
+    // The fingerprint: the same for the same request, 16 hex digits, no prompt text.
+    let hashes: Vec<&str> = entries
+        .iter()
+        .map(|e| e.metadata["prompt_hash"].as_str().unwrap())
+        .collect();
+    assert!(hashes.iter().all(|h| *h == hashes[0]), "{hashes:?}");
+    assert_eq!(hashes[0].len(), 16);
+    assert!(hashes[0].chars().all(|c| c.is_ascii_hexdigit()));
+    for e in &entries {
+        assert_eq!(
+            e.metadata["table"], "t",
+            "the client's other metadata is kept"
+        );
+        let text = serde_json::to_string(&e.metadata).unwrap();
+        assert!(
+            !text.contains("PROMPTTEXTMARKER") && !text.contains("failed"),
+            "{text}"
+        );
+    }
+
+    let token = g.token.clone();
+    let (s, v) = g
+        .client
+        .call(
+            reqwest::Method::GET,
+            "/api/llm-usage/alice/insights",
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["period"]["days"], 30);
+    assert_eq!(v["truncated"], false);
+    // Three calls of 1,500 input and 500 output tokens at $3 / $15: $0.012 each.
+    assert_eq!(
+        v["repeated_prompts"],
+        json!({"repeated_requests": 2, "distinct_prompts": 1, "cost_usd": 0.024,
+               "caching_enabled": false})
+    );
+    let f = &v["forecast"];
+    assert_eq!(nanos(&f["spent_usd"]), 36_000_000, "{f}");
+    assert_eq!(
+        (f["limit_usd"].clone(), f["over_budget"].clone()),
+        (Value::Null, json!(false))
+    );
+    // Today against the 7 zero days before it in the period: at least $0.01, so flagged.
+    let anomalies = v["anomalies"].as_array().unwrap();
+    assert_eq!(anomalies.len(), 1, "{v}");
+    assert_eq!(nanos(&anomalies[0]["cost_usd"]), 36_000_000);
+    assert_eq!(anomalies[0]["trailing_mean_usd"], 0.0);
+    assert_eq!(
+        anomalies[0]["date"].as_str(),
+        v["period"]["end"].as_str().and_then(|e| e.get(..10))
+    );
+
+    // The cheapest seeded (so enabled) chat model with tools and vision, as Claude 3.5
+    // Sonnet has, recomputed from the catalog: 4,500 input and 1,500 output tokens.
+    let catalog = shared::pricing::catalog().unwrap();
+    let tokens = shared::pricing::TokenCounts {
+        input_tokens: 4_500,
+        output_tokens: 1_500,
+        ..Default::default()
+    };
+    let has = |m: &shared::pricing::ModelPrice, c: &str| m.capabilities.iter().any(|x| x == c);
+    let (best, best_cost) = catalog
+        .models
+        .iter()
+        .filter(|m| has(m, "tools") && has(m, "vision") && !has(m, "embeddings"))
+        .filter(|m| !(m.input.is_zero() && m.output.is_zero()))
+        .map(|m| (m, m.cost(&tokens).unwrap()))
+        .min_by_key(|(m, c)| (*c, m.id.clone()))
+        .unwrap();
+    // 4,500 × $0.06 + 1,500 × $0.24 per 1M = $0.00063.
+    assert_eq!(
+        (best.provider, best.id.as_str(), best_cost.0),
+        (Provider::Bedrock, "amazon.nova-lite-v1:0", 630_000)
+    );
+    let suggestions = v["cheaper_models"].as_array().unwrap();
+    assert_eq!(suggestions.len(), 1, "{v}");
+    let s0 = &suggestions[0];
+    assert_eq!(s0["provider"], "anthropic");
+    assert_eq!(s0["model"], "claude-3-5-sonnet-20241022");
+    assert_eq!(
+        (
+            s0["requests"].clone(),
+            s0["input_tokens"].clone(),
+            s0["output_tokens"].clone()
+        ),
+        (json!(3), json!(4_500), json!(1_500))
+    );
+    assert_eq!(nanos(&s0["cost_usd"]), 36_000_000);
+    assert_eq!(s0["alternative_provider"], "bedrock");
+    assert_eq!(s0["alternative_model"], "amazon.nova-lite-v1:0");
+    assert_eq!(nanos(&s0["alternative_cost_usd"]), 630_000);
+    assert_eq!(nanos(&s0["saving_usd"]), 35_370_000);
+    // Bedrock runs on the function's own role: no key to save first.
+    assert_eq!(s0["needs_key"], false);
+
+    // Who may ask, and what.
+    let bob = token_for(&g, "bob");
+    let (s, v) = g
+        .client
+        .call(
+            reqwest::Method::GET,
+            "/api/llm-usage/alice/insights",
+            Some(&bob),
+            None,
+        )
+        .await;
+    assert_eq!(s, 403, "{v}");
+    // An admin sees alice's insights: the same repeats.
+    let admin = admin_token(&g);
+    let (s, v) = g
+        .client
+        .call(
+            reqwest::Method::GET,
+            "/api/llm-usage/alice/insights",
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["repeated_prompts"]["repeated_requests"], 2);
+    // Disabled, it is no longer suggested: the next cheapest is, Gemini 1.5 Flash at
+    // $0.075 / $0.30: 4,500 × 0.075 + 1,500 × 0.30 = 787.5 per 1M tokens.
+    let nova = shared::registry::seed::seed_id(Provider::Bedrock, "amazon.nova-lite-v1:0");
+    let (s, v) = g
+        .client
+        .call(
+            reqwest::Method::POST,
+            &format!("/api/admin/llms/{nova}/toggle"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!((s, v["enabled"].clone()), (200, json!(false)), "{v}");
+    let (s, v) = g
+        .client
+        .call(
+            reqwest::Method::GET,
+            "/api/llm-usage/alice/insights",
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let s0 = &v["cheaper_models"][0];
+    assert_eq!(
+        (
+            s0["alternative_provider"].as_str(),
+            s0["alternative_model"].as_str()
+        ),
+        (Some("google"), Some("gemini-1.5-flash")),
+        "{v}"
+    );
+    assert_eq!(nanos(&s0["alternative_cost_usd"]), 787_500);
+    assert_eq!(nanos(&s0["saving_usd"]), 36_000_000 - 787_500);
+    // alice saved keys for openai and anthropic only.
+    assert_eq!(s0["needs_key"], true);
+    let (s, _) = g
+        .client
+        .call(
+            reqwest::Method::GET,
+            "/api/llm-usage/alice/insights",
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(s, 401);
+    for (query, field) in [
+        ("days=5", "days"),
+        ("days=91", "days"),
+        ("days=7.5", "days"),
+        ("foo=1", "foo"),
+    ] {
+        let (s, v) = g
+            .client
+            .call(
+                reqwest::Method::GET,
+                &format!("/api/llm-usage/alice/insights?{query}"),
+                Some(&token),
+                None,
+            )
+            .await;
+        assert_eq!(s, 400, "{query}: {v}");
+        assert!(
+            v["error"]["message"].as_str().unwrap().contains(field),
+            "{query}: {v}"
+        );
+    }
+    let (s, v) = g
+        .client
+        .call(
+            reqwest::Method::GET,
+            "/api/llm-usage/alice/insights?days=7",
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!((s, v["period"]["days"].clone()), (200, json!(7)), "{v}");
+    g.assert_no_key_logged();
+}
+
+fn token_for(g: &Gateway, user: &str) -> String {
+    token(&g.data, user, false)
+}
+
+fn admin_token(g: &Gateway) -> String {
+    token(&g.data, "root", true)
+}

@@ -122,7 +122,7 @@ async fn put_through_the_lambda_path_plain_and_base64() {
 }
 
 /// The usage router as llm-usage builds it: a state of stores, identity and the
-/// page-token key, with no key vault, provider transport or pricing catalog. Callers
+/// page-token key and the registry, with no key vault or provider transport. Callers
 /// still come from the verified claims.
 #[tokio::test]
 async fn usage_routes_take_the_caller_from_the_claims() {
@@ -136,6 +136,11 @@ async fn usage_routes_take_the_caller_from_the_claims() {
         limits: Arc::new(SqliteStore::open_in_memory().unwrap()),
         audit: Arc::new(SqliteStore::open_in_memory().unwrap()),
         rate_limits: Arc::new(shared::store::warm::ratelimits::MemoryRateLimits::default()),
+        registry: Arc::new(shared::registry::RegistryCache::new(
+            Arc::new(SqliteStore::open_in_memory().unwrap()),
+            shared::pricing::catalog().unwrap(),
+            std::time::Duration::from_secs(5),
+        )),
     }));
     // The settings fixtures, sent to a usage route instead.
     let to = |name: &str, path: &str| {

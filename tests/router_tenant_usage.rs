@@ -160,6 +160,7 @@ async fn fixture() -> Fixture {
         limits: Arc::new(d.db.clone()),
         audit: Arc::new(d.db.clone()),
         rate_limits: Arc::new(shared::store::warm::ratelimits::MemoryRateLimits::default()),
+        registry: d.state.registry.clone(),
     };
     Fixture {
         router: app(usage_router(state)),

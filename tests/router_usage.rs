@@ -111,6 +111,7 @@ async fn fixture(seed: u64, n: usize) -> Fixture {
         limits: Arc::new(d.db.clone()),
         audit: Arc::new(d.db.clone()),
         rate_limits: Arc::new(shared::store::warm::ratelimits::MemoryRateLimits::default()),
+        registry: d.state.registry.clone(),
     };
     Fixture {
         router: app(usage_router(state)),
@@ -470,6 +471,7 @@ async fn expired_entries_are_not_read_and_are_purged() {
         limits: Arc::new(d.db.clone()),
         audit: Arc::new(d.db.clone()),
         rate_limits: Arc::new(shared::store::warm::ratelimits::MemoryRateLimits::default()),
+        registry: d.state.registry.clone(),
     };
     let router = app(usage_router(state));
     let r = send(
@@ -523,6 +525,7 @@ async fn admins_see_every_users_usage_through_the_provider_index() {
         limits: Arc::new(d.db.clone()),
         audit: Arc::new(d.db.clone()),
         rate_limits: Arc::new(shared::store::warm::ratelimits::MemoryRateLimits::default()),
+        registry: d.state.registry.clone(),
     };
     let router = app(usage_router(state));
     let start = timestamp(now - Duration::days(41));
@@ -680,6 +683,7 @@ async fn provider_health_matches_a_recomputation_from_the_entries() {
         limits: Arc::new(d.db.clone()),
         audit: Arc::new(d.db.clone()),
         rate_limits: Arc::new(shared::store::warm::ratelimits::MemoryRateLimits::default()),
+        registry: d.state.registry.clone(),
     };
     let router = app(usage_router(state));
     let path = "/api/admin/providers/health";

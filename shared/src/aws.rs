@@ -297,13 +297,17 @@ async fn token_key_from_secret(
 /// `USAGE_TABLE`, `CACHE_TABLE`, `AUDIT_TABLE` (the usage store's tables; this function
 /// only reads the usage table), `ADMIN_GROUP_CLAIM`, `ADMIN_GROUP` and
 /// `USAGE_TOKEN_KEY_SECRET_ARN`, the Secrets Manager secret whose string is the key that
-/// signs `nextToken`s (read once here, so every instance shares it). Reports only: no
-/// key vault, provider transport, Bedrock client or pricing catalog is built.
+/// signs `nextToken`s (read once here, so every instance shares it), and
+/// `REGISTRY_TABLE`, the model registry the insights suggest cheaper models from (read
+/// only, on the first insights request, then within `LLM_SETTINGS_CACHE_SECS`). Reports
+/// only: no key vault, provider transport or Bedrock client is built.
 pub async fn usage_state_from_env() -> Result<UsageState, InitError> {
     let settings_table = required("SETTINGS_TABLE")?;
     let tables = UsageTables::from_env()?;
     let tables_audit = tables.audit.clone();
     let token_secret_arn = required("USAGE_TOKEN_KEY_SECRET_ARN")?;
+    let registry_table = required("REGISTRY_TABLE")?;
+    let catalog = crate::pricing::catalog()?;
     let Clients { config, dynamodb } = clients().await;
     let secrets = aws_sdk_secretsmanager::Client::new(&config);
     let token_key = token_key_from_secret(&secrets, &token_secret_arn).await?;
@@ -321,6 +325,17 @@ pub async fn usage_state_from_env() -> Result<UsageState, InitError> {
         )),
         window,
     ));
+    // Not loaded here: only the insights read it, so the other reports never wait for it
+    // (and a registry that cannot be read fails those requests alone).
+    let registry = Arc::new(RegistryCache::new(
+        Arc::new(DynamoRegistryStore::new(
+            dynamodb.clone(),
+            registry_table,
+            tables_audit.clone(),
+        )),
+        catalog,
+        window,
+    ));
     Ok(UsageState {
         identity: identity_from_env(),
         // Reads only: the audit table is named for the type's sake.
@@ -336,6 +351,7 @@ pub async fn usage_state_from_env() -> Result<UsageState, InitError> {
         audit: store,
         // Read-only here (a tenant's last24h): generate writes what providers report.
         rate_limits,
+        registry,
     })
 }
 

@@ -405,6 +405,8 @@ async fn serve(addr: SocketAddr, data_dir: &Path) -> Result<(), LocalError> {
         audit: db.clone(),
         // The generate state's own book: one process, one memory of every answer.
         rate_limits: generate_state.rate_limits.clone(),
+        // The registry every route of this process shares: insights suggest from it.
+        registry: state.registry.clone(),
         // Page tokens are signed with a key derived from the master key: stable across
         // restarts, different per installation.
         token_key: TokenKey::new(&Sha256::digest(

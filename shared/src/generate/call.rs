@@ -47,6 +47,20 @@ pub struct Call<'a> {
     rate_limited_until: Option<chrono::DateTime<chrono::Utc>>,
     /// The caller's tenant, whose keys serve where the member has none.
     pub tenant: Option<Tenant>,
+    /// The request's fingerprint, once known ([`Call::note_prompt`]): recorded on its
+    /// usage entry as `metadata.prompt_hash`.
+    prompt_hash: Option<String>,
+}
+
+/// The usage-entry metadata key of a request's fingerprint.
+pub const PROMPT_HASH: &str = "prompt_hash";
+
+/// 16 hex digits of a SHA-256 of the cache key material, domain-separated so that it is
+/// not a prefix of the cache key itself: equal for equal requests, and nothing of the
+/// prompt can be read back from it.
+pub fn prompt_hash(material: &str) -> String {
+    let digest = Sha256::digest([b"prompt_hash\0".as_slice(), material.as_bytes()].concat());
+    hex::encode(&digest[..8])
 }
 
 /// The tenant side of a member's request.
@@ -156,6 +170,7 @@ impl<'a> Call<'a> {
             reservations: 0,
             view,
             rate_limited_until: None,
+            prompt_hash: None,
             tenant,
         })
     }
@@ -261,7 +276,6 @@ impl<'a> Call<'a> {
 
     pub fn cache_key(&self, llm: &Resolved, chat: &ChatRequest) -> Option<String> {
         let prefs = self.prefs();
-        let model = &llm.model;
         let wanted = match self.req.cache {
             Some(explicit) => explicit,
             None => self.req.temperature(llm, prefs) == 0.0,
@@ -269,15 +283,28 @@ impl<'a> Call<'a> {
         if !prefs.enable_caching || !wanted {
             return None;
         }
-        // The whole neutral request (every field that can change an answer: parts,
-        // tools, tool choice, response format, sampling), not a hand-kept list of it.
-        let canonical = serde_json::json!({
+        Some(hex::encode(Sha256::digest(
+            self.cache_material(llm, chat).as_bytes(),
+        )))
+    }
+
+    /// What the response cache keys an answer by: the whole neutral request (every
+    /// field that can change an answer: parts, tools, tool choice, response format,
+    /// sampling), not a hand-kept list of it, for this user and model.
+    fn cache_material(&self, llm: &Resolved, chat: &ChatRequest) -> String {
+        let model = &llm.model;
+        serde_json::json!({
             "user": self.user_id, "provider": model.provider, "model": model.id,
             "request": chat,
-        });
-        Some(hex::encode(Sha256::digest(
-            canonical.to_string().as_bytes(),
-        )))
+        })
+        .to_string()
+    }
+
+    /// Notes the request's fingerprint for its usage entry ([`PROMPT_HASH`]), whether
+    /// or not caching is on, so the usage insights can tell what the cache would have
+    /// saved.
+    pub fn note_prompt(&mut self, llm: &Resolved, chat: &ChatRequest) {
+        self.prompt_hash = Some(prompt_hash(&self.cache_material(llm, chat)));
     }
 
     fn month(&self) -> String {
@@ -630,11 +657,23 @@ impl<'a> Call<'a> {
             status,
             error_type,
             price_version: llm.price_version.clone(),
-            metadata: self.req.metadata.clone(),
+            metadata: self.metadata(),
             ttl: now.timestamp() + self.st.config.retention_days * 86_400,
             key_source: None,
             tenant_id: self.tenant.as_ref().map(|t| t.id.clone()),
         }
+    }
+
+    /// The client's metadata, with the request's fingerprint. The name is reserved: a
+    /// client value of it is dropped even where there is no fingerprint (embeddings), so
+    /// the insights can trust every one they read.
+    fn metadata(&self) -> std::collections::BTreeMap<String, serde_json::Value> {
+        let mut m = self.req.metadata.clone();
+        m.remove(PROMPT_HASH);
+        if let Some(h) = &self.prompt_hash {
+            m.insert(PROMPT_HASH.to_owned(), serde_json::Value::String(h.clone()));
+        }
+        m
     }
 
     /// The usage entry of a call candidate `c` made.

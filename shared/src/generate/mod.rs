@@ -24,6 +24,7 @@ pub mod stream;
 #[cfg(test)]
 mod tests;
 
+pub use call::{PROMPT_HASH, prompt_hash};
 pub use config::{GenerateConfig, MIN_LEASE_MARGIN, rpm_limiter_from_env};
 pub use error::{Attempt, AttemptError, GenerateError, UpstreamFailure};
 pub use response::{GenerateResponse, UsageView};

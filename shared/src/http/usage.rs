@@ -1,6 +1,6 @@
-//! The `llm-usage` function's router: entries, summary, daily trend, budget, export, the
-//! tenant views ([`super::tenant_usage`]) and the admin views (every user's usage
-//! summary, provider health).
+//! The `llm-usage` function's router: entries, summary, daily trend, budget, export,
+//! cost insights, the tenant views ([`super::tenant_usage`]) and the admin views (every
+//! user's usage summary, provider health).
 //! Handlers check who may ask and which parameters exist, hand the values to `usage/`
 //! (which parses, reads and computes), and write its answer as JSON or a stream.
 
@@ -25,8 +25,9 @@ use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-/// What the usage routes read: reports only, so no vault, no provider transport and no
-/// pricing catalog (costs were priced when the entries were written).
+/// What the usage routes read: reports only, so no vault and no provider transport
+/// (costs were priced when the entries were written; only the insights price the same
+/// tokens on other models, with the registry's prices).
 #[derive(Clone)]
 pub struct UsageState {
     pub identity: IdentityMode,
@@ -41,6 +42,8 @@ pub struct UsageState {
     pub audit: Arc<dyn AuditStore>,
     /// What providers last said about keys' rate limits (a tenant's `last24h`).
     pub rate_limits: Arc<dyn crate::store::ratelimits::RateLimitBook>,
+    /// The models a user may pick, read (never written) by the insights' cheaper models.
+    pub registry: Arc<crate::registry::RegistryCache>,
 }
 
 impl FromRef<UsageState> for IdentityMode {
@@ -56,6 +59,7 @@ pub fn usage_router(state: UsageState) -> Router {
         .route("/api/llm-usage/{user_id}/daily", get(daily))
         .route("/api/llm-usage/{user_id}/budget", get(budget))
         .route("/api/llm-usage/{user_id}/export", get(export))
+        .route("/api/llm-usage/{user_id}/insights", get(insights))
         .route("/api/admin/usage/summary", get(admin_summary))
         .route("/api/admin/audit", get(audit_log))
         .route("/api/admin/providers/health", get(providers_health))
@@ -217,6 +221,37 @@ async fn budget(
         "projected_usd": b.projected,
         "alerted_thresholds": b.alerted_thresholds,
     })))
+}
+
+/// Cost insights ([`crate::usage::insights`]). The registry scope is the caller's tenant
+/// when they ask about themselves.
+async fn insights(
+    caller: Caller,
+    UserId(user_id): UserId,
+    State(st): State<UsageState>,
+    params: Params,
+) -> Result<Json<Value>, ApiError> {
+    caller.authorize_user(&user_id)?;
+    params.allow(&["days"])?;
+    let sources = usage::insights::Sources {
+        usage: st.usage.as_ref(),
+        settings: st.settings.as_ref(),
+        limits: st.limits.as_ref(),
+        budgets: st.budgets.as_ref(),
+        registry: st.registry.as_ref(),
+    };
+    let own_tenant = (caller.user_id == user_id).then_some(caller.tenant_id.as_deref());
+    let report = usage::insights::insights(
+        &sources,
+        &user_id,
+        own_tenant,
+        params.get("days"),
+        Utc::now(),
+    )
+    .await?;
+    Ok(Json(
+        serde_json::to_value(report).map_err(ApiError::internal)?,
+    ))
 }
 
 async fn audit_log(

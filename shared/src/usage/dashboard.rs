@@ -49,6 +49,16 @@ pub async fn daily(
     now: DateTime<Utc>,
 ) -> Result<Vec<DayRow>, UsageError> {
     let days = whole_number("days", days, 1, 396, 30)?;
+    daily_rows_of(usage, user_id, days, now).await
+}
+
+/// The rows of [`daily`] for a number of days already checked.
+pub async fn daily_rows_of(
+    usage: &dyn UsageStore,
+    user_id: &str,
+    days: i64,
+    now: DateTime<Utc>,
+) -> Result<Vec<DayRow>, UsageError> {
     let today = day_start(now);
     let from = today - chrono::Duration::days(days - 1);
     let rollups = usage

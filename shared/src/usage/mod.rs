@@ -9,6 +9,7 @@ pub mod dashboard;
 mod error;
 pub mod export;
 pub mod health;
+pub mod insights;
 pub mod query;
 pub mod range;
 pub mod report;
