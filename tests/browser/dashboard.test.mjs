@@ -274,10 +274,31 @@ test('insights: repeated prompts and the forecast equal the API', async () => {
   const text = await page.locator('[data-insight="repeated"]').textContent();
   const r = api.body.repeated_prompts;
   assert.equal(r.repeated_requests, 2);
-  assert.ok(text.startsWith(`${r.repeated_requests} requests repeated ${r.distinct_prompts} earlier prompts and cost $${literal(api.text, 'cost_usd')}`), text);
+  assert.equal(r.distinct_prompts, 1);
+  const repeatedRaw = api.text.slice(api.text.indexOf('"repeated_prompts"'));
+  assert.ok(text.startsWith(`2 requests repeated 1 earlier prompt and cost $${literal(repeatedRaw, 'cost_usd')}`), text);
+  assert.equal(literal(repeatedRaw, 'cost_usd'), '0.0028', 'two repeats of a $0.0014 request');
   assert.ok(text.includes('would have answered them'));
-  await page.getByText(`Spent this month`).waitFor();
-  assert.equal(moneyText(await cardValue(page, 'Projected month end')), literal(api.text, 'projected_usd'));
+  assert.ok(!(await page.locator('main').textContent()).includes('null'), 'a null leaked into the page');
+  // The cheaper models, row for row, with the exact saving.
+  const cheaper = api.body.cheaper_models;
+  assert.ok(cheaper.length >= 1, api.text);
+  const first = cheaper[0];
+  const cells = await page.getByRole('table', { name: 'Cheaper models' })
+    .locator(`tr[data-key="${first.provider}/${first.model}"] td`).first().textContent();
+  assert.ok(cells.startsWith(first.model));
+  const rowTexts = await page.getByRole('table', { name: 'Cheaper models' }).locator('tbody tr').first().locator('td').allTextContents();
+  const cheaperRaw = api.text.slice(api.text.indexOf('"cheaper_models"'));
+  assert.equal(moneyText(rowTexts[6]), literal(cheaperRaw, 'saving_usd'));
+  // The projection moves with the clock: compare with the very answer the page received.
+  const [seen] = await Promise.all([
+    page.waitForResponse((res) => res.url().includes('/insights?days=7')),
+    page.getByLabel('Period').selectOption('7'),
+  ]);
+  const seenText = await seen.text();
+  await page.waitForFunction((want) => [...document.querySelectorAll('[data-card="Projected month end"] .value')]
+    .some((el) => el.textContent.replace(/[$,]/g, '') === want), literal(seenText, 'projected_usd'));
+  assert.equal(moneyText(await cardValue(page, 'Spent this month')), literal(seenText, 'spent_usd'));
   await done();
 });
 
@@ -402,6 +423,8 @@ test('every page: labelled controls, light and dark screenshots, no horizontal s
         .filter((el) => !(el.labels && el.labels.length) && !el.getAttribute('aria-label') && !el.textContent.trim())
         .map((el) => el.outerHTML.slice(0, 80)));
       assert.deepEqual(unlabelled, [], `unlabelled controls on ${name}`);
+      const visible = await page.locator('main').innerText();
+      assert.doesNotMatch(visible, /\bundefined\b|\bNaN\b|\bnull\b|\[object /, `${name} shows a missing value`);
       if (tag === 'phone') {
         const width = await page.evaluate(() => document.documentElement.scrollWidth);
         assert.ok(width <= 390, `${name} is ${width} px wide at 390`);

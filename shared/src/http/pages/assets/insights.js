@@ -29,22 +29,25 @@ function anomalies(list) {
 }
 
 function cheaper(list) {
-  const rows = list.map((c) => h('tr', {},
+  const rows = list.map((c) => h('tr', { 'data-key': `${c.provider}/${c.model}` },
     td(`${c.model} (${providerName(c.provider)})`), td(int(c.requests), true),
     td(`${int(c.input_tokens)} in / ${int(c.output_tokens)} out`, true), td(usd(c.cost_usd), true),
     td(`${c.alternative_model} (${providerName(c.alternative_provider)})`),
-    td(usd(c.alternative_cost_usd), true), td(usd(c.saving_usd), true)));
+    td(usd(c.alternative_cost_usd), true), td(usd(c.saving_usd), true),
+    td(c.needs_key ? 'needs a key' : 'ready')));
   return h('section', { 'aria-labelledby': 'ch-h' }, h('h2', { id: 'ch-h', text: 'Cheaper models' }),
-    rows.length ? table(['Model used', '#Requests', '#Tokens', '#Cost', 'Cheaper enabled model', '#Would cost', '#Saving'], rows, 'Cheaper models')
+    rows.length ? table(['Model used', '#Requests', '#Tokens', '#Cost', 'Cheaper enabled model', '#Would cost', '#Saving', 'Your key'], rows, 'Cheaper models')
       : h('p.muted', { text: 'No enabled model would have been cheaper for these requests.' }));
 }
+
+const plural = (n, word) => `${int(n)} ${word}${n === 1 ? '' : 's'}`;
 
 function repeated(r) {
   return h('section', { 'aria-labelledby': 'rp-h' }, h('h2', { id: 'rp-h', text: 'Repeated prompts' }),
     r.repeated_requests > 0
       ? h('p', {
         'data-insight': 'repeated',
-        text: `${int(r.repeated_requests)} requests repeated ${int(r.distinct_prompts)} earlier prompts and cost ${usd(r.cost_usd)}; `
+        text: `${plural(r.repeated_requests, 'request')} repeated ${plural(r.distinct_prompts, 'earlier prompt')} and cost ${usd(r.cost_usd)}; `
           + (r.caching_enabled ? 'caching is on, so they had expired from the cache or were not cacheable.'
             : 'the response cache would have answered them. Turn on "Enable caching" in Settings.'),
       })
@@ -61,8 +64,8 @@ export async function render(view, { me, stale }) {
     const r = await get(`/api/llm-usage/${seg(me.userId)}/insights?days=${period.value}`);
     if (stale()) return;
     body.replaceChildren(forecast(r.forecast), anomalies(r.anomalies || []),
-      cheaper(r.cheaper_models || []), repeated(r.repeated_prompts || { repeated_requests: 0 }),
-      r.truncated ? h('p.muted', { text: 'Only the newest requests of the period were read.' }) : null);
+      cheaper(r.cheaper_models || []), repeated(r.repeated_prompts || { repeated_requests: 0 }));
+    if (r.truncated) body.append(h('p.muted', { text: 'Only the newest requests of the period were read.' }));
   }
   period.addEventListener('change', () => draw());
   await draw();
