@@ -218,6 +218,11 @@ export async function renderSettings(view, base) {
       if (!(k in map) && !OPERATIONS.some((o) => o.map === k)) map[k] = v;
     }
     p.models = map;
+    // Only what changed: a field sent is a field the owner has set, and a tenant member's
+    // unset fields keep following the tenant's.
+    for (const k of Object.keys(p)) {
+      if (JSON.stringify(p[k]) === JSON.stringify(k in prefs ? prefs[k] : null)) delete p[k];
+    }
     const keys = {};
     for (const [prov, input] of Object.entries(keyInputs)) {
       if (input.value.trim()) keys[prov] = input.value.trim();
@@ -239,6 +244,7 @@ export async function renderSettings(view, base) {
       try {
         const body = collect();
         state.settings = await put(base, body);
+        Object.assign(prefs, state.settings.preferences);
         for (const input of Object.values(keyInputs)) input.value = '';
         drawCards();
         saveMsg.ok(`Settings saved (version ${state.settings.version})`);
