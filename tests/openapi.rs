@@ -55,12 +55,18 @@ async fn the_document_covers_every_served_route() {
         .collect();
     assert_eq!(listed.len(), ROUTES.len(), "ROUTES has duplicates");
     let mut documented = BTreeSet::new();
+    let mut operation_ids = BTreeSet::new();
     for (path, item) in doc["paths"].as_object().unwrap() {
         for (method, op) in item.as_object().unwrap() {
             if !METHODS.contains(&method.as_str()) {
                 continue;
             }
             documented.insert((method.clone(), path.clone()));
+            let id = op["operationId"].as_str().unwrap_or_default().to_owned();
+            assert!(
+                operation_ids.insert(id),
+                "{method} {path}: operationId reused"
+            );
             let public = PUBLIC_ROUTES.iter().any(|(m, p)| m == method && p == path);
             let security = op["security"].as_array().cloned().unwrap_or_default();
             let bearer = security.iter().any(|s| s.get("bearer").is_some());

@@ -349,6 +349,7 @@ fn tool_call_delta(t: &ToolCallDelta) -> Value {
 /// so `client.models.list()` parses in either.
 #[utoipa::path(
     get,
+    operation_id = "openai_list_models",
     path = "/v1/models",
     tag = "openai",
     summary = "OpenAI model list",

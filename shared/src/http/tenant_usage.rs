@@ -22,6 +22,7 @@ pub(super) fn routes() -> Router<UsageState> {
 
 #[utoipa::path(
     get,
+    operation_id = "tenant_usage_summary",
     path = "/api/tenants/{tenantId}/llm-usage/summary",
     tag = "tenants",
     summary = "A tenant's usage summary",
@@ -50,6 +51,7 @@ async fn summary(
 
 #[utoipa::path(
     get,
+    operation_id = "tenant_usage_daily",
     path = "/api/tenants/{tenantId}/llm-usage/daily",
     tag = "tenants",
     summary = "A tenant's daily usage",
@@ -77,6 +79,7 @@ async fn daily(
 
 #[utoipa::path(
     get,
+    operation_id = "tenant_usage_last24h",
     path = "/api/tenants/{tenantId}/llm-usage/last24h",
     tag = "tenants",
     summary = "A tenant's last 24 hours",

@@ -33,6 +33,7 @@ pub fn tenant_settings_routes() -> Router<AppState> {
 
 #[utoipa::path(
     get,
+    operation_id = "tenant_get_settings",
     path = "/api/tenants/{tenantId}/llm-settings",
     tag = "tenants",
     summary = "A tenant's settings",
@@ -52,6 +53,7 @@ async fn get_settings(
 
 #[utoipa::path(
     put,
+    operation_id = "tenant_put_settings",
     path = "/api/tenants/{tenantId}/llm-settings",
     tag = "tenants",
     summary = "Write a tenant's settings",
@@ -74,6 +76,7 @@ async fn put_settings(
 
 #[utoipa::path(
     delete,
+    operation_id = "tenant_delete_key",
     path = "/api/tenants/{tenantId}/llm-settings/keys/{provider}",
     tag = "tenants",
     summary = "Delete a tenant key",
@@ -102,6 +105,7 @@ async fn delete_key(
 /// Calls a provider with the tenant's keys (or the body's): a write, so members may not.
 #[utoipa::path(
     post,
+    operation_id = "tenant_test_connection",
     path = "/api/tenants/{tenantId}/llm-settings/test",
     tag = "tenants",
     summary = "Test a tenant key",
