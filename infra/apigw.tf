@@ -56,6 +56,7 @@ locals {
     "GET /health"        = "llm-settings"
     "GET /"              = "llm-settings"
     "GET /assets/{file}" = "llm-settings"
+    "GET /openapi.json"  = "llm-settings"
   }
 }
 
@@ -106,7 +107,7 @@ resource "aws_apigatewayv2_route" "jwt" {
 
 resource "aws_apigatewayv2_route" "public" {
   for_each = local.public_api_routes
-  #checkov:skip=CKV_AWS_309:Public by the API contract: GET /health is a liveness probe, GET / and GET /assets/{file} are the dashboard's static files; none returns data. Every other route is in aws_apigatewayv2_route.jwt.
+  #checkov:skip=CKV_AWS_309:Public by the API contract: GET /health is a liveness probe, GET / and GET /assets/{file} are the dashboard's static files, GET /openapi.json is the API's OpenAPI document (built from the code, the same for every caller); none returns data. Every other route is in aws_apigatewayv2_route.jwt.
 
   api_id             = aws_apigatewayv2_api.this.id
   route_key          = each.key

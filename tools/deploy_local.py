@@ -655,6 +655,10 @@ def run_journey(d: Deployer, ev: tfeval.Evaluator, j: Journey, stub: ProviderStu
     st, _, script = j.expect("GET /assets/app.js without a token -> 200", "GET", "/assets/app.js", 200)
     j.check("the dashboard script arrives as text", "import" in script, script[:120])
     j.expect("GET /assets/missing.js -> 404", "GET", "/assets/missing.js", 404)
+    st, js, _ = j.expect("GET /openapi.json without a token -> 200", "GET", "/openapi.json", 200)
+    j.check("the OpenAPI document is 3.1 and lists the settings routes",
+            isinstance(js, dict) and js.get("openapi") == "3.1.0" and "/api/llm-settings/{userId}" in js.get("paths", {}),
+            str(js)[:200])
     j.expect("GET /api/me without a token -> 401", "GET", "/api/me", 401)
     st, js, _ = j.expect("alice GET /api/me -> 200", "GET", "/api/me", 200, token=alice)
     j.check("/api/me names alice by her sub, not an admin",

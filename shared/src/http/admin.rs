@@ -71,6 +71,15 @@ fn flag(params: &Params, name: &str) -> Result<Option<bool>, ApiError> {
         .transpose()
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/admin/llms",
+    tag = "admin",
+    summary = "List registry entries",
+    params(("search" = Option<String>, Query, description = "Substring of name or model"), ("provider" = Option<String>, Query, description = "A provider"), ("enabled" = Option<bool>, Query, description = "true or false"), ("scope" = Option<String>, Query, description = "global or a tenant id"), ("limit" = Option<u32>, Query, description = "Page size (at most 200)"), ("nextToken" = Option<String>, Query, description = "Cursor from the previous page")),
+    security(("bearer" = [])),
+    responses((status = 200, description = "A page of registry entries", body = Object), (status = 400, description = "Invalid field, malformed JSON or unknown field (the message names it)", body = crate::http::openapi::ErrorEnvelope), (status = 401, description = "No or invalid bearer token", body = crate::http::openapi::ErrorEnvelope), (status = 403, description = "Not the caller's own resource, or not admin", body = crate::http::openapi::ErrorEnvelope))
+)]
 async fn list(
     caller: Caller,
     State(st): State<AppState>,
@@ -126,6 +135,15 @@ async fn list(
     })))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/admin/llms",
+    tag = "admin",
+    summary = "Create a registry entry",
+    request_body(content = Object, description = "A registry entry: name, provider, model_name, description, config, auth_meta (references only), enabled, is_default, priority, scope, capabilities, price", content_type = "application/json"),
+    security(("bearer" = [])),
+    responses((status = 201, description = "The created entry", body = Object), (status = 400, description = "Invalid field, malformed JSON or unknown field (the message names it)", body = crate::http::openapi::ErrorEnvelope), (status = 401, description = "No or invalid bearer token", body = crate::http::openapi::ErrorEnvelope), (status = 403, description = "Not the caller's own resource, or not admin", body = crate::http::openapi::ErrorEnvelope), (status = 409, description = "Stale `version`, or a name another entry holds", body = crate::http::openapi::ErrorEnvelope), (status = 413, description = "Body over 1 MiB", body = crate::http::openapi::ErrorEnvelope))
+)]
 async fn create(
     caller: Caller,
     State(st): State<AppState>,
@@ -135,6 +153,15 @@ async fn create(
     Ok((StatusCode::CREATED, Json(view)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/admin/llms/{id}",
+    tag = "admin",
+    summary = "A registry entry",
+    params(("id" = String, Path, description = "A registry entry id (1 to 128 characters)")),
+    security(("bearer" = [])),
+    responses((status = 200, description = "A registry entry: id, name, provider, model_name, description, config, auth_meta, enabled, is_default, priority, scope, capabilities, price override, created_at, updated_at", body = Object), (status = 400, description = "Invalid field, malformed JSON or unknown field (the message names it)", body = crate::http::openapi::ErrorEnvelope), (status = 401, description = "No or invalid bearer token", body = crate::http::openapi::ErrorEnvelope), (status = 403, description = "Not the caller's own resource, or not admin", body = crate::http::openapi::ErrorEnvelope), (status = 404, description = "The resource does not exist", body = crate::http::openapi::ErrorEnvelope))
+)]
 async fn get_one(
     caller: Caller,
     LlmId(id): LlmId,
@@ -143,6 +170,16 @@ async fn get_one(
     Ok(Json(admin(&caller, &st)?.get(&id).await?))
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/admin/llms/{id}",
+    tag = "admin",
+    summary = "Update a registry entry",
+    params(("id" = String, Path, description = "A registry entry id (1 to 128 characters)")),
+    request_body(content = Object, description = "Fields to change: name, provider, model_name, description, config, auth_meta (references only), enabled, is_default, priority, scope, capabilities, price", content_type = "application/json"),
+    security(("bearer" = [])),
+    responses((status = 200, description = "A registry entry: id, name, provider, model_name, description, config, auth_meta, enabled, is_default, priority, scope, capabilities, price override, created_at, updated_at", body = Object), (status = 400, description = "Invalid field, malformed JSON or unknown field (the message names it)", body = crate::http::openapi::ErrorEnvelope), (status = 401, description = "No or invalid bearer token", body = crate::http::openapi::ErrorEnvelope), (status = 403, description = "Not the caller's own resource, or not admin", body = crate::http::openapi::ErrorEnvelope), (status = 404, description = "The resource does not exist", body = crate::http::openapi::ErrorEnvelope), (status = 409, description = "Stale `version`, or a name another entry holds", body = crate::http::openapi::ErrorEnvelope), (status = 413, description = "Body over 1 MiB", body = crate::http::openapi::ErrorEnvelope))
+)]
 async fn update(
     caller: Caller,
     LlmId(id): LlmId,
@@ -152,6 +189,15 @@ async fn update(
     Ok(Json(admin(&caller, &st)?.update(&id, body).await?))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/admin/llms/{id}",
+    tag = "admin",
+    summary = "Delete a registry entry",
+    params(("id" = String, Path, description = "A registry entry id (1 to 128 characters)")),
+    security(("bearer" = [])),
+    responses((status = 204, description = "Deleted"), (status = 400, description = "Invalid field, malformed JSON or unknown field (the message names it)", body = crate::http::openapi::ErrorEnvelope), (status = 401, description = "No or invalid bearer token", body = crate::http::openapi::ErrorEnvelope), (status = 403, description = "Not the caller's own resource, or not admin", body = crate::http::openapi::ErrorEnvelope), (status = 404, description = "The resource does not exist", body = crate::http::openapi::ErrorEnvelope))
+)]
 async fn remove(
     caller: Caller,
     LlmId(id): LlmId,
@@ -161,6 +207,15 @@ async fn remove(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/admin/llms/{id}/toggle",
+    tag = "admin",
+    summary = "Enable or disable an entry",
+    params(("id" = String, Path, description = "A registry entry id (1 to 128 characters)")),
+    security(("bearer" = [])),
+    responses((status = 200, description = "A registry entry: id, name, provider, model_name, description, config, auth_meta, enabled, is_default, priority, scope, capabilities, price override, created_at, updated_at", body = Object), (status = 400, description = "Invalid field, malformed JSON or unknown field (the message names it)", body = crate::http::openapi::ErrorEnvelope), (status = 401, description = "No or invalid bearer token", body = crate::http::openapi::ErrorEnvelope), (status = 403, description = "Not the caller's own resource, or not admin", body = crate::http::openapi::ErrorEnvelope), (status = 404, description = "The resource does not exist", body = crate::http::openapi::ErrorEnvelope), (status = 409, description = "Stale `version`, or a name another entry holds", body = crate::http::openapi::ErrorEnvelope))
+)]
 async fn toggle(
     caller: Caller,
     LlmId(id): LlmId,
@@ -170,6 +225,16 @@ async fn toggle(
 }
 
 /// The body is optional: none means the default for every operation type.
+#[utoipa::path(
+    post,
+    path = "/api/admin/llms/{id}/set-default",
+    tag = "admin",
+    summary = "Make an entry the default for its scope and operation type",
+    params(("id" = String, Path, description = "A registry entry id (1 to 128 characters)")),
+    request_body(content = Object, description = "Optional: `{\"operationType\": \"...\"}`; an empty body is allowed", content_type = "application/json"),
+    security(("bearer" = [])),
+    responses((status = 200, description = "A registry entry: id, name, provider, model_name, description, config, auth_meta, enabled, is_default, priority, scope, capabilities, price override, created_at, updated_at", body = Object), (status = 400, description = "Invalid field, malformed JSON or unknown field (the message names it)", body = crate::http::openapi::ErrorEnvelope), (status = 401, description = "No or invalid bearer token", body = crate::http::openapi::ErrorEnvelope), (status = 403, description = "Not the caller's own resource, or not admin", body = crate::http::openapi::ErrorEnvelope), (status = 404, description = "The resource does not exist", body = crate::http::openapi::ErrorEnvelope), (status = 409, description = "Stale `version`, or a name another entry holds", body = crate::http::openapi::ErrorEnvelope), (status = 413, description = "Body over 1 MiB", body = crate::http::openapi::ErrorEnvelope))
+)]
 async fn set_default(
     caller: Caller,
     LlmId(id): LlmId,
@@ -185,6 +250,15 @@ async fn set_default(
     Ok(Json(admin.set_default(&id, body).await?))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/admin/llms/bulk",
+    tag = "admin",
+    summary = "Enable, disable or delete many entries",
+    request_body(content = Object, description = "`{\"action\": \"enable|disable|delete\", \"ids\": [...]}`", content_type = "application/json"),
+    security(("bearer" = [])),
+    responses((status = 200, description = "`{\"results\": [...], \"succeeded\", \"failed\"}`", body = Object), (status = 400, description = "Invalid field, malformed JSON or unknown field (the message names it)", body = crate::http::openapi::ErrorEnvelope), (status = 401, description = "No or invalid bearer token", body = crate::http::openapi::ErrorEnvelope), (status = 403, description = "Not the caller's own resource, or not admin", body = crate::http::openapi::ErrorEnvelope), (status = 413, description = "Body over 1 MiB", body = crate::http::openapi::ErrorEnvelope))
+)]
 async fn bulk(
     caller: Caller,
     State(st): State<AppState>,
@@ -197,6 +271,15 @@ async fn bulk(
     })))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/admin/users/{userId}/limits",
+    tag = "admin",
+    summary = "A user's admin limits",
+    params(("userId" = String, Path, description = "The user id (URL-encoded); the caller's own unless admin")),
+    security(("bearer" = [])),
+    responses((status = 200, description = "The limits: monthlyBudgetUsd, requestsPerMinute", body = Object), (status = 400, description = "Invalid field, malformed JSON or unknown field (the message names it)", body = crate::http::openapi::ErrorEnvelope), (status = 401, description = "No or invalid bearer token", body = crate::http::openapi::ErrorEnvelope), (status = 403, description = "Not the caller's own resource, or not admin", body = crate::http::openapi::ErrorEnvelope))
+)]
 async fn get_limits(
     caller: Caller,
     UserId(user_id): UserId,
@@ -207,6 +290,16 @@ async fn get_limits(
     Ok(Json(LimitsView::new(&user_id, current)))
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/admin/users/{userId}/limits",
+    tag = "admin",
+    summary = "Set a user's admin limits",
+    params(("userId" = String, Path, description = "The user id (URL-encoded); the caller's own unless admin")),
+    request_body(content = Object, description = "`{\"monthlyBudgetUsd\": 100.0, \"requestsPerMinute\": 60}`", content_type = "application/json"),
+    security(("bearer" = [])),
+    responses((status = 200, description = "The limits after the write", body = Object), (status = 400, description = "Invalid field, malformed JSON or unknown field (the message names it)", body = crate::http::openapi::ErrorEnvelope), (status = 401, description = "No or invalid bearer token", body = crate::http::openapi::ErrorEnvelope), (status = 403, description = "Not the caller's own resource, or not admin", body = crate::http::openapi::ErrorEnvelope), (status = 409, description = "Stale `version`, or a name another entry holds", body = crate::http::openapi::ErrorEnvelope), (status = 413, description = "Body over 1 MiB", body = crate::http::openapi::ErrorEnvelope))
+)]
 async fn put_limits(
     caller: Caller,
     UserId(user_id): UserId,
@@ -217,3 +310,19 @@ async fn put_limits(
     let next = limits::put(st.limits.as_ref(), &caller.user_id, &user_id, body).await?;
     Ok(Json(LimitsView::new(&user_id, Some(next))))
 }
+
+/// This router's operations in the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    list,
+    create,
+    get_one,
+    update,
+    remove,
+    toggle,
+    set_default,
+    bulk,
+    get_limits,
+    put_limits
+))]
+pub(crate) struct Doc;

@@ -99,6 +99,15 @@ impl EmbeddingsBody {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/embeddings",
+    tag = "openai",
+    summary = "OpenAI Embeddings",
+    request_body(content = Object, description = "OpenAI's embeddings request; input a string or a list", content_type = "application/json"),
+    security(("bearer" = [])),
+    responses((status = 200, description = "OpenAI's embeddings list", body = Object), (status = 400, description = "Invalid field, malformed JSON or unknown field (the message names it)", body = crate::http::openapi::ErrorEnvelope), (status = 401, description = "No or invalid bearer token", body = crate::http::openapi::ErrorEnvelope), (status = 402, description = "Monthly budget exceeded (`budget_exceeded`)", body = crate::http::openapi::ErrorEnvelope), (status = 403, description = "Not the caller's own resource, or not admin", body = crate::http::openapi::ErrorEnvelope), (status = 413, description = "Body over 1 MiB", body = crate::http::openapi::ErrorEnvelope), (status = 429, description = "Rate limited (`rate_limited`, with `Retry-After`)", body = crate::http::openapi::ErrorEnvelope), (status = 502, description = "Every provider tried failed (`provider_error`)", body = crate::http::openapi::ErrorEnvelope), (status = 504, description = "The providers timed out (`provider_timeout`)", body = crate::http::openapi::ErrorEnvelope))
+)]
 pub async fn embeddings(
     caller: Caller,
     State(st): State<GenerateState>,
@@ -141,3 +150,8 @@ pub async fn embeddings(
         "usage": {"prompt_tokens": e.prompt_tokens, "total_tokens": e.prompt_tokens},
     })))
 }
+
+/// This router's operations in the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(embeddings))]
+pub(crate) struct Doc;

@@ -11,6 +11,7 @@ mod failures;
 pub mod generate;
 pub mod messages;
 pub mod openai;
+pub mod openapi;
 pub mod pages;
 pub mod settings;
 mod sse;

@@ -209,6 +209,15 @@ fn completion_id(request_id: &str) -> String {
     format!("chatcmpl-{}", request_id.trim_start_matches("req-"))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/chat/completions",
+    tag = "openai",
+    summary = "OpenAI Chat Completions",
+    request_body(content = Object, description = "OpenAI's Chat Completions request", content_type = "application/json"),
+    security(("bearer" = [])),
+    responses((status = 200, description = "OpenAI's chat.completion; with `stream: true`, OpenAI's chat.completion.chunk events", content((Object = "application/json"), (String = "text/event-stream"))), (status = 400, description = "Invalid field, malformed JSON or unknown field (the message names it)", body = crate::http::openapi::ErrorEnvelope), (status = 401, description = "No or invalid bearer token", body = crate::http::openapi::ErrorEnvelope), (status = 402, description = "Monthly budget exceeded (`budget_exceeded`)", body = crate::http::openapi::ErrorEnvelope), (status = 403, description = "Not the caller's own resource, or not admin", body = crate::http::openapi::ErrorEnvelope), (status = 413, description = "Body over 1 MiB", body = crate::http::openapi::ErrorEnvelope), (status = 429, description = "Rate limited (`rate_limited`, with `Retry-After`)", body = crate::http::openapi::ErrorEnvelope), (status = 502, description = "Every provider tried failed (`provider_error`)", body = crate::http::openapi::ErrorEnvelope), (status = 504, description = "The providers timed out (`provider_timeout`)", body = crate::http::openapi::ErrorEnvelope))
+)]
 pub async fn chat_completions(
     caller: Caller,
     State(st): State<GenerateState>,
@@ -338,6 +347,15 @@ fn tool_call_delta(t: &ToolCallDelta) -> Value {
 /// the list carry both SDKs' fields (OpenAI's `object`/`created`/`owned_by`, Anthropic's
 /// `type`/`display_name`/`created_at` and one page's `has_more`/`first_id`/`last_id`),
 /// so `client.models.list()` parses in either.
+#[utoipa::path(
+    get,
+    operation_id = "openai_list_models",
+    path = "/v1/models",
+    tag = "openai",
+    summary = "OpenAI model list",
+    security(("bearer" = [])),
+    responses((status = 200, description = "`{\"object\": \"list\", \"data\": [{id, object, created, owned_by}]}`", body = Object), (status = 401, description = "No or invalid bearer token", body = crate::http::openapi::ErrorEnvelope))
+)]
 pub async fn list_models(caller: Caller, State(st): State<GenerateState>) -> Json<Value> {
     let view = st.registry.view().await;
     let tenant = caller.tenant_id.as_deref();
@@ -364,6 +382,11 @@ fn created_at(effective_date: &str) -> String {
         .map_or_else(|_| "1970-01-01".to_owned(), |d| d.to_string())
         + "T00:00:00Z"
 }
+
+/// This router's operations in the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(chat_completions, list_models))]
+pub(crate) struct Doc;
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]

@@ -21,6 +21,7 @@ use serde::Serialize;
 pub fn settings_router(state: AppState) -> Router {
     Router::new()
         .route("/health", get(health))
+        .route("/openapi.json", get(super::openapi::openapi_json))
         .route("/api/me", get(me))
         .route("/api/llm-models", get(list_models))
         .route(
@@ -38,12 +39,27 @@ pub fn settings_router(state: AppState) -> Router {
         .with_state(state)
 }
 
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "meta",
+    summary = "Liveness and version",
+    responses((status = 200, description = "`{\"status\": \"ok\", \"version\": \"x.y.z\"}`", body = Object))
+)]
 async fn health() -> Json<serde_json::Value> {
     Json(serde_json::json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}))
 }
 
 /// Who the token belongs to: what the dashboard needs to know which pages to show and
 /// whose settings to read. Only what the caller's own token already says.
+#[utoipa::path(
+    get,
+    path = "/api/me",
+    tag = "settings",
+    summary = "Who the token belongs to",
+    security(("bearer" = [])),
+    responses((status = 200, description = "`{\"userId\", \"admin\", \"tenantId\", \"tenantAdmin\"}`", body = Object), (status = 401, description = "No or invalid bearer token", body = crate::http::openapi::ErrorEnvelope))
+)]
 async fn me(caller: Caller) -> Json<serde_json::Value> {
     Json(serde_json::json!({
         "userId": caller.user_id,
@@ -53,6 +69,15 @@ async fn me(caller: Caller) -> Json<serde_json::Value> {
     }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/llm-settings/{userId}",
+    tag = "settings",
+    summary = "A user's settings",
+    params(("userId" = String, Path, description = "The user id (URL-encoded); the caller's own unless admin")),
+    security(("bearer" = [])),
+    responses((status = 200, description = "The settings (defaults when nothing is saved): preferences, hasApiKeys, keyHints, version, updatedAt", body = Object), (status = 400, description = "Invalid field, malformed JSON or unknown field (the message names it)", body = crate::http::openapi::ErrorEnvelope), (status = 401, description = "No or invalid bearer token", body = crate::http::openapi::ErrorEnvelope), (status = 403, description = "Not the caller's own resource, or not admin", body = crate::http::openapi::ErrorEnvelope))
+)]
 async fn get_settings(
     caller: Caller,
     UserId(user_id): UserId,
@@ -132,6 +157,16 @@ pub(super) async fn test_keys(
     Ok(outcome)
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/llm-settings/{userId}",
+    tag = "settings",
+    summary = "Merge preferences, store or delete keys",
+    params(("userId" = String, Path, description = "The user id (URL-encoded); the caller's own unless admin")),
+    request_body(content = Object, description = "`{\"preferences\": {...partial...}, \"apiKeys\": {\"anthropic\": \"sk-ant-...\", \"openai\": null}, \"version\": 7}`; unknown fields are 400", content_type = "application/json"),
+    security(("bearer" = [])),
+    responses((status = 200, description = "The settings after the write (the GET body)", body = Object), (status = 400, description = "Invalid field, malformed JSON or unknown field (the message names it)", body = crate::http::openapi::ErrorEnvelope), (status = 401, description = "No or invalid bearer token", body = crate::http::openapi::ErrorEnvelope), (status = 403, description = "Not the caller's own resource, or not admin", body = crate::http::openapi::ErrorEnvelope), (status = 409, description = "Stale `version`, or a name another entry holds", body = crate::http::openapi::ErrorEnvelope), (status = 413, description = "Body over 1 MiB", body = crate::http::openapi::ErrorEnvelope))
+)]
 async fn put_settings(
     caller: Caller,
     UserId(user_id): UserId,
@@ -163,6 +198,15 @@ impl FromRequestParts<AppState> for ProviderPath {
     }
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/llm-settings/{userId}/keys/{provider}",
+    tag = "settings",
+    summary = "Delete a stored key",
+    params(("userId" = String, Path, description = "The user id (URL-encoded); the caller's own unless admin"), ("provider" = String, Path, description = "A built-in provider (anthropic, openai, google, bedrock, azure_openai, groq, openrouter, fireworks, mistral, deepseek, together, ollama)")),
+    security(("bearer" = [])),
+    responses((status = 204, description = "Deleted"), (status = 400, description = "Invalid field, malformed JSON or unknown field (the message names it)", body = crate::http::openapi::ErrorEnvelope), (status = 401, description = "No or invalid bearer token", body = crate::http::openapi::ErrorEnvelope), (status = 403, description = "Not the caller's own resource, or not admin", body = crate::http::openapi::ErrorEnvelope), (status = 409, description = "Stale `version`, or a name another entry holds", body = crate::http::openapi::ErrorEnvelope))
+)]
 async fn delete_key(
     caller: Caller,
     UserId(user_id): UserId,
@@ -175,6 +219,16 @@ async fn delete_key(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/llm-settings/{userId}/test",
+    tag = "settings",
+    summary = "Test a saved or given key",
+    params(("userId" = String, Path, description = "The user id (URL-encoded); the caller's own unless admin")),
+    request_body(content = Object, description = "`{\"provider\": \"anthropic\", \"apiKey\": \"optional unsaved key\", \"model\": \"optional\"}`", content_type = "application/json"),
+    security(("bearer" = [])),
+    responses((status = 200, description = "The outcome: success, provider, message, model, latency_ms (a failed test is 200 with success false)", body = Object), (status = 400, description = "Invalid field, malformed JSON or unknown field (the message names it)", body = crate::http::openapi::ErrorEnvelope), (status = 401, description = "No or invalid bearer token", body = crate::http::openapi::ErrorEnvelope), (status = 403, description = "Not the caller's own resource, or not admin", body = crate::http::openapi::ErrorEnvelope), (status = 413, description = "Body over 1 MiB", body = crate::http::openapi::ErrorEnvelope), (status = 429, description = "Rate limited (`rate_limited`, with `Retry-After`)", body = crate::http::openapi::ErrorEnvelope))
+)]
 async fn test_connection(
     caller: Caller,
     UserId(user_id): UserId,
@@ -237,6 +291,14 @@ impl From<&Resolved> for ModelView {
 
 /// The enabled registry entries the caller may use (their tenant's included), in
 /// priority order.
+#[utoipa::path(
+    get,
+    path = "/api/llm-models",
+    tag = "settings",
+    summary = "The models the caller may pick",
+    security(("bearer" = [])),
+    responses((status = 200, description = "`{\"models\": [{llm_id, name, priority, provider, id, display_name, input_per_1m, output_per_1m, cached_input_per_1m, cache_write_per_1m, context_window, max_output_tokens, capabilities, enabled, is_default, effective_date}], \"priceVersion\"}`", body = Object), (status = 401, description = "No or invalid bearer token", body = crate::http::openapi::ErrorEnvelope))
+)]
 async fn list_models(caller: Caller, State(state): State<AppState>) -> Json<serde_json::Value> {
     let view = state.registry.view().await;
     let models: Vec<ModelView> = view
@@ -245,3 +307,16 @@ async fn list_models(caller: Caller, State(state): State<AppState>) -> Json<serd
         .collect();
     Json(serde_json::json!({"models": models, "priceVersion": state.catalog.version}))
 }
+
+/// This router's operations in the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    health,
+    me,
+    get_settings,
+    put_settings,
+    delete_key,
+    test_connection,
+    list_models
+))]
+pub(crate) struct Doc;

@@ -20,6 +20,16 @@ pub(super) fn routes() -> Router<UsageState> {
         .route("/api/tenants/{tenant_id}/llm-usage/last24h", get(last24h))
 }
 
+#[utoipa::path(
+    get,
+    operation_id = "tenant_usage_summary",
+    path = "/api/tenants/{tenantId}/llm-usage/summary",
+    tag = "tenants",
+    summary = "A tenant's usage summary",
+    params(("tenantId" = String, Path, description = "The tenant id"), ("start" = Option<String>, Query, description = "RFC 3339 start (inclusive)"), ("end" = Option<String>, Query, description = "RFC 3339 end")),
+    security(("bearer" = [])),
+    responses((status = 200, description = "The user summary shape over every member", body = Object), (status = 400, description = "Invalid field, malformed JSON or unknown field (the message names it)", body = crate::http::openapi::ErrorEnvelope), (status = 401, description = "No or invalid bearer token", body = crate::http::openapi::ErrorEnvelope), (status = 403, description = "Not the caller's own resource, or not admin", body = crate::http::openapi::ErrorEnvelope))
+)]
 async fn summary(
     caller: Caller,
     TenantId(tenant_id): TenantId,
@@ -39,6 +49,16 @@ async fn summary(
     summary_body(report)
 }
 
+#[utoipa::path(
+    get,
+    operation_id = "tenant_usage_daily",
+    path = "/api/tenants/{tenantId}/llm-usage/daily",
+    tag = "tenants",
+    summary = "A tenant's daily usage",
+    params(("tenantId" = String, Path, description = "The tenant id"), ("days" = Option<u32>, Query, description = "")),
+    security(("bearer" = [])),
+    responses((status = 200, description = "The user daily shape over every member", body = Object), (status = 400, description = "Invalid field, malformed JSON or unknown field (the message names it)", body = crate::http::openapi::ErrorEnvelope), (status = 401, description = "No or invalid bearer token", body = crate::http::openapi::ErrorEnvelope), (status = 403, description = "Not the caller's own resource, or not admin", body = crate::http::openapi::ErrorEnvelope))
+)]
 async fn daily(
     caller: Caller,
     TenantId(tenant_id): TenantId,
@@ -57,6 +77,16 @@ async fn daily(
     Ok(Json(json!({"days": days})))
 }
 
+#[utoipa::path(
+    get,
+    operation_id = "tenant_usage_last24h",
+    path = "/api/tenants/{tenantId}/llm-usage/last24h",
+    tag = "tenants",
+    summary = "A tenant's last 24 hours",
+    params(("tenantId" = String, Path, description = "The tenant id")),
+    security(("bearer" = [])),
+    responses((status = 200, description = "Per provider and model: requests, tokens, cost, average latency, success rate, errors by class, rate-limit state", body = Object), (status = 400, description = "Invalid field, malformed JSON or unknown field (the message names it)", body = crate::http::openapi::ErrorEnvelope), (status = 401, description = "No or invalid bearer token", body = crate::http::openapi::ErrorEnvelope), (status = 403, description = "Not the caller's own resource, or not admin", body = crate::http::openapi::ErrorEnvelope))
+)]
 async fn last24h(
     caller: Caller,
     TenantId(tenant_id): TenantId,
@@ -76,3 +106,8 @@ async fn last24h(
         serde_json::to_value(report).map_err(ApiError::internal)?,
     ))
 }
+
+/// This router's operations in the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(summary, daily, last24h))]
+pub(crate) struct Doc;

@@ -31,6 +31,16 @@ pub fn tenant_settings_routes() -> Router<AppState> {
         )
 }
 
+#[utoipa::path(
+    get,
+    operation_id = "tenant_get_settings",
+    path = "/api/tenants/{tenantId}/llm-settings",
+    tag = "tenants",
+    summary = "A tenant's settings",
+    params(("tenantId" = String, Path, description = "The tenant id")),
+    security(("bearer" = [])),
+    responses((status = 200, description = "The tenant's settings (the user settings body)", body = Object), (status = 400, description = "Invalid field, malformed JSON or unknown field (the message names it)", body = crate::http::openapi::ErrorEnvelope), (status = 401, description = "No or invalid bearer token", body = crate::http::openapi::ErrorEnvelope), (status = 403, description = "Not the caller's own resource, or not admin", body = crate::http::openapi::ErrorEnvelope))
+)]
 async fn get_settings(
     caller: Caller,
     TenantId(tenant): TenantId,
@@ -41,6 +51,17 @@ async fn get_settings(
     Ok(Json(record.into()))
 }
 
+#[utoipa::path(
+    put,
+    operation_id = "tenant_put_settings",
+    path = "/api/tenants/{tenantId}/llm-settings",
+    tag = "tenants",
+    summary = "Write a tenant's settings",
+    params(("tenantId" = String, Path, description = "The tenant id")),
+    request_body(content = Object, description = "`{\"preferences\": {...partial...}, \"apiKeys\": {\"anthropic\": \"sk-ant-...\", \"openai\": null}, \"version\": 7}`; unknown fields are 400", content_type = "application/json"),
+    security(("bearer" = [])),
+    responses((status = 200, description = "The settings after the write", body = Object), (status = 400, description = "Invalid field, malformed JSON or unknown field (the message names it)", body = crate::http::openapi::ErrorEnvelope), (status = 401, description = "No or invalid bearer token", body = crate::http::openapi::ErrorEnvelope), (status = 403, description = "Not the caller's own resource, or not admin", body = crate::http::openapi::ErrorEnvelope), (status = 409, description = "Stale `version`, or a name another entry holds", body = crate::http::openapi::ErrorEnvelope), (status = 413, description = "Body over 1 MiB", body = crate::http::openapi::ErrorEnvelope))
+)]
 async fn put_settings(
     caller: Caller,
     TenantId(tenant): TenantId,
@@ -53,6 +74,16 @@ async fn put_settings(
     Ok(Json(record.into()))
 }
 
+#[utoipa::path(
+    delete,
+    operation_id = "tenant_delete_key",
+    path = "/api/tenants/{tenantId}/llm-settings/keys/{provider}",
+    tag = "tenants",
+    summary = "Delete a tenant key",
+    params(("tenantId" = String, Path, description = "The tenant id"), ("provider" = String, Path, description = "A built-in provider (anthropic, openai, google, bedrock, azure_openai, groq, openrouter, fireworks, mistral, deepseek, together, ollama)")),
+    security(("bearer" = [])),
+    responses((status = 204, description = "Deleted"), (status = 400, description = "Invalid field, malformed JSON or unknown field (the message names it)", body = crate::http::openapi::ErrorEnvelope), (status = 401, description = "No or invalid bearer token", body = crate::http::openapi::ErrorEnvelope), (status = 403, description = "Not the caller's own resource, or not admin", body = crate::http::openapi::ErrorEnvelope), (status = 409, description = "Stale `version`, or a name another entry holds", body = crate::http::openapi::ErrorEnvelope))
+)]
 async fn delete_key(
     caller: Caller,
     TenantId(tenant): TenantId,
@@ -72,6 +103,17 @@ async fn delete_key(
 }
 
 /// Calls a provider with the tenant's keys (or the body's): a write, so members may not.
+#[utoipa::path(
+    post,
+    operation_id = "tenant_test_connection",
+    path = "/api/tenants/{tenantId}/llm-settings/test",
+    tag = "tenants",
+    summary = "Test a tenant key",
+    params(("tenantId" = String, Path, description = "The tenant id")),
+    request_body(content = Object, description = "`{\"provider\": \"anthropic\", \"apiKey\": \"optional unsaved key\", \"model\": \"optional\"}`", content_type = "application/json"),
+    security(("bearer" = [])),
+    responses((status = 200, description = "The outcome: success, provider, message, model, latency_ms (a failed test is 200 with success false)", body = Object), (status = 400, description = "Invalid field, malformed JSON or unknown field (the message names it)", body = crate::http::openapi::ErrorEnvelope), (status = 401, description = "No or invalid bearer token", body = crate::http::openapi::ErrorEnvelope), (status = 403, description = "Not the caller's own resource, or not admin", body = crate::http::openapi::ErrorEnvelope), (status = 413, description = "Body over 1 MiB", body = crate::http::openapi::ErrorEnvelope), (status = 429, description = "Rate limited (`rate_limited`, with `Retry-After`)", body = crate::http::openapi::ErrorEnvelope))
+)]
 async fn test_connection(
     caller: Caller,
     TenantId(tenant): TenantId,
@@ -81,3 +123,8 @@ async fn test_connection(
     caller.authorize_tenant_write(&tenant)?;
     Ok(Json(test_keys(&state, &tenant_owner(&tenant), body).await?))
 }
+
+/// This router's operations in the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(get_settings, put_settings, delete_key, test_connection))]
+pub(crate) struct Doc;

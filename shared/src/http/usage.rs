@@ -115,6 +115,15 @@ impl Params {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/llm-usage/{userId}",
+    tag = "usage",
+    summary = "A user's usage entries, newest first",
+    params(("userId" = String, Path, description = "The user id (URL-encoded); the caller's own unless admin"), ("start" = Option<String>, Query, description = "RFC 3339 start (inclusive)"), ("end" = Option<String>, Query, description = "RFC 3339 end"), ("provider" = Option<String>, Query, description = ""), ("operationType" = Option<String>, Query, description = ""), ("model" = Option<String>, Query, description = ""), ("status" = Option<String>, Query, description = "success, error or cached"), ("limit" = Option<u32>, Query, description = ""), ("nextToken" = Option<String>, Query, description = "")),
+    security(("bearer" = [])),
+    responses((status = 200, description = "`{\"entries\": [UsageEntry], \"nextToken\": \"...\" | null}`", body = Object), (status = 400, description = "Invalid field, malformed JSON or unknown field (the message names it)", body = crate::http::openapi::ErrorEnvelope), (status = 401, description = "No or invalid bearer token", body = crate::http::openapi::ErrorEnvelope), (status = 403, description = "Not the caller's own resource, or not admin", body = crate::http::openapi::ErrorEnvelope))
+)]
 async fn entries(
     caller: Caller,
     UserId(user_id): UserId,
@@ -155,6 +164,15 @@ async fn entries(
     ))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/llm-usage/{userId}/summary",
+    tag = "usage",
+    summary = "Totals and breakdowns",
+    params(("userId" = String, Path, description = "The user id (URL-encoded); the caller's own unless admin"), ("start" = Option<String>, Query, description = "RFC 3339 start (inclusive)"), ("end" = Option<String>, Query, description = "RFC 3339 end")),
+    security(("bearer" = [])),
+    responses((status = 200, description = "total_requests, total_tokens, total_cost_usd, avg_cost_per_request, success_rate, cache_hit_rate, avg_latency_ms, by_provider, by_operation, by_model", body = Object), (status = 400, description = "Invalid field, malformed JSON or unknown field (the message names it)", body = crate::http::openapi::ErrorEnvelope), (status = 401, description = "No or invalid bearer token", body = crate::http::openapi::ErrorEnvelope), (status = 403, description = "Not the caller's own resource, or not admin", body = crate::http::openapi::ErrorEnvelope))
+)]
 async fn summary(
     caller: Caller,
     UserId(user_id): UserId,
@@ -183,6 +201,15 @@ pub(super) fn summary_body(report: dashboard::SummaryReport) -> Result<Json<Valu
     Ok(Json(body))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/llm-usage/{userId}/daily",
+    tag = "usage",
+    summary = "One row per day",
+    params(("userId" = String, Path, description = "The user id (URL-encoded); the caller's own unless admin"), ("days" = Option<u32>, Query, description = "Days back (default 30)")),
+    security(("bearer" = [])),
+    responses((status = 200, description = "`{\"days\": [{date, requests, tokens, cost_usd, errors}]}`", body = Object), (status = 400, description = "Invalid field, malformed JSON or unknown field (the message names it)", body = crate::http::openapi::ErrorEnvelope), (status = 401, description = "No or invalid bearer token", body = crate::http::openapi::ErrorEnvelope), (status = 403, description = "Not the caller's own resource, or not admin", body = crate::http::openapi::ErrorEnvelope))
+)]
 async fn daily(
     caller: Caller,
     UserId(user_id): UserId,
@@ -196,6 +223,15 @@ async fn daily(
     Ok(Json(json!({"days": days})))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/llm-usage/{userId}/budget",
+    tag = "usage",
+    summary = "Month-to-date budget",
+    params(("userId" = String, Path, description = "The user id (URL-encoded); the caller's own unless admin")),
+    security(("bearer" = [])),
+    responses((status = 200, description = "month, limit_usd, spent_usd, reserved_usd, remaining_usd, projected_usd, alerted_thresholds", body = Object), (status = 400, description = "Invalid field, malformed JSON or unknown field (the message names it)", body = crate::http::openapi::ErrorEnvelope), (status = 401, description = "No or invalid bearer token", body = crate::http::openapi::ErrorEnvelope), (status = 403, description = "Not the caller's own resource, or not admin", body = crate::http::openapi::ErrorEnvelope))
+)]
 async fn budget(
     caller: Caller,
     UserId(user_id): UserId,
@@ -225,6 +261,15 @@ async fn budget(
 
 /// Cost insights ([`crate::usage::insights`]). The registry scope is the caller's tenant
 /// when they ask about themselves.
+#[utoipa::path(
+    get,
+    path = "/api/llm-usage/{userId}/insights",
+    tag = "usage",
+    summary = "Cost insights",
+    params(("userId" = String, Path, description = "The user id (URL-encoded); the caller's own unless admin"), ("days" = Option<u32>, Query, description = "7 to 90, default 30")),
+    security(("bearer" = [])),
+    responses((status = 200, description = "period, forecast, anomalies, cheaper_models, repeated_prompts, truncated", body = Object), (status = 400, description = "Invalid field, malformed JSON or unknown field (the message names it)", body = crate::http::openapi::ErrorEnvelope), (status = 401, description = "No or invalid bearer token", body = crate::http::openapi::ErrorEnvelope), (status = 403, description = "Not the caller's own resource, or not admin", body = crate::http::openapi::ErrorEnvelope))
+)]
 async fn insights(
     caller: Caller,
     UserId(user_id): UserId,
@@ -254,6 +299,15 @@ async fn insights(
     ))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/admin/audit",
+    tag = "admin",
+    summary = "The audit log",
+    params(("actor" = Option<String>, Query, description = ""), ("target" = Option<String>, Query, description = ""), ("action" = Option<String>, Query, description = ""), ("start" = Option<String>, Query, description = "RFC 3339 start (inclusive)"), ("end" = Option<String>, Query, description = "RFC 3339 end"), ("limit" = Option<u32>, Query, description = ""), ("nextToken" = Option<String>, Query, description = "")),
+    security(("bearer" = [])),
+    responses((status = 200, description = "Audit records with actor and time", body = Object), (status = 400, description = "Invalid field, malformed JSON or unknown field (the message names it)", body = crate::http::openapi::ErrorEnvelope), (status = 401, description = "No or invalid bearer token", body = crate::http::openapi::ErrorEnvelope), (status = 403, description = "Not the caller's own resource, or not admin", body = crate::http::openapi::ErrorEnvelope))
+)]
 async fn audit_log(
     caller: Caller,
     State(st): State<UsageState>,
@@ -283,6 +337,15 @@ async fn audit_log(
     Ok(Json(json!({"events": events, "nextToken": next})))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/admin/usage/summary",
+    tag = "admin",
+    summary = "Usage over every user",
+    params(("start" = Option<String>, Query, description = "RFC 3339 start (inclusive)"), ("end" = Option<String>, Query, description = "RFC 3339 end"), ("provider" = Option<String>, Query, description = "")),
+    security(("bearer" = [])),
+    responses((status = 200, description = "Totals and breakdowns over every user", body = Object), (status = 400, description = "Invalid field, malformed JSON or unknown field (the message names it)", body = crate::http::openapi::ErrorEnvelope), (status = 401, description = "No or invalid bearer token", body = crate::http::openapi::ErrorEnvelope), (status = 403, description = "Not the caller's own resource, or not admin", body = crate::http::openapi::ErrorEnvelope))
+)]
 async fn admin_summary(
     caller: Caller,
     State(st): State<UsageState>,
@@ -306,6 +369,14 @@ async fn admin_summary(
     Ok(Json(body))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/admin/providers/health",
+    tag = "admin",
+    summary = "Provider health over 15 minutes and 24 hours",
+    security(("bearer" = [])),
+    responses((status = 200, description = "Per provider and model: requests, success rate, latency p50/p95, errors by category", body = Object), (status = 400, description = "Invalid field, malformed JSON or unknown field (the message names it)", body = crate::http::openapi::ErrorEnvelope), (status = 401, description = "No or invalid bearer token", body = crate::http::openapi::ErrorEnvelope), (status = 403, description = "Not the caller's own resource, or not admin", body = crate::http::openapi::ErrorEnvelope))
+)]
 async fn providers_health(
     caller: Caller,
     State(st): State<UsageState>,
@@ -320,6 +391,15 @@ async fn providers_health(
 }
 
 /// The export streams: the status and headers leave before the first store page is read.
+#[utoipa::path(
+    get,
+    path = "/api/llm-usage/{userId}/export",
+    tag = "usage",
+    summary = "Every entry in range",
+    params(("userId" = String, Path, description = "The user id (URL-encoded); the caller's own unless admin"), ("start" = Option<String>, Query, description = "RFC 3339 start (inclusive)"), ("end" = Option<String>, Query, description = "RFC 3339 end"), ("format" = Option<String>, Query, description = "csv or ndjson")),
+    security(("bearer" = [])),
+    responses((status = 200, description = "The entries", content((String = "text/csv"), (String = "application/x-ndjson"))), (status = 400, description = "Invalid field, malformed JSON or unknown field (the message names it)", body = crate::http::openapi::ErrorEnvelope), (status = 401, description = "No or invalid bearer token", body = crate::http::openapi::ErrorEnvelope), (status = 403, description = "Not the caller's own resource, or not admin", body = crate::http::openapi::ErrorEnvelope))
+)]
 async fn export(
     caller: Caller,
     UserId(user_id): UserId,
@@ -352,3 +432,18 @@ async fn export(
     }
     Ok(response)
 }
+
+/// This router's operations in the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    entries,
+    summary,
+    daily,
+    budget,
+    insights,
+    export,
+    admin_summary,
+    audit_log,
+    providers_health
+))]
+pub(crate) struct Doc;

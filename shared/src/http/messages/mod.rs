@@ -63,6 +63,15 @@ fn to_generate(
     Ok(generate.validate_for(catalog, tenant).map_err(renamed)?)
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/messages",
+    tag = "anthropic",
+    summary = "Anthropic Messages",
+    request_body(content = Object, description = "Anthropic's Messages request (max_tokens required)", content_type = "application/json"),
+    security(("bearer" = []), ("x-api-key" = [])),
+    responses((status = 200, description = "Anthropic's message; with `stream: true`, Anthropic's named events (message_start, content_block_delta, ...)", content((Object = "application/json"), (String = "text/event-stream"))), (status = 400, description = "Invalid field, malformed JSON or unknown field (the message names it)", body = crate::http::openapi::AnthropicErrorEnvelope), (status = 401, description = "No or invalid bearer token", body = crate::http::openapi::AnthropicErrorEnvelope), (status = 402, description = "Monthly budget exceeded (`budget_exceeded`)", body = crate::http::openapi::AnthropicErrorEnvelope), (status = 403, description = "Not the caller's own resource, or not admin", body = crate::http::openapi::AnthropicErrorEnvelope), (status = 413, description = "Body over 1 MiB", body = crate::http::openapi::AnthropicErrorEnvelope), (status = 429, description = "Rate limited (`rate_limited`, with `Retry-After`)", body = crate::http::openapi::AnthropicErrorEnvelope), (status = 502, description = "Every provider tried failed (`provider_error`)", body = crate::http::openapi::AnthropicErrorEnvelope), (status = 504, description = "The providers timed out (`provider_timeout`)", body = crate::http::openapi::AnthropicErrorEnvelope))
+)]
 pub async fn create_message(
     caller: Caller,
     State(st): State<GenerateState>,
@@ -101,6 +110,15 @@ pub async fn create_message(
 /// An estimate, not a count: the gateway has no tokenizer, so the prompt is counted as
 /// the engine counts it for rate limits (about four bytes a token, tool definitions
 /// included) and each image at a fixed figure. No provider is called.
+#[utoipa::path(
+    post,
+    path = "/v1/messages/count_tokens",
+    tag = "anthropic",
+    summary = "Anthropic token count",
+    request_body(content = Object, description = "Anthropic's count_tokens request (no max_tokens)", content_type = "application/json"),
+    security(("bearer" = []), ("x-api-key" = [])),
+    responses((status = 200, description = "`{\"input_tokens\": N}`", body = Object), (status = 400, description = "Invalid field, malformed JSON or unknown field (the message names it)", body = crate::http::openapi::AnthropicErrorEnvelope), (status = 401, description = "No or invalid bearer token", body = crate::http::openapi::AnthropicErrorEnvelope), (status = 403, description = "Not the caller's own resource, or not admin", body = crate::http::openapi::AnthropicErrorEnvelope), (status = 413, description = "Body over 1 MiB", body = crate::http::openapi::AnthropicErrorEnvelope))
+)]
 pub async fn count_tokens(
     caller: Caller,
     State(st): State<GenerateState>,
@@ -159,3 +177,8 @@ async fn anthropic_errors(response: Response) -> Response {
     );
     Response::from_parts(parts, Body::from(body.to_string()))
 }
+
+/// This router's operations in the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(create_message, count_tokens))]
+pub(crate) struct Doc;

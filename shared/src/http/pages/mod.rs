@@ -64,10 +64,25 @@ pub fn page_routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
         .route("/assets/{file}", get(asset))
 }
 
+#[utoipa::path(
+    get,
+    path = "/",
+    tag = "pages",
+    summary = "The web dashboard",
+    responses((status = 200, description = "The dashboard page", content_type = "text/html", body = String))
+)]
 async fn index() -> Response {
     page("text/html; charset=utf-8", INDEX)
 }
 
+#[utoipa::path(
+    get,
+    path = "/assets/{file}",
+    tag = "pages",
+    summary = "A dashboard asset",
+    params(("file" = String, Path, description = "app.css, app.js, ...")),
+    responses((status = 200, description = "The asset (CSS or JavaScript)", content_type = "text/javascript", body = String), (status = 404, description = "No such asset", body = crate::http::openapi::ErrorEnvelope))
+)]
 async fn asset(Path(file): Path<String>) -> Result<Response, ApiError> {
     ASSETS
         .iter()
@@ -97,6 +112,11 @@ fn page(content_type: &'static str, body: &'static str) -> Response {
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     res
 }
+
+/// This router's operations in the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(index, asset))]
+pub(crate) struct Doc;
 
 #[cfg(test)]
 mod tests {
