@@ -55,11 +55,11 @@ pub struct Call<'a> {
 /// The usage-entry metadata key of a request's fingerprint.
 pub const PROMPT_HASH: &str = "prompt_hash";
 
-/// 16 hex digits of a SHA-256 of the cache key material, domain-separated so that it is
-/// not a prefix of the cache key itself: equal for equal requests, and nothing of the
-/// prompt can be read back from it.
-pub fn prompt_hash(material: &str) -> String {
-    let digest = Sha256::digest([b"prompt_hash\0".as_slice(), material.as_bytes()].concat());
+/// 16 hex digits of a SHA-256 over the cache material's digest (what the cache key is),
+/// domain-separated so that it is not a prefix of the cache key itself: equal for equal
+/// requests, and nothing of the prompt can be read back from it.
+pub fn prompt_hash(material_digest: &[u8]) -> String {
+    let digest = Sha256::digest([b"prompt_hash\0".as_slice(), material_digest].concat());
     hex::encode(&digest[..8])
 }
 
@@ -274,7 +274,9 @@ impl<'a> Call<'a> {
         }
     }
 
-    pub fn cache_key(&self, llm: &Resolved, chat: &ChatRequest) -> Option<String> {
+    /// The response cache's key, from the digest [`Call::note_prompt`] returned: the
+    /// request is serialized and hashed once for both.
+    pub fn cache_key(&self, llm: &Resolved, material_digest: &[u8]) -> Option<String> {
         let prefs = self.prefs();
         let wanted = match self.req.cache {
             Some(explicit) => explicit,
@@ -283,9 +285,7 @@ impl<'a> Call<'a> {
         if !prefs.enable_caching || !wanted {
             return None;
         }
-        Some(hex::encode(Sha256::digest(
-            self.cache_material(llm, chat).as_bytes(),
-        )))
+        Some(hex::encode(material_digest))
     }
 
     /// What the response cache keys an answer by: the whole neutral request (every
@@ -303,8 +303,11 @@ impl<'a> Call<'a> {
     /// Notes the request's fingerprint for its usage entry ([`PROMPT_HASH`]), whether
     /// or not caching is on, so the usage insights can tell what the cache would have
     /// saved.
-    pub fn note_prompt(&mut self, llm: &Resolved, chat: &ChatRequest) {
-        self.prompt_hash = Some(prompt_hash(&self.cache_material(llm, chat)));
+    /// Returns the SHA-256 of the cache material, which [`Call::cache_key`] takes.
+    pub fn note_prompt(&mut self, llm: &Resolved, chat: &ChatRequest) -> [u8; 32] {
+        let digest: [u8; 32] = Sha256::digest(self.cache_material(llm, chat).as_bytes()).into();
+        self.prompt_hash = Some(prompt_hash(&digest));
+        digest
     }
 
     fn month(&self) -> String {

@@ -53,12 +53,12 @@ pub async fn run(
     // fallbacks are checked as they come, in `prepare`).
     let mut primary_chat = call.req.chat_request(&plan[0], call.prefs(), false);
     let dropped = call.params_for(&plan[0], &mut primary_chat)?;
-    call.note_prompt(&plan[0], &primary_chat);
+    let material = call.note_prompt(&plan[0], &primary_chat);
     // The cache answers for the primary choice only, and only whole answers.
     let cache_key = if streaming {
         None
     } else {
-        call.cache_key(&plan[0], &primary_chat)
+        call.cache_key(&plan[0], &material)
     };
     if let Some(key) = &cache_key {
         if let Some(mut hit) = cached(call, &plan[0], key).await? {
