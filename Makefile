@@ -12,7 +12,7 @@ LAMBDAS := llm-settings generate llm-usage
 VENV_BIN := $(CURDIR)/.venv/bin
 WITH_EMULATOR := tools/with_ministack.sh
 
-.PHONY: run token test test-unit test-sdk test-browser test-aws lint fmt venv build infra-check deploy-local bench bench-profile check-tools clean
+.PHONY: run token test deny test-unit test-sdk test-schemathesis test-browser test-aws lint fmt venv build infra-check deploy-local bench bench-profile check-tools clean
 
 check-tools:
 	@command -v $(CARGO) >/dev/null || { echo "make: cargo not found; install Rust (https://rustup.rs) and retry"; exit 1; }
@@ -35,8 +35,14 @@ token: check-tools
 
 ## test: everything: lints, unit/router/e2e tests, AWS conformance and the Terraform
 ## deployment into the emulator, and the infra static checks
-test: check-tools lint test-unit test-sdk test-browser test-aws infra-check deploy-local
+test: check-tools lint deny test-unit test-sdk test-schemathesis test-browser test-aws infra-check deploy-local
 	@echo "==> make test: all suites passed"
+
+## deny: cargo-deny on the dependency graph: licenses, bans, sources and RustSec advisories
+## (the vendored snapshot when offline; tools/supply_chain.sh says which)
+deny: check-tools
+	@echo "==> supply chain: cargo deny (pinned cargo-deny, installed if missing)"
+	tools/supply_chain.sh deny
 
 test-unit: check-tools
 	@echo "==> every test in the workspace (embedded store, router, Lambda events, e2e over a socket)"
@@ -53,6 +59,14 @@ test-sdk: check-tools venv
 	@echo "==> 3,000 generate requests on loopback: exactly one usage entry each"
 	$(VENV_BIN)/python tools/load_test.py --bin $(CURDIR)/target/debug/llm-local -n 3000
 
+## test-schemathesis: schemathesis against the OpenAPI document llm-local serves: every
+## operation with bounded examples (ST_EXAMPLES each); no 5xx, every response as documented
+ST_EXAMPLES ?= 25
+test-schemathesis: check-tools venv
+	@echo "==> schemathesis: every operation of /openapi.json, $(ST_EXAMPLES) examples each"
+	$(CARGO) build --locked -p llm-local
+	SKIP_BUILD=1 LLM_LOCAL_BIN=$(CURDIR)/target/debug/llm-local tests/schemathesis/run.sh $(ST_EXAMPLES)
+
 ## test-browser: the dashboard in Debian's chromium driven by playwright-core (both installed
 ## if missing); screenshots of every page (light, dark, phone) in tests/browser/artifacts/
 test-browser: check-tools
@@ -63,7 +77,7 @@ test-browser: check-tools
 ## test-aws: the store conformance suite on DynamoDB and Secrets Manager in ministack
 test-aws: check-tools venv
 	@echo "==> conformance suite on the AWS backends (ministack on loopback)"
-	$(WITH_EMULATOR) $(CARGO) test --locked -p shared --features aws,conformance --test aws_conformance --test aws_round_trips -- --include-ignored --nocapture
+	$(WITH_EMULATOR) $(CARGO) test --locked -p shared --features aws,conformance --test aws_conformance --test aws_round_trips --test aws_faults -- --include-ignored --nocapture
 
 ## lint: rustfmt check and clippy with warnings as errors
 lint: check-tools
@@ -85,6 +99,8 @@ build: check-tools venv
 	PATH="$(VENV_BIN):$$PATH" $(CARGO) lambda build --release --locked --output-format zip \
 		$(if $(filter arm64,$(ARCH)),--arm64,--x86-64) $(addprefix -p ,$(LAMBDAS))
 	@ls -l $(foreach f,$(LAMBDAS),target/lambda/$(f)/bootstrap.zip)
+	@echo "==> SBOM (CycloneDX 1.5) of each Lambda binary (pinned cargo-cyclonedx, installed if missing)"
+	ARCH=$(ARCH) tools/supply_chain.sh sbom target/lambda
 
 ## infra-check: checkov (no failed check) and terraform fmt where terraform exists
 infra-check: venv

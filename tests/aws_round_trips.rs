@@ -255,6 +255,7 @@ async fn router(
         counters: admin.counters.clone(),
         operator_keys: app_state.operator_keys.clone(),
         rate_limits: Arc::new(shared::store::warm::ratelimits::MemoryRateLimits::default()),
+        metrics: shared::metrics::Metrics::off(),
     };
     let api = GenerateApi {
         engine: state,

@@ -7,7 +7,11 @@
 # (`hcl2`), and pip would mix the two packages' files in one directory. tools/*.py put
 # .venv/python-hcl2 first on sys.path; checkov keeps its own fork.
 #
-# Usage: tools/venv.sh    then run tools from .venv/bin/...
+# schemathesis lives in a second environment, .venv/schemathesis, from
+# tools/schemathesis-requirements.txt: it needs pytest 9, which checkov's pins forbid.
+#
+# Usage: tools/venv.sh    then run tools from .venv/bin/... (schemathesis from
+#        .venv/schemathesis/bin/schemathesis)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$ROOT/.venv"
@@ -16,9 +20,28 @@ STAMP="$VENV/.requirements.sha256"
 HCL2_DIR="$VENV/python-hcl2"
 PYTHON="${PYTHON:-python3}"
 
+ST_VENV="$VENV/schemathesis"
+ST_REQ="$ROOT/tools/schemathesis-requirements.txt"
+ST_STAMP="$ST_VENV/.requirements.sha256"
+
+# The schemathesis environment: created and filled only when its requirements changed.
+schemathesis_env() {
+    local want
+    want="$(sha256sum "$ST_REQ" | cut -d' ' -f1)"
+    if [[ -x "$ST_VENV/bin/schemathesis" && -f "$ST_STAMP" && "$(cat "$ST_STAMP")" == "$want" ]]; then
+        echo "venv: $ST_VENV is up to date with tools/schemathesis-requirements.txt"
+        return
+    fi
+    [[ -x "$ST_VENV/bin/python" ]] || "$PYTHON" -m venv "$ST_VENV"
+    echo "venv: installing schemathesis (tools/schemathesis-requirements.txt) into $ST_VENV"
+    "$ST_VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$ST_REQ"
+    echo "$want" > "$ST_STAMP"
+}
+
 want="$(sha256sum "$REQ" | cut -d' ' -f1)"
 if [[ -x "$VENV/bin/python" && -f "$STAMP" && "$(cat "$STAMP")" == "$want" ]]; then
     echo "venv: $VENV is up to date with tools/requirements.txt"
+    schemathesis_env
     exit 0
 fi
 
@@ -42,4 +65,5 @@ if [[ -s "$tmp/hcl2.txt" ]]; then
         --target "$HCL2_DIR" -r "$tmp/hcl2.txt"
 fi
 echo "$want" > "$STAMP"
+schemathesis_env
 echo "venv: ready; tools are in $VENV/bin"

@@ -255,6 +255,7 @@ pub async fn generate_state_from_env() -> Result<GenerateApi, InitError> {
         counters,
         operator_keys: app.operator_keys.clone(),
         rate_limits,
+        metrics: crate::metrics::lambda_metrics(),
     };
     Ok(GenerateApi {
         engine,
@@ -368,5 +369,6 @@ pub async fn serve<S>(
         tracing::error!(error = %e, "start-up failed");
         e
     })?;
-    lambda_http::run(crate::http::app(router(state))).await
+    let metrics = crate::metrics::lambda_metrics();
+    lambda_http::run(crate::http::app_with_metrics(router(state), metrics)).await
 }

@@ -311,10 +311,10 @@ impl TokenStore for CachedTokens {
     async fn get_token(&self, token_hash: &str) -> Result<Option<TokenRecord>, StoreError> {
         {
             let known = self.known.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some((record, at)) = known.get(token_hash) {
-                if at.elapsed() < self.ttl {
-                    return Ok(Some(record.clone()));
-                }
+            if let Some((record, at)) = known.get(token_hash)
+                && at.elapsed() < self.ttl
+            {
+                return Ok(Some(record.clone()));
             }
         }
         let found = self.inner.get_token(token_hash).await?;

@@ -12,6 +12,7 @@ pub mod generate;
 pub mod http;
 pub mod identity;
 pub mod logging;
+pub mod metrics;
 pub mod money;
 pub mod pricing;
 pub mod provider;

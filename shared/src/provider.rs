@@ -164,6 +164,19 @@ impl<'de> Deserialize<'de> for Provider {
     }
 }
 
+/// In `/openapi.json`: a string, one of the provider ids.
+impl utoipa::PartialSchema for Provider {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .enum_values(Some(Provider::ALL.map(Provider::as_str)))
+            .description(Some("A provider id"))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Provider {}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -52,3 +52,43 @@ fn with_limits(loader: aws_config::ConfigLoader) -> aws_config::ConfigLoader {
                 .build(),
         )
 }
+
+/// The smithy runtime's error and response types, which every AWS SDK client here
+/// (DynamoDB, Secrets Manager, Bedrock) shares; named through the one SDK always built.
+pub use aws_sdk_bedrockruntime::config::http::HttpResponse;
+pub use aws_sdk_bedrockruntime::error::{ProvideErrorMetadata, SdkError};
+
+/// Error codes that mean "too much, slow down" rather than "wrong request": the SDK's
+/// standard retry backs off on these, and once it gives up they are still worth another
+/// try a little later. (`LimitExceededException` is not among them: for Secrets Manager
+/// it is a quota, not a rate.)
+const THROTTLING_CODES: &[&str] = &[
+    "Throttling",
+    "ThrottlingException",
+    "ThrottledException",
+    "TooManyRequestsException",
+    "ProvisionedThroughputExceededException",
+    "RequestLimitExceeded",
+    "TransactionInProgressException",
+    "RequestTimeout",
+    "RequestTimeoutException",
+];
+
+/// Whether a call failed for a reason on AWS's side or on the way to it (throttled,
+/// a 5xx, unreachable, timed out, the connection dropped) rather than because of the
+/// request: the caller should answer "unavailable, retry shortly" (a `503`), not an
+/// internal error.
+pub fn is_transient<E: ProvideErrorMetadata>(e: &SdkError<E, HttpResponse>) -> bool {
+    match e {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            true
+        }
+        SdkError::ServiceError(s) => {
+            s.raw().status().is_server_error()
+                || s.err()
+                    .code()
+                    .is_some_and(|c| THROTTLING_CODES.contains(&c))
+        }
+        _ => false,
+    }
+}

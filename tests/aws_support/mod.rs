@@ -2,6 +2,11 @@
 //! (`shared::store::dynamodb::tables`, held to `infra/dynamodb.tf` by a unit test).
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod fault_proxy;
+pub mod gateway;
+pub mod logs;
+pub mod ministack;
+
 use shared::store::DynamoUsageStore;
 use shared::store::dynamodb::tables;
 

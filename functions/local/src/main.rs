@@ -2,6 +2,8 @@
 //! an embedded SQLite store, keys sealed with a local master key; plus the token CLI.
 
 mod admin_cli;
+mod metrics_route;
+mod otel;
 mod owner;
 mod server;
 
@@ -13,7 +15,8 @@ use shared::generate::keys::KeyCache;
 use shared::generate::recorder::{Recorder, Writer};
 use shared::generate::{GenerateConfig, GenerateState, rpm_limiter_from_env};
 use shared::http::{
-    AppState, GenerateApi, UsageState, app, generate_router, settings_router, usage_router,
+    AppState, GenerateApi, UsageState, app_with_metrics, generate_router, settings_router,
+    usage_router,
 };
 use shared::identity::{CachedTokens, IdentityMode};
 use shared::providers::Providers;
@@ -32,6 +35,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use tracing_subscriber::Layer as _;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
 
 const DB_FILE: &str = "gateway.sqlite3";
 /// Usage jobs the store refused, kept for the next start (see generate::recorder).
@@ -159,11 +165,29 @@ enum LocalError {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .json()
-        .with_writer(std::io::stderr)
-        .with_env_filter(shared::logging::env_filter())
-        .init();
+    let logs = tracing_subscriber::registry().with(
+        tracing_subscriber::fmt::layer()
+            .json()
+            .with_writer(std::io::stderr)
+            .with_filter(shared::logging::env_filter()),
+    );
+    let (spans, traces) = match otel::layer() {
+        Ok(Some((layer, traces))) => (Some(layer), Some(traces)),
+        Ok(None) => (None, None),
+        Err(e) => {
+            eprintln!("llm-local: cannot export traces (OTEL_EXPORTER_OTLP_*): {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    logs.with(spans).init();
+    let code = run_to_end(cli);
+    if let Some(t) = traces {
+        t.shutdown();
+    }
+    code
+}
+
+fn run_to_end(cli: Cli) -> ExitCode {
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     // tokio's own TOKIO_WORKER_THREADS wins when set.
     if std::env::var_os("TOKIO_WORKER_THREADS").is_none() {
@@ -385,7 +409,7 @@ async fn serve(addr: SocketAddr, data_dir: &Path) -> Result<(), LocalError> {
         Ok(n) => tracing::info!(released = n, "reservations of an earlier run released"),
         Err(e) => tracing::error!(error = %e, "reservations of an earlier run not released"),
     }
-    let (generate_state, usage_writer) = generate_state(
+    let (mut generate_state, usage_writer) = generate_state(
         state.clone(),
         db.clone(),
         budgets.clone(),
@@ -395,6 +419,8 @@ async fn serve(addr: SocketAddr, data_dir: &Path) -> Result<(), LocalError> {
     )
     .await;
     let lifecycle = generate_state.lifecycle.clone();
+    let (metrics, metrics_route) = metrics_route::local(&generate_state);
+    generate_state.metrics = metrics.clone();
     let sweep = tokio::spawn(release_expired_reservations(db.clone(), budgets.clone()));
     let usage_state = UsageState {
         identity: state.identity.clone(),
@@ -415,12 +441,16 @@ async fn serve(addr: SocketAddr, data_dir: &Path) -> Result<(), LocalError> {
     };
     let purge = tokio::spawn(purge_expired_usage(db));
     let identity = state.identity.clone();
-    let router = app(settings_router(state)
-        .merge(generate_router(GenerateApi {
-            engine: generate_state,
-            identity,
-        }))
-        .merge(usage_router(usage_state)));
+    let router = app_with_metrics(
+        settings_router(state)
+            .merge(generate_router(GenerateApi {
+                engine: generate_state,
+                identity,
+            }))
+            .merge(usage_router(usage_state))
+            .merge(metrics_route),
+        metrics,
+    );
 
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -587,6 +617,9 @@ async fn generate_state(
         operator_keys: app.operator_keys.clone(),
         // This process makes every call of its deployment: its memory knows every answer.
         rate_limits: Arc::new(MemoryRateLimits::default()),
+        // Set by `serve` once the `/metrics` registry (which reads this state's queues)
+        // exists.
+        metrics: shared::metrics::Metrics::off(),
     };
     (state, handle)
 }

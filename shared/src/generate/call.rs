@@ -9,6 +9,7 @@ use super::error::{Attempt, AttemptError, GenerateError, UpstreamFailure};
 use super::recorder;
 use super::request::{self, Generate};
 use super::response::{Answered, GenerateResponse, ms};
+use crate::metrics::Refusal;
 use crate::money::NanoUsd;
 use crate::pricing::{ModelPrice, TokenCounts};
 use crate::providers::params;
@@ -23,6 +24,11 @@ use crate::usage::{KeySource, Reservation, Settlement, UsageEntry, UsageStatus};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tracing::Instrument as _;
+
+/// The least time a usage write is given, even past the deadline (the `generate`
+/// Lambda's timeout is 2 s after the default deadline).
+const MIN_RECORD_BUDGET: Duration = Duration::from_secs(1);
 
 /// A request in flight: who, what, and everything known so far.
 pub struct Call<'a> {
@@ -126,6 +132,7 @@ impl<'a> Call<'a> {
         req: Generate,
     ) -> Result<Call<'a>, GenerateError> {
         if let Err(wait) = st.rpm.check(user_id) {
+            st.metrics.refused(Refusal::RateLimit);
             return Err(GenerateError::RateLimited {
                 retry_after_secs: wait.as_secs().max(1),
             });
@@ -137,6 +144,7 @@ impl<'a> Call<'a> {
             let now = chrono::Utc::now().timestamp();
             let window = now - now.rem_euclid(60);
             if !st.counters.hit(user_id, window, 60, rpm).await? {
+                st.metrics.refused(Refusal::RateLimit);
                 return Err(GenerateError::RateLimited {
                     retry_after_secs: u64::try_from(window + 60 - now).unwrap_or(1).max(1),
                 });
@@ -572,8 +580,19 @@ impl<'a> Call<'a> {
             // says nothing about the provider, so the breaker is not told.
             let mut cut_by_us = false;
             let mut shutting_down = false;
+            // The attempt's trace span (exported only when llm-local's traces are on):
+            // provider, model and, once known, the failure's class.
+            let span = tracing::debug_span!(
+                "upstream",
+                otel.name = "upstream",
+                gen_ai.system = c.model.provider.as_str(),
+                gen_ai.request.model = %c.model.id,
+                retry,
+                error.r#type = tracing::field::Empty,
+                otel.status_code = tracing::field::Empty,
+            );
             let outcome = tokio::select! {
-                r = tokio::time::timeout(budget, op()) => r.unwrap_or_else(|_| {
+                r = tokio::time::timeout(budget, op()).instrument(span.clone()) => r.unwrap_or_else(|_| {
                     cut_by_us = true;
                     Err(ProviderError::new(ErrorKind::Timeout, "the request deadline was reached"))
                 }),
@@ -585,6 +604,15 @@ impl<'a> Call<'a> {
             match &outcome {
                 Ok(v) => self.observe(c, v.rate_limit()).await,
                 Err(e) => self.observe(c, e.rate_limit()).await,
+            }
+            st.metrics.attempt(
+                c.model.provider,
+                outcome.as_ref().err().map(|e| e.kind),
+                attempt_started.elapsed(),
+            );
+            if let Err(e) = &outcome {
+                span.record("error.type", e.kind.as_str());
+                span.record("otel.status_code", "ERROR");
             }
             match outcome {
                 Ok(v) => {
@@ -724,8 +752,27 @@ impl<'a> Call<'a> {
         } else {
             return Ok(());
         };
-        self.st.recorder.submit(job).await?;
+        let recording = matches!(job, recorder::Job::Record { .. });
+        let written = self
+            .st
+            .recorder
+            .submit_within(job, self.record_budget())
+            .await;
+        if recording {
+            self.st.metrics.usage_record(written.is_ok());
+        }
+        written?;
         Ok(())
+    }
+
+    /// How long writing the outcome may take: what is left of the deadline, and at
+    /// least [`MIN_RECORD_BUDGET`] (a stream's entry is written after its deadline). A
+    /// store that keeps throttling then fails the request with a `503` before the
+    /// Lambda's own timeout stops it without an answer.
+    fn record_budget(&self) -> Duration {
+        self.deadline_at
+            .saturating_duration_since(Instant::now())
+            .max(MIN_RECORD_BUDGET)
     }
 
     pub async fn release(&self, c: &Candidate) -> Result<(), GenerateError> {
@@ -733,12 +780,15 @@ impl<'a> Call<'a> {
             let settlement = self.settlement(c, NanoUsd::ZERO);
             self.st
                 .recorder
-                .submit(recorder::Job::Settle {
-                    user_id: self.user_id.clone(),
-                    settlement,
-                    rule: None,
-                    tenant_rule: None,
-                })
+                .submit_within(
+                    recorder::Job::Settle {
+                        user_id: self.user_id.clone(),
+                        settlement,
+                        rule: None,
+                        tenant_rule: None,
+                    },
+                    self.record_budget(),
+                )
                 .await?;
         }
         Ok(())
@@ -822,6 +872,9 @@ impl<'a> Call<'a> {
             message: message.to_owned(),
             attempts: self.attempts.clone(),
         };
+        if kind.is_none() && budget_only {
+            self.st.metrics.refused(Refusal::Budget);
+        }
         match kind {
             None if budget_only => GenerateError::BudgetExceeded,
             None if self

@@ -11,13 +11,14 @@ use crate::providers::{
 };
 use serde::Deserialize;
 use serde_json::Value;
+use utoipa::ToSchema;
 
 const MAX_TOOLS: usize = 128;
 const MAX_IMAGE_URL_BYTES: usize = 2048;
 /// The image types every vision provider here takes.
 const IMAGE_TYPES: [&str; 4] = ["image/jpeg", "image/png", "image/gif", "image/webp"];
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MessageIn {
     pub role: String,
@@ -35,21 +36,21 @@ pub struct MessageIn {
     pub refusal: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(untagged)]
 pub enum ContentIn {
     Text(String),
     Parts(Vec<PartIn>),
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum PartIn {
     Text { text: String },
     ImageUrl { image_url: ImageUrlIn },
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ImageUrlIn {
     pub url: String,
@@ -57,7 +58,7 @@ pub struct ImageUrlIn {
     pub detail: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ToolCallIn {
     pub id: String,
@@ -66,14 +67,14 @@ pub struct ToolCallIn {
     pub function: FunctionCallIn,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FunctionCallIn {
     pub name: String,
     pub arguments: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ToolIn {
     #[serde(rename = "type")]
@@ -81,7 +82,7 @@ pub struct ToolIn {
     pub function: FunctionIn,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FunctionIn {
     pub name: String,
@@ -93,14 +94,14 @@ pub struct FunctionIn {
     pub strict: Option<bool>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(untagged)]
 pub enum ToolChoiceIn {
     Mode(String),
     Named(NamedChoiceIn),
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NamedChoiceIn {
     #[serde(rename = "type")]
@@ -108,13 +109,13 @@ pub struct NamedChoiceIn {
     pub function: ChoiceFunctionIn,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChoiceFunctionIn {
     pub name: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ResponseFormatIn {
     Text,
@@ -122,7 +123,7 @@ pub enum ResponseFormatIn {
     JsonSchema { json_schema: JsonSchemaIn },
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JsonSchemaIn {
     pub name: String,
@@ -380,13 +381,13 @@ pub fn tool_choice(
     if tools.is_empty() && choice != ToolChoice::None {
         return Err(invalid(field, "needs tools to choose from"));
     }
-    if let ToolChoice::Tool(name) = &choice {
-        if !tools.iter().any(|t| &t.name == name) {
-            return Err(invalid(
-                format!("{field}.function.name"),
-                "names no tool in `tools`",
-            ));
-        }
+    if let ToolChoice::Tool(name) = &choice
+        && !tools.iter().any(|t| &t.name == name)
+    {
+        return Err(invalid(
+            format!("{field}.function.name"),
+            "names no tool in `tools`",
+        ));
     }
     Ok(choice)
 }

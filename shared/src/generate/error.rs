@@ -43,10 +43,13 @@ impl Serialize for AttemptError {
 }
 
 /// One candidate tried, and how it failed.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Attempt {
     pub provider: Provider,
     pub model: String,
+    /// The failure's class: `no_api_key`, `circuit_open`, `budget_exceeded`,
+    /// `unsupported_parameter`, or a provider error kind (`server_error`, `timeout`, ...).
+    #[schema(value_type = String)]
     pub error: AttemptError,
     pub latency_ms: f64,
 }

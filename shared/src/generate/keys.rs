@@ -62,10 +62,11 @@ impl KeyCache {
         let slot = (user_id.to_owned(), provider);
         {
             let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some((t, at, key)) = entries.get(&slot) {
-                if *t == tag && at.elapsed() < self.ttl {
-                    return Ok(Some(key.clone()));
-                }
+            if let Some((t, at, key)) = entries.get(&slot)
+                && *t == tag
+                && at.elapsed() < self.ttl
+            {
+                return Ok(Some(key.clone()));
             }
         }
         let key = self

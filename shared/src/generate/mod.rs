@@ -43,6 +43,7 @@ use recorder::Recorder;
 use request::Generate;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 /// The operation type of a `POST /v1/embeddings` request's usage entry.
 pub const OPERATION_EMBEDDING: &str = "embedding";
@@ -73,6 +74,8 @@ pub struct GenerateState {
     /// What providers last said about each key's rate limits: an exhausted key is
     /// skipped until its reset (per process locally, shared through DynamoDB on AWS).
     pub rate_limits: Arc<dyn RateLimitBook>,
+    /// Counts attempts, refusals, cache hits and usage records (bounded labels only).
+    pub metrics: crate::metrics::Metrics,
 }
 
 /// Generations run on tasks of their own, so that a client leaving changes nothing about
@@ -93,8 +96,12 @@ impl Lifecycle {
         F: std::future::Future<Output = T> + Send + 'static,
         T: Send + 'static,
     {
-        self.tasks
-            .spawn(crate::context::REQUEST_ID.scope(request_id.to_owned(), task))
+        // In the caller's span too, so that a trace follows the request onto the task.
+        self.tasks.spawn(
+            crate::context::REQUEST_ID
+                .scope(request_id.to_owned(), task)
+                .in_current_span(),
+        )
     }
 }
 

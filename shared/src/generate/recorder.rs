@@ -24,6 +24,11 @@ pub enum RecordError {
     WriterStopped,
     #[error("usage journal: {0}")]
     Journal(String),
+    /// An inline write (a Lambda's) still failing at the request's deadline: given up so
+    /// the request answers (a `503`) before the function is stopped. Every write is
+    /// idempotent, so one cut short counts once if it landed, and not at all otherwise.
+    #[error("usage write still failing after {0:?}")]
+    TimedOut(Duration),
 }
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -321,6 +326,26 @@ impl Recorder {
         (Recorder::Background(tx), handle)
     }
 
+    /// Jobs queued for the background writer and not yet taken (0 inline).
+    pub fn pending(&self) -> usize {
+        match self {
+            Recorder::Inline(_) => 0,
+            Recorder::Background(tx) => tx.max_capacity() - tx.capacity(),
+        }
+    }
+
+    /// As [`Recorder::submit`], but an inline write gives up after `within`
+    /// ([`RecordError::TimedOut`]). The background writer is not cut short: it journals
+    /// what it cannot write, within its own bound.
+    pub async fn submit_within(&self, job: Job, within: Duration) -> Result<(), RecordError> {
+        match self {
+            Recorder::Inline(w) => tokio::time::timeout(within, w.apply(&job))
+                .await
+                .unwrap_or(Err(RecordError::TimedOut(within))),
+            Recorder::Background(_) => self.submit(job).await,
+        }
+    }
+
     /// Returns once the job is durable (written, or journaled by the background writer).
     pub async fn submit(&self, job: Job) -> Result<(), RecordError> {
         match self {
@@ -429,6 +454,32 @@ mod tests {
             rule: None,
             tenant_rule: None,
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_inline_write_gives_up_within_its_budget_then_writes_once_recovered() {
+        let db = SqliteStore::open_in_memory().unwrap();
+        let flaky = Arc::new(Flaky {
+            inner: db.clone(),
+            down: AtomicBool::new(true),
+        });
+        let mut w = writer(flaky.clone(), &db, PathBuf::new());
+        Arc::get_mut(&mut w).unwrap().journal = None;
+        let recorder = Recorder::Inline(w);
+        // Down for good: the retries (50 ms, 100 ms, 200 ms...) are cut at the budget.
+        let budget = Duration::from_millis(120);
+        let started = tokio::time::Instant::now();
+        let job_at = "2026-11-20T10:00:00.000Z";
+        let failed = recorder.submit_within(job("u1", job_at), budget).await;
+        assert!(matches!(failed, Err(RecordError::TimedOut(b)) if b == budget));
+        assert!(started.elapsed() < budget + Duration::from_millis(10));
+        flaky.down.store(false, Ordering::SeqCst);
+        recorder
+            .submit_within(job("u1", job_at), budget)
+            .await
+            .unwrap();
+        let (entries, _) = db.entries("u1", "2000", "9999", 10, None).await.unwrap();
+        assert_eq!(entries.len(), 1);
     }
 
     #[tokio::test]

@@ -19,7 +19,9 @@ const MAX_METADATA_KEYS: usize = 16;
 const MAX_METADATA_BYTES: usize = 4096;
 const MAX_MESSAGES: usize = 500;
 
-#[derive(Debug, Default, Deserialize)]
+/// A generation request: a prompt or messages, and the optional routing, sampling, tool
+/// and output fields.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct GenerateBody {
     pub prompt: Option<String>,
@@ -149,26 +151,26 @@ impl GenerateBody {
                 ));
             }
         }
-        if let Some(model) = &self.model {
-            if models.find(scope, self.provider, model).is_none() {
-                return Err(GenerateError::invalid(
-                    "model",
-                    "unknown or disabled model; GET /api/llm-models lists the models you may pick",
-                ));
-            }
+        if let Some(model) = &self.model
+            && models.find(scope, self.provider, model).is_none()
+        {
+            return Err(GenerateError::invalid(
+                "model",
+                "unknown or disabled model; GET /api/llm-models lists the models you may pick",
+            ));
         }
-        if let Some(m) = self.max_tokens {
-            if m == 0 {
-                return Err(GenerateError::invalid("maxTokens", "must be at least 1"));
-            }
+        if let Some(m) = self.max_tokens
+            && m == 0
+        {
+            return Err(GenerateError::invalid("maxTokens", "must be at least 1"));
         }
-        if let Some(t) = self.temperature {
-            if !(0.0..=2.0).contains(&t) {
-                return Err(GenerateError::invalid(
-                    "temperature",
-                    "must be between 0.0 and 2.0",
-                ));
-            }
+        if let Some(t) = self.temperature
+            && !(0.0..=2.0).contains(&t)
+        {
+            return Err(GenerateError::invalid(
+                "temperature",
+                "must be between 0.0 and 2.0",
+            ));
         }
         let sampling = Sampling {
             top_p: self.top_p,

@@ -9,19 +9,22 @@ use serde::Serialize;
 use serde_json::Value;
 use std::time::Duration;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct UsageView {
     pub input_tokens: u64,
     pub output_tokens: u64,
     pub total_tokens: u64,
     pub cached_input_tokens: u64,
+    /// USD (exact to the nano-dollar); `null` when the model has no price.
+    #[schema(value_type = Option<f64>)]
     pub cost_usd: Option<NanoUsd>,
     pub latency_ms: f64,
     pub model: String,
     pub provider: Provider,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// A finished generation.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct GenerateResponse {
     /// The whole text; empty in a stream's final event (the text went out as deltas).
@@ -29,11 +32,13 @@ pub struct GenerateResponse {
     /// The calls the model made, in OpenAI's shape (`arguments` a JSON string); none in
     /// a stream's final event (they went out as deltas).
     #[serde(skip_serializing_if = "Vec::is_empty", serialize_with = "openai_calls")]
+    #[schema(value_type = Vec<Object>)]
     pub tool_calls: Vec<ToolCall>,
     /// Why the answer ended: `stop`, `length`, `tool_calls` or `content_filter`.
     pub finish_reason: FinishReason,
     /// OpenAI's log probabilities, where the provider has them and they were asked for.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub logprobs: Option<Value>,
     pub provider: Provider,
     pub model: String,

@@ -60,11 +60,11 @@ pub async fn run(
     } else {
         call.cache_key(&plan[0], &material)
     };
-    if let Some(key) = &cache_key {
-        if let Some(mut hit) = cached(call, &plan[0], key).await? {
-            hit.dropped_params = dropped;
-            return Ok(hit);
-        }
+    if let Some(key) = &cache_key
+        && let Some(mut hit) = cached(call, &plan[0], key).await?
+    {
+        hit.dropped_params = dropped;
+        return Ok(hit);
     }
 
     let mut last: Option<(Arc<Resolved>, ProviderError)> = None;
@@ -178,6 +178,7 @@ async fn cached(
     let Ok(answer) = serde_json::from_str::<CachedAnswer>(&hit) else {
         return Ok(None);
     };
+    call.st.metrics.cache_hit();
     let entry = call.entry(
         primary,
         TokenCounts::default(),

@@ -293,6 +293,7 @@ async fn engine_with(providers: &[Provider], budget: Option<NanoUsd>, caching: b
         counters: Arc::new(crate::store::warm::counters::MemoryCounters::default()),
         operator_keys: Arc::new(crate::vault::operator::EnvOperatorKeys),
         rate_limits: Arc::new(crate::store::warm::ratelimits::MemoryRateLimits::default()),
+        metrics: crate::metrics::Metrics::off(),
     };
     Engine { st, script, db }
 }

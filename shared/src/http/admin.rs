@@ -278,7 +278,7 @@ async fn bulk(
     summary = "A user's admin limits",
     params(("userId" = String, Path, description = "The user id (URL-encoded); the caller's own unless admin")),
     security(("bearer" = [])),
-    responses((status = 200, description = "The limits: monthlyBudgetUsd, requestsPerMinute", body = Object), (status = 400, description = "Invalid field, malformed JSON or unknown field (the message names it)", body = crate::http::openapi::ErrorEnvelope), (status = 401, description = "No or invalid bearer token", body = crate::http::openapi::ErrorEnvelope), (status = 403, description = "Not the caller's own resource, or not admin", body = crate::http::openapi::ErrorEnvelope))
+    responses((status = 200, description = "The limits (`null`: not limited)", body = crate::settings::limits::LimitsView), (status = 400, description = "Invalid field, malformed JSON or unknown field (the message names it)", body = crate::http::openapi::ErrorEnvelope), (status = 401, description = "No or invalid bearer token", body = crate::http::openapi::ErrorEnvelope), (status = 403, description = "Not the caller's own resource, or not admin", body = crate::http::openapi::ErrorEnvelope))
 )]
 async fn get_limits(
     caller: Caller,
@@ -296,9 +296,9 @@ async fn get_limits(
     tag = "admin",
     summary = "Set a user's admin limits",
     params(("userId" = String, Path, description = "The user id (URL-encoded); the caller's own unless admin")),
-    request_body(content = Object, description = "`{\"monthlyBudgetUsd\": 100.0, \"requestsPerMinute\": 60}`", content_type = "application/json"),
+    request_body(content = crate::settings::limits::LimitsBody, description = "e.g. `{\"monthlyBudgetUsd\": 100.0, \"requestsPerMinute\": 60}`; an absent or `null` field is not limited", content_type = "application/json"),
     security(("bearer" = [])),
-    responses((status = 200, description = "The limits after the write", body = Object), (status = 400, description = "Invalid field, malformed JSON or unknown field (the message names it)", body = crate::http::openapi::ErrorEnvelope), (status = 401, description = "No or invalid bearer token", body = crate::http::openapi::ErrorEnvelope), (status = 403, description = "Not the caller's own resource, or not admin", body = crate::http::openapi::ErrorEnvelope), (status = 409, description = "Stale `version`, or a name another entry holds", body = crate::http::openapi::ErrorEnvelope), (status = 413, description = "Body over 1 MiB", body = crate::http::openapi::ErrorEnvelope))
+    responses((status = 200, description = "The limits after the write", body = crate::settings::limits::LimitsView), (status = 400, description = "Invalid field, malformed JSON or unknown field (the message names it)", body = crate::http::openapi::ErrorEnvelope), (status = 401, description = "No or invalid bearer token", body = crate::http::openapi::ErrorEnvelope), (status = 403, description = "Not the caller's own resource, or not admin", body = crate::http::openapi::ErrorEnvelope), (status = 409, description = "Stale `version`, or a name another entry holds", body = crate::http::openapi::ErrorEnvelope), (status = 413, description = "Body over 1 MiB", body = crate::http::openapi::ErrorEnvelope))
 )]
 async fn put_limits(
     caller: Caller,

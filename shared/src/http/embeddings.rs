@@ -52,12 +52,11 @@ pub fn embeddings_routes() -> Router<GenerateApi> {
 
 /// `provider/model` first, then a plain id; embedding models only.
 fn resolve(view: &RegistryView, model: &str, tenant: Option<&str>) -> Option<Arc<Resolved>> {
-    if let Some((p, rest)) = model.split_once('/') {
-        if let Ok(provider) = p.parse::<Provider>() {
-            if let Some(r) = view.find_embedder(tenant, Some(provider), rest) {
-                return Some(r.clone());
-            }
-        }
+    if let Some((p, rest)) = model.split_once('/')
+        && let Ok(provider) = p.parse::<Provider>()
+        && let Some(r) = view.find_embedder(tenant, Some(provider), rest)
+    {
+        return Some(r.clone());
     }
     view.find_embedder(tenant, None, model).cloned()
 }
@@ -78,13 +77,14 @@ impl EmbeddingsBody {
         if input.iter().any(String::is_empty) {
             return Err(ApiError::invalid("input", "strings must not be empty"));
         }
-        if let Some(f) = &self.encoding_format {
-            if f != "float" && f != "base64" {
-                return Err(ApiError::invalid(
-                    "encoding_format",
-                    "must be float or base64",
-                ));
-            }
+        if let Some(f) = &self.encoding_format
+            && f != "float"
+            && f != "base64"
+        {
+            return Err(ApiError::invalid(
+                "encoding_format",
+                "must be float or base64",
+            ));
         }
         if self.dimensions == Some(0) {
             return Err(ApiError::invalid("dimensions", "must be at least 1"));
@@ -104,7 +104,7 @@ impl EmbeddingsBody {
     path = "/v1/embeddings",
     tag = "openai",
     summary = "OpenAI Embeddings",
-    request_body(content = Object, description = "OpenAI's embeddings request; input a string or a list", content_type = "application/json"),
+    request_body(content = Object, description = "OpenAI's embeddings request; input a string or a list", content_type = "application/json", example = json!({"model": "text-embedding-3-small", "input": "The food was delicious"})),
     security(("bearer" = [])),
     responses((status = 200, description = "OpenAI's embeddings list", body = Object), (status = 400, description = "Invalid field, malformed JSON or unknown field (the message names it)", body = crate::http::openapi::ErrorEnvelope), (status = 401, description = "No or invalid bearer token", body = crate::http::openapi::ErrorEnvelope), (status = 402, description = "Monthly budget exceeded (`budget_exceeded`)", body = crate::http::openapi::ErrorEnvelope), (status = 403, description = "Not the caller's own resource, or not admin", body = crate::http::openapi::ErrorEnvelope), (status = 413, description = "Body over 1 MiB", body = crate::http::openapi::ErrorEnvelope), (status = 429, description = "Rate limited (`rate_limited`, with `Retry-After`)", body = crate::http::openapi::ErrorEnvelope), (status = 502, description = "Every provider tried failed (`provider_error`)", body = crate::http::openapi::ErrorEnvelope), (status = 504, description = "The providers timed out (`provider_timeout`)", body = crate::http::openapi::ErrorEnvelope))
 )]

@@ -55,10 +55,18 @@ pub enum ApiError {
         retry_after_secs: Option<u64>,
         attempts: serde_json::Value,
     },
+    /// A backend (DynamoDB, Secrets Manager) is throttling or unreachable, after the
+    /// retries: nothing the client did, and worth sending again shortly (`Retry-After`).
+    /// The string is logged, never sent.
+    #[error("the service is temporarily unavailable; retry after {UNAVAILABLE_RETRY_AFTER_SECS} s")]
+    Unavailable(String),
     /// Anything the client cannot fix. The string is logged, never sent.
     #[error("internal error")]
     Internal(String),
 }
+
+/// The `Retry-After` of a `503`: throttling and restarts clear within seconds.
+pub const UNAVAILABLE_RETRY_AFTER_SECS: u64 = 2;
 
 impl ApiError {
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
@@ -88,6 +96,7 @@ impl ApiError {
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::BudgetExceeded(_) => StatusCode::PAYMENT_REQUIRED,
             ApiError::Upstream { status, .. } => *status,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -109,6 +118,7 @@ impl ApiError {
             ApiError::RateLimited { .. } => "rate_limited",
             ApiError::BudgetExceeded(_) => "budget_exceeded",
             ApiError::Upstream { code, .. } => code,
+            ApiError::Unavailable(_) => "service_unavailable",
             ApiError::Internal(_) => "internal_error",
         }
     }
@@ -135,8 +145,14 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let request_id = current_request_id();
         let status = self.status();
-        if let ApiError::Internal(detail) = &self {
-            tracing::error!(request_id = %request_id, detail = %detail, "internal error");
+        match &self {
+            ApiError::Internal(detail) => {
+                tracing::error!(request_id = %request_id, detail = %detail, "internal error");
+            }
+            ApiError::Unavailable(detail) => {
+                tracing::warn!(request_id = %request_id, detail = %detail, "backend unavailable");
+            }
+            _ => {}
         }
         let body = self.envelope(&request_id);
         let mut response = (status, axum::Json(body)).into_response();
@@ -154,6 +170,12 @@ impl IntoResponse for ApiError {
                 if let Ok(v) = HeaderValue::from_str(&retry_after_secs.to_string()) {
                     response.headers_mut().insert(header::RETRY_AFTER, v);
                 }
+            }
+            ApiError::Unavailable(_) => {
+                response.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(UNAVAILABLE_RETRY_AFTER_SECS),
+                );
             }
             _ => {}
         }
@@ -181,5 +203,25 @@ mod tests {
         assert_eq!(v["error"]["code"], "internal_error");
         assert_eq!(v["error"]["requestId"], "req-1");
         assert!(!String::from_utf8_lossy(&body).contains("/secret/path"));
+    }
+
+    #[tokio::test]
+    async fn unavailable_says_when_to_retry_and_nothing_else() {
+        let response = REQUEST_ID
+            .scope("req-2".into(), async {
+                ApiError::Unavailable("ThrottlingException on table prod-usage".into())
+                    .into_response()
+            })
+            .await;
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "2");
+        let body = http_body_util::BodyExt::collect(response.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["error"]["code"], "service_unavailable");
+        assert_eq!(v["error"]["requestId"], "req-2");
+        assert!(!String::from_utf8_lossy(&body).contains("prod-usage"));
     }
 }

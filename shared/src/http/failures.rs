@@ -1,10 +1,15 @@
 //! How the lower layers' failures answer over HTTP: the one mapping of the engine's
 //! [`GenerateError`], the settings' [`SettingsError`], the usage reports' `UsageError`,
-//! and store and vault failures to status codes and the error envelope.
+//! and store and vault failures to status codes and the error envelope. A backend that
+//! is throttling or unreachable (after the retries) is a `503` with `Retry-After`; any
+//! other store or vault failure a `500`. Neither shows its detail.
 
 use super::error::ApiError;
+use crate::generate::recorder::RecordError;
 use crate::generate::{GenerateError, UpstreamFailure};
 use crate::settings::SettingsError;
+use crate::store::StoreError;
+use crate::vault::VaultError;
 use axum::http::StatusCode;
 
 impl From<crate::identity::Forbidden> for ApiError {
@@ -33,6 +38,7 @@ impl From<SettingsError> for ApiError {
                 ApiError::InvalidField { field, message }
             }
             SettingsError::Conflict(message) => ApiError::Conflict(message),
+            SettingsError::Unavailable(detail) => ApiError::Unavailable(detail),
             SettingsError::Internal(detail) => ApiError::Internal(detail),
         }
     }
@@ -76,6 +82,11 @@ impl From<GenerateError> for ApiError {
                     attempts: serde_json::to_value(&attempts).unwrap_or_default(),
                 }
             }
+            GenerateError::Store(StoreError::Unavailable(_))
+            | GenerateError::Vault(VaultError::Unavailable(_))
+            | GenerateError::Record(
+                RecordError::Store(StoreError::Unavailable(_)) | RecordError::TimedOut(_),
+            ) => ApiError::Unavailable(e.to_string()),
             GenerateError::Store(_)
             | GenerateError::Vault(_)
             | GenerateError::Record(_)
@@ -84,20 +95,24 @@ impl From<GenerateError> for ApiError {
     }
 }
 
-impl From<crate::store::StoreError> for ApiError {
-    fn from(e: crate::store::StoreError) -> Self {
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
         match e {
-            crate::store::StoreError::Conflict => ApiError::Conflict(
+            StoreError::Conflict => ApiError::Conflict(
                 "settings were changed by another request; reload and retry".into(),
             ),
+            e @ StoreError::Unavailable(_) => ApiError::Unavailable(e.to_string()),
             other => ApiError::Internal(other.to_string()),
         }
     }
 }
 
-impl From<crate::vault::VaultError> for ApiError {
-    fn from(e: crate::vault::VaultError) -> Self {
-        ApiError::Internal(e.to_string())
+impl From<VaultError> for ApiError {
+    fn from(e: VaultError) -> Self {
+        match e {
+            VaultError::Unavailable(_) => ApiError::Unavailable(e.to_string()),
+            other => ApiError::Internal(other.to_string()),
+        }
     }
 }
 
@@ -164,5 +179,37 @@ mod tests {
         let e = ApiError::from(GenerateError::Internal("task at /x panicked".into()));
         assert_eq!(e.status(), StatusCode::INTERNAL_SERVER_ERROR);
         assert!(!e.envelope("r").to_string().contains("/x"));
+    }
+
+    #[test]
+    fn an_unavailable_backend_is_a_503_and_any_other_failure_a_500() {
+        let detail = "ProvisionedThroughputExceededException on table usage-prod";
+        let unavailable = [
+            ApiError::from(GenerateError::Store(StoreError::Unavailable(detail.into()))),
+            ApiError::from(GenerateError::Vault(VaultError::Unavailable(detail.into()))),
+            ApiError::from(GenerateError::Record(RecordError::Store(
+                StoreError::Unavailable(detail.into()),
+            ))),
+            ApiError::from(GenerateError::Record(RecordError::TimedOut(
+                std::time::Duration::from_secs(3),
+            ))),
+            ApiError::from(StoreError::Unavailable(detail.into())),
+            ApiError::from(VaultError::Unavailable(detail.into())),
+            ApiError::from(SettingsError::from(VaultError::Unavailable(detail.into()))),
+            ApiError::from(SettingsError::from(StoreError::Unavailable(detail.into()))),
+        ];
+        for e in unavailable {
+            assert_eq!(e.status(), StatusCode::SERVICE_UNAVAILABLE, "{e:?}");
+            assert_eq!(e.code(), "service_unavailable");
+            assert!(!e.envelope("r").to_string().contains("usage-prod"));
+        }
+        let broken = [
+            ApiError::from(GenerateError::Store(StoreError::Backend(detail.into()))),
+            ApiError::from(GenerateError::Vault(VaultError::Backend(detail.into()))),
+            ApiError::from(StoreError::Corrupt(detail.into())),
+        ];
+        for e in broken {
+            assert_eq!(e.status(), StatusCode::INTERNAL_SERVER_ERROR, "{e:?}");
+        }
     }
 }

@@ -61,10 +61,10 @@ pub fn drop_params_requested(headers: &HeaderMap) -> bool {
 
 /// Names the dropped parameters in the answer's header (none: no header).
 pub fn with_dropped(mut response: Response, dropped: &[&'static str]) -> Response {
-    if !dropped.is_empty() {
-        if let Ok(v) = HeaderValue::from_str(&dropped.join(",")) {
-            response.headers_mut().insert(DROPPED_PARAMS, v);
-        }
+    if !dropped.is_empty()
+        && let Ok(v) = HeaderValue::from_str(&dropped.join(","))
+    {
+        response.headers_mut().insert(DROPPED_PARAMS, v);
     }
     response
 }
@@ -75,9 +75,9 @@ pub fn with_dropped(mut response: Response, dropped: &[&'static str]) -> Respons
     tag = "generate",
     summary = "Generate a completion",
     params(("userId" = String, Path, description = "The user id (URL-encoded); the caller's own unless admin")),
-    request_body(content = Object, description = "prompt or messages (exactly one), system, operationType, provider, model, llmId, maxTokens, temperature, topP, stop, seed, tools, toolChoice, responseFormat, stream, cache, metadata", content_type = "application/json"),
+    request_body(content = crate::generate::request::GenerateBody, description = "`prompt` or `messages` (exactly one); everything else optional. Unknown fields are 400", content_type = "application/json", example = json!({"prompt": "Count the users who signed up last week", "operationType": "query_generation", "maxTokens": 200})),
     security(("bearer" = [])),
-    responses((status = 200, description = "content, toolCalls, provider, model, usage, requestId, cached, attempts; with `stream: true`, Server-Sent Events: text deltas, then a final event with usage", content((Object = "application/json"), (String = "text/event-stream"))), (status = 400, description = "Invalid field, malformed JSON or unknown field (the message names it)", body = crate::http::openapi::ErrorEnvelope), (status = 401, description = "No or invalid bearer token", body = crate::http::openapi::ErrorEnvelope), (status = 402, description = "Monthly budget exceeded (`budget_exceeded`)", body = crate::http::openapi::ErrorEnvelope), (status = 403, description = "Not the caller's own resource, or not admin", body = crate::http::openapi::ErrorEnvelope), (status = 413, description = "Body over 1 MiB", body = crate::http::openapi::ErrorEnvelope), (status = 429, description = "Rate limited (`rate_limited`, with `Retry-After`)", body = crate::http::openapi::ErrorEnvelope), (status = 502, description = "Every provider tried failed (`provider_error`)", body = crate::http::openapi::ErrorEnvelope), (status = 504, description = "The providers timed out (`provider_timeout`)", body = crate::http::openapi::ErrorEnvelope))
+    responses((status = 200, description = "content, toolCalls, provider, model, usage, requestId, cached, attempts; with `stream: true`, Server-Sent Events: text deltas, then a final event with usage", content((crate::generate::response::GenerateResponse = "application/json"), (String = "text/event-stream"))), (status = 400, description = "Invalid field, malformed JSON or unknown field (the message names it)", body = crate::http::openapi::ErrorEnvelope), (status = 401, description = "No or invalid bearer token", body = crate::http::openapi::ErrorEnvelope), (status = 402, description = "Monthly budget exceeded (`budget_exceeded`)", body = crate::http::openapi::ErrorEnvelope), (status = 403, description = "Not the caller's own resource, or not admin", body = crate::http::openapi::ErrorEnvelope), (status = 413, description = "Body over 1 MiB", body = crate::http::openapi::ErrorEnvelope), (status = 429, description = "Rate limited (`rate_limited`, with `Retry-After`)", body = crate::http::openapi::ErrorEnvelope), (status = 502, description = "Every provider tried failed (`provider_error`)", body = crate::http::openapi::ErrorEnvelope), (status = 504, description = "The providers timed out (`provider_timeout`)", body = crate::http::openapi::ErrorEnvelope))
 )]
 async fn generate_handler(
     caller: Caller,

@@ -20,19 +20,21 @@ pub mod tenants;
 pub mod usage;
 
 use crate::identity::IdentityMode;
+use crate::metrics::{Metrics, Observation, method_label};
 use crate::pricing::Catalog;
 use crate::providers::Providers;
 use crate::ratelimit::RateLimiter;
 use crate::store::SettingsStore;
 use crate::vault::{KeyChanges, KeyVault};
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::HeaderValue;
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use error::{ApiError, REQUEST_ID};
 use std::sync::Arc;
 use std::time::Instant;
+use tracing::Instrument as _;
 
 pub use generate::{GenerateApi, generate_router};
 pub use settings::settings_router;
@@ -77,13 +79,20 @@ impl AppState {
     }
 }
 
-/// Wraps the merged routers of a deployment with the layers every route shares.
+/// Wraps the merged routers of a deployment with the layers every route shares, counting
+/// nothing.
 pub fn app(routes: Router) -> Router {
+    app_with_metrics(routes, Metrics::off())
+}
+
+/// [`app`], with every request counted in `metrics` (route template, method, status,
+/// latency).
+pub fn app_with_metrics(routes: Router, metrics: Metrics) -> Router {
     routes
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(middleware::from_fn(request_context))
+        .layer(middleware::from_fn_with_state(metrics, request_context))
 }
 
 /// Gives each request an id (in errors, in the `x-request-id` header, in the log) and
@@ -94,13 +103,28 @@ pub fn app(routes: Router) -> Router {
 /// it on): every request passes here, and a formatted line and a write to stderr per
 /// request is most of what this layer would cost. Its fields are only evaluated when
 /// the line is enabled, so off it costs a level check.
-async fn request_context(req: Request, next: Next) -> Response {
+async fn request_context(State(metrics): State<Metrics>, req: Request, next: Next) -> Response {
     let started = Instant::now();
     let id = format!("req-{}", uuid::Uuid::new_v4().simple());
     let method = req.method().clone();
     // An `Arc<str>` inside: cloning it allocates nothing.
     let route = req.extensions().get::<MatchedPath>().cloned();
-    let mut response = REQUEST_ID.scope(id.clone(), next.run(req)).await;
+    // The request's trace span: DEBUG, so it exists only when llm-local's traces are on
+    // (no other layer enables it); its fields are not even evaluated otherwise.
+    let span = tracing::debug_span!(
+        "request",
+        otel.name = format!("{method} {}", route.as_ref().map_or("unmatched", |p| p.as_str())),
+        otel.kind = "server",
+        http.request.method = %method,
+        http.route = route.as_ref().map_or("unmatched", |p| p.as_str()),
+        http.response.status_code = tracing::field::Empty,
+        request_id = %id,
+    );
+    let mut response = REQUEST_ID
+        .scope(id.clone(), next.run(req))
+        .instrument(span.clone())
+        .await;
+    span.record("http.response.status_code", response.status().as_u16());
     if let Ok(v) = HeaderValue::from_str(&id) {
         response.headers_mut().insert("x-request-id", v);
     }
@@ -113,5 +137,12 @@ async fn request_context(req: Request, next: Next) -> Response {
         latency_ms = started.elapsed().as_secs_f64() * 1000.0,
         "request"
     );
+    metrics.observe(Observation::Request {
+        // The template, never the path: a path no route matched is the caller's text.
+        route: route.as_ref().map_or("unmatched", |p| p.as_str()),
+        method: method_label(&method),
+        status: response.status().as_u16(),
+        latency: started.elapsed(),
+    });
     response
 }

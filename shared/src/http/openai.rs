@@ -122,12 +122,11 @@ pub(super) fn resolve_model<'v>(
     model: &str,
     tenant: Option<&str>,
 ) -> Option<&'v ModelPrice> {
-    if let Some((p, rest)) = model.split_once('/') {
-        if let Ok(provider) = p.parse::<Provider>() {
-            if let Some(r) = view.find(tenant, Some(provider), rest) {
-                return Some(&r.model);
-            }
-        }
+    if let Some((p, rest)) = model.split_once('/')
+        && let Ok(provider) = p.parse::<Provider>()
+        && let Some(r) = view.find(tenant, Some(provider), rest)
+    {
+        return Some(&r.model);
     }
     view.find(tenant, None, model).map(|r| &r.model)
 }
@@ -214,7 +213,7 @@ fn completion_id(request_id: &str) -> String {
     path = "/v1/chat/completions",
     tag = "openai",
     summary = "OpenAI Chat Completions",
-    request_body(content = Object, description = "OpenAI's Chat Completions request", content_type = "application/json"),
+    request_body(content = Object, description = "OpenAI's Chat Completions request", content_type = "application/json", example = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Say hello"}], "max_tokens": 50})),
     security(("bearer" = [])),
     responses((status = 200, description = "OpenAI's chat.completion; with `stream: true`, OpenAI's chat.completion.chunk events", content((Object = "application/json"), (String = "text/event-stream"))), (status = 400, description = "Invalid field, malformed JSON or unknown field (the message names it)", body = crate::http::openapi::ErrorEnvelope), (status = 401, description = "No or invalid bearer token", body = crate::http::openapi::ErrorEnvelope), (status = 402, description = "Monthly budget exceeded (`budget_exceeded`)", body = crate::http::openapi::ErrorEnvelope), (status = 403, description = "Not the caller's own resource, or not admin", body = crate::http::openapi::ErrorEnvelope), (status = 413, description = "Body over 1 MiB", body = crate::http::openapi::ErrorEnvelope), (status = 429, description = "Rate limited (`rate_limited`, with `Retry-After`)", body = crate::http::openapi::ErrorEnvelope), (status = 502, description = "Every provider tried failed (`provider_error`)", body = crate::http::openapi::ErrorEnvelope), (status = 504, description = "The providers timed out (`provider_timeout`)", body = crate::http::openapi::ErrorEnvelope))
 )]

@@ -76,7 +76,7 @@ async fn me(caller: Caller) -> Json<serde_json::Value> {
     summary = "A user's settings",
     params(("userId" = String, Path, description = "The user id (URL-encoded); the caller's own unless admin")),
     security(("bearer" = [])),
-    responses((status = 200, description = "The settings (defaults when nothing is saved): preferences, hasApiKeys, keyHints, version, updatedAt", body = Object), (status = 400, description = "Invalid field, malformed JSON or unknown field (the message names it)", body = crate::http::openapi::ErrorEnvelope), (status = 401, description = "No or invalid bearer token", body = crate::http::openapi::ErrorEnvelope), (status = 403, description = "Not the caller's own resource, or not admin", body = crate::http::openapi::ErrorEnvelope))
+    responses((status = 200, description = "The settings (defaults when nothing is saved): preferences, hasApiKeys, keyHints, version, updatedAt", body = crate::settings::SettingsView), (status = 400, description = "Invalid field, malformed JSON or unknown field (the message names it)", body = crate::http::openapi::ErrorEnvelope), (status = 401, description = "No or invalid bearer token", body = crate::http::openapi::ErrorEnvelope), (status = 403, description = "Not the caller's own resource, or not admin", body = crate::http::openapi::ErrorEnvelope))
 )]
 async fn get_settings(
     caller: Caller,
@@ -163,9 +163,9 @@ pub(super) async fn test_keys(
     tag = "settings",
     summary = "Merge preferences, store or delete keys",
     params(("userId" = String, Path, description = "The user id (URL-encoded); the caller's own unless admin")),
-    request_body(content = Object, description = "`{\"preferences\": {...partial...}, \"apiKeys\": {\"anthropic\": \"sk-ant-...\", \"openai\": null}, \"version\": 7}`; unknown fields are 400", content_type = "application/json"),
+    request_body(content = crate::settings::SettingsUpdate, description = "e.g. `{\"preferences\": {\"defaultProvider\": \"anthropic\"}, \"apiKeys\": {\"anthropic\": \"sk-ant-...\", \"openai\": null}, \"version\": 7}`; unknown fields are 400", content_type = "application/json"),
     security(("bearer" = [])),
-    responses((status = 200, description = "The settings after the write (the GET body)", body = Object), (status = 400, description = "Invalid field, malformed JSON or unknown field (the message names it)", body = crate::http::openapi::ErrorEnvelope), (status = 401, description = "No or invalid bearer token", body = crate::http::openapi::ErrorEnvelope), (status = 403, description = "Not the caller's own resource, or not admin", body = crate::http::openapi::ErrorEnvelope), (status = 409, description = "Stale `version`, or a name another entry holds", body = crate::http::openapi::ErrorEnvelope), (status = 413, description = "Body over 1 MiB", body = crate::http::openapi::ErrorEnvelope))
+    responses((status = 200, description = "The settings after the write (the GET body)", body = crate::settings::SettingsView), (status = 400, description = "Invalid field, malformed JSON or unknown field (the message names it)", body = crate::http::openapi::ErrorEnvelope), (status = 401, description = "No or invalid bearer token", body = crate::http::openapi::ErrorEnvelope), (status = 403, description = "Not the caller's own resource, or not admin", body = crate::http::openapi::ErrorEnvelope), (status = 409, description = "Stale `version`, or a name another entry holds", body = crate::http::openapi::ErrorEnvelope), (status = 413, description = "Body over 1 MiB", body = crate::http::openapi::ErrorEnvelope))
 )]
 async fn put_settings(
     caller: Caller,
@@ -203,7 +203,7 @@ impl FromRequestParts<AppState> for ProviderPath {
     path = "/api/llm-settings/{userId}/keys/{provider}",
     tag = "settings",
     summary = "Delete a stored key",
-    params(("userId" = String, Path, description = "The user id (URL-encoded); the caller's own unless admin"), ("provider" = String, Path, description = "A built-in provider (anthropic, openai, google, bedrock, azure_openai, groq, openrouter, fireworks, mistral, deepseek, together, ollama)")),
+    params(("userId" = String, Path, description = "The user id (URL-encoded); the caller's own unless admin"), ("provider" = crate::provider::Provider, Path, description = "A built-in provider (anthropic, openai, google, bedrock, azure_openai, groq, openrouter, fireworks, mistral, deepseek, together, ollama)")),
     security(("bearer" = [])),
     responses((status = 204, description = "Deleted"), (status = 400, description = "Invalid field, malformed JSON or unknown field (the message names it)", body = crate::http::openapi::ErrorEnvelope), (status = 401, description = "No or invalid bearer token", body = crate::http::openapi::ErrorEnvelope), (status = 403, description = "Not the caller's own resource, or not admin", body = crate::http::openapi::ErrorEnvelope), (status = 409, description = "Stale `version`, or a name another entry holds", body = crate::http::openapi::ErrorEnvelope))
 )]
@@ -225,9 +225,9 @@ async fn delete_key(
     tag = "settings",
     summary = "Test a saved or given key",
     params(("userId" = String, Path, description = "The user id (URL-encoded); the caller's own unless admin")),
-    request_body(content = Object, description = "`{\"provider\": \"anthropic\", \"apiKey\": \"optional unsaved key\", \"model\": \"optional\"}`", content_type = "application/json"),
+    request_body(content = crate::settings::connection_test::TestRequest, description = "The provider; a key to try unsaved (else the saved one); a model (else the default)", content_type = "application/json"),
     security(("bearer" = [])),
-    responses((status = 200, description = "The outcome: success, provider, message, model, latency_ms (a failed test is 200 with success false)", body = Object), (status = 400, description = "Invalid field, malformed JSON or unknown field (the message names it)", body = crate::http::openapi::ErrorEnvelope), (status = 401, description = "No or invalid bearer token", body = crate::http::openapi::ErrorEnvelope), (status = 403, description = "Not the caller's own resource, or not admin", body = crate::http::openapi::ErrorEnvelope), (status = 413, description = "Body over 1 MiB", body = crate::http::openapi::ErrorEnvelope), (status = 429, description = "Rate limited (`rate_limited`, with `Retry-After`)", body = crate::http::openapi::ErrorEnvelope))
+    responses((status = 200, description = "The outcome (a failed test is 200 with success false)", body = crate::settings::connection_test::TestOutcome), (status = 400, description = "Invalid field, malformed JSON or unknown field (the message names it)", body = crate::http::openapi::ErrorEnvelope), (status = 401, description = "No or invalid bearer token", body = crate::http::openapi::ErrorEnvelope), (status = 403, description = "Not the caller's own resource, or not admin", body = crate::http::openapi::ErrorEnvelope), (status = 413, description = "Body over 1 MiB", body = crate::http::openapi::ErrorEnvelope), (status = 429, description = "Rate limited (`rate_limited`, with `Retry-After`)", body = crate::http::openapi::ErrorEnvelope))
 )]
 async fn test_connection(
     caller: Caller,

@@ -39,7 +39,7 @@ pub fn tenant_settings_routes() -> Router<AppState> {
     summary = "A tenant's settings",
     params(("tenantId" = String, Path, description = "The tenant id")),
     security(("bearer" = [])),
-    responses((status = 200, description = "The tenant's settings (the user settings body)", body = Object), (status = 400, description = "Invalid field, malformed JSON or unknown field (the message names it)", body = crate::http::openapi::ErrorEnvelope), (status = 401, description = "No or invalid bearer token", body = crate::http::openapi::ErrorEnvelope), (status = 403, description = "Not the caller's own resource, or not admin", body = crate::http::openapi::ErrorEnvelope))
+    responses((status = 200, description = "The tenant's settings (the user settings body)", body = crate::settings::SettingsView), (status = 400, description = "Invalid field, malformed JSON or unknown field (the message names it)", body = crate::http::openapi::ErrorEnvelope), (status = 401, description = "No or invalid bearer token", body = crate::http::openapi::ErrorEnvelope), (status = 403, description = "Not the caller's own resource, or not admin", body = crate::http::openapi::ErrorEnvelope))
 )]
 async fn get_settings(
     caller: Caller,
@@ -58,9 +58,9 @@ async fn get_settings(
     tag = "tenants",
     summary = "Write a tenant's settings",
     params(("tenantId" = String, Path, description = "The tenant id")),
-    request_body(content = Object, description = "`{\"preferences\": {...partial...}, \"apiKeys\": {\"anthropic\": \"sk-ant-...\", \"openai\": null}, \"version\": 7}`; unknown fields are 400", content_type = "application/json"),
+    request_body(content = crate::settings::SettingsUpdate, description = "e.g. `{\"preferences\": {\"defaultProvider\": \"anthropic\"}, \"apiKeys\": {\"anthropic\": \"sk-ant-...\", \"openai\": null}, \"version\": 7}`; unknown fields are 400", content_type = "application/json"),
     security(("bearer" = [])),
-    responses((status = 200, description = "The settings after the write", body = Object), (status = 400, description = "Invalid field, malformed JSON or unknown field (the message names it)", body = crate::http::openapi::ErrorEnvelope), (status = 401, description = "No or invalid bearer token", body = crate::http::openapi::ErrorEnvelope), (status = 403, description = "Not the caller's own resource, or not admin", body = crate::http::openapi::ErrorEnvelope), (status = 409, description = "Stale `version`, or a name another entry holds", body = crate::http::openapi::ErrorEnvelope), (status = 413, description = "Body over 1 MiB", body = crate::http::openapi::ErrorEnvelope))
+    responses((status = 200, description = "The settings after the write", body = crate::settings::SettingsView), (status = 400, description = "Invalid field, malformed JSON or unknown field (the message names it)", body = crate::http::openapi::ErrorEnvelope), (status = 401, description = "No or invalid bearer token", body = crate::http::openapi::ErrorEnvelope), (status = 403, description = "Not the caller's own resource, or not admin", body = crate::http::openapi::ErrorEnvelope), (status = 409, description = "Stale `version`, or a name another entry holds", body = crate::http::openapi::ErrorEnvelope), (status = 413, description = "Body over 1 MiB", body = crate::http::openapi::ErrorEnvelope))
 )]
 async fn put_settings(
     caller: Caller,
@@ -80,7 +80,7 @@ async fn put_settings(
     path = "/api/tenants/{tenantId}/llm-settings/keys/{provider}",
     tag = "tenants",
     summary = "Delete a tenant key",
-    params(("tenantId" = String, Path, description = "The tenant id"), ("provider" = String, Path, description = "A built-in provider (anthropic, openai, google, bedrock, azure_openai, groq, openrouter, fireworks, mistral, deepseek, together, ollama)")),
+    params(("tenantId" = String, Path, description = "The tenant id"), ("provider" = crate::provider::Provider, Path, description = "A built-in provider (anthropic, openai, google, bedrock, azure_openai, groq, openrouter, fireworks, mistral, deepseek, together, ollama)")),
     security(("bearer" = [])),
     responses((status = 204, description = "Deleted"), (status = 400, description = "Invalid field, malformed JSON or unknown field (the message names it)", body = crate::http::openapi::ErrorEnvelope), (status = 401, description = "No or invalid bearer token", body = crate::http::openapi::ErrorEnvelope), (status = 403, description = "Not the caller's own resource, or not admin", body = crate::http::openapi::ErrorEnvelope), (status = 409, description = "Stale `version`, or a name another entry holds", body = crate::http::openapi::ErrorEnvelope))
 )]
@@ -110,9 +110,9 @@ async fn delete_key(
     tag = "tenants",
     summary = "Test a tenant key",
     params(("tenantId" = String, Path, description = "The tenant id")),
-    request_body(content = Object, description = "`{\"provider\": \"anthropic\", \"apiKey\": \"optional unsaved key\", \"model\": \"optional\"}`", content_type = "application/json"),
+    request_body(content = crate::settings::connection_test::TestRequest, description = "The provider; a key to try unsaved (else the saved one); a model (else the default)", content_type = "application/json"),
     security(("bearer" = [])),
-    responses((status = 200, description = "The outcome: success, provider, message, model, latency_ms (a failed test is 200 with success false)", body = Object), (status = 400, description = "Invalid field, malformed JSON or unknown field (the message names it)", body = crate::http::openapi::ErrorEnvelope), (status = 401, description = "No or invalid bearer token", body = crate::http::openapi::ErrorEnvelope), (status = 403, description = "Not the caller's own resource, or not admin", body = crate::http::openapi::ErrorEnvelope), (status = 413, description = "Body over 1 MiB", body = crate::http::openapi::ErrorEnvelope), (status = 429, description = "Rate limited (`rate_limited`, with `Retry-After`)", body = crate::http::openapi::ErrorEnvelope))
+    responses((status = 200, description = "The outcome (a failed test is 200 with success false)", body = crate::settings::connection_test::TestOutcome), (status = 400, description = "Invalid field, malformed JSON or unknown field (the message names it)", body = crate::http::openapi::ErrorEnvelope), (status = 401, description = "No or invalid bearer token", body = crate::http::openapi::ErrorEnvelope), (status = 403, description = "Not the caller's own resource, or not admin", body = crate::http::openapi::ErrorEnvelope), (status = 413, description = "Body over 1 MiB", body = crate::http::openapi::ErrorEnvelope), (status = 429, description = "Rate limited (`rate_limited`, with `Retry-After`)", body = crate::http::openapi::ErrorEnvelope))
 )]
 async fn test_connection(
     caller: Caller,

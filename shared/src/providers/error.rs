@@ -165,10 +165,11 @@ pub fn mentions_context_length(text: &str) -> bool {
 /// `retry-after-ms`, as OpenAI-style APIs send it.
 pub fn retry_after(headers: &http::HeaderMap) -> Option<Duration> {
     let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    if let Some(ms) = get("retry-after-ms").and_then(|v| v.trim().parse::<f64>().ok()) {
-        if ms.is_finite() && ms >= 0.0 {
-            return Some(Duration::from_millis(ms as u64));
-        }
+    if let Some(ms) = get("retry-after-ms").and_then(|v| v.trim().parse::<f64>().ok())
+        && ms.is_finite()
+        && ms >= 0.0
+    {
+        return Some(Duration::from_millis(ms as u64));
     }
     get("retry-after")
         .and_then(|v| v.trim().parse::<f64>().ok())

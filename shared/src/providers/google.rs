@@ -565,10 +565,10 @@ fn clean_schema(schema: &Value, defs: Option<&Value>, depth: usize) -> Value {
         let target = resolve_ref(reference, defs).filter(|_| depth < MAX_REF_DEPTH);
         return clean_schema(&merged(target, map, "$ref"), defs, depth + 1);
     }
-    if let Some(Value::Array(all)) = map.get("allOf") {
-        if let [one] = all.as_slice() {
-            return clean_schema(&merged(Some(one), map, "allOf"), defs, depth);
-        }
+    if let Some(Value::Array(all)) = map.get("allOf")
+        && let [one] = all.as_slice()
+    {
+        return clean_schema(&merged(Some(one), map, "allOf"), defs, depth);
     }
     let clean = |s: &Value| clean_schema(s, defs, depth);
     let mut out = Map::new();

@@ -650,10 +650,10 @@ impl ChatStream {
             return Err(classify(label, status, &HeaderMap::new(), data.as_bytes()));
         }
         if let Some(choice) = v["choices"].get(0) {
-            if let Some(t) = choice["delta"]["content"].as_str() {
-                if !t.is_empty() {
-                    out.push(StreamEvent::Delta(t.to_owned()));
-                }
+            if let Some(t) = choice["delta"]["content"].as_str()
+                && !t.is_empty()
+            {
+                out.push(StreamEvent::Delta(t.to_owned()));
             }
             if let Some(calls) = choice["delta"]["tool_calls"].as_array() {
                 for (i, call) in calls.iter().enumerate() {
@@ -665,10 +665,10 @@ impl ChatStream {
             }
         }
         for usage in [&v["usage"], &v["x_groq"]["usage"]] {
-            if usage.is_object() {
-                if let Ok(u) = serde_json::from_value::<Usage>(usage.clone()) {
-                    self.usage = Some(u);
-                }
+            if usage.is_object()
+                && let Ok(u) = serde_json::from_value::<Usage>(usage.clone())
+            {
+                self.usage = Some(u);
             }
         }
         Ok(())

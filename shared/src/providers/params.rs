@@ -282,7 +282,7 @@ pub fn drop_unhonoured(
 }
 
 /// `stop` as OpenAI takes it: one string or a list.
-#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum Stop {
     One(String),

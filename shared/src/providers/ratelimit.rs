@@ -93,10 +93,10 @@ pub fn with_block(
     error: &ProviderError,
     now: DateTime<Utc>,
 ) -> RateLimitState {
-    if error.status == Some(429) {
-        if let Some(wait) = error.retry_after {
-            state.blocked_until = Some(after(now, wait));
-        }
+    if error.status == Some(429)
+        && let Some(wait) = error.retry_after
+    {
+        state.blocked_until = Some(after(now, wait));
     }
     state
 }

@@ -225,13 +225,13 @@ impl Admin<'_> {
 
     pub async fn update(&self, id: &str, patch: LlmPatch) -> Result<LlmView, RegistryError> {
         let current = self.get_entry(id).await?;
-        if let Some(v) = patch.version {
-            if v != current.version {
-                return Err(RegistryError::Conflict(format!(
-                    "version {v} is stale; the current version is {}",
-                    current.version
-                )));
-            }
+        if let Some(v) = patch.version
+            && v != current.version
+        {
+            return Err(RegistryError::Conflict(format!(
+                "version {v} is stale; the current version is {}",
+                current.version
+            )));
         }
         let next = Self::next(&current, |e| {
             if let Some(v) = patch.name {

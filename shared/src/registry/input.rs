@@ -144,21 +144,21 @@ pub fn check_entry(
             ),
         ));
     }
-    if let Some(t) = e.config.temperature {
-        if !(0.0..=2.0).contains(&t) {
-            return Err(RegistryError::invalid(
-                "config.temperature",
-                "must be between 0.0 and 2.0",
-            ));
-        }
+    if let Some(t) = e.config.temperature
+        && !(0.0..=2.0).contains(&t)
+    {
+        return Err(RegistryError::invalid(
+            "config.temperature",
+            "must be between 0.0 and 2.0",
+        ));
     }
-    if let Some(m) = e.config.max_tokens {
-        if !(1..=1_000_000).contains(&m) {
-            return Err(RegistryError::invalid(
-                "config.max_tokens",
-                "must be between 1 and 1000000",
-            ));
-        }
+    if let Some(m) = e.config.max_tokens
+        && !(1..=1_000_000).contains(&m)
+    {
+        return Err(RegistryError::invalid(
+            "config.max_tokens",
+            "must be between 1 and 1000000",
+        ));
     }
     if let Some(meta) = &e.auth_meta {
         operator

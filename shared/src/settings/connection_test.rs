@@ -13,19 +13,20 @@ use crate::vault::KeyVault;
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct TestRequest {
     pub provider: Provider,
     /// A key to try without saving it; else the saved one.
     #[serde(default)]
+    #[schema(value_type = Option<String>)]
     pub api_key: Option<KeyInput>,
     /// Defaults to the provider's default model; for Azure, the deployment name.
     #[serde(default)]
     pub model: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TestOutcome {
     pub success: bool,
     pub provider: Provider,
@@ -34,6 +35,7 @@ pub struct TestOutcome {
     pub latency_ms: f64,
     /// The failure class (`invalid_key`, `timeout`, ...), for frontends to branch on.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
     pub error: Option<&'static str>,
 }
 

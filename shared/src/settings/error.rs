@@ -1,5 +1,5 @@
 //! What reading, changing or testing settings can fail with; `http/` maps it to status
-//! codes (400 naming the field, 409, 500).
+//! codes (400 naming the field, 409, 503, 500).
 
 use crate::store::StoreError;
 use crate::vault::VaultError;
@@ -13,6 +13,10 @@ pub enum SettingsError {
     /// The settings changed since the caller (or this request) read them.
     #[error("{0}")]
     Conflict(String),
+    /// The store or vault is throttling or unreachable, after the retries: logged,
+    /// never shown; the client is told to retry shortly.
+    #[error("{0}")]
+    Unavailable(String),
     /// A store or vault failure: logged, never shown.
     #[error("{0}")]
     Internal(String),
@@ -33,6 +37,7 @@ impl From<StoreError> for SettingsError {
             StoreError::Conflict => SettingsError::Conflict(
                 "settings were changed by another request; reload and retry".into(),
             ),
+            e @ StoreError::Unavailable(_) => SettingsError::Unavailable(e.to_string()),
             other => SettingsError::Internal(other.to_string()),
         }
     }
@@ -40,6 +45,9 @@ impl From<StoreError> for SettingsError {
 
 impl From<VaultError> for SettingsError {
     fn from(e: VaultError) -> Self {
-        SettingsError::Internal(e.to_string())
+        match e {
+            VaultError::Unavailable(_) => SettingsError::Unavailable(e.to_string()),
+            other => SettingsError::Internal(other.to_string()),
+        }
     }
 }

@@ -13,10 +13,12 @@ pub const MAX_RPM: u32 = 100_000;
 
 /// `PUT /api/admin/users/{userId}/limits`: the whole set; an absent or `null` field is
 /// not limited.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct LimitsBody {
+    /// USD, at most 9 decimal places.
     #[serde(default)]
+    #[schema(value_type = Option<f64>)]
     pub monthly_budget_usd: Option<NanoUsd>,
     #[serde(default)]
     pub requests_per_minute: Option<u32>,
@@ -25,10 +27,12 @@ pub struct LimitsBody {
     pub version: Option<u64>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LimitsView {
     pub user_id: String,
+    /// USD; `null`: not limited.
+    #[schema(value_type = Option<f64>)]
     pub monthly_budget_usd: Option<NanoUsd>,
     pub requests_per_minute: Option<u32>,
     pub updated_at: Option<String>,
@@ -72,13 +76,13 @@ pub async fn put(
         ));
     }
     let current = store.get_limits(user_id).await?.unwrap_or_default();
-    if let Some(v) = body.version {
-        if v != current.version {
-            return Err(SettingsError::Conflict(format!(
-                "version {v} is stale; the current version is {}",
-                current.version
-            )));
-        }
+    if let Some(v) = body.version
+        && v != current.version
+    {
+        return Err(SettingsError::Conflict(format!(
+            "version {v} is stale; the current version is {}",
+            current.version
+        )));
     }
     let next = UserLimits {
         monthly_budget_usd: body.monthly_budget_usd,

@@ -27,11 +27,15 @@ pub const OPERATION_TYPES: [&str; 4] = [
 ];
 
 /// The body of `GET /api/llm-settings/{userId}` (and of a successful `PUT`).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SettingsView {
     pub preferences: Preferences,
+    /// Every provider id, and whether a key is saved for it.
+    #[schema(value_type = BTreeMap<String, bool>)]
     pub has_api_keys: BTreeMap<&'static str, bool>,
+    /// The last characters of each saved key, to tell keys apart (never the key).
+    #[schema(value_type = BTreeMap<String, String>)]
     pub key_hints: BTreeMap<&'static str, String>,
     pub version: u64,
     pub updated_at: Option<String>,

@@ -14,13 +14,16 @@ use std::collections::BTreeMap;
 pub const MAX_TOKENS_LIMIT: u32 = 1_000_000;
 pub const MAX_BUDGET_USD: i64 = 1_000_000;
 
-#[derive(Debug, Default, Deserialize)]
+/// A settings write: preferences to change, keys to save (`null` deletes one), and an
+/// optional version that makes the write conditional.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct SettingsUpdate {
     #[serde(default)]
     pub preferences: Option<PreferencesPatch>,
-    /// A key per provider; `null` deletes the saved key.
+    /// A key per provider id; `null` deletes the saved key.
     #[serde(default)]
+    #[schema(value_type = Option<BTreeMap<String, Option<String>>>)]
     pub api_keys: Option<BTreeMap<Provider, Option<KeyInput>>>,
     /// When given, the write only happens if the stored version still equals it.
     #[serde(default)]
@@ -39,7 +42,8 @@ impl<'de> Deserialize<'de> for KeyInput {
 }
 
 /// `Clone`: an unconditional write that lost a race applies it again on the fresh record.
-#[derive(Debug, Clone, Default, Deserialize)]
+/// Only the fields given change.
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct PreferencesPatch {
     pub default_provider: Option<Provider>,
@@ -54,11 +58,13 @@ pub struct PreferencesPatch {
     pub track_usage: Option<bool>,
     /// Absent: unchanged; `null`: no budget; a number: the budget in USD.
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<f64>)]
     pub monthly_budget_usd: Option<Option<NanoUsd>>,
     pub budget_action: Option<BudgetAction>,
     pub alert_thresholds: Option<Vec<u32>>,
     /// Absent: unchanged; `null`: cleared.
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
     pub azure_resource: Option<Option<String>>,
     pub azure_deployments: Option<BTreeMap<String, String>>,
 }

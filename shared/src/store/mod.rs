@@ -57,6 +57,11 @@ pub enum StoreError {
     Conflict,
     #[error("store backend failed: {0}")]
     Backend(String),
+    /// The backend is throttling, unreachable or timing out, or a write kept losing to
+    /// concurrent ones, after the retries: worth trying again shortly (a `503`), unlike
+    /// [`StoreError::Backend`].
+    #[error("store backend unavailable: {0}")]
+    Unavailable(String),
     #[error("stored item is unreadable: {0}")]
     Corrupt(String),
 }

@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum BudgetAction {
     Block,
@@ -20,7 +20,7 @@ pub enum BudgetAction {
     AlertOnly,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Preferences {
     pub default_provider: Provider,
@@ -34,7 +34,8 @@ pub struct Preferences {
     pub temperature: f64,
     pub enable_caching: bool,
     pub track_usage: bool,
-    /// `None`: no budget.
+    /// USD; `null`: no budget.
+    #[schema(value_type = Option<f64>)]
     pub monthly_budget_usd: Option<NanoUsd>,
     pub budget_action: BudgetAction,
     /// Percentages of the monthly budget at which to alert, ascending.

@@ -25,6 +25,10 @@ use std::sync::{Arc, Mutex, Weak};
 pub enum VaultError {
     #[error("vault backend failed: {0}")]
     Backend(String),
+    /// The vault is throttling, unreachable or failing on its side, after the retries:
+    /// worth trying again shortly (a `503`).
+    #[error("vault backend unavailable: {0}")]
+    Unavailable(String),
     /// The ciphertext did not decrypt: wrong master key or tampered data.
     #[error("stored secret {0} could not be decrypted")]
     Undecryptable(String),

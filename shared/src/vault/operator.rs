@@ -88,7 +88,7 @@ mod aws {
     use crate::vault::VaultError;
     use async_trait::async_trait;
     use aws_sdk_secretsmanager::Client;
-    use aws_sdk_secretsmanager::error::{DisplayErrorContext, ProvideErrorMetadata};
+    use aws_sdk_secretsmanager::error::ProvideErrorMetadata;
     use std::collections::HashMap;
     use std::sync::Mutex;
     use std::time::{Duration, Instant};
@@ -149,10 +149,10 @@ mod aws {
             };
             {
                 let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-                if let Some((at, key)) = cache.get(name) {
-                    if at.elapsed() < CACHE_FOR {
-                        return Ok(key.clone());
-                    }
+                if let Some((at, key)) = cache.get(name)
+                    && at.elapsed() < CACHE_FOR
+                {
+                    return Ok(key.clone());
                 }
             }
             let key = match self.client.get_secret_value().secret_id(name).send().await {
@@ -161,7 +161,7 @@ mod aws {
                     .filter(|k| !k.trim().is_empty())
                     .map(ApiKey::new),
                 Err(e) if e.code() == Some("ResourceNotFoundException") => None,
-                Err(e) => return Err(VaultError::Backend(DisplayErrorContext(e).to_string())),
+                Err(e) => return Err(crate::vault::secrets_manager::backend(e)),
             };
             let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
             cache.insert(name.to_owned(), (Instant::now(), key.clone()));

@@ -68,8 +68,16 @@ fn code<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> Option<&str> {
     }
 }
 
-fn backend<E: std::error::Error + 'static, R: std::fmt::Debug>(e: SdkError<E, R>) -> VaultError {
-    VaultError::Backend(DisplayErrorContext(e).to_string())
+/// A failed call: [`VaultError::Unavailable`] when it is worth trying again shortly
+/// (throttled, `InternalServiceError`, unreachable; the SDK's own retries are spent).
+pub(crate) fn backend<E: std::error::Error + ProvideErrorMetadata + 'static>(
+    e: SdkError<E>,
+) -> VaultError {
+    if crate::sdk::is_transient(&e) {
+        VaultError::Unavailable(DisplayErrorContext(e).to_string())
+    } else {
+        VaultError::Backend(DisplayErrorContext(e).to_string())
+    }
 }
 
 const NOT_FOUND: &str = "ResourceNotFoundException";

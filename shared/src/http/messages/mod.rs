@@ -68,7 +68,7 @@ fn to_generate(
     path = "/v1/messages",
     tag = "anthropic",
     summary = "Anthropic Messages",
-    request_body(content = Object, description = "Anthropic's Messages request (max_tokens required)", content_type = "application/json"),
+    request_body(content = Object, description = "Anthropic's Messages request (max_tokens required)", content_type = "application/json", example = json!({"model": "gpt-4o-mini", "max_tokens": 50, "messages": [{"role": "user", "content": "Say hello"}]})),
     security(("bearer" = []), ("x-api-key" = [])),
     responses((status = 200, description = "Anthropic's message; with `stream: true`, Anthropic's named events (message_start, content_block_delta, ...)", content((Object = "application/json"), (String = "text/event-stream"))), (status = 400, description = "Invalid field, malformed JSON or unknown field (the message names it)", body = crate::http::openapi::AnthropicErrorEnvelope), (status = 401, description = "No or invalid bearer token", body = crate::http::openapi::AnthropicErrorEnvelope), (status = 402, description = "Monthly budget exceeded (`budget_exceeded`)", body = crate::http::openapi::AnthropicErrorEnvelope), (status = 403, description = "Not the caller's own resource, or not admin", body = crate::http::openapi::AnthropicErrorEnvelope), (status = 413, description = "Body over 1 MiB", body = crate::http::openapi::AnthropicErrorEnvelope), (status = 429, description = "Rate limited (`rate_limited`, with `Retry-After`)", body = crate::http::openapi::AnthropicErrorEnvelope), (status = 502, description = "Every provider tried failed (`provider_error`)", body = crate::http::openapi::AnthropicErrorEnvelope), (status = 504, description = "The providers timed out (`provider_timeout`)", body = crate::http::openapi::AnthropicErrorEnvelope))
 )]
@@ -115,7 +115,7 @@ pub async fn create_message(
     path = "/v1/messages/count_tokens",
     tag = "anthropic",
     summary = "Anthropic token count",
-    request_body(content = Object, description = "Anthropic's count_tokens request (no max_tokens)", content_type = "application/json"),
+    request_body(content = Object, description = "Anthropic's count_tokens request (no max_tokens)", content_type = "application/json", example = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Say hello"}]})),
     security(("bearer" = []), ("x-api-key" = [])),
     responses((status = 200, description = "`{\"input_tokens\": N}`", body = Object), (status = 400, description = "Invalid field, malformed JSON or unknown field (the message names it)", body = crate::http::openapi::AnthropicErrorEnvelope), (status = 401, description = "No or invalid bearer token", body = crate::http::openapi::AnthropicErrorEnvelope), (status = 403, description = "Not the caller's own resource, or not admin", body = crate::http::openapi::AnthropicErrorEnvelope), (status = 413, description = "Body over 1 MiB", body = crate::http::openapi::AnthropicErrorEnvelope))
 )]

@@ -379,19 +379,19 @@ pub fn anthropic_field(field: &str) -> String {
         ("stop", "stop_sequences"),
         ("parallelToolCalls", "tool_choice.disable_parallel_tool_use"),
     ];
-    if let Some(rest) = field.strip_prefix("tools[") {
-        if let Some((i, rest)) = rest.split_once(']') {
-            let rest = rest
-                .replace(".function.parameters", ".input_schema")
-                .replace(".function.", ".");
-            return format!("tools.{i}{rest}");
-        }
+    if let Some(rest) = field.strip_prefix("tools[")
+        && let Some((i, rest)) = rest.split_once(']')
+    {
+        let rest = rest
+            .replace(".function.parameters", ".input_schema")
+            .replace(".function.", ".");
+        return format!("tools.{i}{rest}");
     }
     for (native, ours) in RENAMED {
-        if let Some(rest) = field.strip_prefix(native) {
-            if rest.is_empty() || rest.starts_with('.') {
-                return format!("{ours}{rest}");
-            }
+        if let Some(rest) = field.strip_prefix(native)
+            && (rest.is_empty() || rest.starts_with('.'))
+        {
+            return format!("{ours}{rest}");
         }
     }
     field.to_owned()

@@ -64,7 +64,7 @@ pub use settings::{DynamoSettingsStore, SETTING_TYPE};
 
 use crate::store::StoreError;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
+use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::NaiveDate;
 use std::collections::HashMap;
@@ -105,8 +105,14 @@ impl DynamoUsageStore {
     }
 }
 
-fn backend<E: std::error::Error + 'static, R: std::fmt::Debug>(e: SdkError<E, R>) -> StoreError {
-    StoreError::Backend(DisplayErrorContext(e).to_string())
+/// A failed call: [`StoreError::Unavailable`] when it is worth trying again shortly
+/// (throttled, a 5xx, unreachable; the SDK's own retries are spent by now).
+fn backend<E: std::error::Error + ProvideErrorMetadata + 'static>(e: SdkError<E>) -> StoreError {
+    if crate::sdk::is_transient(&e) {
+        StoreError::Unavailable(DisplayErrorContext(e).to_string())
+    } else {
+        StoreError::Backend(DisplayErrorContext(e).to_string())
+    }
 }
 
 fn build_error(e: aws_sdk_dynamodb::error::BuildError) -> StoreError {

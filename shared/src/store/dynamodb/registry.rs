@@ -191,28 +191,26 @@ fn change_items(
                 "a registry change writes entry {id} more than once"
             )));
         }
-        if let Some(name) = released {
-            if locks
+        if let Some(name) = released
+            && locks
                 .entry(name)
                 .or_default()
                 .released_by
                 .replace(id)
                 .is_some()
-            {
-                // Two entries claim to hold one name: one of them was read stale.
-                return Err(StoreError::Conflict);
-            }
+        {
+            // Two entries claim to hold one name: one of them was read stale.
+            return Err(StoreError::Conflict);
         }
-        if let Some(name) = taken {
-            if locks
+        if let Some(name) = taken
+            && locks
                 .entry(name)
                 .or_default()
                 .taken_by
                 .replace(id)
                 .is_some()
-            {
-                return Err(StoreError::Conflict);
-            }
+        {
+            return Err(StoreError::Conflict);
         }
     }
     for (name, change) in locks {

@@ -1,6 +1,9 @@
-//! One `TransactWriteItems`, with conflicts and throttling retried, and what a
-//! cancellation means: a failed condition is an answer about the items' state, a
-//! conflict or throttle is worth another attempt.
+//! One `TransactWriteItems`, with conflicts retried, and what a cancellation means: a
+//! failed condition is an answer about the items' state, a conflict (or an item's
+//! throttle) is worth another attempt. A throttled or failed call as a whole is the
+//! SDK's to retry (its standard strategy backs off on throttling); retrying it here too
+//! multiplied the attempts (5 x 4 per usage write, then the writer's own tries: 80
+//! attempts over more than a minute, well past the request's deadline).
 
 use super::{DynamoUsageStore, backend};
 use crate::store::StoreError;
@@ -23,7 +26,7 @@ enum Cancellation {
     /// A condition failed: each item's code ("None" where its condition held), in
     /// request order; empty when the service gave no reasons.
     Conditions(Vec<String>),
-    /// Lost to a concurrent transaction, or throttled: worth another attempt.
+    /// Lost to a concurrent transaction, or an item throttled: worth another attempt.
     Retry,
     Fatal,
 }
@@ -69,7 +72,7 @@ pub(super) enum Txn {
 }
 
 impl DynamoUsageStore {
-    /// Runs one transaction, retrying conflicts and throttling up to `attempts` times.
+    /// Runs one transaction, retrying conflicts up to `attempts` times.
     pub(super) async fn transact(
         &self,
         items: &[TransactWriteItem],
@@ -79,7 +82,8 @@ impl DynamoUsageStore {
     }
 }
 
-/// Runs one transaction, retrying conflicts and throttling up to `attempts` times.
+/// Runs one transaction, retrying conflicts up to `attempts` times. Conflicts that
+/// outlast them are [`StoreError::Unavailable`]: contention, worth retrying shortly.
 pub(super) async fn transact(
     client: &Client,
     items: &[TransactWriteItem],
@@ -103,7 +107,9 @@ pub(super) async fn transact(
             Ok(_) => return Ok(Txn::Committed),
             Err(e) => e,
         };
-        let retry = match &err {
+        // Only a cancellation is ours to retry: the SDK does not retry those. Anything
+        // else (throttling included) comes back after the SDK's own retries.
+        let conflicted = match &err {
             SdkError::ServiceError(se) => match se.err() {
                 TransactWriteItemsError::TransactionCanceledException(c) => {
                     match classify_cancellation(c.cancellation_reasons()) {
@@ -112,18 +118,20 @@ pub(super) async fn transact(
                         Cancellation::Fatal => false,
                     }
                 }
-                TransactWriteItemsError::TransactionInProgressException(_)
-                | TransactWriteItemsError::ProvisionedThroughputExceededException(_)
-                | TransactWriteItemsError::RequestLimitExceeded(_) => true,
                 _ => false,
             },
             _ => false,
         };
-        if retry && attempt < attempts {
-            backoff(attempt).await;
-        } else {
+        if !conflicted {
             return Err(backend(err));
         }
+        if attempt >= attempts {
+            return Err(StoreError::Unavailable(format!(
+                "transaction still conflicting after {attempts} attempts: {}",
+                aws_sdk_dynamodb::error::DisplayErrorContext(&err)
+            )));
+        }
+        backoff(attempt).await;
     }
 }
 

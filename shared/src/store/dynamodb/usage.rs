@@ -20,7 +20,7 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use std::collections::{BTreeMap, HashMap};
 
-/// Attempts of a usage transaction that lost to a concurrent one or was throttled.
+/// Attempts of a usage transaction that lost to a concurrent one.
 const TRANSACT_ATTEMPTS: u32 = 5;
 
 fn rollup_sort_key(day: &str) -> String {

@@ -192,10 +192,10 @@ impl OwnedBudgets {
         let _writes = self.writes.lock().await;
         {
             let months = self.months();
-            if let Some(m) = months.get(user).and_then(|u| u.get(month)) {
-                if !m.stale {
-                    return Ok(());
-                }
+            if let Some(m) = months.get(user).and_then(|u| u.get(month))
+                && !m.stale
+            {
+                return Ok(());
             }
         }
         let durable = self.budgets.month(user, month, now).await?;

@@ -37,10 +37,10 @@ impl LimitsStore for LimitsCache {
     async fn get_limits(&self, user_id: &str) -> Result<Option<UserLimits>, StoreError> {
         {
             let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some((at, l)) = entries.get(user_id) {
-                if at.elapsed() < self.window {
-                    return Ok(l.clone());
-                }
+            if let Some((at, l)) = entries.get(user_id)
+                && at.elapsed() < self.window
+            {
+                return Ok(l.clone());
             }
         }
         let limits = self.inner.get_limits(user_id).await?;

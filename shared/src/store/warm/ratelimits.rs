@@ -54,14 +54,13 @@ impl RateLimitBook for MemoryRateLimits {
         }
         if keys.len() >= MAX_KEYS && !keys.contains_key(key) {
             keys.retain(|_, o| o.expires > now);
-            if keys.len() >= MAX_KEYS {
-                if let Some(oldest) = keys
+            if keys.len() >= MAX_KEYS
+                && let Some(oldest) = keys
                     .iter()
                     .min_by_key(|(_, o)| o.at)
                     .map(|(k, _)| k.clone())
-                {
-                    keys.remove(&oldest);
-                }
+            {
+                keys.remove(&oldest);
             }
         }
         keys.insert(
@@ -200,10 +199,10 @@ impl RateLimitBook for RateLimitWindow {
     ) -> Result<Option<RateLimitState>, StoreError> {
         {
             let reads = self.reads.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some((at, state, _)) = reads.get(key) {
-                if at.elapsed() < self.window {
-                    return Ok(state.clone());
-                }
+            if let Some((at, state, _)) = reads.get(key)
+                && at.elapsed() < self.window
+            {
+                return Ok(state.clone());
             }
         }
         let state = self.inner.last(key, now).await?;

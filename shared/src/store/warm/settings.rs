@@ -100,10 +100,10 @@ impl SettingsStore for SettingsCache {
     async fn get_settings(&self, user_id: &str) -> Result<Option<SettingsRecord>, StoreError> {
         {
             let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(e) = entries.get(user_id) {
-                if self.fresh(e) {
-                    return Ok(e.record.clone());
-                }
+            if let Some(e) = entries.get(user_id)
+                && self.fresh(e)
+            {
+                return Ok(e.record.clone());
             }
         }
         let record = self.inner.get_settings(user_id).await?;

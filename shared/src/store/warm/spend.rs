@@ -104,10 +104,10 @@ impl BudgetStore for SpendWindow {
     ) -> Result<MonthCounters, StoreError> {
         {
             let seen = self.seen();
-            if let Some(m) = seen.get(user_id).and_then(|u| u.get(month)) {
-                if m.read_at.elapsed() < self.window {
-                    return Ok(m.counters);
-                }
+            if let Some(m) = seen.get(user_id).and_then(|u| u.get(month))
+                && m.read_at.elapsed() < self.window
+            {
+                return Ok(m.counters);
             }
         }
         let counters = self.budgets.month(user_id, month, now_unix).await?;
