@@ -12,7 +12,7 @@ LAMBDAS := llm-settings generate llm-usage
 VENV_BIN := $(CURDIR)/.venv/bin
 WITH_EMULATOR := tools/with_ministack.sh
 
-.PHONY: run token test deny test-unit test-sdk test-schemathesis test-browser test-aws lint fmt venv build infra-check deploy-local bench bench-profile check-tools clean
+.PHONY: run token test deny test-unit test-sdk test-soak soak test-schemathesis test-browser test-aws lint fmt venv build infra-check deploy-local bench bench-profile check-tools clean
 
 check-tools:
 	@command -v $(CARGO) >/dev/null || { echo "make: cargo not found; install Rust (https://rustup.rs) and retry"; exit 1; }
@@ -35,7 +35,7 @@ token: check-tools
 
 ## test: everything: lints, unit/router/e2e tests, AWS conformance and the Terraform
 ## deployment into the emulator, and the infra static checks
-test: check-tools lint deny test-unit test-sdk test-schemathesis test-browser test-aws infra-check deploy-local
+test: check-tools lint deny test-unit test-sdk test-soak test-schemathesis test-browser test-aws infra-check deploy-local
 	@echo "==> make test: all suites passed"
 
 ## deny: cargo-deny on the dependency graph: licenses, bans, sources and RustSec advisories
@@ -58,6 +58,21 @@ test-sdk: check-tools venv
 	SKIP_BUILD=1 LLM_LOCAL_BIN=$(CURDIR)/target/debug/llm-local tests/anthropic_sdk/run.sh
 	@echo "==> 3,000 generate requests on loopback: exactly one usage entry each"
 	$(VENV_BIN)/python tools/load_test.py --bin $(CURDIR)/target/debug/llm-local -n 3000
+
+## test-soak: two minutes of mixed traffic through llm-local against a fault-injecting
+## upstream (tools/soak.py): no lost or doubled usage, no overshoot, no leaked reservation,
+## flat RSS and descriptors, no saved key anywhere afterwards
+test-soak: check-tools venv
+	@echo "==> soak, 2 minutes: mixed traffic against upstreams injecting 500s, 429s, hangs, resets, slow streams"
+	$(CARGO) build --locked -p llm-local
+	$(VENV_BIN)/python tools/soak.py --bin $(CURDIR)/target/debug/llm-local --seconds 120
+
+## soak: the long version (SOAK_SECONDS, default 20 minutes) on a release build
+SOAK_SECONDS ?= 1200
+soak: check-tools venv
+	@echo "==> soak, $(SOAK_SECONDS) s on a release build"
+	$(CARGO) build --release --locked -p llm-local
+	$(VENV_BIN)/python tools/soak.py --bin $(CURDIR)/target/release/llm-local --seconds $(SOAK_SECONDS)
 
 ## test-schemathesis: schemathesis against the OpenAPI document llm-local serves: every
 ## operation with bounded examples (ST_EXAMPLES each); no 5xx, every response as documented
