@@ -334,6 +334,11 @@ async fn registry_crud_search_defaults_bulk_and_validation() {
         ),
         (json!({"config": {"streaming": true}}), "config"),
         (json!({"priority": -1}), "priority"),
+        // A rate past 1M USD per 1M tokens: it once overflowed the cost arithmetic.
+        (
+            json!({"price_override": {"input": "79228162514264337593543950335", "output": "1"}}),
+            "price_override",
+        ),
         (
             json!({"model_name": "not-a-catalog-model"}),
             "price_override",

@@ -178,11 +178,19 @@ impl ModelPrice {
         let cached = t.cached_input_tokens.min(t.input_tokens);
         let written = t.cache_write_tokens.min(t.input_tokens - cached);
         let uncached = t.input_tokens - cached - written;
-        let per_million = Decimal::from(uncached) * input
-            + Decimal::from(cached) * cached_read.unwrap_or(input)
-            + Decimal::from(written) * cache_write.unwrap_or(input)
-            + Decimal::from(t.output_tokens) * output;
-        NanoUsd::from_decimal_rounded(per_million / Decimal::from(1_000_000u32))
+        // Checked: `Decimal`'s operators panic on overflow, and a registry price override
+        // is admin input. A cost past what nano-USD can hold is no cost (flagged unpriced),
+        // never a crash of the request that would have recorded it.
+        let terms = [
+            (uncached, input),
+            (cached, cached_read.unwrap_or(input)),
+            (written, cache_write.unwrap_or(input)),
+            (t.output_tokens, output),
+        ];
+        let per_million = terms.iter().try_fold(Decimal::ZERO, |sum, (n, rate)| {
+            sum.checked_add(Decimal::from(*n).checked_mul(*rate)?)
+        })?;
+        NanoUsd::from_decimal_rounded(per_million.checked_div(Decimal::from(1_000_000u32))?)
     }
 }
 
@@ -209,6 +217,18 @@ mod tests {
         ] {
             assert!(c.default_model(p).is_some(), "{p} has no default model");
         }
+    }
+
+    #[test]
+    fn a_cost_past_the_decimal_range_is_unpriced_not_a_panic() {
+        // Found by the `prices` fuzz target: an admin's price override at Decimal::MAX
+        // overflowed the multiplication, which panics.
+        let mut m = catalog().unwrap().models[0].clone();
+        m.input = Decimal::MAX;
+        assert_eq!(m.cost(&counts(2, 0)), None);
+        m.input = Decimal::ONE;
+        m.output = Decimal::MAX;
+        assert_eq!(m.cost(&counts(0, u64::MAX)), None);
     }
 
     #[test]

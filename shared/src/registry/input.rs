@@ -6,6 +6,7 @@ use crate::pricing::Catalog;
 use crate::provider::Provider;
 use crate::store::{ANY_OPERATION, AuthMeta, EntryConfig, GLOBAL_SCOPE, LlmEntry, PriceOverride};
 use crate::vault::operator::OperatorKeys;
+use rust_decimal::Decimal;
 use serde::Deserialize;
 
 /// `POST /api/admin/llms`.
@@ -121,6 +122,10 @@ pub fn check_operation(field: &str, op: &str) -> Result<(), RegistryError> {
 }
 
 /// Checks an entry as it would be stored (after a create or a patch).
+/// The highest rate (USD per 1M tokens) a price override may set: far above any real
+/// price, and low enough that a call's cost always fits the nano-USD counters.
+pub const MAX_RATE_USD: Decimal = Decimal::from_parts(1_000_000, 0, 0, false, 0);
+
 pub fn check_entry(
     e: &LlmEntry,
     catalog: &Catalog,
@@ -194,6 +199,12 @@ pub fn check_entry(
             return Err(RegistryError::invalid(
                 "price_override",
                 "rates must not be negative",
+            ));
+        }
+        if rates.iter().flatten().any(|r| *r > MAX_RATE_USD) {
+            return Err(RegistryError::invalid(
+                "price_override",
+                "rates are USD per 1M tokens, at most 1000000",
             ));
         }
     }
