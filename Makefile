@@ -12,7 +12,7 @@ LAMBDAS := llm-settings generate llm-usage
 VENV_BIN := $(CURDIR)/.venv/bin
 WITH_EMULATOR := tools/with_ministack.sh
 
-.PHONY: run token test deny test-unit test-sdk test-soak soak test-schemathesis test-browser test-aws lint fmt venv build infra-check deploy-local bench bench-profile check-tools clean
+.PHONY: run token test deny test-unit test-sdk test-soak soak fuzz test-schemathesis test-browser test-aws lint fmt venv build infra-check deploy-local bench bench-profile check-tools clean
 
 check-tools:
 	@command -v $(CARGO) >/dev/null || { echo "make: cargo not found; install Rust (https://rustup.rs) and retry"; exit 1; }
@@ -73,6 +73,14 @@ soak: check-tools venv
 	@echo "==> soak, $(SOAK_SECONDS) s on a release build"
 	$(CARGO) build --release --locked -p llm-local
 	$(VENV_BIN)/python tools/soak.py --bin $(CURDIR)/target/release/llm-local --seconds $(SOAK_SECONDS)
+
+## fuzz: every fuzz target (gateway-fuzz: route bodies, provider answers and streams, page
+## tokens, API Gateway events, prices) for FUZZ_SECONDS each, mutating fuzz/corpus; a
+## violation is saved under fuzz/artifacts/ and fails the run
+FUZZ_SECONDS ?= 60
+fuzz: check-tools
+	@echo "==> fuzzing every target for $(FUZZ_SECONDS) s each (stable toolchain harness, seeded)"
+	$(CARGO) run --release --locked -p gateway-fuzz -- all $(FUZZ_SECONDS)
 
 ## test-schemathesis: schemathesis against the OpenAPI document llm-local serves: every
 ## operation with bounded examples (ST_EXAMPLES each); no 5xx, every response as documented

@@ -62,7 +62,7 @@ fn resolve(view: &RegistryView, model: &str, tenant: Option<&str>) -> Option<Arc
 }
 
 impl EmbeddingsBody {
-    fn validate(self) -> Result<(String, EmbedRequest), ApiError> {
+    pub fn validate(self) -> Result<(String, EmbedRequest), ApiError> {
         let _ = self.user;
         let input = match self.input {
             Input::One(s) => vec![s],

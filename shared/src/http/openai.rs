@@ -132,7 +132,7 @@ pub(super) fn resolve_model<'v>(
 }
 
 impl ChatCompletionBody {
-    fn into_generate(
+    pub fn into_generate(
         self,
         catalog: &RegistryView,
         tenant: Option<String>,

@@ -29,7 +29,8 @@ use axum::response::sse::{KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use request::{MessagesBody, renamed};
+pub use request::MessagesBody;
+use request::renamed;
 use response::{Blocks, error_body, to_sse};
 use serde_json::{Value, json};
 
@@ -47,7 +48,7 @@ pub fn messages_routes() -> Router<GenerateApi> {
 
 /// The engine's request: the model resolved from the catalog, the body translated, then
 /// the shared validation, whose field names are put back into Anthropic's.
-fn to_generate(
+pub fn to_generate(
     body: MessagesBody,
     catalog: &RegistryView,
     tenant: Option<String>,
