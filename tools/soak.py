@@ -214,7 +214,10 @@ class Traffic:
             for k in KEYS:
                 if k in text:
                     self.books.leaks.append(f"{what} response contains a saved key")
-            if r.status != 200:
+            if r.status == 409 and '"version_conflict"' in text:
+                # two writers raced for the same entry: the loser is told, nothing is lost
+                self.books.writes[f"{what} (409 conflict)"] += 1
+            elif r.status != 200:
                 self.books.unexpected.append(f"{what}: {r.status} {text[:200]}")
 
 
