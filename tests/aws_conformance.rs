@@ -325,6 +325,55 @@ async fn bedrock_converse_with_role_and_with_a_saved_key_pair() {
     bedrock.probe(Some(&key), model).await.unwrap();
 }
 
+/// ConverseStream through the SDK against the emulator's Bedrock: the answer arrives as
+/// several deltas (ministack cuts its reply into ~20-character pieces), then usage, then
+/// the end; their text is Converse's whole answer, with the role's credentials and with
+/// a saved key pair.
+#[tokio::test]
+#[ignore = "needs the AWS emulator; run by `make test`"]
+async fn bedrock_converse_stream_arrives_in_deltas() {
+    use shared::providers::StreamEvent;
+    use shared::providers::bedrock::Bedrock;
+    use shared::providers::facade::EventStream;
+    use shared::secret::ApiKey;
+    let bedrock = Bedrock::new(config().await, None);
+    let model = "anthropic.claude-3-5-sonnet-20241022-v2:0";
+    let whole = bedrock
+        .converse(None, &bedrock_request(model))
+        .await
+        .unwrap();
+    let key = ApiKey::new(format!("AKIAIOSFODNN7EXAMPLE:{}", "w".repeat(40)));
+    for key in [None, Some(&key)] {
+        let mut request = bedrock_request(model);
+        request.stream = true;
+        let mut stream = bedrock.converse_stream(key, &request).await.unwrap();
+        let mut events = Vec::new();
+        while let Some(batch) = stream.next_events().await.unwrap() {
+            events.extend(batch);
+        }
+        let deltas: Vec<&str> = events
+            .iter()
+            .filter_map(|e| match e {
+                StreamEvent::Delta(t) => Some(t.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert!(deltas.len() > 1, "one delta: {events:?}");
+        assert_eq!(deltas.concat(), whole.content);
+        let n = events.len();
+        assert!(
+            matches!(&events[n - 2], StreamEvent::Usage(t) if t.input_tokens > 0 && t.output_tokens > 0),
+            "{events:?}"
+        );
+        assert_eq!(
+            events[n - 1],
+            StreamEvent::Done {
+                finish_reason: Some(shared::providers::FinishReason::Stop)
+            }
+        );
+    }
+}
+
 /// A tool conversation with every block Converse gets from the gateway: text and image
 /// bytes, the assistant's toolUse, the toolResult, and a toolConfig forcing the tool.
 /// ministack's mock answers it with its canned text (it calls tools only when proxying

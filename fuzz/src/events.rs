@@ -1,4 +1,4 @@
-//! API Gateway HTTP API (v2) events as the Lambda runtime hands them over: whatever the
+//! API Gateway events (HTTP API v2, and REST API v1 for the streaming front door) as the Lambda runtime hands them over: whatever the
 //! JSON, lambda_http's decoding and our reading of the JWT claims never panic, and a
 //! caller is only ever a valid user id.
 
@@ -15,17 +15,8 @@ pub fn apigw_events(data: &[u8]) {
         return;
     }
     let request: lambda_http::Request = event.into();
-    let claims = match request
-        .extensions()
-        .get::<lambda_http::request::RequestContext>()
-    {
-        Some(lambda_http::request::RequestContext::ApiGatewayV2(ctx)) => ctx
-            .authorizer
-            .as_ref()
-            .and_then(|a| a.jwt.as_ref())
-            .map(|jwt| jwt.claims.clone()),
-        _ => None,
-    };
+    // The very function the Lambdas' `Caller` extractor reads claims with.
+    let claims = shared::http::extract::jwt_claims(request.extensions());
     let Some(claims) = claims else { return };
     if let Some(caller) = caller_from_claims(&claims, &ClaimNames::default()) {
         if !valid_user_id(&caller.user_id) {

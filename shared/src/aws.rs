@@ -372,3 +372,32 @@ pub async fn serve<S>(
     let metrics = crate::metrics::lambda_metrics();
     lambda_http::run(crate::http::app_with_metrics(router(state), metrics)).await
 }
+
+/// The generate function's `main`: as [`serve`], in the response mode
+/// `LAMBDA_RESPONSE_MODE` names (see [`crate::lambda_streaming`]). Streaming, each
+/// invocation also waits for the generations it started before the next one.
+pub async fn serve_generate() -> Result<(), lambda_http::Error> {
+    use crate::lambda_streaming::{DrainTasks, ResponseMode};
+    crate::logging::init_lambda();
+    let started = async {
+        let mode = ResponseMode::parse(optional("LAMBDA_RESPONSE_MODE").as_deref())
+            .map_err(|e| InitError::Invalid("LAMBDA_RESPONSE_MODE", e))?;
+        Ok::<_, InitError>((mode, generate_state_from_env().await?))
+    };
+    let (mode, api) = started.await.map_err(|e| {
+        tracing::error!(error = %e, "start-up failed");
+        e
+    })?;
+    let tasks = api.engine.lifecycle.tasks.clone();
+    let metrics = crate::metrics::lambda_metrics();
+    let app = crate::http::app_with_metrics(crate::http::generate_router(api), metrics);
+    match mode {
+        ResponseMode::Buffered => lambda_http::run(app).await,
+        ResponseMode::Streaming => {
+            lambda_http::streaming_runtime(app)
+                .layer(DrainTasks { tasks })
+                .run()
+                .await
+        }
+    }
+}

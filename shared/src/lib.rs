@@ -11,6 +11,8 @@ pub mod context;
 pub mod generate;
 pub mod http;
 pub mod identity;
+#[cfg(feature = "aws")]
+pub mod lambda_streaming;
 pub mod logging;
 pub mod metrics;
 pub mod money;

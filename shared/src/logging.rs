@@ -68,6 +68,8 @@ pub fn env_filter() -> EnvFilter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[cfg(not(feature = "aws"))]
+    use tracing_subscriber::fmt::writer::MakeWriterExt;
 
     #[test]
     fn wire_crates_never_log_below_info() {

@@ -407,8 +407,7 @@ impl<'a> Call<'a> {
                 id: reservation_id.clone(),
                 month: self.month(),
                 amount,
-                expires_unix: now
-                    + i64::try_from(self.st.config.lease.as_secs()).unwrap_or(i64::MAX / 2),
+                expires_unix: now + i64::try_from(self.lease().as_secs()).unwrap_or(i64::MAX / 2),
             };
             // A member's reservation is also their tenant's, granted in both or neither:
             // the tenant then holds exactly what the member does, and one settlement
@@ -540,6 +539,15 @@ impl<'a> Call<'a> {
         };
         let wait = exp.mul_f64(0.5 + jitter / 2.0);
         hint.map_or(wait, |h| h.max(wait)).min(cfg.backoff_cap)
+    }
+
+    /// How long this request's reservations hold: a stream's may run to its ceiling.
+    fn lease(&self) -> Duration {
+        if self.req.stream {
+            self.st.config.stream_lease()
+        } else {
+            self.st.config.lease
+        }
     }
 
     /// What an attempt starting now may use: the rest of the deadline less the margin

@@ -25,7 +25,9 @@ pub mod stream;
 mod tests;
 
 pub use call::{PROMPT_HASH, prompt_hash};
-pub use config::{GenerateConfig, MIN_LEASE_MARGIN, rpm_limiter_from_env};
+pub use config::{
+    GenerateConfig, MAX_STREAM_CEILING, MIN_LEASE_MARGIN, STREAM_LEASE_MARGIN, rpm_limiter_from_env,
+};
 pub use error::{Attempt, AttemptError, GenerateError, UpstreamFailure};
 pub use response::{GenerateResponse, UsageView};
 

@@ -18,9 +18,6 @@ use crate::usage::UsageStatus;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
-/// How long before its reservation's lease ends a stream is cut.
-const STREAM_LEASE_MARGIN: Duration = Duration::from_secs(3);
-
 #[derive(Debug)]
 pub enum Event {
     /// The stream opened at a candidate: before any delta, what it dropped (the faces
@@ -74,12 +71,10 @@ pub(super) async fn pump(
     tx: &mpsc::Sender<Event>,
 ) -> Result<GenerateResponse, GenerateError> {
     let mut seen = Seen::default();
-    // A stream may outlive the deadline (it answered in time), not its lease: it is cut
-    // before its reservation could stop counting, or at shutdown. Such cuts are ours and
-    // say nothing about the provider's health.
-    let cut_at = tokio::time::Instant::from_std(
-        call.started + call.st.config.lease.saturating_sub(STREAM_LEASE_MARGIN),
-    );
+    // A stream may outlive the deadline (it answered in time), up to its ceiling, which
+    // ends before its reservation could stop counting; or it is cut at shutdown. Such
+    // cuts are ours and say nothing about the provider's health.
+    let cut_at = tokio::time::Instant::from_std(call.started + call.st.config.stream_ceiling());
     let shutdown = call.st.lifecycle.shutdown.clone();
     let mut cut_by_us = false;
     if tx
@@ -96,7 +91,7 @@ pub(super) async fn pump(
             r = events.next_events() => r,
             () = tokio::time::sleep_until(cut_at) => {
                 cut_by_us = true;
-                Err(ProviderError::new(ErrorKind::Timeout, "the stream outlived its reservation's lease"))
+                Err(ProviderError::new(ErrorKind::Timeout, "the stream reached its ceiling (LLM_STREAM_MAX_SECS)"))
             }
             () = shutdown.cancelled() => {
                 cut_by_us = true;

@@ -8,6 +8,8 @@ use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
+use std::borrow::Cow;
+use std::collections::HashMap;
 
 impl<S> FromRequestParts<S> for Caller
 where
@@ -19,19 +21,9 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         match &IdentityMode::from_ref(state) {
             IdentityMode::ApiGatewayJwt(names) => {
-                let claims = match parts
-                    .extensions
-                    .get::<lambda_http::request::RequestContext>()
-                {
-                    Some(lambda_http::request::RequestContext::ApiGatewayV2(ctx)) => ctx
-                        .authorizer
-                        .as_ref()
-                        .and_then(|a| a.jwt.as_ref())
-                        .map(|jwt| &jwt.claims),
-                    _ => None,
-                };
+                let claims = jwt_claims(&parts.extensions);
                 claims
-                    .and_then(|c| identity::caller_from_claims(c, names))
+                    .and_then(|c| identity::caller_from_claims(&c, names))
                     .ok_or(ApiError::Unauthorized)
             }
             IdentityMode::LocalTokens(tokens) => {
@@ -41,6 +33,38 @@ where
                     .ok_or(ApiError::Unauthorized)
             }
         }
+    }
+}
+
+/// The claims API Gateway's authorizer verified, from the Lambda event's request context:
+/// an HTTP API's JWT authorizer (`requestContext.authorizer.jwt.claims`, payload 2.0) or
+/// a REST API's Cognito user-pool authorizer (`requestContext.authorizer.claims`, the
+/// streaming front door). `None` outside Lambda or without an authorizer. Claims that are
+/// not strings in a REST event (never sent by Cognito) are kept as their JSON text.
+pub fn jwt_claims(extensions: &axum::http::Extensions) -> Option<Cow<'_, HashMap<String, String>>> {
+    use lambda_http::request::RequestContext;
+    match extensions.get::<RequestContext>()? {
+        RequestContext::ApiGatewayV2(ctx) => ctx
+            .authorizer
+            .as_ref()
+            .and_then(|a| a.jwt.as_ref())
+            .map(|jwt| Cow::Borrowed(&jwt.claims)),
+        RequestContext::ApiGatewayV1(ctx) => {
+            let claims = ctx.authorizer.fields.get("claims")?.as_object()?;
+            Some(Cow::Owned(
+                claims
+                    .iter()
+                    .map(|(k, v)| {
+                        let v = match v {
+                            serde_json::Value::String(s) => s.clone(),
+                            other => other.to_string(),
+                        };
+                        (k.clone(), v)
+                    })
+                    .collect(),
+            ))
+        }
+        _ => None,
     }
 }
 

@@ -213,10 +213,10 @@ impl ProviderApi for Providers {
     ) -> Result<Box<dyn EventStream>, ProviderError> {
         let chat = for_route(route, chat);
         if route.provider == Provider::Bedrock {
-            // ConverseStream is not wired yet: the whole answer is one delta.
-            let outcome = self.bedrock.converse(route.key, &chat).await;
-            let whole = reporting(outcome, RateLimitState::default(), chrono::Utc::now())?;
-            return Ok(Box::new(WholeAnswer(Some(whole))));
+            // ConverseStream: deltas as Bedrock sends them.
+            return Ok(Box::new(
+                self.bedrock.converse_stream(route.key, &chat).await?,
+            ));
         }
         let (wire, endpoint) = self.http_wire(route)?;
         let request = wire.chat_request(&endpoint, route.key, &chat)?;

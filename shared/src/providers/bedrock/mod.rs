@@ -1,7 +1,9 @@
-//! Amazon Bedrock through the Converse API of `aws-sdk-bedrockruntime`. Credentials are
+//! Amazon Bedrock through the Converse and ConverseStream APIs of `aws-sdk-bedrockruntime`. Credentials are
 //! the function's role by default, or the access key pair a user saved
 //! (`<access key id>:<secret access key>`). Clients share the one HTTP connector of the
 //! process-wide SDK configuration; only the credentials differ per user.
+
+mod stream;
 
 use super::anthropic::{answer_tool, call_input, is_answer_tool, result_id};
 use super::error::mentions_context_length;
@@ -24,6 +26,8 @@ use aws_sdk_bedrockruntime::types::{
 use aws_smithy_types::Blob;
 use aws_smithy_types::error::operation::BuildError;
 use base64::Engine as _;
+use stream::ConverseEvents;
+pub use stream::ConverseStream;
 
 /// Builds Bedrock clients from one SDK configuration.
 #[derive(Clone)]
@@ -80,6 +84,32 @@ impl Bedrock {
             .await
             .map_err(classify)?;
         Ok(generation(&request.model, &out))
+    }
+
+    /// Opens a ConverseStream: returns once the answer's head arrived (a refusal is an
+    /// error here, before any event); its events then arrive as Bedrock sends them.
+    pub async fn converse_stream(
+        &self,
+        key: Option<&ApiKey>,
+        request: &ChatRequest,
+    ) -> Result<ConverseStream, ProviderError> {
+        let client = self.client(key)?;
+        let input = converse_input(request)?;
+        let out = client
+            .converse_stream()
+            .model_id(&request.model)
+            .set_system((!input.system.is_empty()).then_some(input.system))
+            .set_messages(Some(input.messages))
+            .set_tool_config(input.tool_config)
+            .inference_config(input.inference)
+            .send()
+            .await
+            .map_err(classify)?;
+        Ok(ConverseStream {
+            receiver: out.stream,
+            events: ConverseEvents::default(),
+            ended: false,
+        })
     }
 
     /// The cheapest call that proves the credentials can use `model`: a one-token
@@ -377,20 +407,7 @@ fn generation(model: &str, out: &ConverseAnswer) -> Generation {
             finish_reason = FinishReason::Stop;
         }
     }
-    let tokens = out
-        .usage()
-        .map(|u| {
-            let read = non_negative(u.cache_read_input_tokens().unwrap_or(0));
-            let written = non_negative(u.cache_write_input_tokens().unwrap_or(0));
-            // Converse's inputTokens counts only uncached input.
-            TokenCounts {
-                input_tokens: non_negative(u.input_tokens()) + read + written,
-                output_tokens: non_negative(u.output_tokens()),
-                cached_input_tokens: read,
-                cache_write_tokens: written,
-            }
-        })
-        .unwrap_or_default();
+    let tokens = out.usage().map(token_counts).unwrap_or_default();
     Generation {
         content,
         tool_calls,
@@ -446,6 +463,18 @@ mod document {
     }
 }
 
+/// Converse's usage as token counts: its `inputTokens` counts only uncached input.
+fn token_counts(u: &aws_sdk_bedrockruntime::types::TokenUsage) -> TokenCounts {
+    let read = non_negative(u.cache_read_input_tokens().unwrap_or(0));
+    let written = non_negative(u.cache_write_input_tokens().unwrap_or(0));
+    TokenCounts {
+        input_tokens: non_negative(u.input_tokens()) + read + written,
+        output_tokens: non_negative(u.output_tokens()),
+        cached_input_tokens: read,
+        cache_write_tokens: written,
+    }
+}
+
 fn non_negative(v: i32) -> u64 {
     u64::try_from(v).unwrap_or(0)
 }
@@ -463,30 +492,11 @@ pub(crate) fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
         SdkError::TimeoutError(_) => ErrorKind::Timeout,
         SdkError::DispatchFailure(d) if d.is_timeout() => ErrorKind::Timeout,
         SdkError::DispatchFailure(_) => ErrorKind::Network,
-        SdkError::ServiceError(s) => {
-            let message = s.err().message().unwrap_or_default();
-            match s.err().code().unwrap_or_default() {
-                "UnrecognizedClientException"
-                | "InvalidSignatureException"
-                | "IncompleteSignature"
-                | "MissingAuthenticationToken"
-                | "ExpiredTokenException" => ErrorKind::InvalidKey,
-                "AccessDeniedException" => ErrorKind::PermissionDenied,
-                "ResourceNotFoundException" => ErrorKind::ModelNotFound,
-                "ThrottlingException" | "TooManyRequestsException" => ErrorKind::RateLimited,
-                "ServiceQuotaExceededException" => ErrorKind::QuotaExceeded,
-                "ModelTimeoutException" => ErrorKind::Timeout,
-                "ValidationException" if mentions_context_length(message) => {
-                    ErrorKind::ContextLengthExceeded
-                }
-                "ValidationException" => ErrorKind::InvalidRequest,
-                "InternalServerException"
-                | "ServiceUnavailableException"
-                | "ModelErrorException"
-                | "ModelNotReadyException" => ErrorKind::ServerError,
-                _ => super::error::kind_for_status(s.raw().status().as_u16()),
-            }
-        }
+        SdkError::ServiceError(s) => kind_for_code(
+            s.err().code().unwrap_or_default(),
+            s.err().message().unwrap_or_default(),
+        )
+        .unwrap_or_else(|| super::error::kind_for_status(s.raw().status().as_u16())),
         _ => ErrorKind::ServerError,
     };
     let mut err = ProviderError::new(kind, format!("bedrock: {detail}"));
@@ -494,6 +504,33 @@ pub(crate) fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
         err = err.with_status(s);
     }
     err
+}
+
+/// Bedrock's error codes (and IAM's, for bad credentials) in the neutral vocabulary;
+/// `None` for a code it does not name, which its HTTP status then classifies.
+fn kind_for_code(code: &str, message: &str) -> Option<ErrorKind> {
+    Some(match code {
+        "UnrecognizedClientException"
+        | "InvalidSignatureException"
+        | "IncompleteSignature"
+        | "MissingAuthenticationToken"
+        | "ExpiredTokenException" => ErrorKind::InvalidKey,
+        "AccessDeniedException" => ErrorKind::PermissionDenied,
+        "ResourceNotFoundException" => ErrorKind::ModelNotFound,
+        "ThrottlingException" | "TooManyRequestsException" => ErrorKind::RateLimited,
+        "ServiceQuotaExceededException" => ErrorKind::QuotaExceeded,
+        "ModelTimeoutException" => ErrorKind::Timeout,
+        "ValidationException" if mentions_context_length(message) => {
+            ErrorKind::ContextLengthExceeded
+        }
+        "ValidationException" => ErrorKind::InvalidRequest,
+        "InternalServerException"
+        | "ServiceUnavailableException"
+        | "ModelErrorException"
+        | "ModelStreamErrorException"
+        | "ModelNotReadyException" => ErrorKind::ServerError,
+        _ => return None,
+    })
 }
 
 /// Converse's `inferenceConfig`. It has no seed and no penalties: `params` refuses or
