@@ -100,7 +100,8 @@ test-browser: check-tools
 ## test-aws: the store conformance suite on DynamoDB and Secrets Manager in ministack
 test-aws: check-tools venv
 	@echo "==> conformance suite on the AWS backends (ministack on loopback)"
-	$(WITH_EMULATOR) $(CARGO) test --locked -p shared --features aws,conformance --test aws_conformance --test aws_round_trips --test aws_faults -- --include-ignored --nocapture
+	$(CARGO) build --locked -p generate
+	$(WITH_EMULATOR) $(CARGO) test --locked -p shared --features aws,conformance --test aws_conformance --test aws_round_trips --test aws_faults --test lambda_streaming -- --include-ignored --nocapture
 
 ## lint: rustfmt check and clippy with warnings as errors
 lint: check-tools

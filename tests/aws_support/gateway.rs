@@ -49,10 +49,14 @@ pub struct Gateway {
     pub user: String,
     pub token: String,
     settings: axum::Router,
-    generate: axum::Router,
+    /// The generate router as llm-local serves it (in process, on these backends).
+    pub generate: axum::Router,
     /// The usage store on a client straight to the emulator: what the tests read.
     pub direct: DynamoUsageStore,
     pub upstream: MockServer,
+    /// What a `generate` Lambda needs in its environment to serve this gateway's user:
+    /// the tables and the secret prefix (as infra/lambda.tf sets them).
+    pub lambda_env: Vec<(&'static str, String)>,
 }
 
 /// What each gateway is built with.
@@ -60,6 +64,8 @@ pub struct Options {
     /// How long generate keeps a user's key from Secrets Manager (300 s in the Lambda).
     pub key_ttl: Duration,
     pub config: GenerateConfig,
+    /// OpenAI's base URL (with `/v1`) instead of the gateway's wiremock upstream.
+    pub openai_url: Option<String>,
 }
 
 impl Default for Options {
@@ -67,6 +73,7 @@ impl Default for Options {
         Options {
             key_ttl: Duration::from_secs(300),
             config: GenerateConfig::default(),
+            openai_url: None,
         }
     }
 }
@@ -127,12 +134,23 @@ impl Gateway {
                 .build(),
         );
         let prefix = format!("faults-{}/", uuid::Uuid::new_v4().simple());
+        let lambda_env = vec![
+            ("SETTINGS_TABLE", settings_name.clone()),
+            ("USAGE_TABLE", usage.clone()),
+            ("CACHE_TABLE", cache.clone()),
+            ("AUDIT_TABLE", audit.clone()),
+            ("REGISTRY_TABLE", registry_name.clone()),
+            ("SECRET_PREFIX", prefix.clone()),
+        ];
         let vault = Arc::new(SecretsManagerVault::new(secrets.clone(), prefix, None, 0).unwrap());
         let upstream = MockServer::start().await;
         let mut providers = Providers::from_env(sdk.clone()).unwrap();
         providers.urls = ProviderUrls::from_vars(std::iter::once((
             "LLM_PROVIDER_URL_OPENAI".to_owned(),
-            format!("{}/v1", upstream.uri()),
+            options
+                .openai_url
+                .clone()
+                .unwrap_or_else(|| format!("{}/v1", upstream.uri())),
         )))
         .unwrap();
         let catalog = shared::pricing::catalog().unwrap();
@@ -246,6 +264,7 @@ impl Gateway {
             generate,
             direct,
             upstream,
+            lambda_env,
         }
     }
 
