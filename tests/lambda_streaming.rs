@@ -252,6 +252,27 @@ impl Harness {
         self.events.send((id.to_owned(), event)).await.unwrap();
     }
 
+    /// Invokes a streamed generation of `user`'s as `id` and reads its response up to the
+    /// first delta.
+    async fn stream_to_first_delta(
+        &mut self,
+        id: &str,
+        user: &str,
+        body: &serde_json::Value,
+    ) -> Streamed {
+        let path = format!("/api/llm-generate/{user}");
+        let event = rest_event(
+            user,
+            &path,
+            "/api/llm-generate/{userId}",
+            body.clone(),
+            true,
+        );
+        self.invoke(id, event).await;
+        self.read(id, None, |b, _| String::from_utf8_lossy(b).contains(FIRST))
+            .await
+    }
+
     /// Reads the response to `id` until `until` holds for the body so far (or it ends).
     async fn read(
         &mut self,
@@ -420,22 +441,7 @@ async fn the_generate_lambda_streams_deltas_as_they_arrive_and_records_before_it
     let path = format!("/api/llm-generate/{user}");
     let body = serde_json::json!({"prompt": "Show me failed login attempts", "provider": "openai",
                                   "model": MODEL, "maxTokens": 64, "stream": true, "cache": false});
-    h.invoke(
-        "inv-1",
-        rest_event(
-            &user,
-            &path,
-            "/api/llm-generate/{userId}",
-            body.clone(),
-            true,
-        ),
-    )
-    .await;
-    let first = h
-        .read("inv-1", None, |b, _| {
-            String::from_utf8_lossy(b).contains(FIRST)
-        })
-        .await;
+    let first = h.stream_to_first_delta("inv-1", &user, &body).await;
     assert!(
         upstream.finished.lock().unwrap().is_none(),
         "the first delta must leave before the upstream's last one exists"
@@ -494,22 +500,7 @@ async fn the_generate_lambda_streams_deltas_as_they_arrive_and_records_before_it
     // The function must not ask for its next event before the generation, still reading
     // the held upstream, has recorded its usage.
     h.cut.lock().unwrap().push("inv-2".into());
-    h.invoke(
-        "inv-2",
-        rest_event(
-            &user,
-            &path,
-            "/api/llm-generate/{userId}",
-            body.clone(),
-            true,
-        ),
-    )
-    .await;
-    let _ = h
-        .read("inv-2", None, |b, _| {
-            String::from_utf8_lossy(b).contains(FIRST)
-        })
-        .await;
+    let _ = h.stream_to_first_delta("inv-2", &user, &body).await;
     match h.next_seen(Duration::from_millis(1500)).await {
         None => {}
         Some(other) => panic!("the function moved on while its generation was running: {other:?}"),

@@ -327,37 +327,6 @@ impl EventStream for HttpStream {
     }
 }
 
-/// A whole answer told as a stream: its text, its usage, its end.
-pub struct WholeAnswer(pub Option<Generation>);
-
-#[async_trait]
-impl EventStream for WholeAnswer {
-    async fn next_events(&mut self) -> Result<Option<Vec<StreamEvent>>, ProviderError> {
-        Ok(self.0.take().map(|g| {
-            let mut events = vec![StreamEvent::Delta(g.content)];
-            for (i, call) in g.tool_calls.into_iter().enumerate() {
-                events.push(StreamEvent::ToolCall(super::ToolCallDelta {
-                    index: u32::try_from(i).unwrap_or(u32::MAX),
-                    id: Some(call.id),
-                    name: Some(call.name),
-                    arguments: call.arguments,
-                }));
-            }
-            events.extend([
-                StreamEvent::Usage(g.tokens),
-                StreamEvent::Done {
-                    finish_reason: g.finish_reason,
-                },
-            ]);
-            events
-        }))
-    }
-
-    fn rate_limit(&self) -> Option<&RateLimitState> {
-        self.0.as_ref().and_then(|g| g.rate_limit.as_ref())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -379,22 +348,5 @@ mod tests {
             let expected = !matches!(p, Provider::Bedrock | Provider::Ollama);
             assert_eq!(key_required(p), expected, "{p}");
         }
-    }
-
-    #[tokio::test]
-    async fn a_whole_answer_streams_as_text_usage_end() {
-        let mut s = WholeAnswer(Some(Generation {
-            content: "hi".into(),
-            tool_calls: Vec::new(),
-            model: "m".into(),
-            tokens: Default::default(),
-            finish_reason: Some(super::super::FinishReason::Stop),
-            logprobs: None,
-            rate_limit: None,
-        }));
-        let first = s.next_events().await.unwrap().unwrap();
-        assert_eq!(first[0], StreamEvent::Delta("hi".into()));
-        assert_eq!(first.len(), 3);
-        assert!(s.next_events().await.unwrap().is_none());
     }
 }

@@ -29,6 +29,23 @@ use base64::Engine as _;
 use stream::ConverseEvents;
 pub use stream::ConverseStream;
 
+/// Sends `request` through a Converse or ConverseStream builder: the two take the same
+/// input through builders of different types, with no trait in common.
+macro_rules! send {
+    ($builder:expr, $request:expr) => {{
+        let input = converse_input($request)?;
+        $builder
+            .model_id(&$request.model)
+            .set_system((!input.system.is_empty()).then_some(input.system))
+            .set_messages(Some(input.messages))
+            .set_tool_config(input.tool_config)
+            .inference_config(input.inference)
+            .send()
+            .await
+            .map_err(classify)?
+    }};
+}
+
 /// Builds Bedrock clients from one SDK configuration.
 #[derive(Clone)]
 pub struct Bedrock {
@@ -72,17 +89,7 @@ impl Bedrock {
         request: &ChatRequest,
     ) -> Result<Generation, ProviderError> {
         let client = self.client(key)?;
-        let input = converse_input(request)?;
-        let out = client
-            .converse()
-            .model_id(&request.model)
-            .set_system((!input.system.is_empty()).then_some(input.system))
-            .set_messages(Some(input.messages))
-            .set_tool_config(input.tool_config)
-            .inference_config(input.inference)
-            .send()
-            .await
-            .map_err(classify)?;
+        let out = send!(client.converse(), request);
         Ok(generation(&request.model, &out))
     }
 
@@ -94,17 +101,7 @@ impl Bedrock {
         request: &ChatRequest,
     ) -> Result<ConverseStream, ProviderError> {
         let client = self.client(key)?;
-        let input = converse_input(request)?;
-        let out = client
-            .converse_stream()
-            .model_id(&request.model)
-            .set_system((!input.system.is_empty()).then_some(input.system))
-            .set_messages(Some(input.messages))
-            .set_tool_config(input.tool_config)
-            .inference_config(input.inference)
-            .send()
-            .await
-            .map_err(classify)?;
+        let out = send!(client.converse_stream(), request);
         Ok(ConverseStream {
             receiver: out.stream,
             events: ConverseEvents::default(),
