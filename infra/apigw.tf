@@ -11,6 +11,9 @@ locals {
     "POST /api/llm-settings/{userId}/test"              = "llm-settings"
     "POST /api/llm-generate/{userId}"                   = "generate"
     "POST /v1/chat/completions"                         = "generate"
+    "POST /v1/messages"                                 = "generate"
+    "POST /v1/messages/count_tokens"                    = "generate"
+    "POST /v1/embeddings"                               = "generate"
     "GET /v1/models"                                    = "generate"
     "GET /api/llm-usage/{userId}"                       = "llm-usage"
     "GET /api/llm-usage/{userId}/summary"               = "llm-usage"
@@ -19,10 +22,6 @@ locals {
     "GET /api/llm-usage/{userId}/export"                = "llm-usage"
     "GET /api/llm-usage/{userId}/insights"              = "llm-usage"
     "GET /api/admin/usage/summary"                      = "llm-usage"
-    # Tenant analytics (members, tenant admins and global admins; 403 for others).
-    "GET /api/tenants/{tenantId}/llm-usage/summary" = "llm-usage"
-    "GET /api/tenants/{tenantId}/llm-usage/daily"   = "llm-usage"
-    "GET /api/tenants/{tenantId}/llm-usage/last24h" = "llm-usage"
     # Admin (the handlers refuse non-admins with 403): the registry and per-user limits
     # are written by llm-settings, the only role that may write them (iam.tf); the audit
     # log and provider health are read by the read-only llm-usage.
@@ -39,7 +38,8 @@ locals {
     "GET /api/admin/audit"                  = "llm-usage"
     "GET /api/admin/providers/health"       = "llm-usage"
     # Tenants (the handlers authorize from the caller's tenant claim and group): tenant
-    # settings and keys are written by llm-settings, the tenant's usage read by llm-usage.
+    # settings and keys are written by llm-settings, the tenant's usage read by llm-usage
+    # (members, tenant admins and global admins; 403 for others).
     "GET /api/tenants/{tenantId}/llm-settings"                    = "llm-settings"
     "PUT /api/tenants/{tenantId}/llm-settings"                    = "llm-settings"
     "POST /api/tenants/{tenantId}/llm-settings/test"              = "llm-settings"
@@ -57,6 +57,17 @@ locals {
     "GET /"              = "llm-settings"
     "GET /assets/{file}" = "llm-settings"
     "GET /openapi.json"  = "llm-settings"
+  }
+
+  # The generate function's routes move to the streaming REST API (streaming.tf) when
+  # streaming_api is on: one function answers through one front door, because a function
+  # that streams its responses cannot also answer an HTTP API's buffered invocations.
+  generate_routes = { for route, fn in local.api_routes : route => fn if fn == "generate" }
+  http_api_routes = local.streaming_api ? { for route, fn in local.api_routes : route => fn if fn != "generate" } : local.api_routes
+  # The functions the HTTP API invokes (an integration and a permission each).
+  http_api_functions = {
+    for name, fn in local.lambda_functions : name => fn
+    if contains(values(merge(local.http_api_routes, local.public_api_routes)), name)
   }
 }
 
@@ -82,11 +93,15 @@ resource "aws_apigatewayv2_authorizer" "jwt" {
       condition     = local.create_cognito || (var.jwt_issuer != "" && length(var.jwt_audience) > 0)
       error_message = "Set both jwt_issuer and jwt_audience (external identity provider), or neither (a Cognito user pool is created)."
     }
+    precondition {
+      condition     = !var.streaming_api || local.create_cognito
+      error_message = "streaming_api needs the module's Cognito user pool (a REST API authorizer accepts Cognito user pools only, not an external jwt_issuer): set streaming_api = false with an external identity provider."
+    }
   }
 }
 
 resource "aws_apigatewayv2_integration" "lambda" {
-  for_each = local.lambda_functions
+  for_each = local.http_api_functions
 
   api_id                 = aws_apigatewayv2_api.this.id
   integration_type       = "AWS_PROXY"
@@ -96,7 +111,7 @@ resource "aws_apigatewayv2_integration" "lambda" {
 }
 
 resource "aws_apigatewayv2_route" "jwt" {
-  for_each = local.api_routes
+  for_each = local.http_api_routes
 
   api_id             = aws_apigatewayv2_api.this.id
   route_key          = each.key
@@ -152,7 +167,7 @@ resource "aws_apigatewayv2_stage" "default" {
 }
 
 resource "aws_lambda_permission" "apigw" {
-  for_each = local.lambda_functions
+  for_each = local.http_api_functions
 
   statement_id  = "AllowInvokeFromHttpApi"
   action        = "lambda:InvokeFunction"

@@ -33,14 +33,16 @@ locals {
         local.log_filter_env,
       )
     }
-    # Generation, the OpenAI-compatible routes, usage, budgets and their alerts. The
-    # engine answers every request, its usage entry written, within
-    # LLM_REQUEST_DEADLINE_SECS (28 s, under API Gateway's 30 s integration limit); the
-    # function's timeout sits 2 s above it, so the Lambda is never killed mid-request.
+    # Generation, the OpenAI- and Anthropic-compatible routes, usage, budgets and their
+    # alerts. The engine answers every JSON request, its usage entry written, within
+    # LLM_REQUEST_DEADLINE_SECS (28 s, under the HTTP API's 30 s integration limit). With
+    # streaming_api a stream may run to LLM_STREAM_MAX_SECS and the function streams its
+    # responses (streaming.tf); the timeout sits 10 s above the longest answer, so the
+    # Lambda is never killed before a generation's usage is recorded.
     "generate" = {
       zip_path             = var.generate_zip_path
       memory_size          = 256
-      timeout              = 30
+      timeout              = local.streaming_api ? var.stream_max_seconds + 10 : 30
       reserved_concurrency = var.generate_reserved_concurrency
       environment = merge(
         {
@@ -62,6 +64,7 @@ locals {
           LLM_REQUEST_DEADLINE_SECS = "28"
           LLM_SETTINGS_CACHE_SECS   = tostring(var.settings_cache_seconds)
         },
+        local.generate_streaming_env,
         local.provider_url_env,
         local.log_filter_env,
       )
@@ -96,6 +99,15 @@ locals {
       )
     }
   }
+
+  # The generate function behind the streaming REST API: lambda_http's streaming runner
+  # (LAMBDA_RESPONSE_MODE), request paths without the REST stage's prefix (lambda_http
+  # adds "/stream" otherwise, and no route would match), and the stream ceiling.
+  generate_streaming_env = local.streaming_api ? {
+    LAMBDA_RESPONSE_MODE                 = "streaming"
+    AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH = "true"
+    LLM_STREAM_MAX_SECS                  = tostring(var.stream_max_seconds)
+  } : {}
 
   alarm_actions = var.alarm_sns_topic_arn == null ? [] : [var.alarm_sns_topic_arn]
 }

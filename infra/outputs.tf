@@ -1,6 +1,16 @@
 output "api_endpoint" {
-  description = "Base URL of the HTTP API ($default stage, no stage prefix)."
+  description = "Base URL of the HTTP API ($default stage, no stage prefix): settings, usage, admin and tenant routes (and the generate routes without streaming_api)."
   value       = aws_apigatewayv2_api.this.api_endpoint
+}
+
+output "streaming_api_endpoint" {
+  description = "With streaming_api: base URL of the streaming REST API (its \"stream\" stage), which serves the generate function's routes: POST /api/llm-generate/{userId}, /v1/chat/completions, /v1/messages, /v1/messages/count_tokens, /v1/embeddings and GET /v1/models. null without streaming_api."
+  value       = local.streaming_api ? aws_api_gateway_stage.stream[0].invoke_url : null
+}
+
+output "generate_endpoint" {
+  description = "Base URL for the generate function's routes (an OpenAI or Anthropic SDK's base URL is this plus /v1): the streaming REST API with streaming_api, else the HTTP API."
+  value       = local.streaming_api ? aws_api_gateway_stage.stream[0].invoke_url : aws_apigatewayv2_api.this.api_endpoint
 }
 
 output "api_id" {

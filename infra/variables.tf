@@ -261,15 +261,38 @@ variable "settings_cache_seconds" {
 # ---------------------------------------------------------------------------------------
 
 variable "api_throttling_burst_limit" {
-  description = "Default route throttling burst limit of the HTTP API stage."
+  description = "Throttling burst limit of every route: the HTTP API stage's default route settings and the streaming REST API stage's method settings."
   type        = number
   default     = 100
 }
 
 variable "api_throttling_rate_limit" {
-  description = "Default route throttling steady-state rate limit (requests per second) of the HTTP API stage."
+  description = "Throttling steady-state rate limit (requests per second) of every route: the HTTP API stage's default route settings and the streaming REST API stage's method settings."
   type        = number
   default     = 50
+}
+
+variable "streaming_api" {
+  description = "Serve the generate function's routes (generate, /v1/chat/completions, /v1/messages, /v1/messages/count_tokens, /v1/embeddings, /v1/models) from a REST API that streams Lambda responses (streaming.tf), so that \"stream\": true answers arrive token by token and may run up to stream_max_seconds. Needs the module's Cognito user pool (REST API authorizers accept no external OIDC issuer): set false with jwt_issuer/jwt_audience, and these routes stay on the HTTP API, buffered, within its 30 s."
+  type        = bool
+  default     = true
+}
+
+variable "stream_max_seconds" {
+  description = "With streaming_api: how long a streamed generation may run from the request's start (LLM_STREAM_MAX_SECS). The REST integration's timeout is 5 s above it and the generate function's 10 s above it (time to record the usage after the stream ends), within API Gateway's 900 s and Lambda's 900 s."
+  type        = number
+  default     = 300
+
+  validation {
+    condition     = var.stream_max_seconds >= 30 && var.stream_max_seconds <= 885 && floor(var.stream_max_seconds) == var.stream_max_seconds
+    error_message = "stream_max_seconds must be a whole number of seconds from 30 to 885."
+  }
+}
+
+variable "manage_api_gateway_account" {
+  description = "With streaming_api: set the region's API Gateway account CloudWatch role (aws_api_gateway_account, one per account and region), which REST API access and execution logs need. Set false when the account already has one (another stack manages it)."
+  type        = bool
+  default     = true
 }
 
 variable "alarm_sns_topic_arn" {

@@ -2,8 +2,10 @@
 # Static checks of infra/ without AWS or provider downloads:
 #   1. every .tf parses (python-hcl2) and the variables' defaults pass their validations
 #      and the expressions deploy_local.py evaluates are in its supported subset;
-#   2. checkov: zero failed checks (skips only as inline `#checkov:skip=ID:why` comments);
-#   3. `terraform fmt -check` when a terraform binary is installed.
+#   2. the streaming front door (infra/streaming.tf), which ministack cannot deploy, planned
+#      and checked from the .tf (tools/check_streaming_tf.py, with its self-test);
+#   3. checkov: zero failed checks (skips only as inline `#checkov:skip=ID:why` comments);
+#   4. `terraform fmt -check` when a terraform binary is installed.
 # Exits non-zero on the first failure.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -30,6 +32,9 @@ missing = [n for n, b in ev.module["variable"].items() if "description" not in b
 if missing:
     sys.exit(f"infra-check: variables without type or description: {missing}")
 PYEOF
+
+echo "infra-check: the streaming REST API checked from the .tf (tools/check_streaming_tf.py)"
+.venv/bin/python tools/check_streaming_tf.py --self-test
 
 echo "infra-check: checkov -d infra (skips only inline, with a justification)"
 # TF_CLI_CONFIG_FILE: checkov may call terraform, which warns without a CLI config.

@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import math
 import os
 import re
 import sys
@@ -26,6 +27,25 @@ _HCL2_DIR = Path(__file__).resolve().parent.parent / ".venv" / "python-hcl2"
 if _HCL2_DIR.is_dir():
     sys.path.insert(0, str(_HCL2_DIR))
 import hcl2  # noqa: E402  (python-hcl2 >= 8: expressions kept as HCL text)
+
+
+def _slice(l, start, end):
+    if not (isinstance(start, int) and isinstance(end, int) and 0 <= start <= end <= len(l)):
+        raise EvalError(f"slice({start}, {end}) of a list of length {len(l)}")
+    return l[start:end]
+
+
+def _flatten(l):
+    out = []
+    for x in l:
+        out.extend(_flatten(x) if isinstance(x, list) else [x])
+    return out
+
+
+def _range(*args):
+    if not 1 <= len(args) <= 3 or not all(isinstance(a, int) for a in args):
+        raise Unsupported("range() with other than 1-3 whole numbers")
+    return list(range(*args))
 
 
 class Unsupported(Exception):
@@ -561,6 +581,8 @@ class Evaluator:
                 raise EvalError(f"index {idx!r} out of range (length {len(base)})")
             return base[idx]
         if isinstance(base, dict):
+            if isinstance(idx, (int, float)) and not isinstance(idx, bool):
+                idx = _tf_string(idx)  # map keys are strings: Terraform converts the index
             if idx not in base:
                 raise EvalError(f"no key {idx!r} (keys: {sorted(base)})")
             return base[idx]
@@ -750,6 +772,16 @@ class Evaluator:
             "filebase64sha256": lambda p: base64.b64encode(
                 hashlib.sha256(self._read_file(p)).digest()).decode(),
             "format": lambda f, *a: self._format(f, a),
+            "split": lambda sep, s: s.split(sep),
+            "join": lambda sep, l: sep.join(_tf_string(x) for x in l),
+            "slice": _slice,
+            "distinct": lambda l: list(dict.fromkeys(l)),
+            "flatten": _flatten,
+            "range": _range,
+            # Terraform's sets of strings, in its (lexical) order; for_each takes them.
+            "toset": lambda l: sorted(dict.fromkeys(_tf_string(x) for x in l)),
+            "floor": lambda n: math.floor(n),
+            "sha1": lambda s: hashlib.sha1(s.encode()).hexdigest(),
         }
         if name not in fns:
             raise Unsupported(f"function {name}()")
