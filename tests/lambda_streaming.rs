@@ -186,7 +186,7 @@ async fn init_error(State(rt): State<Runtime>, body: String) -> StatusCode {
 }
 
 /// A REST API (v1) proxy event as API Gateway sends it behind a Cognito user-pool
-/// authorizer, at stage `v1`.
+/// authorizer, at stage `stream` (infra/streaming.tf).
 fn rest_event(
     user: &str,
     path: &str,
@@ -211,8 +211,8 @@ fn rest_event(
         "queryStringParameters": null, "multiValueQueryStringParameters": null,
         "pathParameters": null, "stageVariables": null,
         "requestContext": {"resourceId": "abc123", "resourcePath": resource, "httpMethod": "POST",
-            "requestId": uuid::Uuid::new_v4().to_string(), "path": format!("/v1{path}"),
-            "accountId": "123456789012", "protocol": "HTTP/1.1", "stage": "v1",
+            "requestId": uuid::Uuid::new_v4().to_string(), "path": format!("/stream{path}"),
+            "accountId": "123456789012", "protocol": "HTTP/1.1", "stage": "stream",
             "domainName": "abcdef1234.execute-api.us-east-1.amazonaws.com", "apiId": "abcdef1234",
             "identity": {"sourceIp": "203.0.113.7", "userAgent": "openai-python/1.0"},
             "authorizer": authorizer},
