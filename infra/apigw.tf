@@ -59,15 +59,13 @@ locals {
     "GET /openapi.json"  = "llm-settings"
   }
 
-  # The generate function's routes move to the streaming REST API (streaming.tf) when
-  # streaming_api is on: one function answers through one front door, because a function
-  # that streams its responses cannot also answer an HTTP API's buffered invocations.
+  # The generate function's routes, which the streaming REST API serves too (streaming.tf).
   generate_routes = { for route, fn in local.api_routes : route => fn if fn == "generate" }
-  http_api_routes = local.streaming_api ? { for route, fn in local.api_routes : route => fn if fn != "generate" } : local.api_routes
-  # The functions the HTTP API invokes (an integration and a permission each).
+  # The functions the HTTP API invokes (an integration and a permission each): not
+  # generate-stream, which only the streaming REST API invokes.
   http_api_functions = {
     for name, fn in local.lambda_functions : name => fn
-    if contains(values(merge(local.http_api_routes, local.public_api_routes)), name)
+    if contains(values(merge(local.api_routes, local.public_api_routes)), name)
   }
 }
 
@@ -111,7 +109,7 @@ resource "aws_apigatewayv2_integration" "lambda" {
 }
 
 resource "aws_apigatewayv2_route" "jwt" {
-  for_each = local.http_api_routes
+  for_each = local.api_routes
 
   api_id             = aws_apigatewayv2_api.this.id
   route_key          = each.key

@@ -298,11 +298,14 @@ data "aws_iam_policy_document" "llm_usage" {
 
 locals {
   # Function -> its own permissions (a policy document above).
-  function_policies = {
+  function_policies = merge({
     "llm-settings" = data.aws_iam_policy_document.llm_settings.json
     "generate"     = data.aws_iam_policy_document.generate.json
     "llm-usage"    = data.aws_iam_policy_document.llm_usage.json
-  }
+    },
+    # The streaming copy of generate does what generate does (lambda.tf).
+    { for name in keys(local.generate_stream_function) : name => data.aws_iam_policy_document.generate.json },
+  )
 }
 
 resource "aws_iam_role_policy" "function" {

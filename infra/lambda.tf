@@ -3,7 +3,7 @@
 # listed in local.function_policies), and its routes in apigw.tf. The role, log group,
 # alarms, API integration and invoke permission follow from the entry.
 locals {
-  lambda_functions = {
+  lambda_functions = merge({
     "llm-settings" = {
       zip_path             = var.settings_zip_path
       memory_size          = 128
@@ -34,40 +34,16 @@ locals {
       )
     }
     # Generation, the OpenAI- and Anthropic-compatible routes, usage, budgets and their
-    # alerts. The engine answers every JSON request, its usage entry written, within
-    # LLM_REQUEST_DEADLINE_SECS (28 s, under the HTTP API's 30 s integration limit). With
-    # streaming_api a stream may run to LLM_STREAM_MAX_SECS and the function streams its
-    # responses (streaming.tf); the timeout sits 10 s above the longest answer, so the
-    # Lambda is never killed before a generation's usage is recorded.
+    # alerts, behind the HTTP API. The engine answers every request, its usage entry
+    # written, within LLM_REQUEST_DEADLINE_SECS (28 s, under the HTTP API's 30 s
+    # integration limit); the function's timeout sits 2 s above it, so the Lambda is
+    # never killed mid-request.
     "generate" = {
       zip_path             = var.generate_zip_path
       memory_size          = 256
-      timeout              = local.streaming_api ? var.stream_max_seconds + 10 : 30
+      timeout              = 30
       reserved_concurrency = var.generate_reserved_concurrency
-      environment = merge(
-        {
-          SETTINGS_TABLE            = aws_dynamodb_table.settings.name
-          REGISTRY_TABLE            = aws_dynamodb_table.registry.name
-          USAGE_TABLE               = aws_dynamodb_table.usage.name
-          CACHE_TABLE               = aws_dynamodb_table.cache.name
-          AUDIT_TABLE               = aws_dynamodb_table.audit.name
-          SECRET_PREFIX             = var.secret_prefix
-          SECRETS_KMS_KEY_ID        = aws_kms_key.this.arn
-          SECRET_RECOVERY_DAYS      = tostring(var.secret_recovery_window_days)
-          OPERATOR_SECRET_PREFIX    = var.operator_secret_prefix
-          ADMIN_GROUP_CLAIM         = var.admin_group_claim
-          ADMIN_GROUP               = var.admin_group
-          TENANT_CLAIM              = var.tenant_claim
-          TENANT_ADMIN_GROUP        = var.tenant_admin_group
-          BUDGET_ALERT_TOPIC_ARN    = aws_sns_topic.budget_alerts.arn
-          USAGE_RETENTION_DAYS      = tostring(var.usage_retention_days)
-          LLM_REQUEST_DEADLINE_SECS = "28"
-          LLM_SETTINGS_CACHE_SECS   = tostring(var.settings_cache_seconds)
-        },
-        local.generate_streaming_env,
-        local.provider_url_env,
-        local.log_filter_env,
-      )
+      environment          = local.generate_environment
     }
     # Usage reports (entries, summary, daily trend, budget, export, insights), the admin usage
     # summary, the audit log and provider health. Read-only: its role has no write
@@ -98,15 +74,52 @@ locals {
         local.log_filter_env,
       )
     }
-  }
+  }, local.generate_stream_function)
 
-  # The generate function behind the streaming REST API: lambda_http's streaming runner
-  # (LAMBDA_RESPONSE_MODE), request paths without the REST stage's prefix (lambda_http
-  # adds "/stream" otherwise, and no route would match), and the stream ceiling.
-  generate_streaming_env = local.streaming_api ? {
-    LAMBDA_RESPONSE_MODE                 = "streaming"
-    AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH = "true"
-    LLM_STREAM_MAX_SECS                  = tostring(var.stream_max_seconds)
+  generate_environment = merge(
+    {
+      SETTINGS_TABLE            = aws_dynamodb_table.settings.name
+      REGISTRY_TABLE            = aws_dynamodb_table.registry.name
+      USAGE_TABLE               = aws_dynamodb_table.usage.name
+      CACHE_TABLE               = aws_dynamodb_table.cache.name
+      AUDIT_TABLE               = aws_dynamodb_table.audit.name
+      SECRET_PREFIX             = var.secret_prefix
+      SECRETS_KMS_KEY_ID        = aws_kms_key.this.arn
+      SECRET_RECOVERY_DAYS      = tostring(var.secret_recovery_window_days)
+      OPERATOR_SECRET_PREFIX    = var.operator_secret_prefix
+      ADMIN_GROUP_CLAIM         = var.admin_group_claim
+      ADMIN_GROUP               = var.admin_group
+      TENANT_CLAIM              = var.tenant_claim
+      TENANT_ADMIN_GROUP        = var.tenant_admin_group
+      BUDGET_ALERT_TOPIC_ARN    = aws_sns_topic.budget_alerts.arn
+      USAGE_RETENTION_DAYS      = tostring(var.usage_retention_days)
+      LLM_REQUEST_DEADLINE_SECS = "28"
+      LLM_SETTINGS_CACHE_SECS   = tostring(var.settings_cache_seconds)
+    },
+    local.provider_url_env,
+    local.log_filter_env,
+  )
+
+  # With streaming_api: the same generate binary behind the streaming REST API
+  # (streaming.tf), with lambda_http's streaming runner (LAMBDA_RESPONSE_MODE), request
+  # paths without the REST stage's prefix (lambda_http adds "/stream" otherwise, and no
+  # route would match) and the stream ceiling. A function that streams its responses
+  # cannot answer the HTTP API's buffered invocations, hence a second function rather
+  # than a second front door to the first. It shares generate's tables, budgets and
+  # permissions (iam.tf); its timeout sits 10 s above the longest stream, so that the
+  # Lambda is never killed before a generation's usage is recorded.
+  generate_stream_function = local.streaming_api ? {
+    "generate-stream" = {
+      zip_path             = var.generate_zip_path
+      memory_size          = 256
+      timeout              = var.stream_max_seconds + 10
+      reserved_concurrency = var.generate_stream_reserved_concurrency
+      environment = merge(local.generate_environment, {
+        LAMBDA_RESPONSE_MODE                 = "streaming"
+        AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH = "true"
+        LLM_STREAM_MAX_SECS                  = tostring(var.stream_max_seconds)
+      })
+    }
   } : {}
 
   alarm_actions = var.alarm_sns_topic_arn == null ? [] : [var.alarm_sns_topic_arn]

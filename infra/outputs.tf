@@ -1,5 +1,5 @@
 output "api_endpoint" {
-  description = "Base URL of the HTTP API ($default stage, no stage prefix): settings, usage, admin and tenant routes (and the generate routes without streaming_api)."
+  description = "Base URL of the HTTP API ($default stage, no stage prefix): every route, the dashboard, and the generate routes buffered (streams arrive in one piece; generate_endpoint streams them)."
   value       = aws_apigatewayv2_api.this.api_endpoint
 }
 
@@ -9,7 +9,7 @@ output "streaming_api_endpoint" {
 }
 
 output "generate_endpoint" {
-  description = "Base URL for the generate function's routes (an OpenAI or Anthropic SDK's base URL is this plus /v1): the streaming REST API with streaming_api, else the HTTP API."
+  description = "Base URL for the generate function's routes, streamed where asked (an OpenAI or Anthropic SDK's base URL is this plus /v1): the streaming REST API with streaming_api, else the HTTP API (whose generate routes answer streams in one piece)."
   value       = local.streaming_api ? aws_api_gateway_stage.stream[0].invoke_url : aws_apigatewayv2_api.this.api_endpoint
 }
 
@@ -76,6 +76,11 @@ output "settings_function_name" {
 output "generate_function_name" {
   description = "Name of the generate Lambda function."
   value       = aws_lambda_function.this["generate"].function_name
+}
+
+output "generate_stream_function_name" {
+  description = "With streaming_api: name of the generate-stream Lambda function (generate in streaming mode, behind the streaming REST API). null without streaming_api."
+  value       = local.streaming_api ? aws_lambda_function.this["generate-stream"].function_name : null
 }
 
 output "usage_function_name" {

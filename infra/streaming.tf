@@ -1,11 +1,12 @@
-# The streaming front door: a REST API in front of the generate function, because HTTP
-# APIs buffer Lambda responses (a "stream": true answer would arrive in one piece, and
-# nothing may run past their 30 s) while REST API integrations stream them
-# (response_transfer_mode = STREAM, invoked through InvokeWithResponseStream, up to 15
-# minutes). It carries every route of the generate function (local.generate_routes in
-# apigw.tf), JSON ones too: a route cannot be split on the body's "stream", SDKs take one
-# base URL, and a function that streams its responses answers no buffered invocation.
-# Every other route stays on the HTTP API. Off with streaming_api = false.
+# The streaming front door: a REST API in front of generate-stream (the generate binary
+# in streaming mode, lambda.tf), because HTTP APIs buffer Lambda responses (a "stream":
+# true answer would arrive in one piece, and nothing may run past their 30 s) while REST
+# API integrations stream them (response_transfer_mode = STREAM, invoked through
+# InvokeWithResponseStream, up to 15 minutes). It serves every route of the generate
+# function (local.generate_routes in apigw.tf) at the same paths, JSON ones too: a route
+# cannot be split on the body's "stream", and SDKs take one base URL. The HTTP API keeps
+# every route, the generate ones included (buffered, as before): the dashboard and
+# clients already pointed at it keep working. Off with streaming_api = false.
 locals {
   # The external-issuer case is refused by a precondition (aws_apigatewayv2_authorizer.jwt
   # in apigw.tf): this only keeps the plan from indexing a Cognito pool that is not there.
@@ -39,7 +40,7 @@ locals {
 
   # Lambda's streaming invocation (InvokeWithResponseStream), not the buffered
   # 2015-03-31/.../invocations of invoke_arn.
-  generate_streaming_uri = "arn:${local.partition}:apigateway:${var.aws_region}:lambda:path/2021-11-15/functions/${aws_lambda_function.this["generate"].arn}/response-streaming-invocations"
+  generate_streaming_uri = "arn:${local.partition}:apigateway:${var.aws_region}:lambda:path/2021-11-15/functions/${aws_lambda_function.this["generate-stream"].arn}/response-streaming-invocations"
 }
 
 resource "aws_api_gateway_rest_api" "stream" {
@@ -133,16 +134,16 @@ resource "aws_api_gateway_deployment" "stream" {
   rest_api_id = aws_api_gateway_rest_api.stream[0].id
   description = "The generate routes, streamed"
 
-  # A deployment is a snapshot: redeploy whenever a route, method or integration changes.
+  # A deployment is a snapshot: redeploy whenever a resource, method, integration or the
+  # authorizer changes, in place too (the whole resources are hashed, not their ids).
   triggers = {
     redeployment = sha1(jsonencode([
-      local.stream_methods,
-      local.stream_paths,
-      local.generate_streaming_uri,
-      var.stream_max_seconds,
-      aws_api_gateway_authorizer.cognito[0].id,
-      [for k, m in aws_api_gateway_method.stream : m.id],
-      [for k, i in aws_api_gateway_integration.stream : i.id],
+      aws_api_gateway_resource.stream_1,
+      aws_api_gateway_resource.stream_2,
+      aws_api_gateway_resource.stream_3,
+      aws_api_gateway_authorizer.cognito,
+      aws_api_gateway_method.stream,
+      aws_api_gateway_integration.stream,
     ]))
   }
 
@@ -157,6 +158,16 @@ resource "aws_cloudwatch_log_group" "api_stream_access" {
   count = local.streaming
 
   name              = "/aws/apigateway/${var.name_prefix}-stream"
+  retention_in_days = var.log_retention_days
+  kms_key_id        = aws_kms_key.this.arn
+}
+
+# The stage's execution log group, which API Gateway would otherwise create itself on the
+# first error (unencrypted, kept forever, left behind by destroy).
+resource "aws_cloudwatch_log_group" "api_stream_execution" {
+  count = local.streaming
+
+  name              = "API-Gateway-Execution-Logs_${aws_api_gateway_rest_api.stream[0].id}/stream"
   retention_in_days = var.log_retention_days
   kms_key_id        = aws_kms_key.this.arn
 }
@@ -192,7 +203,7 @@ resource "aws_api_gateway_stage" "stream" {
     })
   }
 
-  depends_on = [aws_api_gateway_account.this]
+  depends_on = [aws_api_gateway_account.this, aws_cloudwatch_log_group.api_stream_execution]
 }
 
 # The same throttling as the HTTP API's routes, on every method of the stage.
@@ -221,24 +232,24 @@ resource "aws_lambda_permission" "stream" {
 
   statement_id  = "AllowInvokeFromStreamingRestApi"
   action        = "lambda:InvokeFunction"
-  function_name = aws_lambda_function.this["generate"].function_name
+  function_name = aws_lambda_function.this["generate-stream"].function_name
   principal     = "apigateway.amazonaws.com"
   source_arn    = "${aws_api_gateway_rest_api.stream[0].execution_arn}/*/*/*"
 }
 
 # REST API logs (access and execution) are written with the account's API Gateway
-# CloudWatch role, one per account and region.
+# CloudWatch role: one setting per account and region, shared by every REST API there.
+# Destroying aws_api_gateway_account resets it (provider v6), and two deployments of this
+# module in one account and region would overwrite each other's: let one of them (or
+# another stack) manage it, and set manage_api_gateway_account = false in the others.
 data "aws_iam_policy_document" "api_gateway_assume" {
   statement {
     actions = ["sts:AssumeRole"]
+    # As AWS documents this role: no aws:SourceAccount condition, which API Gateway is
+    # not documented to send when it assumes the account's logging role.
     principals {
       type        = "Service"
       identifiers = ["apigateway.amazonaws.com"]
-    }
-    condition {
-      test     = "StringEquals"
-      variable = "aws:SourceAccount"
-      values   = [local.account_id]
     }
   }
 }

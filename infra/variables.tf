@@ -91,6 +91,17 @@ variable "generate_reserved_concurrency" {
   }
 }
 
+variable "generate_stream_reserved_concurrency" {
+  description = "With streaming_api: reserved concurrent executions of generate-stream, the generate function behind the streaming REST API (a stream holds its execution for as long as it runs). -1 removes the reservation."
+  type        = number
+  default     = 50
+
+  validation {
+    condition     = var.generate_stream_reserved_concurrency == -1 || var.generate_stream_reserved_concurrency >= 1
+    error_message = "generate_stream_reserved_concurrency must be -1 (unreserved) or at least 1."
+  }
+}
+
 variable "usage_zip_path" {
   description = "Path, relative to this directory, of the llm-usage release zip (`cargo lambda build --release --output-format zip -p llm-usage`)."
   type        = string
@@ -273,13 +284,13 @@ variable "api_throttling_rate_limit" {
 }
 
 variable "streaming_api" {
-  description = "Serve the generate function's routes (generate, /v1/chat/completions, /v1/messages, /v1/messages/count_tokens, /v1/embeddings, /v1/models) from a REST API that streams Lambda responses (streaming.tf), so that \"stream\": true answers arrive token by token and may run up to stream_max_seconds. Needs the module's Cognito user pool (REST API authorizers accept no external OIDC issuer): set false with jwt_issuer/jwt_audience, and these routes stay on the HTTP API, buffered, within its 30 s."
+  description = "Also serve the generate function's routes (generate, /v1/chat/completions, /v1/messages, /v1/messages/count_tokens, /v1/embeddings, /v1/models) from a REST API that streams Lambda responses (streaming.tf, the generate_endpoint output), through generate-stream, the same binary in streaming mode: there \"stream\": true answers arrive token by token and may run up to stream_max_seconds. The HTTP API keeps them too, buffered. The module's REST API authorizer is its Cognito user pool: set false with jwt_issuer/jwt_audience."
   type        = bool
   default     = true
 }
 
 variable "stream_max_seconds" {
-  description = "With streaming_api: how long a streamed generation may run from the request's start (LLM_STREAM_MAX_SECS). The REST integration's timeout is 5 s above it and the generate function's 10 s above it (time to record the usage after the stream ends), within API Gateway's 900 s and Lambda's 900 s."
+  description = "With streaming_api: how long a streamed generation may run from the request's start (LLM_STREAM_MAX_SECS). The REST integration's timeout is 5 s above it and generate-stream's 10 s above it (time to record the usage after the stream ends), within API Gateway's 900 s and Lambda's 900 s."
   type        = number
   default     = 300
 

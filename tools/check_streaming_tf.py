@@ -12,8 +12,9 @@ identity provider (which streaming_api must refuse).
     tools/check_streaming_tf.py [--infra DIR] [--self-test]
 
 --self-test also runs the checks on copies of infra/ with one defect each (a buffered
-integration, the buffered invoke URI, a route missing, a method without the authorizer, a
-generate route left on the HTTP API, the stage kept in paths) and fails unless every copy is refused.
+integration, the buffered invoke URI, the buffered generate behind the REST API, a route
+missing, a generate route dropped from the HTTP API, a method without the authorizer, the
+stage kept in paths, generate itself in streaming mode) and fails unless every copy is refused.
 Exits non-zero on any failed check.
 """
 
@@ -31,6 +32,7 @@ import tfeval  # noqa: E402
 from tfeval import EvalError, NotCreated, body_items  # noqa: E402
 
 DATA = {"aws_caller_identity": {"account_id": "123456789012"}, "aws_partition": {"partition": "aws"}}
+STREAMING_ENV = {"LAMBDA_RESPONSE_MODE", "AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH", "LLM_STREAM_MAX_SECS"}
 SKIP = {"for_each", "count", "depends_on", "lifecycle", "provider", "__file__"}
 
 
@@ -127,7 +129,12 @@ def resource_path(ev, resource_id):
 def check_streaming_on(ev, c):
     region = ev.vars["aws_region"]
     max_secs = ev.vars["stream_max_seconds"]
-    generate = ev.resources[("aws_lambda_function", "this")]["generate"]
+    functions = ev.resources[("aws_lambda_function", "this")]
+    generate = functions["generate"]
+    streamer = functions.get("generate-stream")
+    c.check("a generate-stream function", streamer is not None, str(sorted(functions)))
+    if streamer is None:
+        return
     generate_routes = sorted(ev._local("generate_routes"))
     c.check("the generate function has routes", len(generate_routes) >= 5, str(generate_routes))
     for route in ("POST /api/llm-generate/{userId}", "POST /v1/chat/completions", "POST /v1/messages"):
@@ -161,7 +168,7 @@ def check_streaming_on(ev, c):
         c.check(f"{route}: the Cognito authorizer", m["authorization"] == "COGNITO_USER_POOLS"
                 and m["authorizer_id"] == auth["id"], f"{m['authorization']} {m['authorizer_id']}")
 
-    uri = (f"arn:aws:apigateway:{region}:lambda:path/2021-11-15/functions/{generate['arn']}"
+    uri = (f"arn:aws:apigateway:{region}:lambda:path/2021-11-15/functions/{streamer['arn']}"
            "/response-streaming-invocations")
     integrations = instances(ev, "aws_api_gateway_integration", "stream")
     c.check("one integration per method", len(integrations) == len(methods), f"{len(integrations)} vs {len(methods)}")
@@ -172,28 +179,37 @@ def check_streaming_on(ev, c):
         c.check(f"{route}: AWS_PROXY, POST", i["type"] == "AWS_PROXY" and i["integration_http_method"] == "POST")
         c.check(f"{route}: response_transfer_mode STREAM", i.get("response_transfer_mode") == "STREAM",
                 str(i.get("response_transfer_mode")))
-        c.check(f"{route}: Lambda's response-streaming invocation of generate", i["uri"] == uri, i["uri"])
+        c.check(f"{route}: Lambda's response-streaming invocation of generate-stream", i["uri"] == uri, i["uri"])
         t = i.get("timeout_milliseconds", 29000)
         c.check(f"{route}: integration timeout past the stream ceiling, within 900 s",
                 max_secs * 1000 < t <= 900_000, str(t))
 
-    env = generate["environment"][0]["variables"]
-    c.check("generate streams its responses", env.get("LAMBDA_RESPONSE_MODE") == "streaming", str(env))
-    c.check("generate ignores the REST stage in paths", env.get("AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH") == "true")
-    c.check("generate's stream ceiling is stream_max_seconds", env.get("LLM_STREAM_MAX_SECS") == str(max_secs))
-    c.check("generate's timeout is past the integration's, within Lambda's 900 s",
-            max(i.get("timeout_milliseconds", 0) for i in integrations) < generate["timeout"] * 1000 <= 900_000,
-            str(generate["timeout"]))
+    env = streamer["environment"][0]["variables"]
+    c.check("generate-stream streams its responses", env.get("LAMBDA_RESPONSE_MODE") == "streaming", str(env))
+    c.check("generate-stream ignores the REST stage in paths",
+            env.get("AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH") == "true")
+    c.check("generate-stream's stream ceiling is stream_max_seconds", env.get("LLM_STREAM_MAX_SECS") == str(max_secs))
+    c.check("generate-stream's timeout is past the integration's, within Lambda's 900 s",
+            max((i.get("timeout_milliseconds", 0) for i in integrations), default=0)
+            < streamer["timeout"] * 1000 <= 900_000, str(streamer["timeout"]))
+    c.check("generate-stream runs generate's code", streamer["filename"] == generate["filename"]
+            and streamer["source_code_hash"] == generate["source_code_hash"])
+    gen_env = generate["environment"][0]["variables"]
+    c.check("generate-stream has generate's settings besides streaming",
+            {k: v for k, v in env.items() if k not in STREAMING_ENV} == gen_env, str(set(env) ^ set(gen_env)))
+    policies = ev.resources[("aws_iam_role_policy", "function")]
+    c.check("generate-stream's role has generate's permissions",
+            "generate-stream" in policies and policies["generate-stream"]["policy"] == policies["generate"]["policy"]
+            and policies["generate-stream"]["role"] == ev.resources[("aws_iam_role", "lambda")]["generate-stream"]["id"])
 
-    http_routes = {r["route_key"]: r for r in instances(ev, "aws_apigatewayv2_route")}
-    c.check("no generate route is left on the HTTP API", not set(generate_routes) & set(http_routes),
-            str(sorted(set(generate_routes) & set(http_routes))))
-    c.check("no HTTP API integration invokes generate",
-            all(generate["invoke_arn"] != i["integration_uri"] for i in instances(ev, "aws_apigatewayv2_integration")))
-    others = set(ev._local("api_routes")) - set(generate_routes)
-    c.check("every other route stays on the HTTP API, with the JWT authorizer",
-            all(r in http_routes and http_routes[r]["authorization_type"] == "JWT" for r in others),
-            str(sorted(others - set(http_routes))))
+    c.check("generate answers buffered for the HTTP API", "LAMBDA_RESPONSE_MODE" not in gen_env
+            and generate["timeout"] <= 30, f"{generate['timeout']} {gen_env.get('LAMBDA_RESPONSE_MODE')}")
+    http_routes = {r["route_key"]: r for r in instances(ev, "aws_apigatewayv2_route", "jwt")}
+    c.check("every route stays on the HTTP API, with the JWT authorizer (generate's too, buffered)",
+            all(r in http_routes and http_routes[r]["authorization_type"] == "JWT" for r in ev._local("api_routes")),
+            str(sorted(set(ev._local("api_routes")) - set(http_routes))))
+    c.check("no HTTP API integration invokes generate-stream (it answers no buffered invocation)",
+            all(i["integration_uri"] != streamer["invoke_arn"] for i in instances(ev, "aws_apigatewayv2_integration")))
 
     stage = instances(ev, "aws_api_gateway_stage", "stream")[0]
     deployment = instances(ev, "aws_api_gateway_deployment", "stream")[0]
@@ -202,6 +218,10 @@ def check_streaming_on(ev, c):
     log = instances(ev, "aws_cloudwatch_log_group", "api_stream_access")[0]
     c.check("the stage writes an access log", stage["access_log_settings"][0]["destination_arn"] == log["arn"])
     c.check("the stage is traced", stage.get("xray_tracing_enabled") is True)
+    execution = instances(ev, "aws_cloudwatch_log_group", "api_stream_execution")
+    c.check("the stage's execution log group is the module's (retention, CMK)", len(execution) == 1
+            and execution[0]["name"] == f"API-Gateway-Execution-Logs_{api['id']}/{stage['stage_name']}"
+            and execution[0].get("kms_key_id") and execution[0].get("retention_in_days"))
     http_stage = instances(ev, "aws_apigatewayv2_stage", "default")[0]["default_route_settings"][0]
     ms = instances(ev, "aws_api_gateway_method_settings", "stream")[0]
     s = ms["settings"][0]
@@ -214,8 +234,8 @@ def check_streaming_on(ev, c):
     c.check("no request/response bodies in execution logs", s.get("data_trace_enabled") is False)
 
     perms = instances(ev, "aws_lambda_permission", "stream")
-    c.check("API Gateway may invoke generate from the REST API", len(perms) == 1
-            and perms[0]["function_name"] == generate["function_name"]
+    c.check("API Gateway may invoke generate-stream from the REST API", len(perms) == 1
+            and perms[0]["function_name"] == streamer["function_name"]
             and perms[0]["principal"] == "apigateway.amazonaws.com"
             and perms[0]["source_arn"].startswith(api["execution_arn"] + "/"))
     c.check("the generate_endpoint output is the REST stage",
@@ -238,6 +258,7 @@ def check_routes_match_code(ev, c):
 
 
 def check_streaming_off(ev, c):
+    c.check("no generate-stream function", "generate-stream" not in ev.resources[("aws_lambda_function", "this")])
     c.check("no REST API resources", not any(instances(ev, t) for t in (
         "aws_api_gateway_rest_api", "aws_api_gateway_method", "aws_api_gateway_integration",
         "aws_api_gateway_stage", "aws_api_gateway_account")))
@@ -257,14 +278,14 @@ def run(infra: str) -> list[Checks]:
         ev = plan(infra, {})
         check_routes_match_code(ev, c)
         check_streaming_on(ev, c)
-    except (EvalError, tfeval.Unsupported, KeyError, IndexError) as e:
+    except Exception as e:  # noqa: BLE001 (any error is a failed check, with its reason)
         c.check("the module plans", False, f"{type(e).__name__}: {e}")
     results.append(c)
 
     c = Checks("streaming_api = false")
     try:
         check_streaming_off(plan(infra, {"streaming_api": "false"}), c)
-    except (EvalError, tfeval.Unsupported, KeyError, IndexError) as e:
+    except Exception as e:  # noqa: BLE001 (any error is a failed check, with its reason)
         c.check("the module plans", False, f"{type(e).__name__}: {e}")
     results.append(c)
 
@@ -277,7 +298,7 @@ def run(infra: str) -> list[Checks]:
         c.check("streaming_api with an external issuer is refused", "streaming_api" in str(e), str(e))
     try:
         check_streaming_off(plan(infra, dict(external, streaming_api="false")), c)
-    except (EvalError, tfeval.Unsupported, KeyError, IndexError) as e:
+    except Exception as e:  # noqa: BLE001 (any error is a failed check, with its reason)
         c.check("the module plans with streaming_api = false", False, f"{type(e).__name__}: {e}")
     results.append(c)
     return results
@@ -299,13 +320,17 @@ DEFECTS = [
      'response_transfer_mode = "BUFFERED"'),
     ("the buffered invoke URI", "streaming.tf", r'path/2021-11-15/functions/(\$\{[^}]+\})/response-streaming-invocations',
      r'path/2015-03-31/functions/\1/invocations'),
-    ("a generate route left on the HTTP API", "apigw.tf",
-     r'\{ for route, fn in local.api_routes : route => fn if fn != "generate" \}', "local.api_routes"),
+    ("the buffered generate behind the REST API", "streaming.tf",
+     r'functions/\$\{aws_lambda_function\.this\["generate-stream"\]\.arn\}', 'functions/${aws_lambda_function.this["generate"].arn}'),
+    ("a generate route dropped from the HTTP API", "apigw.tf",
+     r'for_each = local\.api_routes\n', 'for_each = { for r, f in local.api_routes : r => f if f != "generate" }\n'),
     ("a route the code serves missing from the .tf", "apigw.tf", r'\n\s*"POST /v1/embeddings"\s*= "generate"', ""),
     ("a method without the authorizer", "streaming.tf", r'authorization = "COGNITO_USER_POOLS"',
      'authorization = "NONE"'),
     ("the stage prefix kept in paths", "lambda.tf", r'AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH = "true"',
      'AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH = "false"'),
+    ("generate itself in streaming mode", "lambda.tf", r'environment          = local\.generate_environment',
+     'environment = merge(local.generate_environment, { LAMBDA_RESPONSE_MODE = "streaming" })'),
 ]
 
 

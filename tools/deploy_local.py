@@ -1207,6 +1207,9 @@ def main():
     try:
         ev = tfeval.Evaluator(a.infra, overrides)
         ev.check_validations()
+        if ev.vars["streaming_api"]:
+            raise Unsupported("streaming_api = true: ministack has no Cognito authorizers or response streaming "
+                              "for REST APIs (tools/check_streaming_tf.py checks those resources from the .tf)")
         region = ev.vars["aws_region"]
         d = Deployer(ev, a.endpoint, region)
         d.deploy()

@@ -35,6 +35,22 @@ def _slice(l, start, end):
     return l[start:end]
 
 
+def _split(sep, s):
+    if not isinstance(sep, str) or not isinstance(s, str) or not sep:
+        raise EvalError("split() takes a non-empty separator and a string")
+    return s.split(sep)
+
+
+class TfSet(list):
+    """A set of strings, in Terraform's (lexical) order: what for_each takes besides maps."""
+
+
+def _toset(l):
+    if not all(isinstance(x, str) for x in l):
+        raise Unsupported("toset() of other than strings")
+    return TfSet(sorted(dict.fromkeys(l)))
+
+
 def _flatten(l):
     out = []
     for x in l:
@@ -689,8 +705,8 @@ class Evaluator:
         if "for_each" in body:
             coll = self.value(body["for_each"], {})
             if isinstance(coll, list):
-                if not all(isinstance(x, str) for x in coll):
-                    raise EvalError(f"{key}: for_each over a list that is not a set of strings")
+                if not isinstance(coll, TfSet):
+                    raise EvalError(f"{key}: for_each over a list (Terraform takes a map or a set: toset())")
                 coll = {x: x for x in coll}
             if not isinstance(coll, dict):
                 raise EvalError(f"{key}: for_each over {type(coll).__name__}")
@@ -772,14 +788,13 @@ class Evaluator:
             "filebase64sha256": lambda p: base64.b64encode(
                 hashlib.sha256(self._read_file(p)).digest()).decode(),
             "format": lambda f, *a: self._format(f, a),
-            "split": lambda sep, s: s.split(sep),
+            "split": _split,
             "join": lambda sep, l: sep.join(_tf_string(x) for x in l),
             "slice": _slice,
-            "distinct": lambda l: list(dict.fromkeys(l)),
+            "distinct": lambda l: [x for i, x in enumerate(l) if x not in l[:i]],
             "flatten": _flatten,
             "range": _range,
-            # Terraform's sets of strings, in its (lexical) order; for_each takes them.
-            "toset": lambda l: sorted(dict.fromkeys(_tf_string(x) for x in l)),
+            "toset": _toset,
             "floor": lambda n: math.floor(n),
             "sha1": lambda s: hashlib.sha1(s.encode()).hexdigest(),
         }
