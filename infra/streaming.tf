@@ -39,8 +39,9 @@ locals {
   )
 
   # Lambda's streaming invocation (InvokeWithResponseStream), not the buffered
-  # 2015-03-31/.../invocations of invoke_arn.
-  generate_streaming_uri = "arn:${local.partition}:apigateway:${var.aws_region}:lambda:path/2021-11-15/functions/${aws_lambda_function.this["generate-stream"].arn}/response-streaming-invocations"
+  # 2015-03-31/.../invocations of invoke_arn. Guarded: Terraform evaluates every local,
+  # and generate-stream exists only with streaming_api.
+  generate_streaming_uri = local.streaming_api ? "arn:${local.partition}:apigateway:${var.aws_region}:lambda:path/2021-11-15/functions/${aws_lambda_function.this["generate-stream"].arn}/response-streaming-invocations" : null
 }
 
 resource "aws_api_gateway_rest_api" "stream" {

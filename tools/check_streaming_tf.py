@@ -12,8 +12,8 @@ identity provider (which streaming_api must refuse).
     tools/check_streaming_tf.py [--infra DIR] [--self-test]
 
 --self-test also runs the checks on copies of infra/ with one defect each (a buffered
-integration, the buffered invoke URI, the buffered generate behind the REST API, a route
-missing, a generate route dropped from the HTTP API, a method without the authorizer, the
+integration, the buffered invoke URI, the buffered generate behind the REST API, an unguarded
+reference to generate-stream, a route missing, a generate route dropped from the HTTP API, a method without the authorizer, the
 stage kept in paths, generate itself in streaming mode) and fails unless every copy is refused.
 Exits non-zero on any failed check.
 """
@@ -85,6 +85,12 @@ def plan(infra: str, overrides: dict) -> tfeval.Evaluator:
             progressed = True
         if not progressed:
             raise EvalError(f"resources that refer to each other in a cycle: {sorted(pending)}")
+    # Terraform evaluates every local and output, used or not: so must the plan (a local
+    # that indexes a resource instance absent in this configuration fails the plan).
+    for name in ev.module["locals"]:
+        ev._local(name)
+    for name, body in ev.module["output"].items():
+        ev.value(body["value"], {})
     return ev
 
 
@@ -325,6 +331,8 @@ DEFECTS = [
     ("a generate route dropped from the HTTP API", "apigw.tf",
      r'for_each = local\.api_routes\n', 'for_each = { for r, f in local.api_routes : r => f if f != "generate" }\n'),
     ("a route the code serves missing from the .tf", "apigw.tf", r'\n\s*"POST /v1/embeddings"\s*= "generate"', ""),
+    ("an unguarded reference to generate-stream", "streaming.tf",
+     r'generate_streaming_uri = local\.streaming_api \? (.*) : null\n', r'generate_streaming_uri = \1\n'),
     ("a method without the authorizer", "streaming.tf", r'authorization = "COGNITO_USER_POOLS"',
      'authorization = "NONE"'),
     ("the stage prefix kept in paths", "lambda.tf", r'AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH = "true"',
@@ -347,8 +355,10 @@ def self_test(infra: str) -> bool:
                 ok = False
                 continue
             (copy / fname).write_text(broken)
-            # A defect must fail a check, not stop the plan.
-            failed = [f for c in run(str(copy)) for f in c.failed if not f.startswith("the module plans")]
+            # A defect must fail a check, or the plan as Terraform would (EvalError), not
+            # break the files (a parse error would prove nothing).
+            failed = [f for c in run(str(copy)) for f in c.failed
+                      if not f.startswith("the module plans") or ": EvalError: " in f]
             print(f"check-streaming-tf: self-test: {what}: " +
                   (f"refused ({failed[0]})" if failed else "NOT refused"))
             ok = ok and bool(failed)
