@@ -155,20 +155,15 @@ resource "aws_api_gateway_deployment" "stream" {
   depends_on = [aws_api_gateway_method.stream, aws_api_gateway_integration.stream]
 }
 
-resource "aws_cloudwatch_log_group" "api_stream_access" {
-  count = local.streaming
+# The stage's access log, and its execution log group, which API Gateway would otherwise
+# create itself on the first error (unencrypted, kept forever, left behind by destroy).
+resource "aws_cloudwatch_log_group" "api_stream" {
+  for_each = local.streaming_api ? {
+    access    = "/aws/apigateway/${var.name_prefix}-stream"
+    execution = "API-Gateway-Execution-Logs_${aws_api_gateway_rest_api.stream[0].id}/stream"
+  } : {}
 
-  name              = "/aws/apigateway/${var.name_prefix}-stream"
-  retention_in_days = var.log_retention_days
-  kms_key_id        = aws_kms_key.this.arn
-}
-
-# The stage's execution log group, which API Gateway would otherwise create itself on the
-# first error (unencrypted, kept forever, left behind by destroy).
-resource "aws_cloudwatch_log_group" "api_stream_execution" {
-  count = local.streaming
-
-  name              = "API-Gateway-Execution-Logs_${aws_api_gateway_rest_api.stream[0].id}/stream"
+  name              = each.value
   retention_in_days = var.log_retention_days
   kms_key_id        = aws_kms_key.this.arn
 }
@@ -187,7 +182,7 @@ resource "aws_api_gateway_stage" "stream" {
   xray_tracing_enabled = true
 
   access_log_settings {
-    destination_arn = aws_cloudwatch_log_group.api_stream_access[0].arn
+    destination_arn = aws_cloudwatch_log_group.api_stream["access"].arn
     format = jsonencode({
       requestId          = "$context.requestId"
       ip                 = "$context.identity.sourceIp"
@@ -204,7 +199,7 @@ resource "aws_api_gateway_stage" "stream" {
     })
   }
 
-  depends_on = [aws_api_gateway_account.this, aws_cloudwatch_log_group.api_stream_execution]
+  depends_on = [aws_api_gateway_account.this, aws_cloudwatch_log_group.api_stream]
 }
 
 # The same throttling as the HTTP API's routes, on every method of the stage.

@@ -221,13 +221,14 @@ def check_streaming_on(ev, c):
     deployment = instances(ev, "aws_api_gateway_deployment", "stream")[0]
     c.check("the stage serves the deployment", stage["deployment_id"] == deployment["id"])
     c.check("the deployment is redeployed on change", bool(deployment["triggers"].get("redeployment")))
-    log = instances(ev, "aws_cloudwatch_log_group", "api_stream_access")[0]
+    logs = ev.resources[("aws_cloudwatch_log_group", "api_stream")]
+    log = logs["access"]
     c.check("the stage writes an access log", stage["access_log_settings"][0]["destination_arn"] == log["arn"])
     c.check("the stage is traced", stage.get("xray_tracing_enabled") is True)
-    execution = instances(ev, "aws_cloudwatch_log_group", "api_stream_execution")
-    c.check("the stage's execution log group is the module's (retention, CMK)", len(execution) == 1
-            and execution[0]["name"] == f"API-Gateway-Execution-Logs_{api['id']}/{stage['stage_name']}"
-            and execution[0].get("kms_key_id") and execution[0].get("retention_in_days"))
+    execution = logs.get("execution")
+    c.check("the stage's execution log group is the module's (retention, CMK)", execution is not None
+            and execution["name"] == f"API-Gateway-Execution-Logs_{api['id']}/{stage['stage_name']}"
+            and execution.get("kms_key_id") and execution.get("retention_in_days"))
     http_stage = instances(ev, "aws_apigatewayv2_stage", "default")[0]["default_route_settings"][0]
     ms = instances(ev, "aws_api_gateway_method_settings", "stream")[0]
     s = ms["settings"][0]
